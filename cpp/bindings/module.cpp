@@ -1,0 +1,33 @@
+// The hrnn._core extension module: conversions only; the work is done by the core with the GIL released.
+#include <pybind11/pybind11.h>
+
+#include "hrnn/errors.h"
+
+namespace py = pybind11;
+
+namespace hrnn_py {
+void bind_engine(py::module_& m);
+void bind_window(py::module_& m);
+}  // namespace hrnn_py
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "hrnn native core";
+  py::register_exception<hrnn::Interrupted>(m, "Interrupted", PyExc_KeyboardInterrupt);
+  m.def("build_info", [] {
+    py::dict d;
+#ifdef HRNN_HAVE_OPENMP
+    d["openmp"] = true;
+#else
+    d["openmp"] = false;
+#endif
+#ifdef HRNN_HAVE_CUDA
+    d["cuda_compiled"] = true;
+#else
+    d["cuda_compiled"] = false;
+#endif
+    d["compiler"] = __VERSION__;
+    return d;
+  });
+  hrnn_py::bind_window(m);
+  hrnn_py::bind_engine(m);
+}

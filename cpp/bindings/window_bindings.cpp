@@ -1,0 +1,127 @@
+// window_loss_grad: one training window's loss, states and gradients, for the equivalence and
+// gradient tests against tests/reference.py.
+#include <string>
+
+#include "convert.h"
+#include "hrnn/errors.h"
+#include "hrnn/window.h"
+
+namespace hrnn_py {
+namespace {
+
+hrnn::Params params_from_dict(const py::dict& d) {
+  if (!d.contains("E")) throw std::invalid_argument("params must contain 'E'");
+  auto E = d["E"].cast<Arr<float>>();
+  if (E.ndim() != 2) throw std::invalid_argument("E must be 2-D");
+  hrnn::Params P(E.shape(0), static_cast<int>(E.shape(1)), !d.contains("O"));
+  for (const auto& name : P.names()) {
+    if (!d.contains(name.c_str())) throw std::invalid_argument("params is missing '" + name + "'");
+    auto a = d[name.c_str()].cast<Arr<float>>();
+    auto shape = P.shape(name);
+    const float* src = checked(a, std::vector<py::ssize_t>(shape.begin(), shape.end()), name);
+    auto& dst = P.block(name);
+    std::copy(src, src + dst.size(), dst.begin());
+  }
+  return P;
+}
+
+template <class T>
+void fill(std::vector<T>& dst, const py::dict& w, const char* key, std::vector<py::ssize_t> shape) {
+  if (!w.contains(key)) throw std::invalid_argument(std::string("window is missing '") + key + "'");
+  auto a = w[key].cast<Arr<T>>();
+  const T* src = checked(a, shape, key);
+  dst.assign(src, src + a.size());
+}
+
+py::dict window_loss_grad(const py::dict& params, const py::dict& w, const std::string& loss, bool logq,
+                          float bpreg, float dropout, int num_threads) {
+  hrnn::Params P = params_from_dict(params);
+  const int H = P.H;
+  auto items = w["items"].cast<Arr<int32_t>>();
+  auto negs = w["negatives"].cast<Arr<int32_t>>();
+  if (items.ndim() != 2 || negs.ndim() != 2) throw std::invalid_argument("items and negatives must be 2-D");
+  const int T = static_cast<int>(items.shape(0)), B = static_cast<int>(items.shape(1));
+  const int S = static_cast<int>(negs.shape(1));
+  hrnn::Window win;
+  win.resize(T, B, S, H);
+  fill(win.items, w, "items", {T, B});
+  fill(win.targets, w, "targets", {T, B});
+  fill(win.gaps, w, "gaps", {T, B});
+  fill(win.weights, w, "weights", {T, B});
+  fill(win.negatives, w, "negatives", {T, S});
+  fill(win.u_init, w, "u_init", {B, H});
+  fill(win.h_init, w, "h_init", {B, H});
+  std::vector<uint8_t> fresh, news;
+  fill(fresh, w, "fresh", {T, B});
+  fill(news, w, "new_session", {T, B});
+  for (size_t i = 0; i < fresh.size(); ++i) win.flags[i] = (fresh[i] ? 1 : 0) | (news[i] ? 2 : 0);
+  std::vector<float> lq;
+  fill(lq, w, "logq", {P.n_items});
+  win.validate(P.n_items);
+
+  hrnn::WindowConfig cfg;
+  if (loss == "softmax") cfg.loss.kind = hrnn::LossKind::Softmax;
+  else if (loss == "bpr-max") cfg.loss.kind = hrnn::LossKind::BprMax;
+  else throw std::invalid_argument("loss must be 'softmax' or 'bpr-max', got '" + loss + "'");
+  cfg.loss.logq = logq;
+  cfg.loss.bpreg = bpreg;
+  cfg.dropout = dropout;
+  cfg.num_threads = num_threads;
+
+  hrnn::WindowEngine engine;
+  hrnn::Gradients g;
+  hrnn::WindowResult res;
+  {
+    py::gil_scoped_release release;
+    res = engine.run(P, win, lq.data(), cfg, g);
+  }
+
+  py::array_t<float> h({T, B, H}), u({T, B, H});
+  for (int b = 0; b < B; ++b) {
+    const float* uc = win.u_init.data() + static_cast<int64_t>(b) * H;
+    const float* hc = win.h_init.data() + static_cast<int64_t>(b) * H;
+    for (int t = 0; t < T; ++t) {
+      if (win.items[static_cast<size_t>(t) * B + b] >= 0) uc = engine.u_at(t, b), hc = engine.h_at(t, b);
+      std::copy(uc, uc + H, u.mutable_data(t, b, 0));
+      std::copy(hc, hc + H, h.mutable_data(t, b, 0));
+    }
+  }
+  py::dict grads;
+  g.dense.for_each([&](const char* name, const std::vector<float>& v) {
+    auto shape = P.shape(name);
+    grads[name] = copy_out(v.data(), std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  });
+  const int64_t N = P.n_items;
+  py::array_t<float> gE({N, static_cast<int64_t>(H)}), gO({N, static_cast<int64_t>(H)}), gb(N);
+  std::fill(gE.mutable_data(), gE.mutable_data() + gE.size(), 0.f);
+  std::fill(gO.mutable_data(), gO.mutable_data() + gO.size(), 0.f);
+  std::fill(gb.mutable_data(), gb.mutable_data() + gb.size(), 0.f);
+  for (int64_t i = 0; i < N; ++i) {
+    if (const float* r = g.emb.row(i)) std::copy(r, r + H, gE.mutable_data(i, 0));
+    if (const float* r = g.out.row(i)) {
+      float* dst = P.tied ? gE.mutable_data(i, 0) : gO.mutable_data(i, 0);
+      for (int k = 0; k < H; ++k) dst[k] += r[k];
+      gb.mutable_data()[i] = r[H];
+    }
+  }
+  grads["E"] = gE;
+  if (!P.tied) grads["O"] = gO;
+  grads["bo"] = gb;
+
+  py::dict out;
+  out["loss"] = res.n_targets > 0 ? res.loss_sum / res.n_targets : 0.0;
+  out["h"] = h;
+  out["u"] = u;
+  out["grads"] = grads;
+  return out;
+}
+
+}  // namespace
+
+void bind_window(py::module_& m) {
+  m.def("window_loss_grad", &window_loss_grad, py::arg("params"), py::arg("window"), py::arg("loss") = "softmax",
+        py::arg("logq") = true, py::arg("bpreg") = 1.0f, py::arg("dropout") = 0.0f, py::arg("num_threads") = 1,
+        "Loss, states and gradients of one training window (docs/engine.md).");
+}
+
+}  // namespace hrnn_py

@@ -1,0 +1,29 @@
+// Row-wise vector kernels that everything else is written in. Weights are row-major [J, K].
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+namespace hrnn {
+
+inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+inline float dot(const float* __restrict a, const float* __restrict b, int n) {
+  float s = 0.f;
+#pragma omp simd reduction(+ : s)
+  for (int i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+inline void axpy(float a, const float* __restrict x, float* __restrict y, int n) {
+#pragma omp simd
+  for (int i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// y[j] += W[j, :] . x  for j in [0, J)
+void matvec_add(const float* W, int J, int K, const float* x, float* y);
+// y[k] += sum_j d[j] W[j, k]
+void matvec_t_add(const float* W, int J, int K, const float* d, float* y);
+// dW[j, k] += d[j] x[k]
+void outer_add(float* dW, int J, int K, const float* d, const float* x);
+
+}  // namespace hrnn

@@ -1,0 +1,82 @@
+// A training window (docs/engine.md, "A training window"): T steps of B lanes, forward, loss and the
+// exact backward pass, with gradients for the dense blocks and the touched rows of the item tables.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "hrnn/loss.h"
+#include "hrnn/params.h"
+
+namespace hrnn {
+
+struct Window {
+  int T = 0, B = 0, S = 0;
+  std::vector<int32_t> items, targets;  // [T*B]; -1 = inactive lane / no target
+  std::vector<float> gaps, weights;     // [T*B]
+  std::vector<uint8_t> flags;           // [T*B] StepFlags
+  std::vector<int32_t> negatives;       // [T*S]
+  std::vector<float> u_init, h_init;    // [B*H] lane states entering the window (constants)
+
+  void resize(int T, int B, int S, int H);
+  // Throws std::invalid_argument if an index is out of range or a flag is inconsistent.
+  void validate(int64_t n_items) const;
+};
+
+// Gradient rows of one per-item table, for the rows a window touched.
+struct SparseGrad {
+  int width = 0;
+  std::vector<int32_t> slot_of;  // [n_items], -1 = untouched
+  std::vector<int32_t> rows;     // slot -> item
+  std::vector<float> grad;       // [rows.size() * width]
+
+  void reset(int64_t n_items, int width);
+  void clear();  // O(touched rows)
+  void touch(int32_t item);
+  void zero_grads() { grad.assign(rows.size() * static_cast<size_t>(width), 0.f); }
+  const float* row(int32_t item) const {
+    const int32_t s = slot_of[item];
+    return s < 0 ? nullptr : grad.data() + static_cast<int64_t>(s) * width;
+  }
+};
+
+struct Gradients {
+  Dense dense;
+  SparseGrad emb;  // rows of E that were inputs (width H)
+  SparseGrad out;  // rows of O (or E when tied) that were candidates, plus their bias (width H + 1)
+  void reset(const Params& P);
+};
+
+struct WindowConfig {
+  LossConfig loss;
+  float dropout = 0.f;
+  uint64_t dropout_seed = 0;  // masks are drawn per (window, step, lane): thread-count independent
+  int num_threads = 1;
+};
+
+struct WindowResult {
+  double loss_sum = 0.0;  // sum of weight * loss over (t, b) with a target
+  int64_t n_targets = 0;
+};
+
+class WindowEngine {
+ public:
+  // Gradients are of loss_sum / n_targets (the window loss); `logq` has one entry per item.
+  WindowResult run(const Params& P, const Window& w, const float* logq, const WindowConfig& cfg,
+                   Gradients& g);
+  // The state leaving step t of lane b (valid after run, for active (t, b)).
+  const float* u_at(int t, int b) const;
+  const float* h_at(int t, int b) const;
+  // The lane's state after the window (its last active step, or the initial state).
+  const float* final_u(int b) const { return last_u_[b]; }
+  const float* final_h(int b) const { return last_h_[b]; }
+
+ private:
+  const float* cache_at(int t, int b) const;
+  int H_ = 0, B_ = 0;
+  std::vector<float> cache_, dh_loss_, dx_, hout_, dl_, dh_carry_, du_carry_, scratch_;
+  std::vector<uint8_t> has_loss_;
+  std::vector<const float*> last_u_, last_h_;
+  std::vector<Dense> thread_grads_;
+};
+
+}  // namespace hrnn

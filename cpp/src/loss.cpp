@@ -1,0 +1,79 @@
+#include "hrnn/loss.h"
+
+#include <cmath>
+#include <limits>
+
+#include "hrnn/kernels.h"
+
+namespace hrnn {
+namespace {
+
+float softmax_ce(bool logq, const float* r, const float* logq_c, const uint8_t* inc, int C, int own,
+                 float scale, float* dr) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int c = 0; c < C; ++c) {
+    if (!inc[c]) continue;
+    const float l = logq ? r[c] - logq_c[c] : r[c];
+    dr[c] = l;
+    m = l > m ? l : m;
+  }
+  double Z = 0.0;
+  for (int c = 0; c < C; ++c) {
+    if (!inc[c]) {
+      dr[c] = 0.f;
+      continue;
+    }
+    dr[c] = std::exp(dr[c] - m);
+    Z += dr[c];
+  }
+  const float l_own = logq ? r[own] - logq_c[own] : r[own];
+  const float ce = static_cast<float>(std::log(Z) + m - l_own);
+  const float inv = static_cast<float>(1.0 / Z);
+  for (int c = 0; c < C; ++c) dr[c] *= inv * scale;
+  dr[own] -= scale;
+  return ce;
+}
+
+float bpr_max(float bpreg, const float* r, const uint8_t* inc, int C, int own, float scale, float* dr) {
+  constexpr double kEps = 1e-24;
+  float m = -std::numeric_limits<float>::infinity();
+  for (int c = 0; c < C; ++c)
+    if (inc[c] && c != own && r[c] > m) m = r[c];
+  // dr holds s_j (softmax over the negatives) until the gradient is formed.
+  double Z = 0.0;
+  for (int c = 0; c < C; ++c) {
+    dr[c] = (inc[c] && c != own) ? std::exp(r[c] - m) : 0.f;
+    Z += dr[c];
+  }
+  double A = 0.0, R = 0.0, Bsum = 0.0;  // Bsum = sum_j s_j sig_j (1 - sig_j)
+  for (int c = 0; c < C; ++c) {
+    if (dr[c] == 0.f) continue;
+    dr[c] = static_cast<float>(dr[c] / Z);
+    const double sig = sigmoidf(r[own] - r[c]);
+    A += dr[c] * sig;
+    R += dr[c] * double(r[c]) * r[c];
+    Bsum += dr[c] * sig * (1.0 - sig);
+  }
+  const double inv = 1.0 / (A + kEps);
+  const float ce = static_cast<float>(-std::log(A + kEps) + bpreg * R);
+  for (int c = 0; c < C; ++c) {
+    const double s = dr[c];
+    if (s == 0.0) continue;
+    const double sig = sigmoidf(r[own] - r[c]);
+    const double g = -inv * (s * (sig - A) - s * sig * (1.0 - sig)) +
+                     bpreg * s * (2.0 * r[c] + double(r[c]) * r[c] - R);
+    dr[c] = static_cast<float>(scale * g);
+  }
+  dr[own] = static_cast<float>(scale * (-inv * Bsum));
+  return ce;
+}
+
+}  // namespace
+
+float row_loss(const LossConfig& cfg, const float* r, const float* logq_c, const uint8_t* included,
+               int C, int own, float scale, float* dr) {
+  if (cfg.kind == LossKind::Softmax) return softmax_ce(cfg.logq, r, logq_c, included, C, own, scale, dr);
+  return bpr_max(cfg.bpreg, r, included, C, own, scale, dr);
+}
+
+}  // namespace hrnn

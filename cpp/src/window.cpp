@@ -1,0 +1,235 @@
+#include "hrnn/window.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "hrnn/errors.h"
+#include "hrnn/kernels.h"
+#include "hrnn/parallel.h"
+#include "hrnn/rng.h"
+#include "hrnn/step.h"
+
+namespace hrnn {
+
+void Window::resize(int T_, int B_, int S_, int H) {
+  T = T_, B = B_, S = S_;
+  const size_t tb = static_cast<size_t>(T) * B;
+  items.assign(tb, -1);
+  targets.assign(tb, -1);
+  gaps.assign(tb, 0.f);
+  weights.assign(tb, 1.f);
+  flags.assign(tb, 0);
+  negatives.assign(static_cast<size_t>(T) * S, 0);
+  u_init.assign(static_cast<size_t>(B) * H, 0.f);
+  h_init.assign(static_cast<size_t>(B) * H, 0.f);
+}
+
+void Window::validate(int64_t n_items) const {
+  const size_t tb = static_cast<size_t>(T) * B;
+  require(T > 0 && B > 0 && S >= 0, "window sizes must be positive");
+  require(items.size() == tb && targets.size() == tb && gaps.size() == tb && weights.size() == tb &&
+              flags.size() == tb && negatives.size() == static_cast<size_t>(T) * S,
+          "window arrays do not match its sizes");
+  for (size_t i = 0; i < tb; ++i) {
+    require(items[i] >= -1 && items[i] < n_items, "window item out of range: " + std::to_string(items[i]));
+    require(targets[i] >= -1 && targets[i] < n_items,
+            "window target out of range: " + std::to_string(targets[i]));
+    require(items[i] >= 0 || targets[i] < 0, "a target needs an input item at the same step");
+    require(std::isfinite(weights[i]) && weights[i] >= 0.f, "loss weights must be finite and >= 0");
+    require(std::isfinite(gaps[i]), "gaps must be finite");
+  }
+  for (int32_t n : negatives)
+    require(n >= 0 && n < n_items, "negative sample out of range: " + std::to_string(n));
+}
+
+void SparseGrad::reset(int64_t n_items, int width_) {
+  width = width_;
+  if (slot_of.size() != static_cast<size_t>(n_items)) slot_of.assign(n_items, -1);
+  clear();
+}
+
+void SparseGrad::clear() {
+  for (int32_t item : rows) slot_of[item] = -1;
+  rows.clear();
+}
+
+void SparseGrad::touch(int32_t item) {
+  if (slot_of[item] >= 0) return;
+  slot_of[item] = static_cast<int32_t>(rows.size());
+  rows.push_back(item);
+}
+
+void Gradients::reset(const Params& P) {
+  if (dense.u0.size() != static_cast<size_t>(P.H)) dense.resize(P.H);
+  emb.reset(P.n_items, P.H);
+  out.reset(P.n_items, P.H + 1);
+}
+
+const float* WindowEngine::cache_at(int t, int b) const {
+  return cache_.data() + (static_cast<int64_t>(t) * B_ + b) * StepCache::floats(H_);
+}
+const float* WindowEngine::u_at(int t, int b) const { return cache_at(t, b) + StepCache::U * H_; }
+const float* WindowEngine::h_at(int t, int b) const { return cache_at(t, b) + StepCache::Hout * H_; }
+
+WindowResult WindowEngine::run(const Params& P, const Window& w, const float* logq,
+                               const WindowConfig& cfg, Gradients& g) {
+  const int H = P.H, T = w.T, B = w.B, S = w.S, C = B + S;
+  const int64_t TB = static_cast<int64_t>(T) * B;
+  H_ = H, B_ = B;
+  require(w.u_init.size() == static_cast<size_t>(B) * H && w.h_init.size() == w.u_init.size(),
+          "window initial states do not match the hidden dimension");
+  require(cfg.dropout >= 0.f && cfg.dropout < 1.f, "dropout must be in [0, 1)");
+  const int nt = std::max(1, std::min(resolve_threads(cfg.num_threads), B));
+
+  // Serial bookkeeping: which table rows this window touches, and how many targets it has.
+  g.reset(P);
+  int64_t n_targets = 0;
+  for (int64_t i = 0; i < TB; ++i) {
+    if (w.items[i] >= 0) g.emb.touch(w.items[i]);
+    if (w.items[i] >= 0 && w.targets[i] >= 0) {
+      g.out.touch(w.targets[i]);
+      ++n_targets;
+    }
+  }
+  for (int32_t n : w.negatives) g.out.touch(n);
+  g.emb.zero_grads();
+  g.out.zero_grads();
+  g.dense.zero();
+
+  const size_t cf = StepCache::floats(H);
+  cache_.resize(TB * cf);
+  dh_loss_.assign(TB * H, 0.f);
+  dx_.resize(TB * H);
+  hout_.resize(static_cast<size_t>(B) * H);
+  dl_.resize(static_cast<size_t>(B) * C);
+  has_loss_.assign(B, 0);
+  dh_carry_.assign(static_cast<size_t>(B) * H, 0.f);
+  du_carry_.assign(static_cast<size_t>(B) * H, 0.f);
+  last_u_.resize(B);
+  last_h_.resize(B);
+  for (int b = 0; b < B; ++b) {
+    last_u_[b] = w.u_init.data() + static_cast<int64_t>(b) * H;
+    last_h_[b] = w.h_init.data() + static_cast<int64_t>(b) * H;
+  }
+  if (thread_grads_.size() < static_cast<size_t>(nt)) thread_grads_.resize(nt);
+  const size_t per_thread_scratch = 8 * H + 3 * static_cast<size_t>(C) + H;
+  scratch_.resize(per_thread_scratch * nt);
+  std::vector<double> loss_by_thread(nt, 0.0);
+
+  const float scale_base = n_targets > 0 ? 1.f / static_cast<float>(n_targets) : 0.f;
+  const float keep = 1.f - cfg.dropout;
+  const float* out_rows = P.out_rows();
+  std::vector<int32_t> col_items(C);
+
+  parallel_team(nt, [&](int th, int team) {
+    // Lanes [b0, b1) belong to this thread; table rows of item i to thread i % team.
+    const int b0 = static_cast<int>(static_cast<int64_t>(B) * th / team);
+    const int b1 = static_cast<int>(static_cast<int64_t>(B) * (th + 1) / team);
+    Dense& gd = thread_grads_[th];
+    if (gd.u0.size() != static_cast<size_t>(H)) gd.resize(H);
+    gd.zero();
+    float* scratch = scratch_.data() + per_thread_scratch * th;
+    float* r = scratch + 8 * H;
+    float* lq = r + C;
+    uint8_t* inc = reinterpret_cast<uint8_t*>(lq + C);  // C bytes fit in C floats
+    float* mask = lq + 2 * C;                             // H floats: dropout mask
+    double loss = 0.0;
+
+    for (int t = 0; t < T; ++t) {
+      const int32_t* tg = w.targets.data() + static_cast<int64_t>(t) * B;
+      const int32_t* ng = w.negatives.data() + static_cast<int64_t>(t) * S;
+#pragma omp single
+      {
+        std::copy(tg, tg + B, col_items.begin());
+        std::copy(ng, ng + S, col_items.begin() + B);
+      }  // implicit barrier
+      for (int b = b0; b < b1; ++b) {
+        const int64_t i = static_cast<int64_t>(t) * B + b;
+        has_loss_[b] = 0;
+        const int32_t item = w.items[i];
+        if (item < 0) continue;
+        float* cache = cache_.data() + i * cf;
+        const float* x = P.E.data() + static_cast<int64_t>(item) * H;
+        step_forward(P, x, w.gaps[i], w.flags[i], last_u_[b], last_h_[b], cache);
+        last_u_[b] = cache + StepCache::U * H;
+        last_h_[b] = cache + StepCache::Hout * H;
+        const int32_t y = w.targets[i];
+        if (y < 0) continue;
+
+        float* ho = hout_.data() + static_cast<int64_t>(b) * H;
+        std::memcpy(ho, last_h_[b], sizeof(float) * H);
+        if (cfg.dropout > 0.f) {
+          Rng rng(cfg.dropout_seed, t + 1, b + 1);
+          for (int k = 0; k < H; ++k) {
+            mask[k] = rng.uniformf() < keep ? 1.f / keep : 0.f;
+            ho[k] *= mask[k];
+          }
+        }
+        for (int c = 0; c < C; ++c) {
+          const int32_t it = col_items[c];
+          inc[c] = c == b || (it >= 0 && it != y);
+          if (!inc[c]) continue;
+          r[c] = dot(ho, out_rows + static_cast<int64_t>(it) * H, H) + P.bo[it];
+          lq[c] = logq[it];
+        }
+        float* dlb = dl_.data() + static_cast<int64_t>(b) * C;
+        loss += w.weights[i] * row_loss(cfg.loss, r, lq, inc, C, b, w.weights[i] * scale_base, dlb);
+        float* dho = dh_loss_.data() + i * H;
+        for (int c = 0; c < C; ++c)
+          if (dlb[c] != 0.f) axpy(dlb[c], out_rows + static_cast<int64_t>(col_items[c]) * H, dho, H);
+        if (cfg.dropout > 0.f)
+          for (int k = 0; k < H; ++k) dho[k] *= mask[k];
+        has_loss_[b] = 1;
+      }
+#pragma omp barrier
+      for (int c = 0; c < C; ++c) {
+        const int32_t it = col_items[c];
+        if (it < 0 || it % team != th) continue;
+        float* gr = g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[it]) * (H + 1);
+        for (int b = 0; b < B; ++b) {
+          if (!has_loss_[b]) continue;
+          const float d = dl_[static_cast<int64_t>(b) * C + c];
+          if (d == 0.f) continue;
+          axpy(d, hout_.data() + static_cast<int64_t>(b) * H, gr, H);
+          gr[H] += d;
+        }
+      }
+#pragma omp barrier
+    }
+
+    for (int t = T - 1; t >= 0; --t) {
+      for (int b = b0; b < b1; ++b) {
+        const int64_t i = static_cast<int64_t>(t) * B + b;
+        const int32_t item = w.items[i];
+        if (item < 0) continue;
+        float* dh = dh_carry_.data() + static_cast<int64_t>(b) * H;
+        float* du = du_carry_.data() + static_cast<int64_t>(b) * H;
+        axpy(1.f, dh_loss_.data() + i * H, dh, H);
+        step_backward(P, P.E.data() + static_cast<int64_t>(item) * H, w.gaps[i], w.flags[i],
+                      cache_.data() + i * cf, dh, du, dx_.data() + i * H, gd, scratch);
+      }
+    }
+#pragma omp barrier
+    for (int64_t i = 0; i < TB; ++i) {
+      const int32_t item = w.items[i];
+      if (item < 0 || item % team != th) continue;
+      axpy(1.f, dx_.data() + i * H, g.emb.grad.data() + static_cast<int64_t>(g.emb.slot_of[item]) * H, H);
+    }
+    loss_by_thread[th] = loss;
+  });
+
+  // Dense gradients: the per-thread sums, added in thread order.
+  for (int th = 0; th < nt; ++th) {
+    std::vector<std::vector<float>*> dst, src;
+    g.dense.for_each([&](const char*, std::vector<float>& v) { dst.push_back(&v); });
+    thread_grads_[th].for_each([&](const char*, std::vector<float>& v) { src.push_back(&v); });
+    for (size_t k = 0; k < dst.size(); ++k) axpy(1.f, src[k]->data(), dst[k]->data(), static_cast<int>(dst[k]->size()));
+  }
+  WindowResult res;
+  for (double l : loss_by_thread) res.loss_sum += l;
+  res.n_targets = n_targets;
+  return res;
+}
+
+}  // namespace hrnn

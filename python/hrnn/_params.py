@@ -1,0 +1,59 @@
+"""HRNN's hyperparameters: defaults, ranges and their validation."""
+from __future__ import annotations
+
+import numbers
+
+# name: (kind, lower, upper) ; kind is "int", "float", "bool" or a tuple of allowed strings.
+SPECS = {
+    "hidden_dimension": ("int", 32, 256),
+    "bptt": ("int", 1, 32),
+    "recency_mask": ("bool", None, None),
+    "min_user_history_length_percentile": ("float", 0.0, 1.0),
+    "max_user_history_length_percentile": ("float", 0.0, 1.0),
+    "event_value_threshold": ("float?", None, None),
+    "epochs": ("int", 1, 10_000),
+    "batch_size": ("int", 1, 65_536),
+    "learning_rate": ("float", 1e-6, 10.0),
+    "optimizer": (("adagrad", "adam"), None, None),
+    "momentum": ("float", 0.0, 0.999),
+    "n_sample": ("int", 0, 1 << 20),
+    "sample_alpha": ("float", 0.0, 2.0),
+    "loss": (("softmax", "bpr-max"), None, None),
+    "bpreg": ("float", 0.0, 100.0),
+    "logq": ("bool", None, None),
+    "dropout": ("float", 0.0, 0.9),
+    "tie_embeddings": ("bool", None, None),
+    "session_gap": ("float", 1.0, 1e9),
+    "recency_half_life": ("float?", 1.0, 1e12),
+    "num_threads": ("int", 0, 4096),
+    "random_state": ("int?", 0, 2**63 - 1),
+    "device": (("cpu", "cuda"), None, None),
+    "show_progress": ("bool", None, None),
+}
+
+
+def check(name: str, value):
+    """Raise TypeError / ValueError naming ``name`` unless ``value`` fits its spec."""
+    kind, lo, hi = SPECS[name]
+    optional = isinstance(kind, str) and kind.endswith("?")
+    if optional:
+        if value is None:
+            return
+        kind = kind[:-1]
+    if isinstance(kind, tuple):
+        if value not in kind:
+            raise ValueError(f"{name} must be one of {list(kind)}, got {value!r}")
+        return
+    if kind == "bool":
+        if not isinstance(value, (bool,)) and type(value).__name__ != "bool_":
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+        return
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if value != value:  # NaN
+        raise ValueError(f"{name} must be a number, got NaN")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")

@@ -1,0 +1,179 @@
+"""Validation helpers behind ``hrnn.data.read_interactions``: loading, column matching, checks.
+
+Kept apart from data.py so that each file stays small; the public entry point is
+``hrnn.data.read_interactions``.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+
+USER_ID, ITEM_ID, TIMESTAMP = "USER_ID", "ITEM_ID", "TIMESTAMP"
+EVENT_TYPE, EVENT_VALUE, SESSION_ID = "EVENT_TYPE", "EVENT_VALUE", "SESSION_ID"
+REQUIRED = (USER_ID, ITEM_ID, TIMESTAMP)
+OPTIONAL = (EVENT_TYPE, EVENT_VALUE, SESSION_ID)
+CANONICAL = REQUIRED + OPTIONAL
+
+
+def load(source) -> pd.DataFrame:
+    """Turn any accepted source into a DataFrame without copying what it does not have to."""
+    if isinstance(source, pd.DataFrame):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return read_file(os.fspath(source))
+    if isinstance(source, dict):
+        return pd.DataFrame(source)
+    if isinstance(source, (tuple, list)):
+        if len(source) != 3 or any(isinstance(a, (str, bytes)) or not hasattr(a, "__len__")
+                                   for a in source):
+            raise ValueError("a tuple/list source must hold exactly 3 arrays: "
+                             "(users, items, timestamps)")
+        lengths = {len(a) for a in source}
+        if len(lengths) != 1:
+            raise ValueError(f"users, items and timestamps have different lengths: "
+                             f"{[len(a) for a in source]}")
+        return pd.DataFrame(dict(zip(REQUIRED, source)))
+    raise TypeError(f"cannot read interactions from {type(source).__name__}; pass a DataFrame, a "
+                    f"path to .csv/.csv.gz/.parquet, a dict of columns or (users, items, timestamps)")
+
+
+def read_file(path: str) -> pd.DataFrame:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    lower = path.lower()
+    if lower.endswith((".parquet", ".pq")):
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as e:
+            raise ImportError("reading Parquet needs pyarrow: pip install 'hrnn[parquet]'") from e
+        return pd.read_parquet(path, engine="pyarrow")
+    if lower.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv", ".tsv.gz")):
+        sep = "\t" if ".tsv" in lower else ","
+        # The C engine is as fast as pyarrow's here and does not turn ISO dates into datetimes
+        # behind the caller's back, so a file reads the same whether or not pyarrow is installed.
+        return pd.read_csv(path, sep=sep, low_memory=False)
+    raise ValueError(f"unsupported file type: {path} (expected .csv, .csv.gz or .parquet)")
+
+
+def resolve_columns(found, columns) -> dict:
+    """Map each canonical name to a source column name (or None when an optional one is absent)."""
+    mapping = {}
+    for key, name in (columns or {}).items():
+        canon = str(key).upper()
+        if canon not in CANONICAL:
+            raise ValueError(f"unknown canonical column {key!r} in columns=; expected one of "
+                             f"{', '.join(CANONICAL)}")
+        mapping[canon] = name
+    by_upper: dict = {}
+    for col in found:
+        by_upper.setdefault(str(col).upper(), []).append(col)
+    resolved = {}
+    for canon, name in mapping.items():
+        if name is None:  # explicitly switched off
+            resolved[canon] = None
+        elif name in found:
+            resolved[canon] = name
+        elif len(by_upper.get(str(name).upper(), [])) == 1:
+            resolved[canon] = by_upper[str(name).upper()][0]
+        else:
+            raise KeyError(f"column {name!r} given for {canon} not found; columns found: "
+                           f"{', '.join(map(str, found))}")
+    # A source column that the caller mapped explicitly is not auto-matched a second time
+    # (yoochoose: session_id mapped to USER_ID must not also become SESSION_ID).
+    used = {v for v in resolved.values() if v is not None}
+    for canon in CANONICAL:
+        if canon in resolved:
+            continue
+        candidates = [c for c in by_upper.get(canon, []) if c not in used]
+        if len(candidates) > 1:
+            candidates = [c for c in candidates if c == canon] or candidates
+        if len(candidates) > 1:
+            raise ValueError(f"several columns match {canon} case-insensitively: {candidates}; "
+                             f"choose one with columns={{'{canon}': ...}}")
+        if candidates:
+            resolved[canon] = candidates[0]
+        elif canon in REQUIRED:
+            raise KeyError(f"required column {canon} not found; columns found: "
+                           f"{', '.join(map(str, found)) or '(none)'}")
+    return {k: v for k, v in resolved.items() if v is not None}
+
+
+def label(canon: str, name) -> str:
+    return canon if str(name) == canon else f"{canon} (column {name!r})"
+
+
+def check_no_missing(s: pd.Series, label: str) -> None:
+    missing = s.isna().to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise ValueError(f"{label} has {int(missing.sum()):,} missing values (NaN/None); "
+                         f"first at row {row} (0-based)")
+
+
+def numeric(s: pd.Series, label: str, what: str) -> np.ndarray:
+    """float64 values of a numeric column; TypeError naming the first non-numeric value."""
+    if pd.api.types.is_bool_dtype(s) or not (
+            pd.api.types.is_numeric_dtype(s)
+            or (s.dtype == object and pd.api.types.infer_dtype(s, skipna=True)
+                in ("integer", "floating", "mixed-integer-float", "decimal", "empty"))):
+        bad = pd.tonumeric(s, errors="coerce").isna().to_numpy() & s.notna().to_numpy()
+        rows = np.flatnonzero(bad)
+        example = f"; first non-numeric value {s.iloc[rows[0]]!r} at row {rows[0]}" if len(rows) else ""
+        raise TypeError(f"{label} must be numeric ({what}), got dtype {s.dtype}{example}")
+    return s.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def timestamps(s: pd.Series, label: str) -> np.ndarray:
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_datetime64_dtype(s):
+        # Naive datetimes are taken as UTC; the unit (s/ms/us/ns) is whatever pandas stored.
+        return (s.to_numpy() - np.datetime64(0, "s")) / np.timedelta64(1, "s")
+    hint = " (convert date strings with pandas.to_datetime)" if s.dtype == object or \
+        pd.api.types.is_string_dtype(s) else ""
+    ts = numeric(s, label, "unix seconds" + hint) + 0.0  # + 0.0 turns -0.0 into 0.0
+    bad = ~np.isfinite(ts)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{label} has {int(bad.sum()):,} infinite values; first {ts[row]} "
+                         f"at row {row}")
+    neg = ts < 0
+    if neg.any():
+        row = int(np.flatnonzero(neg)[0])
+        raise ValueError(f"{label} has {int(neg.sum()):,} negative timestamps; first {ts[row]:g} "
+                         f"at row {row}")
+    median = float(np.median(ts))
+    for limit, unit, factor in ((1e17, "nanoseconds", "1e9"), (1e14, "microseconds", "1e6"),
+                                (1e11, "milliseconds", "1000")):
+        if median > limit:
+            raise ValueError(f"{label} look like {unit} (median {median:.4g}); hrnn expects unix "
+                             f"seconds: divide by {factor}")
+    return ts
+
+
+def drop_duplicates(out: pd.DataFrame) -> pd.DataFrame:
+    subset = [c for c in (USER_ID, ITEM_ID, TIMESTAMP, EVENT_TYPE) if c in out.columns]
+    # A full DataFrame.duplicated over string ids costs seconds on 10M rows; hashing the
+    # factorised codes first and checking only rows whose hash repeats is several times faster
+    # and still exact.
+    h = np.zeros(len(out), dtype=np.uint64)
+    for col, mult in zip(subset, (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
+                                  0x27D4EB2F165667C5)):
+        codes = out[col].to_numpy() if col == TIMESTAMP else pd.factorize(out[col])[0]
+        h = (h ^ codes.view(np.uint64) if col == TIMESTAMP else h ^ codes.astype(np.uint64)) \
+            * np.uint64(mult)
+        h ^= h >> np.uint64(29)
+    candidates = pd.Series(h).duplicated(keep=False).to_numpy()
+    if not candidates.any():
+        return out
+    dup = np.zeros(len(out), dtype=bool)
+    dup[candidates] = out.loc[candidates, subset].duplicated().to_numpy()
+    n = int(dup.sum())
+    if n:
+        warnings.warn(f"dropped {n:,} exact duplicate interactions (same "
+                      f"{', '.join(subset)}); {len(out) - n:,} remain", UserWarning, stacklevel=3)
+        out = out.loc[~dup].reset_index(drop=True)
+    return out

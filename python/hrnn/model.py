@@ -1,0 +1,248 @@
+"""HRNN: the gated hierarchical recurrent recommender."""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+
+from . import _core, _params
+from . import data as _data
+from ._progress import Progress
+from .base import Recommender
+
+
+class HRNN(Recommender):
+    """Hierarchical recurrent recommender with a learned, time-aware discount gate.
+
+    A session-level GRU reads each user's events in time order; its state is blended with a
+    proposal from the user-level state by a gate that depends on the item and on the time since
+    the previous event; a user-level GRU absorbs each finished session (docs/engine.md).
+
+    Parameters
+    ----------
+    hidden_dimension : int, default 43
+        Size of every state and embedding, in [32, 256] (Personalize's range).
+    bptt : int, default 32
+        Steps of truncated back-propagation through time, in [1, 32].
+    recency_mask : bool, default True
+        Weigh each event's loss, and the popularity used for negatives and cold users, by how
+        recent it is (halving every ``recency_half_life`` seconds before the log's end).
+    min_user_history_length_percentile, max_user_history_length_percentile : float
+        Users whose history length falls outside these percentiles of the length distribution
+        (defaults 0.0 and 0.99) are left out of training; they still get states.
+    event_type : str or list of str, optional
+        Train only on events of this EVENT_TYPE.
+    event_value_threshold : float, optional
+        Train only on events with EVENT_VALUE >= this.
+    epochs : int
+        Passes over the training events.
+    batch_size : int
+        Parallel user lanes per mini-batch.
+    learning_rate : float
+        Step size of the optimizer.
+    optimizer : {"adagrad", "adam"}
+        Adagrad (with optional ``momentum``) or Adam; both update only the item rows a
+        mini-batch touched.
+    momentum : float
+        Adagrad momentum, in [0, 1).
+    n_sample : int
+        Negative items drawn per step, shared by the mini-batch, in addition to the other lanes'
+        targets.
+    sample_alpha : float
+        Negatives are drawn with probability proportional to popularity ** sample_alpha.
+    loss : {"softmax", "bpr-max"}
+        Sampled softmax cross-entropy (with logQ correction when ``logq``) or GRU4Rec's BPR-max.
+    bpreg : float
+        Score regularisation of BPR-max.
+    logq : bool
+        Subtract the log sampling probability from the sampled logits (softmax only).
+    dropout : float
+        Dropout on the hidden state before scoring, in [0, 0.9].
+    tie_embeddings : bool
+        Use the input item embedding as the output item vectors.
+    session_gap : float
+        Seconds of inactivity that end a session (when the data has no SESSION_ID).
+    recency_half_life : float, optional
+        Half-life in seconds of the recency weights; None = a quarter of the log's time span.
+    num_threads : int
+        Threads for training and batch inference; 0 = all cores.
+    random_state : int, optional
+        Seed; with ``num_threads=1`` two fits give bit-identical models.
+    device : {"cpu", "cuda"}
+        Where to train and score.
+    show_progress : bool
+        Show a progress line (events/s, loss) while training.
+    """
+
+    def __init__(self, hidden_dimension: int = 43, bptt: int = 32, recency_mask: bool = True,
+                 min_user_history_length_percentile: float = 0.0,
+                 max_user_history_length_percentile: float = 0.99,
+                 event_type=None, event_value_threshold: Optional[float] = None,
+                 epochs: int = 10, batch_size: int = 32, learning_rate: float = 0.05,
+                 optimizer: str = "adagrad", momentum: float = 0.0, n_sample: int = 512,
+                 sample_alpha: float = 0.5, loss: str = "softmax", bpreg: float = 1.0,
+                 logq: bool = True, dropout: float = 0.0, tie_embeddings: bool = False,
+                 session_gap: float = 1800.0, recency_half_life: Optional[float] = None,
+                 num_threads: int = 0, random_state: Optional[int] = None, device: str = "cpu",
+                 show_progress: bool = True):
+        self.hidden_dimension = hidden_dimension
+        self.bptt = bptt
+        self.recency_mask = recency_mask
+        self.min_user_history_length_percentile = min_user_history_length_percentile
+        self.max_user_history_length_percentile = max_user_history_length_percentile
+        self.event_type = event_type
+        self.event_value_threshold = event_value_threshold
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.n_sample = n_sample
+        self.sample_alpha = sample_alpha
+        self.loss = loss
+        self.bpreg = bpreg
+        self.logq = logq
+        self.dropout = dropout
+        self.tie_embeddings = tie_embeddings
+        self.session_gap = session_gap
+        self.recency_half_life = recency_half_life
+        self.num_threads = num_threads
+        self.random_state = random_state
+        self.device = device
+        self.show_progress = show_progress
+        self._validate_params()
+        self._engine = None
+
+    def _validate_params(self) -> None:
+        for name in _params.SPECS:
+            _params.check(name, getattr(self, name))
+        _data.check_percentiles(self.min_user_history_length_percentile,
+                                self.max_user_history_length_percentile)
+        et = self.event_type
+        if et is not None and not isinstance(et, str) and not (
+                isinstance(et, (list, tuple)) and et and all(isinstance(e, str) for e in et)):
+            raise TypeError(f"event_type must be a string or a list of strings, got {et!r}")
+        if self.device == "cuda" and not _core.build_info()["cuda_compiled"]:
+            raise ValueError("device='cuda' needs hrnn built with CUDA: "
+                             "pip install . -Ccmake.define.HRNN_CUDA=ON")
+
+    # ------------------------------------------------------------------------------- training
+
+    def fit(self, data, columns: Optional[dict] = None,
+            callbacks: Iterable[Callable] = (), check_minimums: bool = True) -> "HRNN":
+        """Train on an interactions table.
+
+        Parameters
+        ----------
+        data : DataFrame, path, dict or tuple of arrays
+            Anything :func:`hrnn.read_interactions` accepts: USER_ID, ITEM_ID, TIMESTAMP and
+            optionally EVENT_TYPE, EVENT_VALUE, SESSION_ID.
+        columns : dict, optional
+            Canonical column name -> the data's column name, e.g. ``{"USER_ID": "session_id"}``.
+        callbacks : iterable of callables
+            Each is called after every epoch as ``cb(model, epoch, stats)`` (stats: a dict with
+            ``loss``, ``events``, ``seconds``); returning True stops training.
+        check_minimums : bool
+            Enforce Personalize's minimums (1,000 interactions, 25 users with 2+ of them).
+
+        Returns
+        -------
+        HRNN
+            self, trained; every user in ``data`` has a state.
+        """
+        table = _data.read_interactions(data, columns)
+        events, users = _data.featurize(table, self.min_user_history_length_percentile,
+                                        self.max_user_history_length_percentile,
+                                        self.event_type, self.event_value_threshold)
+        train_rows = users.user_mask(events[_data.USER_ID])
+        item_ids = _data.pd.unique(events[_data.ITEM_ID][train_rows])
+        log = _data.build_event_log(events, self.session_gap, item_ids=item_ids)
+        train_users = users.user_mask(log.user_ids)
+        lengths = log.lengths()
+        if check_minimums:
+            _data.check_minimums(int(lengths[train_users].sum()),
+                                 int(((lengths >= 2) & train_users).sum()))
+        self._train(log, np.flatnonzero(train_users), list(callbacks))
+        return self
+
+    def _half_life(self, timestamps: np.ndarray) -> Optional[float]:
+        if not self.recency_mask or timestamps.size == 0:
+            return None
+        if self.recency_half_life is not None:
+            return float(self.recency_half_life)
+        return max(float(timestamps.max() - timestamps.min()) / 4.0, 1.0)
+
+    def _train(self, log: "_data.EventLog", train_users: np.ndarray, callbacks: list) -> None:
+        seed = self._seed()
+        engine = _core.Engine(log.n_items, self.hidden_dimension, self.tie_embeddings, seed)
+        weights = _data.recency_weights(log.timestamps, self._half_life(log.timestamps))
+        in_train = np.repeat(np.isin(np.arange(log.n_users), train_users), log.lengths())
+        pop = _data.popularity(log.items[in_train], log.n_items, weights[in_train])
+        engine.start_training(pop, batch_size=self.batch_size, bptt=self.bptt,
+                              n_sample=self.n_sample, sample_alpha=self.sample_alpha,
+                              loss=self.loss, logq=self.logq, bpreg=self.bpreg,
+                              optimizer=self.optimizer, learning_rate=self.learning_rate,
+                              momentum=self.momentum, dropout=self.dropout, seed=seed,
+                              num_threads=self.num_threads)
+        arrays = (log.offsets, log.items, log.timestamps, log.new_session)
+        w = weights if self.recency_mask else None
+        n_targets = int(np.maximum(log.lengths()[train_users] - 1, 0).sum())
+        progress = Progress(self.epochs, n_targets, enabled=self.show_progress)
+        self.history_ = []
+        interrupted = False
+        try:
+            for epoch in range(self.epochs):
+                t0 = time.perf_counter()
+                stats = engine.train_epoch(*arrays, w, train_users, progress.update)
+                stats["seconds"] = time.perf_counter() - t0
+                stats["events_per_second"] = stats["events"] / max(stats["seconds"], 1e-9)
+                self.history_.append(stats)
+                progress.end_epoch(stats)
+                if stats["keyboard_interrupt"]:
+                    interrupted = True
+                    break
+                if any(cb(self, epoch, stats) for cb in callbacks):
+                    break
+        finally:
+            progress.close()
+            engine.end_training()
+            self._engine = engine
+            self._set_catalogue(log, pop)
+            engine.compute_states(*arrays, num_threads=self.num_threads)
+        if interrupted:
+            warnings.warn(f"training interrupted by the user during epoch {len(self.history_)}; "
+                          "the model holds the parameters of the last completed mini-batch",
+                          RuntimeWarning, stacklevel=3)
+
+    def _seed(self) -> int:
+        if self.random_state is None:
+            return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        return int(self.random_state)
+
+    def _set_catalogue(self, log: "_data.EventLog", popularity: np.ndarray) -> None:
+        self.user_ids_ = log.user_ids
+        self.item_ids_ = log.item_ids
+        self.popularity_ = popularity
+        self._log = log
+
+    # ---------------------------------------------------------------------------- inspection
+
+    def _check_fitted(self) -> None:
+        if self._engine is None:
+            raise RuntimeError("this HRNN is not fitted yet: call fit() first")
+
+    def get_weights(self) -> dict:
+        """A copy of every parameter block (names as in docs/engine.md) as float32 arrays."""
+        self._check_fitted()
+        return {n: self._engine.get_param(n) for n in self._engine.param_names()}
+
+    def user_state(self, user_id) -> tuple:
+        """(user state u, session state h) of a known user, as float32 arrays."""
+        self._check_fitted()
+        U, Hs = self._engine.user_states()
+        idx = np.flatnonzero(self.user_ids_ == user_id)
+        if idx.size == 0:
+            raise KeyError(f"unknown user id {user_id!r}")
+        return U[idx[0]], Hs[idx[0]]

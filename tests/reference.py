@@ -1,0 +1,397 @@
+"""Float64 numpy reference implementation of docs/engine.md.
+
+This module re-implements the engine contract independently of cpp/ so the tests can compare the
+two. Readability and faithfulness to docs/engine.md come first; the recurrence is vectorized over
+lanes (one numpy call per step and operation) only so that finite differences stay cheap.
+
+Conventions
+-----------
+* params: dict name -> float64 array with the names/shapes of docs/engine.md (no "O" when tied).
+* window: dict with keys items, targets, gaps, fresh, new_session, weights, negatives, u_init,
+  h_init, logq (shapes/dtypes as in docs/engine.md; u_init/h_init are float32 here).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+F = 2  # number of time features
+
+PARAM_ORDER = ("E", "O", "bo", "Wg", "Vg", "bg", "W0", "b0",
+               "Wsx", "Wsh", "bs", "Wux", "Wuh", "bu", "u0")
+
+WINDOW_KEYS = ("items", "targets", "gaps", "fresh", "new_session", "weights", "negatives",
+               "u_init", "h_init", "logq")
+
+BPR_EPS = 1e-24
+
+
+# ----------------------------------------------------------------------------------------------
+# parameters
+# ----------------------------------------------------------------------------------------------
+
+def param_shapes(n_items: int, hidden: int, tied: bool) -> dict[str, tuple[int, ...]]:
+    N, H = n_items, hidden
+    shapes = {
+        "E": (N, H), "O": (N, H), "bo": (N,),
+        "Wg": (H, H), "Vg": (H, F), "bg": (H,),
+        "W0": (H, H), "b0": (H,),
+        "Wsx": (3 * H, H), "Wsh": (3 * H, H), "bs": (3 * H,),
+        "Wux": (3 * H, H), "Wuh": (3 * H, H), "bu": (3 * H,),
+        "u0": (H,),
+    }
+    if tied:
+        del shapes["O"]
+    return shapes
+
+
+def init_params(n_items: int, hidden: int, tied: bool, seed: int, scale: float = 0.3
+                ) -> dict[str, np.ndarray]:
+    """Random float64 parameters; every value is exactly representable in float32 so that the
+    float32 C++ engine and this reference see identical parameters."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in param_shapes(n_items, hidden, tied).items():
+        value = rng.normal(0.0, scale, size=shape)
+        params[name] = value.astype(np.float32).astype(np.float64)
+    return params
+
+
+def output_matrix(params: dict[str, np.ndarray]) -> np.ndarray:
+    """O, or E when embeddings are tied (no "O" key)."""
+    return params["O"] if "O" in params else params["E"]
+
+
+def to_float32(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# one step
+# ----------------------------------------------------------------------------------------------
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def gru(Wx, Wh, b, x, h):
+    """Cho et al. 2014 GRU, gate order (r, z, n), reset applied before the recurrent product.
+    x: [..., in], h: [..., H]."""
+    H = h.shape[-1]
+    a = x @ Wx.T + b
+    r = sigmoid(a[..., 0:H] + h @ Wh[0:H].T)
+    z = sigmoid(a[..., H:2 * H] + h @ Wh[H:2 * H].T)
+    n = np.tanh(a[..., 2 * H:3 * H] + (r * h) @ Wh[2 * H:3 * H].T)
+    return (1.0 - z) * n + z * h
+
+
+def step(params, u_prev, h_prev, item, gap, fresh, new_session):
+    """One step for a batch of *active* lanes.
+
+    u_prev, h_prev: [L, H]; item: [L] int (>= 0); gap: [L] float; fresh, new_session: [L] bool.
+    Returns (u, h), each [L, H].
+    """
+    p = params
+    fresh = np.asarray(fresh, dtype=bool)[:, None]
+    new_session = np.asarray(new_session, dtype=bool)
+    x = p["E"][item]
+
+    # fresh: the user's first event, state reset to the learned initial one
+    u_fresh = np.broadcast_to(p["u0"], u_prev.shape)
+    h_tilde_fresh = np.broadcast_to(np.tanh(p["W0"] @ p["u0"] + p["b0"]), h_prev.shape)
+
+    # continuing user: lazily absorb the finished session into the user state
+    u_absorbed = gru(p["Wux"], p["Wuh"], p["bu"], h_prev, u_prev)
+    u_cont = np.where(new_session[:, None], u_absorbed, u_prev)
+    s = np.tanh(u_cont @ p["W0"].T + p["b0"])
+    phi = np.stack([np.log1p(np.maximum(gap, 0.0) / 60.0),
+                    np.where(new_session, 1.0, 0.0)], axis=-1)
+    g = sigmoid(x @ p["Wg"].T + phi @ p["Vg"].T + p["bg"])
+    h_tilde_cont = g * h_prev + (1.0 - g) * s
+
+    u = np.where(fresh, u_fresh, u_cont)
+    h_tilde = np.where(fresh, h_tilde_fresh, h_tilde_cont)
+    h = gru(p["Wsx"], p["Wsh"], p["bs"], x, h_tilde)
+    return u, h
+
+
+def advance(params, u, h, items, gaps, new_session, fresh_first):
+    """Forward over one lane's event list (the real-time "advance state" computation).
+
+    u, h: [H] state before the first event (ignored when fresh_first); items, gaps, new_session:
+    per-event sequences; fresh_first: whether the first event is the user's first event.
+    Returns the state (u, h) after the last event, each [H] float64.
+    """
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    u = np.asarray(u, dtype=np.float64).reshape(1, -1)
+    h = np.asarray(h, dtype=np.float64).reshape(1, -1)
+    for k, item in enumerate(items):
+        u, h = step(params, u, h,
+                    item=np.array([int(item)]),
+                    gap=np.array([float(gaps[k])]),
+                    fresh=np.array([bool(fresh_first) and k == 0]),
+                    new_session=np.array([bool(new_session[k])]))
+    return u[0], h[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# the window
+# ----------------------------------------------------------------------------------------------
+
+def candidate_columns(window):
+    """Returns (cols [T, B+S] item of each column, included [T, B, B+S] bool, has_target [T, B]).
+
+    included[t, b, c] follows docs/engine.md: c == b, or (c < B, targets[t,c] >= 0 and
+    targets[t,c] != y), or (c >= B and negatives[t, c-B] != y); only for (t, b) with a target.
+    """
+    items = np.asarray(window["items"])
+    targets = np.asarray(window["targets"])
+    negatives = np.asarray(window["negatives"])
+    T, B = targets.shape
+    S = negatives.shape[1]
+    cols = np.concatenate([targets, negatives], axis=1).astype(np.int64)
+    has_target = (targets >= 0) & (items >= 0)
+    included = np.zeros((T, B, B + S), dtype=bool)
+    for t in range(T):
+        for b in range(B):
+            if not has_target[t, b]:
+                continue
+            y = targets[t, b]
+            for c in range(B + S):
+                if c == b:
+                    included[t, b, c] = True
+                elif c < B:
+                    included[t, b, c] = targets[t, c] >= 0 and targets[t, c] != y
+                else:
+                    included[t, b, c] = negatives[t, c - B] != y
+    return cols, included, has_target
+
+
+def _masked_logsumexp(x, mask, axis=-1):
+    xm = np.where(mask, x, -np.inf)
+    mx = np.max(xm, axis=axis, keepdims=True)
+    mx = np.where(np.isfinite(mx), mx, 0.0)
+    total = np.sum(np.where(mask, np.exp(x - mx), 0.0), axis=axis, keepdims=True)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(np.log(total) + mx, axis=axis)
+
+
+def _masked_softmax(x, mask, axis=-1):
+    """Softmax over the masked entries; all zeros where the mask is empty."""
+    xm = np.where(mask, x, -np.inf)
+    mx = np.max(xm, axis=axis, keepdims=True)
+    mx = np.where(np.isfinite(mx), mx, 0.0)
+    e = np.where(mask, np.exp(x - mx), 0.0)
+    total = np.sum(e, axis=axis, keepdims=True)
+    return e / np.where(total > 0, total, 1.0)
+
+
+def event_losses(h, window, params, loss="softmax", logq=True, bpreg=1.0, columns=None):
+    """Per-(t, b) unweighted loss ce [T, B] (0 where no target) from the output states h [T,B,H]."""
+    cols, included, has_target = columns if columns is not None else candidate_columns(window)
+    T, B = has_target.shape
+    O = output_matrix(params)
+    safe = np.where(cols >= 0, cols, 0)                        # [T, C]
+    # r[t, b, c] = O[item_c] . h[t, b] + bo[item_c]
+    r = np.einsum("tbh,tch->tbc", h, O[safe]) + params["bo"][safe][:, None, :]
+    own = np.eye(B, r.shape[-1], dtype=bool)[None]              # column c == b
+    lane = np.arange(B)
+    r_own = r[:, lane, lane]                                    # [T, B]
+
+    if loss == "softmax":
+        logq_vec = np.asarray(window["logq"], dtype=np.float64)
+        l = r - logq_vec[safe][:, None, :] if logq else r
+        ce = _masked_logsumexp(l, included) - l[:, lane, lane]
+    elif loss == "bpr-max":
+        others = included & ~own
+        s = _masked_softmax(r, others)
+        prob = np.sum(s * sigmoid(r_own[:, :, None] - r), axis=-1)
+        ce = -np.log(prob + BPR_EPS) + bpreg * np.sum(s * r * r, axis=-1)
+    else:
+        raise ValueError(f"unknown loss {loss!r}")
+    return np.where(has_target, ce, 0.0)
+
+
+def window_forward(params, window, loss="softmax", logq=True, bpreg=1.0, _columns=None):
+    """Forward pass of one training window (dropout 0).
+
+    Returns dict: loss (float), h [T,B,H] and u [T,B,H] (state leaving each step; inactive (t, b)
+    copies the previous state), ce [T,B] (unweighted per-event loss, 0 where no target).
+    """
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    items = np.asarray(window["items"])
+    T, B = items.shape
+    gaps = np.asarray(window["gaps"], dtype=np.float64)
+    fresh = np.asarray(window["fresh"]).astype(bool)
+    new_session = np.asarray(window["new_session"]).astype(bool)
+    u = np.array(window["u_init"], dtype=np.float64)
+    h = np.array(window["h_init"], dtype=np.float64)
+    H = h.shape[1]
+
+    hs = np.zeros((T, B, H))
+    us = np.zeros((T, B, H))
+    for t in range(T):
+        active = items[t] >= 0
+        if active.any():
+            u_new, h_new = step(params, u[active], h[active], items[t, active], gaps[t, active],
+                                fresh[t, active], new_session[t, active])
+            u = u.copy()
+            h = h.copy()
+            u[active] = u_new
+            h[active] = h_new
+        hs[t] = h
+        us[t] = u
+
+    columns = _columns if _columns is not None else candidate_columns(window)
+    ce = event_losses(hs, window, params, loss=loss, logq=logq, bpreg=bpreg, columns=columns)
+    has_target = columns[2]
+    n_targets = int(has_target.sum())
+    weights = np.asarray(window["weights"], dtype=np.float64)
+    total = float(np.sum(np.where(has_target, weights * ce, 0.0)) / n_targets)
+    return {"loss": total, "h": hs, "u": us, "ce": ce}
+
+
+# ----------------------------------------------------------------------------------------------
+# finite differences
+# ----------------------------------------------------------------------------------------------
+
+def relevant_rows(window, name, tied):
+    """Rows of E / O / bo that can have a non-zero gradient in this window."""
+    items = np.asarray(window["items"])
+    targets = np.asarray(window["targets"])
+    negatives = np.asarray(window["negatives"])
+    has_target = (targets >= 0) & (items >= 0)
+    inputs = set(items[items >= 0].tolist())
+    outputs = set(targets[has_target].tolist())
+    for t in range(targets.shape[0]):
+        if has_target[t].any():
+            outputs |= set(negatives[t].tolist())
+    if name == "E":
+        rows = inputs | outputs if tied else inputs
+    else:  # "O", "bo"
+        rows = outputs
+    return np.array(sorted(rows), dtype=np.int64)
+
+
+def sample_entries(params, window, name, max_entries, rng):
+    """Flat indices of the entries of block `name` whose gradient is checked."""
+    value = params[name]
+    size = value.size
+    if max_entries is None or max_entries >= size:
+        return np.arange(size)
+    tied = "O" not in params
+    if name in ("E", "O", "bo"):
+        rows = relevant_rows(window, name, tied)
+        if name == "bo":
+            if len(rows) <= max_entries:
+                return rows
+            return np.sort(rng.choice(rows, size=max_entries, replace=False))
+        H = value.shape[1]
+        candidates = (rows[:, None] * H + np.arange(H)[None, :]).ravel()
+        if len(candidates) <= max_entries:
+            return candidates
+        return np.sort(rng.choice(candidates, size=max_entries, replace=False))
+    return np.sort(rng.choice(size, size=max_entries, replace=False))
+
+
+def numeric_grads(params, window, eps=1e-6, blocks=None, max_entries=None, seed=0, **loss_kw):
+    """Central finite differences of the window loss in float64.
+
+    Returns dict name -> (flat_indices, values). With max_entries, that many entries per block
+    are sampled (rows of E / O / bo among the items the window uses).
+    """
+    rng = np.random.default_rng(seed)
+    params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+    columns = candidate_columns(window)
+    names = [n for n in PARAM_ORDER if n in params] if blocks is None else list(blocks)
+    out = {}
+    for name in names:
+        idx = sample_entries(params, window, name, max_entries, rng)
+        flat = params[name].reshape(-1)  # view
+        values = np.zeros(len(idx))
+        for k, i in enumerate(idx):
+            orig = flat[i]
+            flat[i] = orig + eps
+            plus = window_forward(params, window, _columns=columns, **loss_kw)["loss"]
+            flat[i] = orig - eps
+            minus = window_forward(params, window, _columns=columns, **loss_kw)["loss"]
+            flat[i] = orig
+            values[k] = (plus - minus) / (2.0 * eps)
+        out[name] = (idx, values)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# random windows
+# ----------------------------------------------------------------------------------------------
+
+def make_window(n_items, hidden, T, B, S, seed, recency=True, p_new_session=0.3, resets=True,
+                inactive_tail=True):
+    """A random window shaped like the epoch planner's output.
+
+    Each lane walks users: the target of step t is the input of step t+1 unless the lane takes a
+    new user (fresh) at t+1 or stops. Some lanes reset to a new user at step 0 or mid-window,
+    sessions change mid-window (new_session with gaps > 1800 s, otherwise 5..1500 s), and with
+    inactive_tail some lanes stop early (item = target = -1 afterwards). An active input always
+    has a target. To make every parameter block matter even with T = 1, step 0 has (when B allows)
+    lane 0 fresh (if resets), lane 1 continuing into a new session, lane 2 continuing its session.
+    Lane 0 is active for the whole window.
+    """
+    rng = np.random.default_rng(seed)
+    items = np.full((T, B), -1, dtype=np.int32)
+    targets = np.full((T, B), -1, dtype=np.int32)
+    gaps = np.zeros((T, B), dtype=np.float64)
+    fresh = np.zeros((T, B), dtype=np.uint8)
+    new_session = np.zeros((T, B), dtype=np.uint8)
+
+    for b in range(B):
+        end = T
+        if inactive_tail and b > 0 and T > 1:
+            if b == B - 1:
+                end = int(rng.integers(1, T))          # the last lane always stops early
+            elif rng.random() < 0.3:
+                end = int(rng.integers(0, T))          # may be inactive for the whole window
+        for t in range(end):
+            if t == 0 and b == 0:
+                is_fresh = resets
+            elif t == 0 and b in (1, 2):
+                is_fresh = False
+            elif t == 0:
+                is_fresh = resets and rng.random() < 0.3
+            else:
+                is_fresh = resets and rng.random() < 0.12
+            if is_fresh:
+                fresh[t, b] = 1
+                new_session[t, b] = 1
+                gaps[t, b] = 0.0
+            else:
+                if t == 0 and b in (1, 2):
+                    is_new = (b == 1)
+                else:
+                    is_new = rng.random() < p_new_session
+                new_session[t, b] = 1 if is_new else 0
+                if is_new:
+                    gaps[t, b] = rng.uniform(1801.0, 3 * 86400.0)
+                elif rng.random() < 0.05:
+                    gaps[t, b] = -rng.uniform(0.0, 30.0)   # clock skew: max(gap, 0) applies
+                else:
+                    gaps[t, b] = rng.uniform(5.0, 1500.0)
+            items[t, b] = rng.integers(n_items)
+        for t in range(end):
+            if t + 1 < end and not fresh[t + 1, b]:
+                targets[t, b] = items[t + 1, b]
+            else:
+                targets[t, b] = rng.integers(n_items)   # the user's last event / beyond the window
+
+    if recency:
+        weights = rng.uniform(0.2, 2.0, size=(T, B)).astype(np.float32)
+    else:
+        weights = np.ones((T, B), dtype=np.float32)
+    negatives = rng.integers(0, n_items, size=(T, S)).astype(np.int32)
+    u_init = rng.uniform(-0.5, 0.5, size=(B, hidden)).astype(np.float32)
+    h_init = rng.uniform(-0.5, 0.5, size=(B, hidden)).astype(np.float32)
+    popularity = rng.random(n_items) + 0.05
+    logq = np.log(popularity / popularity.sum()).astype(np.float32)
+    return {"items": items, "targets": targets, "gaps": gaps, "fresh": fresh,
+            "new_session": new_session, "weights": weights, "negatives": negatives,
+            "u_init": u_init, "h_init": h_init, "logq": logq}

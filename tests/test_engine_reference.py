@@ -1,0 +1,511 @@
+"""The C++ engine (hrnn._core.window_loss_grad) against the float64 reference of docs/engine.md.
+
+* TestReferenceSelfConsistency checks tests/reference.py on its own (no binding needed).
+* The other tests compare the binding to the reference: forward values, analytic gradients vs
+  float64 finite differences, truncated BPTT (u_init / h_init are constants), threading.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference as ref  # noqa: E402
+
+N_ITEMS = 15
+S = 5
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def core():
+    """The C++ binding. Fails (never skips) when it cannot be imported."""
+    try:
+        from hrnn import _core
+    except ImportError as exc:  # pragma: no cover - only when the build is broken
+        pytest.fail(f"cannot import hrnn._core: {exc}")
+    return _core
+
+
+def cpp_window(window):
+    """The window with the exact dtypes the binding expects."""
+    dtypes = {"items": np.int32, "targets": np.int32, "gaps": np.float64, "fresh": np.uint8,
+              "new_session": np.uint8, "weights": np.float32, "negatives": np.int32,
+              "u_init": np.float32, "h_init": np.float32, "logq": np.float32}
+    assert set(window) == set(dtypes)
+    return {k: np.ascontiguousarray(window[k], dtype=dtypes[k]) for k in dtypes}
+
+
+def run_core(core, params, window, loss="softmax", logq=True, bpreg=1.0, dropout=0.0,
+             num_threads=1):
+    return core.window_loss_grad(params=ref.to_float32(params), window=cpp_window(window),
+                                 loss=loss, logq=logq, bpreg=bpreg, dropout=dropout,
+                                 num_threads=num_threads)
+
+
+def norm_rel_err(actual, expected):
+    return np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-8)
+
+
+def gru_loops(Wx, Wh, b, x, h):
+    """docs/engine.md's GRU written with explicit loops (independent of reference.gru)."""
+    H = len(h)
+    out = np.zeros(H)
+    r = np.zeros(H)
+    for k in range(H):
+        r[k] = 1 / (1 + np.exp(-(Wx[k] @ x + b[k] + Wh[k] @ h)))
+    for k in range(H):
+        z = 1 / (1 + np.exp(-(Wx[H + k] @ x + b[H + k] + Wh[H + k] @ h)))
+        n = np.tanh(Wx[2 * H + k] @ x + b[2 * H + k] + Wh[2 * H + k] @ (r * h))
+        out[k] = (1 - z) * n + z * h[k]
+    return out
+
+
+def event_ce_loop(params, window, h, t, b, loss, logq, bpreg):
+    """The loss of one (t, b), written literally from docs/engine.md."""
+    B = window["targets"].shape[1]
+    O = ref.output_matrix(params)
+    y = window["targets"][t, b]
+    cols = list(window["targets"][t]) + list(window["negatives"][t])
+    included = []
+    for c, item in enumerate(cols):
+        if c == b or (c < B and item >= 0 and item != y) or (c >= B and item != y):
+            included.append(c)
+    r = {c: O[cols[c]] @ h + params["bo"][cols[c]] for c in included}
+    if loss == "softmax":
+        l = {c: r[c] - (window["logq"][cols[c]] if logq else 0.0) for c in included}
+        m = max(l.values())
+        return -(l[b] - m - np.log(sum(np.exp(v - m) for v in l.values())))
+    others = [c for c in included if c != b]
+    if not others:
+        return -np.log(1e-24)
+    m = max(r[c] for c in others)
+    e = {c: np.exp(r[c] - m) for c in others}
+    s = {c: e[c] / sum(e.values()) for c in others}
+    p = sum(s[c] / (1 + np.exp(-(r[b] - r[c]))) for c in others)
+    return -np.log(p + 1e-24) + bpreg * sum(s[c] * r[c] ** 2 for c in others)
+
+
+LOSS_CASES = [  # (loss, logq, bpreg)
+    ("softmax", True, 1.0),
+    ("softmax", False, 1.0),
+    ("bpr-max", False, 1.0),
+    ("bpr-max", True, 0.5),   # bpr-max ignores logQ
+]
+LOSS_IDS = ["softmax-logq", "softmax", "bprmax", "bprmax-logq-bpreg0.5"]
+
+
+# ----------------------------------------------------------------------------------------------
+# the reference on its own
+# ----------------------------------------------------------------------------------------------
+
+class TestReferenceSelfConsistency:
+
+    @pytest.mark.parametrize("seed", range(4))
+    def test_make_window_looks_like_the_planner(self, seed):
+        T, B, H = 12, 4, 6
+        w = ref.make_window(N_ITEMS, H, T, B, S, seed)
+        items, targets, fresh = w["items"], w["targets"], w["fresh"]
+        active = items >= 0
+        np.testing.assert_array_equal(active, targets >= 0)        # active input <=> target
+        assert active[:, 0].all()
+        for b in range(B):                                          # inactive only as a tail
+            a = active[:, b]
+            assert not np.any(~a[:-1] & a[1:])
+        assert not active[:, B - 1].all()                           # some lane stops early
+        for t in range(T - 1):
+            for b in range(B):
+                if active[t + 1, b] and not fresh[t + 1, b]:
+                    assert targets[t, b] == items[t + 1, b]         # target = the next input
+        new, fr = w["new_session"].astype(bool), fresh.astype(bool)
+        assert np.all(w["gaps"][new & ~fr & active] > 1800)
+        assert np.all(w["gaps"][~new & active] <= 1500)
+        assert fresh[0, 0] == 1 and fresh[0, 1] == 0 and new[0, 1] and not new[0, 2]
+        assert fr.sum() >= 2                                         # also mid-window resets
+        np.testing.assert_allclose(np.exp(w["logq"].astype(np.float64)).sum(), 1.0, rtol=1e-5)
+
+    def test_make_window_exercises_column_exclusion(self):
+        excluded = 0
+        for seed in range(4):
+            w = ref.make_window(N_ITEMS, 6, 12, 4, S, seed)
+            _, included, has_target = ref.candidate_columns(w)
+            excluded += int((~included[has_target]).sum())
+        assert excluded > 20
+
+    def test_candidate_columns_literal(self):
+        w = ref.make_window(N_ITEMS, 6, 1, 3, 3, seed=0)
+        w["targets"][0] = [4, 4, -1]
+        w["items"][0] = [1, 2, -1]
+        w["negatives"][0] = [4, 7, 7]
+        _, included, has_target = ref.candidate_columns(w)
+        np.testing.assert_array_equal(has_target[0], [True, True, False])
+        # columns: lane0 (4), lane1 (4), lane2 (empty), neg 4, neg 7, neg 7
+        np.testing.assert_array_equal(included[0, 0], [1, 0, 0, 0, 1, 1])
+        np.testing.assert_array_equal(included[0, 1], [0, 1, 0, 0, 1, 1])
+        np.testing.assert_array_equal(included[0, 2], [0, 0, 0, 0, 0, 0])
+
+    @pytest.mark.parametrize("loss,logq,bpreg", LOSS_CASES, ids=LOSS_IDS)
+    @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+    def test_event_losses_match_literal_loop(self, loss, logq, bpreg, tied):
+        p = ref.init_params(N_ITEMS, 6, tied, seed=3)
+        w = ref.make_window(N_ITEMS, 6, 8, 4, S, seed=5)
+        out = ref.window_forward(p, w, loss=loss, logq=logq, bpreg=bpreg)
+        T, B = w["items"].shape
+        n, total = 0, 0.0
+        for t in range(T):
+            for b in range(B):
+                if w["targets"][t, b] < 0:
+                    assert out["ce"][t, b] == 0.0
+                    continue
+                ce = event_ce_loop(p, w, out["h"][t, b], t, b, loss, logq, bpreg)
+                np.testing.assert_allclose(out["ce"][t, b], ce, rtol=1e-12, atol=1e-12)
+                n += 1
+                total += w["weights"][t, b] * ce
+        np.testing.assert_allclose(out["loss"], total / n, rtol=1e-12)
+
+    def test_recurrence_matches_literal_loop(self):
+        """h and u leaving each step, recomputed lane by lane with loop-written GRUs."""
+        p = ref.init_params(N_ITEMS, 5, False, seed=1)
+        w = ref.make_window(N_ITEMS, 5, 10, 4, S, seed=2)
+        out = ref.window_forward(p, w)
+        T, B = w["items"].shape
+        sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+        for b in range(B):
+            u = w["u_init"][b].astype(np.float64)
+            h = w["h_init"][b].astype(np.float64)
+            for t in range(T):
+                i = w["items"][t, b]
+                if i >= 0:
+                    x = p["E"][i]
+                    if w["fresh"][t, b]:
+                        u = p["u0"].copy()
+                        h_tilde = np.tanh(p["W0"] @ u + p["b0"])
+                    else:
+                        if w["new_session"][t, b]:
+                            u = gru_loops(p["Wux"], p["Wuh"], p["bu"], h, u)
+                        s = np.tanh(p["W0"] @ u + p["b0"])
+                        phi = np.array([np.log1p(max(w["gaps"][t, b], 0) / 60),
+                                        float(w["new_session"][t, b])])
+                        g = sig(p["Wg"] @ x + p["Vg"] @ phi + p["bg"])
+                        h_tilde = g * h + (1 - g) * s
+                    h = gru_loops(p["Wsx"], p["Wsh"], p["bs"], x, h_tilde)
+                np.testing.assert_allclose(out["h"][t, b], h, rtol=1e-12, atol=1e-14)
+                np.testing.assert_allclose(out["u"][t, b], u, rtol=1e-12, atol=1e-14)
+
+    def test_fresh_lane_ignores_initial_state(self):
+        p = ref.init_params(N_ITEMS, 6, False, seed=0)
+        w = ref.make_window(N_ITEMS, 6, 6, 4, S, seed=1)
+        w["fresh"][0, :] = 1
+        w["new_session"][0, :] = 1
+        w["items"][0, :] = np.maximum(w["items"][0, :], 0)
+        w["targets"][0, :] = np.maximum(w["targets"][0, :], 0)
+        a = ref.window_forward(p, w)
+        w2 = dict(w, u_init=w["u_init"] + 0.3, h_init=-w["h_init"])
+        b = ref.window_forward(p, w2)
+        np.testing.assert_array_equal(a["h"], b["h"])
+        np.testing.assert_array_equal(a["u"], b["u"])
+        assert a["loss"] == b["loss"]
+        np.testing.assert_array_equal(a["u"][0], np.broadcast_to(p["u0"], a["u"][0].shape))
+
+    def test_initial_state_matters_for_continuing_lanes(self):
+        p = ref.init_params(N_ITEMS, 6, False, seed=0)
+        w = ref.make_window(N_ITEMS, 6, 6, 4, S, seed=1, resets=False)
+        a = ref.window_forward(p, w)["loss"]
+        b = ref.window_forward(p, dict(w, u_init=w["u_init"] + 0.3))["loss"]
+        c = ref.window_forward(p, dict(w, h_init=-w["h_init"]))["loss"]
+        assert a != b and a != c
+
+    def test_inactive_lane_copies_state(self):
+        p = ref.init_params(N_ITEMS, 6, False, seed=0)
+        w = ref.make_window(N_ITEMS, 6, 8, 4, S, seed=4)
+        out = ref.window_forward(p, w)
+        for b in range(4):
+            for t in range(8):
+                if w["items"][t, b] < 0:
+                    prev_h = out["h"][t - 1, b] if t else w["h_init"][b]
+                    prev_u = out["u"][t - 1, b] if t else w["u_init"][b]
+                    np.testing.assert_array_equal(out["h"][t, b], prev_h)
+                    np.testing.assert_array_equal(out["u"][t, b], prev_u)
+                    assert out["ce"][t, b] == 0
+
+    def test_gate_open_limit_is_a_plain_session_gru(self):
+        """bg -> +inf: g = 1, h~ = h_prev, so without resets the user side is irrelevant."""
+        p = ref.init_params(N_ITEMS, 6, False, seed=2)
+        p["bg"][:] = 80.0
+        w = ref.make_window(N_ITEMS, 6, 8, 3, S, seed=3, resets=False, inactive_tail=False)
+        out = ref.window_forward(p, w)
+        h = w["h_init"].astype(np.float64)
+        for t in range(8):
+            h = np.stack([gru_loops(p["Wsx"], p["Wsh"], p["bs"], p["E"][w["items"][t, b]], h[b])
+                          for b in range(3)])
+            np.testing.assert_allclose(out["h"][t], h, rtol=1e-12, atol=1e-14)
+        p2 = {k: v.copy() for k, v in p.items()}
+        for name in ("W0", "b0", "Wux", "Wuh", "bu", "u0"):
+            p2[name] = p2[name] + 0.5
+        assert ref.window_forward(p2, dict(w, u_init=w["u_init"] + 1))["loss"] == out["loss"]
+        fd = ref.numeric_grads(p, w, blocks=["W0", "Wux", "Wg", "Vg"], max_entries=6)
+        assert all(np.all(fd[n][1] == 0) for n in ("W0", "Wux", "Wg", "Vg"))
+
+    def test_gate_closed_limit_starts_from_the_user_state(self):
+        """bg -> -inf: g = 0, h~ = s(u); without new sessions or resets u stays u_init."""
+        p = ref.init_params(N_ITEMS, 6, False, seed=2)
+        p["bg"][:] = -80.0
+        w = ref.make_window(N_ITEMS, 6, 8, 3, S, seed=3, resets=False, inactive_tail=False,
+                            p_new_session=0.0)
+        w["new_session"][:] = 0
+        w["gaps"][:] = np.abs(w["gaps"]) % 1500
+        out = ref.window_forward(p, w)
+        np.testing.assert_array_equal(out["u"], np.broadcast_to(w["u_init"], out["u"].shape))
+        for t in range(8):
+            for b in range(3):
+                s = np.tanh(p["W0"] @ w["u_init"][b].astype(np.float64) + p["b0"])
+                h = gru_loops(p["Wsx"], p["Wsh"], p["bs"], p["E"][w["items"][t, b]], s)
+                np.testing.assert_allclose(out["h"][t, b], h, rtol=1e-12, atol=1e-14)
+        assert ref.window_forward(p, dict(w, h_init=-w["h_init"]))["loss"] == out["loss"]
+
+    def test_advance_matches_window(self):
+        p = ref.init_params(N_ITEMS, 6, False, seed=7)
+        w = ref.make_window(N_ITEMS, 6, 16, 4, S, seed=8)
+        out = ref.window_forward(p, w)
+        for b in range(4):
+            active = np.flatnonzero(w["items"][:, b] >= 0)
+            if len(active) == 0:
+                continue
+            last = active[-1]
+            fresh_steps = np.flatnonzero(w["fresh"][: last + 1, b])
+            start = fresh_steps[-1] if len(fresh_steps) else 0
+            sl = slice(start, last + 1)
+            u, h = ref.advance(p, w["u_init"][b], w["h_init"][b], w["items"][sl, b],
+                               w["gaps"][sl, b], w["new_session"][sl, b],
+                               fresh_first=bool(w["fresh"][start, b]))
+            np.testing.assert_allclose(h, out["h"][last, b], rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(u, out["u"][last, b], rtol=1e-13, atol=1e-15)
+
+    @pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+    def test_tied_is_untied_with_O_equal_E(self, loss):
+        p = ref.init_params(N_ITEMS, 6, True, seed=1)
+        w = ref.make_window(N_ITEMS, 6, 6, 4, S, seed=2)
+        assert "O" not in p
+        untied = dict(p, O=p["E"].copy())
+        a = ref.window_forward(p, w, loss=loss)["loss"]
+        b = ref.window_forward(untied, w, loss=loss)["loss"]
+        assert a == b
+        # tied dE = untied dE + dO
+        ft = ref.numeric_grads(p, w, blocks=["E"], loss=loss)["E"][1]
+        fu = ref.numeric_grads(untied, w, blocks=["E", "O"], loss=loss)
+        np.testing.assert_allclose(ft, fu["E"][1] + fu["O"][1], rtol=1e-6, atol=1e-9)
+
+    def test_logq_constant_shift_is_invisible_to_softmax(self):
+        p = ref.init_params(N_ITEMS, 6, False, seed=1)
+        w = ref.make_window(N_ITEMS, 6, 6, 4, S, seed=2)
+        flat = dict(w, logq=np.full(N_ITEMS, -2.7, dtype=np.float32))
+        a = ref.window_forward(p, flat, logq=True)["loss"]
+        b = ref.window_forward(p, w, logq=False)["loss"]
+        c = ref.window_forward(p, w, logq=True)["loss"]
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+        assert abs(c - b) > 1e-3
+
+    def test_bpr_max_ignores_logq_and_uses_bpreg(self):
+        p = ref.init_params(N_ITEMS, 6, False, seed=1)
+        w = ref.make_window(N_ITEMS, 6, 6, 4, S, seed=2)
+        a = ref.window_forward(p, w, loss="bpr-max", logq=True)["loss"]
+        b = ref.window_forward(p, w, loss="bpr-max", logq=False)["loss"]
+        c = ref.window_forward(p, w, loss="bpr-max", bpreg=0.1)["loss"]
+        assert a == b and c < b
+
+    def test_loss_is_weighted_mean_over_targets(self):
+        p = ref.init_params(N_ITEMS, 6, False, seed=1)
+        w = ref.make_window(N_ITEMS, 6, 6, 4, S, seed=2, recency=False)
+        out = ref.window_forward(p, w)
+        has_target = w["targets"] >= 0
+        np.testing.assert_allclose(out["loss"], out["ce"][has_target].mean(), rtol=1e-13)
+        # weights at steps without a target are never read
+        w2 = dict(w, weights=np.where(has_target, 2 * w["weights"], 99).astype(np.float32))
+        np.testing.assert_allclose(ref.window_forward(p, w2)["loss"], 2 * out["loss"], rtol=1e-13)
+
+    def test_softmax_bo_gradient_in_closed_form(self):
+        """d loss / d bo[j] = sum_{(t,b)} w/n * sum_{included c with item j} (p_c - [c == b])."""
+        p = ref.init_params(N_ITEMS, 6, False, seed=4)
+        w = ref.make_window(N_ITEMS, 6, 5, 4, S, seed=6)
+        out = ref.window_forward(p, w, logq=True)
+        cols, included, has_target = ref.candidate_columns(w)
+        n = has_target.sum()
+        grad = np.zeros(N_ITEMS)
+        for t, b in zip(*np.nonzero(has_target)):
+            inc = np.flatnonzero(included[t, b])
+            items = cols[t, inc]
+            l = p["O"][items] @ out["h"][t, b] + p["bo"][items] - w["logq"][items]
+            prob = np.exp(l - l.max())
+            prob /= prob.sum()
+            np.add.at(grad, items, w["weights"][t, b] / n * (prob - (inc == b)))
+        idx, fd = ref.numeric_grads(p, w, blocks=["bo"], logq=True)["bo"]
+        np.testing.assert_allclose(fd, grad[idx], rtol=1e-6, atol=1e-9)
+
+    @pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+    def test_finite_differences_are_stable_in_eps(self, loss):
+        p = ref.init_params(N_ITEMS, 6, False, seed=1)
+        w = ref.make_window(N_ITEMS, 6, 4, 4, S, seed=2)
+        a = ref.numeric_grads(p, w, eps=1e-6, max_entries=12, seed=3, loss=loss)
+        b = ref.numeric_grads(p, w, eps=1e-4, max_entries=12, seed=3, loss=loss)
+        for name in a:
+            np.testing.assert_array_equal(a[name][0], b[name][0])
+            assert norm_rel_err(a[name][1], b[name][1]) < 1e-6, name
+
+    @pytest.mark.parametrize("T", [1, 3])
+    @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+    def test_every_block_has_a_gradient(self, T, tied):
+        p = ref.init_params(N_ITEMS, 6, tied, seed=T)
+        w = ref.make_window(N_ITEMS, 6, T, 4, S, seed=10 + T)
+        fd = ref.numeric_grads(p, w, max_entries=30)
+        assert set(fd) == set(p)
+        for name, (idx, values) in fd.items():
+            assert np.linalg.norm(values) > 1e-5, name
+
+    def test_sampled_rows_are_used_items(self):
+        p = ref.init_params(N_ITEMS, 6, False, seed=1)
+        w = ref.make_window(N_ITEMS, 6, 3, 4, S, seed=2)
+        fd = ref.numeric_grads(p, w, max_entries=5)
+        inputs = set(w["items"][w["items"] >= 0].tolist())
+        assert set((fd["E"][0] // 6).tolist()) <= inputs
+        assert all(len(idx) == min(5, p[n].size) for n, (idx, _) in fd.items() if n != "bo")
+
+
+# ----------------------------------------------------------------------------------------------
+# C++ against the reference
+# ----------------------------------------------------------------------------------------------
+
+WINDOW_VARIANTS = {
+    "default": {},
+    "no-resets": {"resets": False},
+    "all-new-sessions": {"p_new_session": 1.0},
+    "no-new-sessions": {"p_new_session": 0.0},
+    "full-lanes": {"inactive_tail": False},
+}
+
+
+@pytest.mark.parametrize("variant", list(WINDOW_VARIANTS))
+@pytest.mark.parametrize("loss,logq,bpreg", LOSS_CASES, ids=LOSS_IDS)
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_forward_matches_reference(core, seed, tied, loss, logq, bpreg, variant):
+    T, B, H = 20, 4, 8
+    p = ref.init_params(N_ITEMS, H, tied, seed=seed)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=100 + seed, **WINDOW_VARIANTS[variant])
+    expected = ref.window_forward(p, w, loss=loss, logq=logq, bpreg=bpreg)
+    got = run_core(core, p, w, loss=loss, logq=logq, bpreg=bpreg)
+    assert np.asarray(got["h"]).shape == (T, B, H)
+    assert np.asarray(got["u"]).shape == (T, B, H)
+    np.testing.assert_allclose(got["h"], expected["h"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["u"], expected["u"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
+
+
+def test_dropout_touches_the_output_only(core):
+    """Dropout applies to h_out, never to the recurrent state returned as h / u."""
+    T, B, H = 10, 4, 8
+    p = ref.init_params(N_ITEMS, H, False, seed=3)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=4)
+    expected = ref.window_forward(p, w)
+    got = run_core(core, p, w, dropout=0.5)
+    np.testing.assert_allclose(got["h"], expected["h"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["u"], expected["u"], rtol=1e-5, atol=1e-6)
+    assert np.isfinite(got["loss"])
+
+
+# max_entries per block for the finite differences (None = every entry)
+GRAD_CASES = [  # (T, B, H, max_entries)
+    (1, 3, 8, None),
+    (3, 4, 8, 40),
+    (32, 4, 6, 10),
+]
+
+
+@pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+@pytest.mark.parametrize("recency", [True, False], ids=["recency", "uniform"])
+@pytest.mark.parametrize("T,B,H,max_entries", GRAD_CASES, ids=[f"T{c[0]}" for c in GRAD_CASES])
+def test_gradients_match_finite_differences(core, T, B, H, max_entries, recency, tied, loss):
+    seed = 1000 * T + 10 * tied + 2 * recency + (loss == "bpr-max")
+    logq = loss == "softmax"
+    p = ref.init_params(N_ITEMS, H, tied, seed=seed)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=seed + 1, recency=recency)
+    got = run_core(core, p, w, loss=loss, logq=logq, bpreg=1.0)
+    grads = got["grads"]
+    assert set(grads) == set(p)
+    fd = ref.numeric_grads(p, w, max_entries=max_entries, seed=seed, loss=loss, logq=logq)
+    errors = {}
+    for name, (idx, expected) in fd.items():
+        g = np.asarray(grads[name])
+        assert g.shape == p[name].shape, name
+        assert g.dtype == np.float32, name
+        assert np.linalg.norm(expected) > 1e-6, f"{name}: reference gradient is zero"
+        actual = g.reshape(-1)[idx].astype(np.float64)
+        errors[name] = norm_rel_err(actual, expected)
+    bad = {k: v for k, v in errors.items() if not v < 2e-3}
+    assert not bad, f"norm-relative gradient errors > 2e-3: {bad}"
+
+    # rows of E / O / bo that the window never mentions get an exactly-zero gradient
+    mentioned = set(np.concatenate([w["items"].ravel(), w["targets"].ravel(),
+                                    w["negatives"].ravel()]).tolist())
+    unused = np.array(sorted(set(range(N_ITEMS)) - mentioned), dtype=np.int64)
+    if len(unused):
+        for name in ("E", "O", "bo"):
+            if name in grads:
+                np.testing.assert_allclose(np.asarray(grads[name])[unused], 0, atol=1e-10)
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_initial_states_are_constants(core, tied):
+    """Truncated BPTT: u_init / h_init change the loss but get no gradient."""
+    T, B, H = 6, 4, 8
+    p = ref.init_params(N_ITEMS, H, tied, seed=5)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=6, resets=False)
+    w2 = dict(w, u_init=(w["u_init"] + 0.25).astype(np.float32),
+              h_init=(-w["h_init"]).astype(np.float32))
+    a, b = run_core(core, p, w), run_core(core, p, w2)
+    assert abs(a["loss"] - b["loss"]) > 1e-4
+    np.testing.assert_allclose(b["loss"], ref.window_forward(p, w2)["loss"], rtol=1e-5)
+    for out in (a, b):
+        assert set(out["grads"]) == set(p)
+        assert "u_init" not in out["grads"] and "h_init" not in out["grads"]
+
+
+@pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+def test_thread_count_does_not_change_the_result(core, loss):
+    T, B, H = 16, 8, 8
+    p = ref.init_params(N_ITEMS, H, False, seed=8)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=9)
+    one = run_core(core, p, w, loss=loss, num_threads=1)
+    two = run_core(core, p, w, loss=loss, num_threads=2)
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-6)
+    for name in p:
+        assert norm_rel_err(np.asarray(two["grads"][name], np.float64),
+                            np.asarray(one["grads"][name], np.float64)) < 1e-5, name
+
+
+@pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+def test_row_with_every_other_column_excluded(core, loss):
+    """Lane 0's target equals every negative and lane 1's target, lane 2 is empty: softmax has only
+    its own column (ce = 0), bpr-max has no column j != b (ce = -log(1e-24), no gradient)."""
+    T, B, H = 2, 3, 6
+    p = ref.init_params(N_ITEMS, H, False, seed=11)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=12, inactive_tail=False)
+    w["targets"][1] = [4, 4, -1]
+    w["items"][1, 2] = -1
+    w["negatives"][1] = 4
+    expected = ref.window_forward(p, w, loss=loss)
+    np.testing.assert_allclose(expected["ce"][1, :2],
+                               0.0 if loss == "softmax" else -np.log(1e-24), atol=1e-12)
+    got = run_core(core, p, w, loss=loss)
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
+    fd = ref.numeric_grads(p, w, loss=loss, max_entries=20)
+    for name, (idx, values) in fd.items():
+        actual = np.asarray(got["grads"][name]).reshape(-1)[idx]
+        assert norm_rel_err(actual, values) < 2e-3, name

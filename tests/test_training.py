@@ -1,0 +1,89 @@
+"""Training end to end: determinism, a planted pattern, threads, and the fitted states."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hrnn
+from conftest import planted_log
+
+FAST = dict(hidden_dimension=32, n_sample=32, batch_size=16, bptt=8, show_progress=False)
+
+
+def top1(model):
+    """The item each user's state ranks first, in the user's own item ids."""
+    w = model.get_weights()
+    _, h = model._engine.user_states()
+    out = w["E"] if model.tie_embeddings else w["O"]
+    return model.item_ids_[np.argmax(h @ out.T + w["bo"], axis=1)]
+
+
+def test_same_seed_one_thread_is_bit_identical(planted):
+    a = hrnn.HRNN(epochs=2, random_state=7, num_threads=1, dropout=0.2, **FAST).fit(planted)
+    b = hrnn.HRNN(epochs=2, random_state=7, num_threads=1, dropout=0.2, **FAST).fit(planted)
+    for name, value in a.get_weights().items():
+        np.testing.assert_array_equal(value, b.get_weights()[name], err_msg=name)
+    assert [h["loss"] for h in a.history_] == [h["loss"] for h in b.history_]
+
+
+def test_different_seeds_differ(planted):
+    a = hrnn.HRNN(epochs=1, random_state=1, num_threads=1, **FAST).fit(planted)
+    b = hrnn.HRNN(epochs=1, random_state=2, num_threads=1, **FAST).fit(planted)
+    assert not np.array_equal(a.get_weights()["E"], b.get_weights()["E"])
+
+
+@pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+@pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
+@pytest.mark.parametrize("tie", [False, True])
+def test_planted_pattern_is_learned(planted, loss, optimizer, tie):
+    lr = 0.05 if optimizer == "adagrad" else 0.01
+    m = hrnn.HRNN(epochs=8, random_state=0, num_threads=2, loss=loss, optimizer=optimizer,
+                  learning_rate=lr, tie_embeddings=tie, **FAST).fit(planted)
+    losses = [h["loss"] for h in m.history_]
+    assert losses[-1] < 0.5 * losses[0]
+    users, items, _ = planted
+    last = items.reshape(len(np.unique(users)), -1)[:, -1]
+    expected = (last[np.searchsorted(np.unique(users), m.user_ids_)] + 1) % 60
+    assert np.mean(top1(m) == expected) > 0.95
+
+
+def test_threads_train_the_same_model_up_to_rounding(planted):
+    a = hrnn.HRNN(epochs=1, random_state=3, num_threads=1, **FAST).fit(planted)
+    b = hrnn.HRNN(epochs=1, random_state=3, num_threads=2, **FAST).fit(planted)
+    np.testing.assert_allclose(a.history_[0]["loss"], b.history_[0]["loss"], rtol=1e-4)
+
+
+def test_states_cover_every_user_and_match_advance(planted):
+    m = hrnn.HRNN(epochs=1, random_state=0, num_threads=1, **FAST).fit(planted)
+    log = m._log
+    U, H = m._engine.user_states()
+    assert U.shape == (log.n_users, 32) and np.isfinite(U).all() and np.isfinite(H).all()
+    u0 = m.get_weights()["u0"]
+    a, b = log.offsets[5], log.offsets[6]
+    gaps = np.diff(log.timestamps[a:b], prepend=log.timestamps[a]).astype(np.float32)
+    u, h = m._engine.advance(u0, np.zeros(32, np.float32), True, log.items[a:b], gaps,
+                             log.new_session[a:b])
+    np.testing.assert_array_equal(u, U[5])
+    np.testing.assert_array_equal(h, H[5])
+
+
+def test_callback_stops_training(planted):
+    seen = []
+
+    def cb(model, epoch, stats):
+        seen.append((epoch, stats["loss"]))
+        return epoch == 1
+
+    m = hrnn.HRNN(epochs=5, random_state=0, **FAST).fit(planted, callbacks=[cb])
+    assert [e for e, _ in seen] == [0, 1] and len(m.history_) == 2
+
+
+def test_recency_weights_change_training(planted):
+    a = hrnn.HRNN(epochs=1, random_state=0, num_threads=1, recency_mask=True, **FAST).fit(planted)
+    b = hrnn.HRNN(epochs=1, random_state=0, num_threads=1, recency_mask=False, **FAST).fit(planted)
+    assert a.history_[0]["loss"] != b.history_[0]["loss"]
+
+
+def test_build_info():
+    info = hrnn.build_info()
+    assert set(info) >= {"openmp", "cuda_compiled"}
