@@ -13,9 +13,11 @@ FAST = dict(hidden_dimension=32, n_sample=32, batch_size=16, bptt=8, show_progre
 def top1(model):
     """The item each user's state ranks first, in the user's own item ids."""
     w = model.get_weights()
-    _, h = model._engine.user_states()
+    h = model._engine.dump_users()["Hs"]
     out = w["E"] if model.tie_embeddings else w["O"]
-    return model.item_ids_[np.argmax(h @ out.T + w["bo"], axis=1)]
+    best = model.item_ids_[np.argmax(h @ out.T + w["bo"], axis=1)]
+    assert list(best) == list(model.recommend_batch(model.user_ids_, 1)[0][:, 0])
+    return best
 
 
 def test_same_seed_one_thread_is_bit_identical(planted):
@@ -56,7 +58,8 @@ def test_threads_train_the_same_model_up_to_rounding(planted):
 def test_states_cover_every_user_and_match_advance(planted):
     m = hrnn.HRNN(epochs=1, random_state=0, num_threads=1, **FAST).fit(planted)
     log = m._log
-    U, H = m._engine.user_states()
+    users = m._engine.dump_users()
+    U, H = users["U"], users["Hs"]
     assert U.shape == (log.n_users, 32) and np.isfinite(U).all() and np.isfinite(H).all()
     u0 = m.get_weights()["u0"]
     a, b = log.offsets[5], log.offsets[6]

@@ -1,12 +1,14 @@
 // The Engine class: parameters, training epochs and user states, called with the GIL released.
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <optional>
 #include <string>
 
 #include "convert.h"
+#include "hrnn/advance.h"
 #include "hrnn/engine.h"
 #include "hrnn/errors.h"
 
@@ -150,19 +152,117 @@ void bind_engine(py::module_& m) {
            py::arg("offsets"), py::arg("items"), py::arg("timestamps"), py::arg("new_session"), py::arg("weights"),
            py::arg("users"), py::arg("progress") = py::none())
       .def("end_training", &Engine::end_training)
+      .def_readwrite("session_gap", &Engine::session_gap)
       .def("compute_states",
            [](Engine& e, const Arr<int64_t>& offsets, const Arr<int32_t>& items, const Arr<double>& ts,
               const Arr<uint8_t>& new_session, int num_threads) {
              auto buf = events(offsets, items, ts, new_session);
              py::gil_scoped_release release;
-             e.compute_states(buf.view(), num_threads);
+             e.users.build(e.params, buf.view(), num_threads);
            },
            py::arg("offsets"), py::arg("items"), py::arg("timestamps"), py::arg("new_session"),
            py::arg("num_threads") = 0)
-      .def("user_states",
+      .def("n_users", [](const Engine& e) { return e.users.size(); })
+      .def("ensure_users",
+           [](Engine& e, int64_t n) {
+             py::gil_scoped_release release;
+             e.users.ensure(e.params, n);
+           })
+      .def("user_state",
+           [](const Engine& e, int64_t user) {
+             const py::ssize_t H = e.params.H;
+             py::array_t<float> u(H), h(H);
+             double last_ts;
+             int64_t n_events;
+             e.users.state(user, u.mutable_data(), h.mutable_data(), &last_ts, &n_events);
+             return py::make_tuple(u, h, last_ts, n_events);
+           })
+      .def("put_events",
+           [](Engine& e, int64_t user, const Arr<int32_t>& items, const Arr<double>& ts,
+              const std::optional<Arr<int64_t>>& session) {
+             const py::ssize_t n = items.size();
+             checked(ts, {n}, "timestamps");
+             const int64_t* sess = session ? checked(*session, {n}, "session_id") : nullptr;
+             py::gil_scoped_release release;
+             e.users.put_events(e.params, user, items.data(), ts.data(), sess, n, e.session_gap);
+           },
+           py::arg("user"), py::arg("items"), py::arg("timestamps"), py::arg("session") = py::none())
+      .def("set_fallback_scores",
+           [](Engine& e, const Arr<float>& s) {
+             const float* p = checked(s, {e.params.n_items}, "fallback scores");
+             e.set_fallback_scores(std::vector<float>(p, p + e.params.n_items));
+           })
+      .def("recommend_batch",
+           [](const Engine& e, const Arr<int64_t>& users, int k, bool exclude_interacted,
+              const std::optional<Arr<int32_t>>& exclude, const std::optional<Arr<int32_t>>& include,
+              int num_threads) {
+             const py::ssize_t n = users.size();
+             hrnn::ItemSet ex, in;
+             hrnn::Query q;
+             q.k = k, q.exclude_interacted = exclude_interacted;
+             auto sorted = [&](const Arr<int32_t>& a, hrnn::ItemSet& dst) {
+               dst.assign(a.data(), a.data() + a.size());
+               for (int32_t i : dst) hrnn::require(i >= 0 && i < e.params.n_items, "item index out of range");
+               std::sort(dst.begin(), dst.end());
+               dst.erase(std::unique(dst.begin(), dst.end()), dst.end());
+             };
+             if (exclude) sorted(*exclude, ex), q.exclude = &ex;
+             if (include) sorted(*include, in), q.include = &in;
+             py::array_t<int32_t> items({n, static_cast<py::ssize_t>(k)});
+             py::array_t<float> scores({n, static_cast<py::ssize_t>(k)});
+             int32_t* ip = items.mutable_data();
+             float* sp = scores.mutable_data();
+             const int64_t* up = users.data();
+             {
+               py::gil_scoped_release release;
+               e.recommend_batch(up, n, q, ip, sp, num_threads);
+             }
+             return py::make_tuple(items, scores);
+           },
+           py::arg("users"), py::arg("k"), py::arg("exclude_interacted") = false, py::arg("exclude") = py::none(),
+           py::arg("include") = py::none(), py::arg("num_threads") = 0)
+      .def("dump_users",
            [](const Engine& e) {
-             const py::ssize_t n = e.n_users(), H = e.params.H;
-             return py::make_tuple(copy_out(e.user_u().data(), {n, H}), copy_out(e.user_h().data(), {n, H}));
+             hrnn::UserArrays a;
+             {
+               py::gil_scoped_release release;
+               a = e.users.dump();
+             }
+             const py::ssize_t n = a.n_users, H = a.H;
+             py::dict d;
+             d["U"] = copy_out(a.U.data(), {n, H});
+             d["Hs"] = copy_out(a.Hs.data(), {n, H});
+             d["last_ts"] = copy_out(a.last_ts.data(), {n});
+             d["n_events"] = copy_out(a.n_events.data(), {n});
+             d["last_session"] = copy_out(a.last_session.data(), {n});
+             d["history_offsets"] = copy_out(a.history_offsets.data(), {n + 1});
+             d["history_items"] = copy_out(a.history_items.data(), {static_cast<py::ssize_t>(a.history_items.size())});
+             return d;
+           })
+      .def("load_users",
+           [](Engine& e, const py::dict& d) {
+             hrnn::UserArrays a;
+             auto n_events = d["n_events"].cast<Arr<int64_t>>();
+             a.n_users = n_events.size();
+             a.H = e.params.H;
+             const py::ssize_t n = a.n_users, H = a.H;
+             auto take = [&](auto& dst, const char* key, std::vector<py::ssize_t> shape) {
+               using T = typename std::decay_t<decltype(dst)>::value_type;
+               auto arr = d[key].cast<Arr<T>>();
+               const T* p = checked(arr, shape, key);
+               dst.assign(p, p + arr.size());
+             };
+             take(a.U, "U", {n, H});
+             take(a.Hs, "Hs", {n, H});
+             take(a.last_ts, "last_ts", {n});
+             take(a.n_events, "n_events", {n});
+             take(a.last_session, "last_session", {n});
+             take(a.history_offsets, "history_offsets", {n + 1});
+             take(a.history_items, "history_items", {-1});
+             for (int32_t i : a.history_items)
+               hrnn::require(i >= -1 && i < e.params.n_items, "history item index out of range");
+             py::gil_scoped_release release;
+             e.users.load(std::move(a));
            })
       .def("advance",
            [](const Engine& e, const Arr<float>& u, const Arr<float>& h, bool fresh, const Arr<int32_t>& items,

@@ -1,11 +1,16 @@
 #include "hrnn/engine.h"
 
+#include <algorithm>
+#include <string>
+
 #include "hrnn/errors.h"
+#include "hrnn/parallel.h"
 
 namespace hrnn {
 
 Engine::Engine(int64_t n_items, int hidden, bool tied, uint64_t seed) : params(n_items, hidden, tied) {
   params.init_random(seed);
+  fallback_.assign(n_items, 0.f);
 }
 
 void Engine::start_training(const TrainConfig& cfg, const double* popularity) {
@@ -19,13 +24,58 @@ EpochStats Engine::train_epoch(const EventArrays& ev, const float* weights, cons
   return trainer_->run_epoch(ev, weights, users, should_stop);
 }
 
-void Engine::compute_states(const EventArrays& ev, int num_threads) {
-  ev.validate(params.n_items);
-  std::vector<float> U(static_cast<size_t>(ev.n_users) * params.H), Hs(U.size());
-  hrnn::compute_states(params, ev, U.data(), Hs.data(), num_threads);
-  U_.swap(U);
-  Hs_.swap(Hs);
-  n_users_ = ev.n_users;
+void Engine::set_fallback_scores(std::vector<float> scores) {
+  require(static_cast<int64_t>(scores.size()) == params.n_items, "one fallback score per item is needed");
+  fallback_ = std::move(scores);
+}
+
+namespace {
+void sorted_unique(std::vector<int32_t>& v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+}
+}  // namespace
+
+void Engine::recommend(int64_t user, const Query& q, int32_t* items, float* scores) const {
+  recommend_batch(&user, 1, q, items, scores, 1);
+}
+
+void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q, int32_t* items, float* scores,
+                             int num_threads) const {
+  require(q.k >= 1, "k must be >= 1");
+  const int H = params.H;
+  // Gather the states of the users that have one; the others get the fallback.
+  std::vector<int64_t> warm;
+  std::vector<float> hs;
+  std::vector<ItemSet> excl;
+  std::vector<int32_t> hist;
+  std::vector<float> h(H);
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t u = user_idx[r];
+    const bool has_state = u >= 0 && users.read(u, h.data(), q.exclude_interacted ? &hist : nullptr);
+    ItemSet ex = q.exclude ? *q.exclude : ItemSet{};
+    if (has_state && q.exclude_interacted) {
+      for (int32_t i : hist)
+        if (i >= 0) ex.push_back(i);
+    }
+    sorted_unique(ex);
+    if (!has_state) {
+      fixed_topk(fallback_.data(), params.n_items, q.k, &ex, q.include, items + r * q.k, scores + r * q.k);
+      continue;
+    }
+    warm.push_back(r);
+    hs.insert(hs.end(), h.begin(), h.end());
+    excl.push_back(std::move(ex));
+  }
+  if (warm.empty()) return;
+  const int64_t M = static_cast<int64_t>(warm.size());
+  std::vector<int32_t> wi(static_cast<size_t>(M) * q.k);
+  std::vector<float> ws(wi.size());
+  score_topk(params, hs.data(), M, q.k, &excl, q.include, wi.data(), ws.data(), num_threads);
+  for (int64_t j = 0; j < M; ++j) {
+    std::copy_n(wi.data() + j * q.k, q.k, items + warm[j] * q.k);
+    std::copy_n(ws.data() + j * q.k, q.k, scores + warm[j] * q.k);
+  }
 }
 
 }  // namespace hrnn

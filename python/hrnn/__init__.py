@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from . import _core
+from .data import read_interactions
 from .model import HRNN
+from .model_file import load
 
 __version__ = "0.1.0"
 
@@ -12,4 +14,4 @@ def build_info() -> dict:
     return dict(_core.build_info())
 
 
-__all__ = ["HRNN", "build_info", "__version__"]
+__all__ = ["HRNN", "build_info", "load", "read_interactions", "__version__"]

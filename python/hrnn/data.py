@@ -1,9 +1,9 @@
 """From an interactions table to the arrays the engine trains on.
 
-A user's data flows one way: ``read_interactions`` (any table -> a validated DataFrame with canonical
-columns) -> ``featurize`` (Personalize's event and history-length filters) -> ``build_event_log``
-(dense ids, per-user time order, sessions) -> arrays. Everything here is vectorised: no Python loop
-runs over events.
+A user's data flows one way: ``read_interactions`` (any table -> a validated DataFrame with
+canonical columns) -> ``featurize`` (Personalize's event and history-length filters) ->
+``build_event_log`` (dense ids, per-user time order, sessions) -> arrays. Everything here is
+vectorised: no Python loop runs over events.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from . import _validate as _v
-from ._validate import (CANONICAL, EVENT_TYPE, EVENT_VALUE, ITEM_ID, OPTIONAL,  # noqa: F401
+from . import _reading as _v
+from ._reading import (CANONICAL, EVENT_TYPE, EVENT_VALUE, ITEM_ID, OPTIONAL,  # noqa: F401
                         REQUIRED, SESSION_ID, TIMESTAMP, USER_ID)
 
 MIN_INTERACTIONS = 1000
@@ -53,9 +53,11 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
         A required column is missing (the message lists the columns found).
     ValueError
         Empty table; missing ids/timestamps/event types/session ids; infinite, negative or
-        millisecond-looking timestamps.
+        millisecond-looking timestamps; an unreadable or unsupported file.
     TypeError
         Non-numeric timestamps or event values.
+    FileNotFoundError, ImportError
+        No such file; Parquet without pyarrow.
     """
     raw = _v.load(source)
     names = _v.resolve_columns(list(raw.columns), columns)
@@ -63,7 +65,7 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
         raise ValueError("the interactions table is empty")
     out = {}
     for canon, name in names.items():
-        s, label = raw[name], _v.label(canon, name)
+        s, label = raw[name], _v.column_label(canon, name)
         if canon == TIMESTAMP:
             _v.check_no_missing(s, label)
             out[canon] = _v.timestamps(s, label)
@@ -77,6 +79,8 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
 
 
 def _as_interactions(df) -> pd.DataFrame:
+    # A frame with the canonical columns is taken to be read_interactions output already:
+    # validating 10M rows again would cost seconds on every call.
     if isinstance(df, pd.DataFrame) and all(c in df.columns for c in REQUIRED):
         return df
     return read_interactions(df)

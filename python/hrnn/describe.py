@@ -28,11 +28,16 @@ def _histogram(lengths: np.ndarray, lo: float, hi: float, n_bins: int = N_BINS):
     # The first kept length is ceil(lo) and the last floor(hi): making both bin edges means every
     # bin is either wholly kept or wholly dropped.
     cuts = np.array([np.ceil(lo), np.floor(hi) + 1], dtype=np.int64)
-    edges = np.unique(np.concatenate([[lmin, lmax + 1], edges, cuts[(cuts > lmin) & (cuts <= lmax)]]))
+    inside = cuts[(cuts > lmin) & (cuts <= lmax)]
+    edges = np.unique(np.concatenate([[lmin, lmax + 1], edges, inside]))
     idx = np.searchsorted(edges, lengths, side="right") - 1
     users = np.bincount(idx, minlength=len(edges) - 1)
     events = np.bincount(idx, weights=lengths, minlength=len(edges) - 1).astype(np.int64)
     return edges, users, events
+
+
+def _num(x: float) -> str:
+    return f"{x:,g}"
 
 
 def _pct(part: float, whole: float) -> str:
@@ -108,19 +113,17 @@ class Description:
         return out
 
     def _cut_lines(self) -> list:
-        lo_name, hi_name = f"p{100 * self.min_pct:g}", f"p{100 * self.max_pct:g}"
-        return [
-            f"min cut    min_pct={self.min_pct:g} ({lo_name} = {self.min_length:g}): keep length >= "
-            f"{self.min_length:g}, drops {self.users_dropped_low:,} users "
-            f"({_pct(self.users_dropped_low, self.n_users)}), {self.events_dropped_low:,} events "
-            f"({_pct(self.events_dropped_low, self.n_events)})",
-            f"max cut    max_pct={self.max_pct:g} ({hi_name} = {self.max_length:g}): keep length <= "
-            f"{self.max_length:g}, drops {self.users_dropped_high:,} users "
-            f"({_pct(self.users_dropped_high, self.n_users)}), {self.events_dropped_high:,} events "
-            f"({_pct(self.events_dropped_high, self.n_events)})",
-            f"kept       {self.users_kept:,} users ({_pct(self.users_kept, self.n_users)}), "
-            f"{self.events_kept:,} events ({_pct(self.events_kept, self.n_events)}) for training",
-        ]
+        def cut(name, pct, length, op, users, events):
+            return (f"{name} cut    {name}_pct={pct:g} -> p{100 * pct:g} = {_num(length)}: "
+                    f"keeps length {op} {_num(length)}; drops {users:,} users ({_pct(users, self.n_users)}),"
+                    f" {events:,} events ({_pct(events, self.n_events)})")
+        return [cut("min", self.min_pct, self.min_length, ">=", self.users_dropped_low,
+                    self.events_dropped_low),
+                cut("max", self.max_pct, self.max_length, "<=", self.users_dropped_high,
+                    self.events_dropped_high),
+                f"kept       {self.users_kept:,} users ({_pct(self.users_kept, self.n_users)}), "
+                f"{self.events_kept:,} events ({_pct(self.events_kept, self.n_events)}) "
+                f"for training"]
 
     def _histogram_lines(self) -> list:
         labels = [f"{a}" if b - a == 1 else f"{a}-{b - 1}"
@@ -133,10 +136,10 @@ class Description:
         for k, label in enumerate(labels):
             a = self.bin_edges[k]
             if a == lo_edge and k > 0:
-                lines.append(f"  {'-' * width} min cut: keep length >= {self.min_length:g} "
+                lines.append(f"  {'-' * width} min cut: keep length >= {_num(self.min_length)} "
                              f"(p{100 * self.min_pct:g})")
             if a == hi_edge and k > 0:
-                lines.append(f"  {'-' * width} max cut: keep length <= {self.max_length:g} "
+                lines.append(f"  {'-' * width} max cut: keep length <= {_num(self.max_length)} "
                              f"(p{100 * self.max_pct:g})")
             n = int(self.bin_users[k])
             kept = self.min_length <= a <= self.max_length
@@ -157,15 +160,16 @@ class Description:
                  f"items        {self.n_items:>12,}",
                  f"sessions     {self.n_sessions:>12,}  ({how})",
                  f"time span    {_date(self.first_timestamp, with_time)} .. "
-                 f"{_date(self.last_timestamp, with_time)} UTC ({span / 86400:.1f} days)"]
+                 f"{_date(self.last_timestamp, with_time)} UTC ({span / 86400:,.1f} days)"]
         if self.event_types:
             shown = list(self.event_types.items())[:MAX_EVENT_TYPES]
             more = len(self.event_types) - len(shown)
             lines.append("event types  " + ", ".join(
                 f"{k} {v:,} ({_pct(v, self.n_events)})" for k, v in shown)
                 + (f", +{more} more" if more else ""))
-        lines += [f"history      min {s['min']:,} | median {s['median']:g} | p90 {s['p90']:g} | "
-                  f"p99 {s['p99']:g} | max {s['max']:,} | mean {s['mean']:.1f} events per user",
+        lines += [f"history      min {s['min']:,} | median {_num(s['median'])} | p90 "
+                  f"{_num(s['p90'])} | p99 {_num(s['p99'])} | max {s['max']:,} | "
+                  f"mean {s['mean']:,.1f} events per user",
                   ""] + self._histogram_lines() + [""] + self._cut_lines()
         lines.append("Personalize minimums (1,000 interactions, 25 users with 2+ interactions): "
                      + ("met" if self.minimums_error is None else
@@ -182,21 +186,39 @@ class Description:
             from matplotlib.figure import Figure
         except ImportError as e:
             raise ImportError("plotting needs matplotlib: pip install 'hrnn[plot]'") from e
-        edges = self.bin_edges.astype(float)
-        kept = (edges[:-1] >= self.min_length) & (edges[:-1] <= self.max_length)
+        # Uniform log bins here, without the cut edges the text inserts: a thin bin drawn as a bar
+        # of its count would look empty. Each bar is split into kept and dropped users instead.
+        lengths = self.lengths
+        lmin, lmax = int(lengths.min()), int(lengths.max())
+        edges = np.unique(np.round(np.geomspace(lmin, lmax + 1, 2 * N_BINS + 1))).astype(float)
+        idx = np.searchsorted(edges, lengths, side="right") - 1
+        keep = (lengths >= self.min_length) & (lengths <= self.max_length)
+        kept = np.bincount(idx[keep], minlength=len(edges) - 1)
+        dropped = np.bincount(idx[~keep], minlength=len(edges) - 1)
         fig = Figure(figsize=(8, 4.5), dpi=100)
         ax = fig.add_subplot()
-        ax.bar(edges[:-1], self.bin_users, width=np.diff(edges), align="edge",
-               color=np.where(kept, "tab:blue", "lightgray"), edgecolor="white")
-        for x, name, pct in ((self.min_length, "min", self.min_pct),
-                             (self.max_length, "max", self.max_pct)):
-            ax.axvline(x, color="tab:red", linestyle="--", linewidth=1)
-            ax.text(x, 0.97, f" {name} p{100 * pct:g} = {x:g}", color="tab:red", va="top",
-                    transform=ax.get_xaxis_transform(), fontsize=8)
+        ax.bar(edges[:-1], kept, width=np.diff(edges), align="edge", color="tab:blue",
+               edgecolor="white", label="kept for training")
+        ax.bar(edges[:-1], dropped, bottom=kept, width=np.diff(edges), align="edge",
+               color="lightgray", edgecolor="white", label="left out")
+        for x, name, pct, style in ((self.min_length, "min", self.min_pct, "--"),
+                                    (self.max_length, "max", self.max_pct, ":")):
+            ax.axvline(x, color="tab:red", linestyle=style, linewidth=1.2,
+                       label=f"{name} cut: p{100 * pct:g} = {x:g}")
         ax.set_xscale("log")
+        # Plain numbers at 1-2-5 steps read better than matplotlib's 2x10^1 minor labels.
+        ticks = [m * 10.0**e for e in range(10) for m in (1, 2, 5)
+                 if lmin <= m * 10.0**e <= lmax + 1] or [lmin]
+        ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter("")
+        ax.set_ylim(0, 1.3 * max(int((kept + dropped).max()), 1))
         ax.set_xlabel("history length (events per user)")
         ax.set_ylabel("users")
-        ax.set_title(f"{self.title + ': ' if self.title else ''}{self.n_users:,} users, "
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
+        # The folder says more than "interactions.csv.gz" does; the full path is too long.
+        name = ("/".join(os.path.normpath(self.title).split(os.sep)[-2:]) + ": "
+                if self.title else "")
+        ax.set_title(f"{name}{self.n_users:,} users, "
                      f"{self.n_events:,} events; kept {self.users_kept:,} users, "
                      f"{self.events_kept:,} events", fontsize=9)
         fig.tight_layout()

@@ -1,14 +1,17 @@
 """HRNN: the gated hierarchical recurrent recommender."""
 from __future__ import annotations
 
+import threading
 import time
 import warnings
+from collections import Counter
 from typing import Callable, Iterable, Optional
 
 import numpy as np
 
 from . import _core, _params
 from . import data as _data
+from ._ids import _as_list, _check_id, _check_num_results, _session_hashes, _timestamps
 from ._progress import Progress
 from .base import Recommender
 
@@ -208,8 +211,7 @@ class HRNN(Recommender):
         finally:
             progress.close()
             engine.end_training()
-            self._engine = engine
-            self._set_catalogue(log, pop)
+            self._set_catalogue(engine, log, pop)
             engine.compute_states(*arrays, num_threads=self.num_threads)
         if interrupted:
             warnings.warn(f"training interrupted by the user during epoch {len(self.history_)}; "
@@ -221,11 +223,28 @@ class HRNN(Recommender):
             return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
         return int(self.random_state)
 
-    def _set_catalogue(self, log: "_data.EventLog", popularity: np.ndarray) -> None:
-        self.user_ids_ = log.user_ids
-        self.item_ids_ = log.item_ids
-        self.popularity_ = popularity
+    def _set_catalogue(self, engine, log: "_data.EventLog", popularity: np.ndarray) -> None:
         self._log = log
+        self._attach(engine, log.user_ids, log.item_ids, popularity)
+
+    def _attach(self, engine, user_ids: np.ndarray, item_ids: np.ndarray,
+                popularity: np.ndarray, new_users=(), unknown_items=None) -> None:
+        """Make ``engine`` this model's, with its id maps (used by fit and by load)."""
+        self._engine = engine
+        engine.session_gap = float(self.session_gap)
+        self.user_ids_ = user_ids
+        self.item_ids_ = item_ids
+        self.popularity_ = popularity
+        total = popularity.sum()
+        engine.set_fallback_scores((popularity / total if total > 0 else popularity)
+                                   .astype(np.float32))
+        self._user_index = {u: i for i, u in enumerate(user_ids.tolist())}
+        self._new_users = list(new_users)
+        for j, u in enumerate(self._new_users):
+            self._user_index[u] = len(user_ids) + j
+        self._item_lookup = None
+        self._lock = threading.Lock()
+        self.unknown_item_events_ = Counter(unknown_items or {})
 
     # ---------------------------------------------------------------------------- inspection
 
@@ -241,8 +260,141 @@ class HRNN(Recommender):
     def user_state(self, user_id) -> tuple:
         """(user state u, session state h) of a known user, as float32 arrays."""
         self._check_fitted()
-        U, Hs = self._engine.user_states()
-        idx = np.flatnonzero(self.user_ids_ == user_id)
-        if idx.size == 0:
+        user = self._user_index.get(user_id)
+        if user is None:
             raise KeyError(f"unknown user id {user_id!r}")
-        return U[idx[0]], Hs[idx[0]]
+        u, h, _, _ = self._engine.user_state(user)
+        return u, h
+
+    # ------------------------------------------------------------------------------ queries
+
+    def _item_index(self) -> dict:
+        if self._item_lookup is None:
+            self._item_lookup = {v: i for i, v in enumerate(self.item_ids_.tolist())}
+        return self._item_lookup
+
+    def _items_to_index(self, item_ids, what: str) -> np.ndarray:
+        """Dense indices of known items among ``item_ids``; unknown ones are dropped."""
+        lookup = self._item_index()
+        idx = [lookup.get(i, -1) for i in _as_list(item_ids, what)]
+        return np.array([i for i in idx if i >= 0], dtype=np.int32)
+
+    def _query(self, num_results, exclude_items, include_items) -> dict:
+        _check_num_results(num_results)
+        q = {"k": int(min(num_results, len(self.item_ids_)))}
+        if exclude_items is not None:
+            q["exclude"] = self._items_to_index(exclude_items, "exclude_items")
+        if include_items is not None:
+            q["include"] = self._items_to_index(include_items, "include_items")
+        return q
+
+    def _ids_of(self, idx: np.ndarray) -> np.ndarray:
+        ids = self.item_ids_[np.maximum(idx, 0)]
+        if (idx < 0).any():  # fewer candidates than asked for: pad with None
+            ids = ids.astype(object)
+            ids[idx < 0] = None
+        return ids
+
+    def recommend(self, user_id, num_results: int = 25, exclude_interacted: bool = False,
+                  exclude_items=None, include_items=None) -> tuple:
+        """The items this user is most likely to interact with next.
+
+        Parameters
+        ----------
+        user_id
+            A user id as in the training data or in ``put_events``. An unknown user gets the
+            (recency-weighted) most popular items.
+        num_results : int, default 25
+            How many items, 1..500 (Personalize's limit).
+        exclude_interacted : bool
+            Leave out the items this user has interacted with (training and real-time events).
+        exclude_items, include_items : iterable of item ids, optional
+            Never return these / return only these. Unknown ids are ignored.
+
+        Returns
+        -------
+        (item_ids, scores) : (ndarray, float32 ndarray)
+            Best first; fewer than ``num_results`` when the catalogue (or ``include_items``) is
+            smaller.
+        """
+        self._check_fitted()
+        q = self._query(num_results, exclude_items, include_items)
+        user = np.array([self._user_index.get(user_id, -1)], dtype=np.int64)
+        items, scores = self._engine.recommend_batch(user, exclude_interacted=exclude_interacted,
+                                                     num_threads=1, **q)
+        keep = items[0] >= 0
+        return self.item_ids_[items[0][keep]], scores[0][keep]
+
+    def recommend_batch(self, user_ids, num_results: int = 25, exclude_interacted: bool = False,
+                        exclude_items=None, include_items=None) -> tuple:
+        """``recommend`` for many users at once, in C++ on ``num_threads`` threads.
+
+        Returns
+        -------
+        (item_ids, scores) : 2-D arrays [n_users, k], k = min(num_results, catalogue size)
+            Row r answers ``user_ids[r]``; a row with fewer candidates is padded with None / -inf.
+        """
+        self._check_fitted()
+        q = self._query(num_results, exclude_items, include_items)
+        get = self._user_index.get
+        users = np.fromiter((get(u, -1) for u in _as_list(user_ids, "user_ids")), dtype=np.int64)
+        items, scores = self._engine.recommend_batch(users, exclude_interacted=exclude_interacted,
+                                                     num_threads=self.num_threads, **q)
+        return self._ids_of(items), scores
+
+    def put_events(self, user_id, item_ids, timestamps, session_id=None) -> None:
+        """Record a user's new events and advance its state, without retraining.
+
+        The same C++ step as training moves the user's session and user state; a new session
+        starts when the gap to the previous event exceeds ``session_gap`` (or, when session ids
+        are given, when the session id changes). A new user id is created on the fly, starting
+        from the learned initial state. An item the model has never seen enters the step as a
+        zero input vector: it still advances the clock and the session logic, and its id is
+        counted in ``unknown_item_events_`` (retrain to learn it).
+
+        Parameters
+        ----------
+        user_id
+            The user's id.
+        item_ids : item id or sequence of them
+        timestamps : number or sequence of numbers (unix seconds), same length, in time order and
+            not older than the user's last event; otherwise ValueError and nothing changes.
+        session_id : optional
+            One session id for all these events, or one per event.
+        """
+        self._check_fitted()
+        items = _as_list(item_ids, "item_ids")
+        ts = _timestamps(timestamps, len(items))
+        lookup = self._item_index()
+        idx = np.fromiter((lookup.get(i, -1) for i in items), dtype=np.int32, count=len(items))
+        sessions = None if session_id is None else _session_hashes(session_id, len(items))
+        with self._lock:
+            user = self._user_index.get(user_id)
+            if user is None:
+                _check_id(user_id, "user_id")
+                user = len(self._new_users) + len(self.user_ids_)
+                self._engine.ensure_users(user + 1)
+                self._user_index[user_id] = user
+                self._new_users.append(user_id)
+        self._engine.put_events(user, idx, ts, sessions)
+        if (idx < 0).any():
+            with self._lock:
+                self.unknown_item_events_.update(i for i, j in zip(items, idx) if j < 0)
+
+    @property
+    def known_user_ids(self) -> np.ndarray:
+        """Every user id with a state: the training users, then those created by put_events."""
+        self._check_fitted()
+        with self._lock:
+            extra = list(self._new_users)
+        if not extra:
+            return self.user_ids_
+        return np.concatenate([self.user_ids_.astype(object), np.array(extra, dtype=object)])
+
+    # --------------------------------------------------------------------------- model files
+
+    def save(self, path) -> None:
+        """Write the model (parameters, id maps, every user's state) to one file, atomically."""
+        self._check_fitted()
+        from . import model_file
+        model_file.save(self, path)

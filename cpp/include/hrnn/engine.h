@@ -1,39 +1,51 @@
-// A model as the Python layer holds it: parameters, the training state, and every user's state.
+// A model as the Python layer holds it: parameters, the training state, every user's state, and the
+// queries answered from them.
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <vector>
 
-#include "hrnn/advance.h"
 #include "hrnn/params.h"
+#include "hrnn/scoring.h"
 #include "hrnn/trainer.h"
+#include "hrnn/user_store.h"
 
 namespace hrnn {
+
+struct Query {
+  int k = 25;
+  bool exclude_interacted = false;
+  const ItemSet* exclude = nullptr;  // sorted
+  const ItemSet* include = nullptr;  // sorted
+};
 
 class Engine {
  public:
   Engine(int64_t n_items, int hidden, bool tied, uint64_t seed);
 
   Params params;
+  UserStore users;
+  double session_gap = 1800.0;
 
   // Training. start_training builds the sampler and the optimizer state (discarding any earlier).
   void start_training(const TrainConfig& cfg, const double* popularity);
   EpochStats train_epoch(const EventArrays& ev, const float* weights, const std::vector<int64_t>& users,
                          const Trainer::StopFn& should_stop);
   void end_training() { trainer_.reset(); }
-  bool training() const { return trainer_ != nullptr; }
 
-  // User states after their whole history (recomputed from the events, same step as training).
-  void compute_states(const EventArrays& ev, int num_threads);
-  int64_t n_users() const { return n_users_; }
-  const std::vector<float>& user_u() const { return U_; }
-  const std::vector<float>& user_h() const { return Hs_; }
+  // Scores for users without a state (popular items), one per item.
+  void set_fallback_scores(std::vector<float> scores);
+  const std::vector<float>& fallback_scores() const { return fallback_; }
+
+  // The top k items of one user (user < 0 or without events: the fallback scores).
+  void recommend(int64_t user, const Query& q, int32_t* items, float* scores) const;
+  // The top k of each of n users, over num_threads threads.
+  void recommend_batch(const int64_t* users, int64_t n, const Query& q, int32_t* items, float* scores,
+                       int num_threads) const;
 
  private:
   std::unique_ptr<Trainer> trainer_;
-  int64_t n_users_ = 0;
-  std::vector<float> U_, Hs_;
+  std::vector<float> fallback_;
 };
 
 }  // namespace hrnn

@@ -5,6 +5,7 @@ Kept apart from data.py so that each file stays small; the public entry point is
 """
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 
@@ -36,11 +37,13 @@ def load(source) -> pd.DataFrame:
             raise ValueError(f"users, items and timestamps have different lengths: "
                              f"{[len(a) for a in source]}")
         return pd.DataFrame(dict(zip(REQUIRED, source)))
-    raise TypeError(f"cannot read interactions from {type(source).__name__}; pass a DataFrame, a "
-                    f"path to .csv/.csv.gz/.parquet, a dict of columns or (users, items, timestamps)")
+    raise TypeError(f"cannot read interactions from {type(source).__name__}; pass a DataFrame, "
+                    f"a path to .csv/.csv.gz/.parquet, a dict of columns or "
+                    f"(users, items, timestamps)")
 
 
 def read_file(path: str) -> pd.DataFrame:
+    """Read a CSV (optionally compressed) or Parquet file, chosen by its name."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
     lower = path.lower()
@@ -49,13 +52,19 @@ def read_file(path: str) -> pd.DataFrame:
             import pyarrow  # noqa: F401
         except ImportError as e:
             raise ImportError("reading Parquet needs pyarrow: pip install 'hrnn[parquet]'") from e
-        return pd.read_parquet(path, engine="pyarrow")
-    if lower.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv", ".tsv.gz")):
+        reader = functools.partial(pd.read_parquet, path, engine="pyarrow")
+    elif lower.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv", ".tsv.gz")):
         sep = "\t" if ".tsv" in lower else ","
         # The C engine is as fast as pyarrow's here and does not turn ISO dates into datetimes
         # behind the caller's back, so a file reads the same whether or not pyarrow is installed.
-        return pd.read_csv(path, sep=sep, low_memory=False)
-    raise ValueError(f"unsupported file type: {path} (expected .csv, .csv.gz or .parquet)")
+        reader = functools.partial(pd.read_csv, path, sep=sep, low_memory=False)
+    else:
+        raise ValueError(f"unsupported file type: {path} (expected .csv, .csv.gz, .tsv or "
+                         f".parquet)")
+    try:
+        return reader()
+    except (ValueError, OSError, EOFError) as e:  # parser errors, empty or corrupt files
+        raise ValueError(f"cannot read {path}: {e}") from e
 
 
 def resolve_columns(found, columns) -> dict:
@@ -101,60 +110,68 @@ def resolve_columns(found, columns) -> dict:
     return {k: v for k, v in resolved.items() if v is not None}
 
 
-def label(canon: str, name) -> str:
+def row(i) -> str:
+    return f"row {int(i)} (0-based)"
+
+
+def column_label(canon: str, name) -> str:
+    """How error messages name a column: canonical name, plus the source name if different."""
     return canon if str(name) == canon else f"{canon} (column {name!r})"
 
 
 def check_no_missing(s: pd.Series, label: str) -> None:
+    """ValueError with the count and the first row when ``s`` has NaN/None/NA."""
     missing = s.isna().to_numpy()
     if missing.any():
-        row = int(np.flatnonzero(missing)[0])
         raise ValueError(f"{label} has {int(missing.sum()):,} missing values (NaN/None); "
-                         f"first at row {row} (0-based)")
+                         f"first at {row(np.flatnonzero(missing)[0])}")
 
 
-def numeric(s: pd.Series, label: str, what: str) -> np.ndarray:
+def numeric(s: pd.Series, label: str, what: str, hint: str = "") -> np.ndarray:
     """float64 values of a numeric column; TypeError naming the first non-numeric value."""
     if pd.api.types.is_bool_dtype(s) or not (
             pd.api.types.is_numeric_dtype(s)
             or (s.dtype == object and pd.api.types.infer_dtype(s, skipna=True)
                 in ("integer", "floating", "mixed-integer-float", "decimal", "empty"))):
-        bad = pd.tonumeric(s, errors="coerce").isna().to_numpy() & s.notna().to_numpy()
+        bad = pd.to_numeric(s, errors="coerce").isna().to_numpy() & s.notna().to_numpy()
         rows = np.flatnonzero(bad)
-        example = f"; first non-numeric value {s.iloc[rows[0]]!r} at row {rows[0]}" if len(rows) else ""
-        raise TypeError(f"{label} must be numeric ({what}), got dtype {s.dtype}{example}")
+        example = f"; first non-numeric value {s.iloc[rows[0]]!r} at {row(rows[0])}" \
+            if len(rows) else ""
+        raise TypeError(f"{label} must hold numbers ({what}), got dtype {s.dtype}{example}{hint}")
     return s.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def timestamps(s: pd.Series, label: str) -> np.ndarray:
+    """float64 unix seconds from a numeric or datetime64 column, checked for plausibility."""
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         s = s.dt.tz_convert("UTC").dt.tz_localize(None)
     if pd.api.types.is_datetime64_dtype(s):
         # Naive datetimes are taken as UTC; the unit (s/ms/us/ns) is whatever pandas stored.
         return (s.to_numpy() - np.datetime64(0, "s")) / np.timedelta64(1, "s")
-    hint = " (convert date strings with pandas.to_datetime)" if s.dtype == object or \
+    hint = "; convert date strings with pandas.to_datetime" if s.dtype == object or \
         pd.api.types.is_string_dtype(s) else ""
-    ts = numeric(s, label, "unix seconds" + hint) + 0.0  # + 0.0 turns -0.0 into 0.0
+    ts = numeric(s, label, "unix seconds", hint) + 0.0  # + 0.0 turns -0.0 into 0.0
     bad = ~np.isfinite(ts)
     if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{label} has {int(bad.sum()):,} infinite values; first {ts[row]} "
-                         f"at row {row}")
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{label} has {int(bad.sum()):,} infinite values; first {ts[first]} "
+                         f"at {row(first)}")
     neg = ts < 0
     if neg.any():
-        row = int(np.flatnonzero(neg)[0])
-        raise ValueError(f"{label} has {int(neg.sum()):,} negative timestamps; first {ts[row]:g} "
-                         f"at row {row}")
+        first = int(np.flatnonzero(neg)[0])
+        raise ValueError(f"{label} has {int(neg.sum()):,} negative timestamps; first "
+                         f"{ts[first]:g} at {row(first)}")
     median = float(np.median(ts))
     for limit, unit, factor in ((1e17, "nanoseconds", "1e9"), (1e14, "microseconds", "1e6"),
                                 (1e11, "milliseconds", "1000")):
         if median > limit:
-            raise ValueError(f"{label} look like {unit} (median {median:.4g}); hrnn expects unix "
-                             f"seconds: divide by {factor}")
+            raise ValueError(f"{label} values look like {unit} (median {median:.4g}); hrnn "
+                             f"expects unix seconds: divide by {factor}")
     return ts
 
 
 def drop_duplicates(out: pd.DataFrame) -> pd.DataFrame:
+    """Drop exact duplicate events (keeping the first), with a UserWarning saying how many."""
     subset = [c for c in (USER_ID, ITEM_ID, TIMESTAMP, EVENT_TYPE) if c in out.columns]
     # A full DataFrame.duplicated over string ids costs seconds on 10M rows; hashing the
     # factorised codes first and checking only rows whose hash repeats is several times faster
@@ -162,9 +179,11 @@ def drop_duplicates(out: pd.DataFrame) -> pd.DataFrame:
     h = np.zeros(len(out), dtype=np.uint64)
     for col, mult in zip(subset, (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
                                   0x27D4EB2F165667C5)):
-        codes = out[col].to_numpy() if col == TIMESTAMP else pd.factorize(out[col])[0]
-        h = (h ^ codes.view(np.uint64) if col == TIMESTAMP else h ^ codes.astype(np.uint64)) \
-            * np.uint64(mult)
+        if col == TIMESTAMP:  # the float's bits: equal timestamps, equal bits (-0.0 is gone)
+            codes = np.ascontiguousarray(out[col].to_numpy(dtype=np.float64)).view(np.uint64)
+        else:
+            codes = pd.factorize(out[col])[0].astype(np.uint64)
+        h = (h ^ codes) * np.uint64(mult)
         h ^= h >> np.uint64(29)
     candidates = pd.Series(h).duplicated(keep=False).to_numpy()
     if not candidates.any():

@@ -1,0 +1,23 @@
+// Scoring every item for a set of session states (scores = O h + bo) and selecting the top k.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "hrnn/params.h"
+
+namespace hrnn {
+
+// Items a row must not return, sorted ascending (for binary search).
+using ItemSet = std::vector<int32_t>;
+
+// For each of the M rows of hs [M x H]: the k best items (out_items/out_scores [M x k], best first,
+// padded with -1 / -inf). exclude: nullptr or M sets; include: nullptr or one sorted set that
+// restricts the candidates of every row.
+void score_topk(const Params& P, const float* hs, int64_t M, int k, const std::vector<ItemSet>* exclude,
+                const ItemSet* include, int32_t* out_items, float* out_scores, int num_threads);
+
+// The same selection over fixed per-item scores (e.g. popularity for users without a state).
+void fixed_topk(const float* scores, int64_t n_items, int k, const ItemSet* exclude, const ItemSet* include,
+                int32_t* out_items, float* out_scores);
+
+}  // namespace hrnn

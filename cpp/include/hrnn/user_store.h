@@ -1,0 +1,59 @@
+// Every user's state (user state u, session state h, clock, session, history), safe to read and
+// update from many threads at once: one user's updates are serialised by a striped lock, growth of
+// the store takes the exclusive side of a shared lock, so readers never see a torn state.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <mutex>
+#include <shared_mutex>
+#include <vector>
+
+#include "hrnn/events.h"
+#include "hrnn/params.h"
+
+namespace hrnn {
+
+constexpr int64_t kNoSession = INT64_MIN;
+
+struct UserArrays {  // the store's content, for model files and bulk loads
+  int64_t n_users = 0;
+  int H = 0;
+  std::vector<float> U, Hs;
+  std::vector<double> last_ts;
+  std::vector<int64_t> n_events, last_session;
+  std::vector<int64_t> history_offsets;  // CSR of every user's item history, in time order
+  std::vector<int32_t> history_items;
+};
+
+class UserStore {
+ public:
+  // Replaces the content: states computed from the events (same step as training).
+  void build(const Params& P, const EventArrays& ev, int num_threads);
+  void load(UserArrays a);  // validated: throws std::invalid_argument
+  UserArrays dump() const;
+
+  int64_t size() const;
+  // Grows the store to n users; new users have no events (u = u0, h = 0).
+  void ensure(const Params& P, int64_t n);
+  // Applies a user's new events atomically. session: nullptr (sessions by the gap rule) or one id
+  // per event. Throws std::invalid_argument, changing nothing, when the events are out of time
+  // order (among themselves or before the user's last event) or an item is out of range.
+  void put_events(const Params& P, int64_t user, const int32_t* items, const double* ts, const int64_t* session,
+                  int64_t n, double session_gap);
+  // Copies h and returns true when the user has at least one event; copies the history if asked.
+  bool read(int64_t user, float* h, std::vector<int32_t>* history) const;
+  void state(int64_t user, float* u, float* h, double* last_ts, int64_t* n_events) const;
+
+ private:
+  std::mutex& stripe(int64_t user) const { return stripes_[static_cast<uint64_t>(user) % stripes_.size()]; }
+  void check_user(int64_t user) const;
+  mutable std::shared_mutex mu_;
+  mutable std::array<std::mutex, 64> stripes_;
+  int H_ = 0;
+  std::vector<float> U_, Hs_;
+  std::vector<double> last_ts_;
+  std::vector<int64_t> n_events_, last_session_;
+  std::vector<std::vector<int32_t>> history_;
+};
+
+}  // namespace hrnn

@@ -1,0 +1,179 @@
+"""Plumbing behind ``hrnn.baselines``: per-user histories that grow, CSR gathers, top-k.
+
+Private; kept apart so that baselines.py holds only the models.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MAX_RESULTS = 500
+
+
+def check_num_results(num_results) -> int:
+    """``num_results`` as an int, or ValueError unless it is an integer in [1, 500]."""
+    if isinstance(num_results, bool) or not isinstance(num_results, (int, np.integer)) or \
+            not 1 <= num_results <= MAX_RESULTS:
+        raise ValueError(f"num_results must be an integer in [1, {MAX_RESULTS}], "
+                         f"got {num_results!r}")
+    return int(num_results)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """int64 [rows, k]: column indices of the k largest scores of each row, best first.
+
+    Ties are broken by the lower column index, so results do not depend on the partition.
+    """
+    rows, n = scores.shape
+    k = min(int(k), n)
+    if k <= 0:
+        return np.zeros((rows, 0), dtype=np.int64)
+    if k < n:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(n, dtype=np.int64), scores.shape)
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=-1)
+    return np.take_along_axis(part, order, axis=1).astype(np.int64)
+
+
+def csr_gather(indptr: np.ndarray, rows: np.ndarray, cap=None) -> tuple:
+    """Positions of the entries of CSR rows ``rows`` (at most ``cap`` of each, from its start).
+
+    Returns
+    -------
+    owner : int64 [m]
+        Index into ``rows`` of each gathered entry.
+    flat : int64 [m]
+        Position of each gathered entry in the CSR data arrays.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = indptr[rows]
+    lens = indptr[rows + 1] - starts
+    if cap is not None:
+        lens = np.minimum(lens, cap)
+    owner = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
+    first = np.cumsum(lens) - lens
+    flat = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(starts - first, lens)
+    return owner, flat
+
+
+class Histories:
+    """Every user's events in time order: dense item index (-1 = unknown), time, session start.
+
+    One array per user and field; ``append`` concatenates, which costs O(history) per call and
+    keeps reads (tails, current sessions) simple slices.
+    """
+
+    def __init__(self, user_ids, items, timestamps, new_session, last_sid):
+        self.ids = list(user_ids)
+        # numpy scalars hash and compare like Python ones, so lookups work with either.
+        self.index = dict(zip(self.ids, range(len(self.ids))))
+        self.items, self.ts, self.new, self.last_sid = items, timestamps, new_session, last_sid
+
+    @classmethod
+    def from_log(cls, log, last_sid=None) -> "Histories":
+        cuts = log.offsets[1:-1]
+        n = log.n_users
+        return cls(log.user_ids.tolist(), np.split(log.items.astype(np.int32), cuts),
+                   np.split(log.timestamps, cuts), np.split(log.new_session.astype(bool), cuts),
+                   [None] * n if last_sid is None else list(last_sid))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lookup(self, user_ids) -> np.ndarray:
+        """int64 dense index of each id, -1 for unknown users."""
+        ids = user_ids.tolist() if isinstance(user_ids, np.ndarray) else list(user_ids)
+        get = self.index.get
+        return np.array([get(u, -1) for u in ids], dtype=np.int64)
+
+    def items_of(self, u: int) -> np.ndarray:
+        return self.items[u]
+
+    def rows_items(self, users: np.ndarray) -> tuple:
+        """(row, item) pairs of every known item in the histories of ``users`` (-1 = none)."""
+        parts = [self.items[u] if u >= 0 else np.zeros(0, np.int32) for u in users.tolist()]
+        sizes = np.array([len(p) for p in parts], dtype=np.int64)
+        items = np.concatenate(parts).astype(np.int64) if len(parts) else np.zeros(0, np.int64)
+        rows = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
+        ok = items >= 0
+        return rows[ok], items[ok]
+
+    def tails(self, users: np.ndarray, length: int) -> np.ndarray:
+        """int64 [len(users), length]: the last ``length`` items, newest first, -1 padded."""
+        out = np.full((len(users), length), -1, dtype=np.int64)
+        for r, u in enumerate(users.tolist()):
+            if u >= 0:
+                h = self.items[u][-length:][::-1]
+                out[r, :len(h)] = h
+        return out
+
+    def sessions(self, users: np.ndarray, max_len: int) -> tuple:
+        """The current (last) session of each user: its last ``max_len`` events.
+
+        Returns
+        -------
+        rows, items, position : int64 [m]
+            Row in ``users``, dense item (may be -1) and 1-based position in the session.
+        length : int64 [len(users)]
+            Full length of each current session (0 for unknown users).
+        """
+        parts, pos, length = [], [], np.zeros(len(users), dtype=np.int64)
+        for r, u in enumerate(users.tolist()):
+            if u < 0 or len(self.items[u]) == 0:
+                parts.append(np.zeros(0, np.int32))
+                pos.append(np.zeros(0, np.int64))
+                continue
+            start = int(np.flatnonzero(self.new[u])[-1]) if self.new[u].any() else 0
+            n = len(self.items[u]) - start
+            length[r] = n
+            keep = min(n, max_len)
+            parts.append(self.items[u][-keep:])
+            pos.append(np.arange(n - keep + 1, n + 1, dtype=np.int64))
+        sizes = np.array([len(p) for p in parts], dtype=np.int64)
+        rows = np.repeat(np.arange(len(users), dtype=np.int64), sizes)
+        return rows, np.concatenate(parts).astype(np.int64), np.concatenate(pos), length
+
+    def append(self, user_id, items: np.ndarray, timestamps, session_id, gap) -> None:
+        """Validate and append events; ValueError leaves everything unchanged."""
+        try:
+            ts = np.atleast_1d(np.asarray(timestamps, dtype=np.float64))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"timestamps must be numbers (unix seconds): {e}") from None
+        if ts.ndim != 1 or len(ts) != len(items):
+            raise ValueError(f"got {len(items)} item ids and {ts.size} timestamps")
+        if len(ts) == 0:
+            return
+        if not np.isfinite(ts).all():
+            raise ValueError("timestamps must be finite unix seconds")
+        if np.any(np.diff(ts) < 0):
+            raise ValueError("timestamps must be in time order (non-decreasing)")
+        u = self.index.get(user_id, -1)
+        if u >= 0 and len(self.ts[u]) and ts[0] < self.ts[u][-1]:
+            raise ValueError(f"timestamp {ts[0]:.0f} is older than user {user_id!r}'s last event "
+                             f"({self.ts[u][-1]:.0f}); events must arrive in time order")
+        gap = np.inf if gap is None else float(gap)
+        new = np.zeros(len(ts), dtype=bool)
+        if session_id is None:
+            new[1:] = np.diff(ts) > gap
+        if u < 0 or len(self.ts[u]) == 0:
+            new[0] = True
+        elif session_id is not None:
+            new[0] = bool(session_id != self.last_sid[u]) if self.last_sid[u] is not None else True
+        else:
+            new[0] = ts[0] - self.ts[u][-1] > gap
+        if u < 0:
+            u = len(self.ids)
+            self.ids.append(user_id)
+            self.index[user_id] = u
+            self.items.append(np.zeros(0, np.int32))
+            self.ts.append(np.zeros(0))
+            self.new.append(np.zeros(0, bool))
+            self.last_sid.append(None)
+        self.items[u] = np.concatenate([self.items[u], items.astype(np.int32)])
+        self.ts[u] = np.concatenate([self.ts[u], ts])
+        self.new[u] = np.concatenate([self.new[u], new])
+        if session_id is not None:
+            self.last_sid[u] = session_id
+        elif new.any():
+            self.last_sid[u] = None

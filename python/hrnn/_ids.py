@@ -1,0 +1,69 @@
+"""Argument checks shared by the query methods: ids, timestamps, sizes."""
+from __future__ import annotations
+
+import hashlib
+import numbers
+
+import numpy as np
+
+MAX_RESULTS = 500  # Personalize's limit for GetRecommendations
+
+
+def _as_list(values, what: str) -> list:
+    """A scalar or a sequence of ids, as a list."""
+    if values is None:
+        raise TypeError(f"{what} must not be None")
+    if isinstance(values, (str, bytes)) or np.ndim(values) == 0:
+        return [values.item() if isinstance(values, np.generic) else values]
+    if isinstance(values, np.ndarray):
+        return values.tolist()
+    return list(values)
+
+
+def _check_id(value, what: str) -> None:
+    if value is None or (isinstance(value, float) and value != value):
+        raise ValueError(f"{what} must not be None or NaN")
+    try:
+        hash(value)
+    except TypeError:
+        raise TypeError(f"{what} must be a string or an integer, got {type(value).__name__}") from None
+
+
+def _check_num_results(num_results) -> None:
+    if isinstance(num_results, bool) or not isinstance(num_results, numbers.Integral):
+        raise TypeError(f"num_results must be an integer, got {num_results!r}")
+    if not 1 <= num_results <= MAX_RESULTS:
+        raise ValueError(f"num_results must be in [1, {MAX_RESULTS}], got {num_results}")
+
+
+def _timestamps(values, n: int) -> np.ndarray:
+    """float64 unix seconds, one per event, finite and >= 0."""
+    ts = np.atleast_1d(np.asarray(values))
+    if ts.dtype.kind not in "iuf" or ts.dtype == np.bool_:
+        raise TypeError(f"timestamps must be numbers (unix seconds), got dtype {ts.dtype}")
+    ts = ts.astype(np.float64).ravel()
+    if len(ts) != n:
+        raise ValueError(f"got {n} item ids but {len(ts)} timestamps")
+    bad = ~np.isfinite(ts) | (ts < 0)
+    if bad.any():
+        raise ValueError(f"timestamps must be finite and >= 0, got {ts[bad][0]!r}")
+    return ts
+
+
+def _stable_hash(value) -> int:
+    """A process-independent int64 for a session id (Python's str hash is salted per process)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value) & 0x7FFFFFFFFFFFFFFF
+    digest = hashlib.blake2b(repr(value).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFFFFFFFFFF
+
+
+def _session_hashes(session_id, n: int) -> np.ndarray:
+    ids = _as_list(session_id, "session_id")
+    if len(ids) == 1:
+        ids = ids * n
+    if len(ids) != n:
+        raise ValueError(f"session_id must be one id or one per event ({n}), got {len(ids)}")
+    for s in ids:
+        _check_id(s, "session_id")
+    return np.array([_stable_hash(s) for s in ids], dtype=np.int64)

@@ -1,0 +1,278 @@
+"""The two offline evaluation protocols: Amazon Personalize's and next-item (GRU4Rec / HRNN papers).
+
+``evaluate`` clones the estimator it is given, splits the data, fits the clone on the training part
+only and scores the held-out part through the public API (``put_events`` then ``recommend_batch``),
+so any recommender with the hrnn interface can be compared on equal terms. The splits are exposed
+(``split_personalize``, ``split_next_item``) so that hyperparameter search can reuse them.
+"""
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from . import metrics as M
+from .data import (ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, build_event_log,
+                   last_session_starts, read_interactions)
+
+__all__ = ["evaluate", "split_personalize", "split_next_item", "PersonalizeSplit",
+           "NextItemSplit", "PERSONALIZE_KS", "NEXT_ITEM_K"]
+
+PERSONALIZE_KS = (5, 10, 25)
+NEXT_ITEM_K = 20
+
+
+class PersonalizeSplit(NamedTuple):
+    """Output of ``split_personalize``; every frame is in canonical columns."""
+
+    train: pd.DataFrame   #: all events of the users not held out (input row order)
+    inputs: pd.DataFrame  #: held-out users' oldest events, by user then time
+    truth: pd.DataFrame   #: held-out users' newest events, by user then time
+
+
+class NextItemSplit(NamedTuple):
+    """Output of ``split_next_item``; every frame is in canonical columns."""
+
+    train: pd.DataFrame  #: everything before each test user's last session (input row order)
+    test: pd.DataFrame   #: each test user's last session, by user then time
+
+
+def _time_order(df: pd.DataFrame) -> tuple:
+    """(user codes, order): events by user (first appearance) then time, ties in input order,
+    which is exactly the order of ``build_event_log``."""
+    ucodes = pd.factorize(df[USER_ID])[0]
+    return ucodes, np.lexsort((df[TIMESTAMP].to_numpy(), ucodes))
+
+
+def _take(df: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    return df.iloc[rows].reset_index(drop=True)
+
+
+def split_personalize(data, holdout_fraction: float = 0.1, truth_fraction: float = 0.1,
+                      random_state=0, columns=None) -> PersonalizeSplit:
+    """Hold out a random share of users; split each one's history into input and truth by time.
+
+    Parameters
+    ----------
+    data : DataFrame, path, dict or (users, items, timestamps)
+        Anything ``hrnn.data.read_interactions`` accepts.
+    holdout_fraction : float
+        Share of the users with at least 2 events that is held out (at least one user, and at
+        least one user is left for training).
+    truth_fraction : float
+        Newest share of each held-out user's events that is the truth: ``max(1, floor(f * n))``
+        events; the older ones (at least one) are the input.
+    random_state : int, Generator or None
+        Seeds the choice of users.
+    columns : dict, optional
+        As for ``read_interactions``.
+
+    Returns
+    -------
+    PersonalizeSplit
+        ``(train, inputs, truth)``.
+    """
+    if not 0.0 < holdout_fraction < 1.0 or not 0.0 < truth_fraction < 1.0:
+        raise ValueError(f"holdout_fraction and truth_fraction must be in (0, 1), got "
+                         f"{holdout_fraction!r} and {truth_fraction!r}")
+    df = read_interactions(data, columns)
+    ucodes, order = _time_order(df)
+    counts = np.bincount(ucodes)
+    eligible = np.flatnonzero(counts >= 2)
+    if len(eligible) == 0 or len(counts) < 2:
+        raise ValueError("the personalize protocol needs at least 2 users, one of them with "
+                         "2 or more events")
+    n_hold = min(max(1, int(round(holdout_fraction * len(eligible)))), len(counts) - 1)
+    rng = np.random.default_rng(random_state)
+    held = np.zeros(len(counts), dtype=bool)
+    held[rng.choice(eligible, size=n_hold, replace=False)] = True
+    # Position of each (time-ordered) event inside its user's history decides input vs truth.
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    users_sorted = ucodes[order]
+    position = np.arange(len(order)) - offsets[users_sorted]
+    n = counts[users_sorted]
+    n_truth = np.maximum(1, np.floor(truth_fraction * n + 1e-9).astype(np.int64))
+    in_test = held[users_sorted]
+    is_truth = in_test & (position >= n - n_truth)
+    train_rows = np.flatnonzero(~held[ucodes])
+    return PersonalizeSplit(_take(df, train_rows), _take(df, order[in_test & ~is_truth]),
+                            _take(df, order[is_truth]))
+
+
+def split_next_item(data, session_gap: float = 1800.0, columns=None) -> NextItemSplit:
+    """Each user's last session is the test, for users with 2 or more sessions.
+
+    Parameters
+    ----------
+    data : DataFrame, path, dict or (users, items, timestamps)
+    session_gap : float
+        Seconds of inactivity that start a new session (a SESSION_ID column overrides it).
+    columns : dict, optional
+
+    Returns
+    -------
+    NextItemSplit
+        ``(train, test)``: train holds every event before each test user's last session and all
+        events of single-session users.
+    """
+    df = read_interactions(data, columns)
+    log = build_event_log(df, session_gap=session_gap)
+    _, order = _time_order(df)
+    starts = last_session_starts(log)
+    multi = starts > log.offsets[:-1]
+    cut = np.where(multi, starts, log.offsets[1:])  # single-session users: nothing in the test
+    index = np.arange(log.n_events)
+    is_test = index >= np.repeat(cut, log.lengths())
+    return NextItemSplit(_take(df, np.sort(order[~is_test])), _take(df, order[is_test]))
+
+
+def _groups(df: pd.DataFrame) -> tuple:
+    """(user ids, offsets) of a frame whose rows are grouped by user."""
+    codes, uniques = pd.factorize(df[USER_ID])
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(uniques)))])
+    return np.asarray(uniques), offsets
+
+
+def _put(model, df: pd.DataFrame, lo: int, hi: int) -> None:
+    """Feed rows lo:hi of one user to ``put_events``: one call, or one per session run when the
+    table has SESSION_ID (the interface takes one session id per call)."""
+    user = df[USER_ID].iat[lo]
+    items = df[ITEM_ID].to_numpy()[lo:hi]
+    ts = df[TIMESTAMP].to_numpy()[lo:hi]
+    if SESSION_ID not in df.columns:
+        model.put_events(user, items, ts)
+        return
+    sid = df[SESSION_ID].to_numpy()[lo:hi]
+    cuts = np.flatnonzero(sid[1:] != sid[:-1]) + 1
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(sid)]):
+        model.put_events(user, items[a:b], ts[a:b], session_id=sid[a])
+
+
+def _personalize(model, split: PersonalizeSplit, return_details: bool) -> tuple:
+    users, in_off = _groups(split.inputs)
+    t_users, t_off = _groups(split.truth)
+    if not np.array_equal(pd.Index(users), pd.Index(t_users)):
+        raise RuntimeError("inputs and truth hold different users")  # split invariant
+    for u in range(len(users)):
+        _put(model, split.inputs, in_off[u], in_off[u + 1])
+    kmax = max(PERSONALIZE_KS)
+    rec, _ = model.recommend_batch(users, num_results=kmax)
+    truth_items = split.truth[ITEM_ID].to_numpy()
+    truths = [truth_items[t_off[u]:t_off[u + 1]] for u in range(len(users))]
+    hits, n_truth = M.hit_matrix(np.asarray(rec), truths)
+    per_user = {}
+    for k in PERSONALIZE_KS:
+        per_user[f"precision@{k}"] = M.precision_from_hits(hits, k)
+    for k in PERSONALIZE_KS:
+        per_user[f"ndcg@{k}"] = M.ndcg_from_hits(hits, n_truth, k)
+    per_user[f"mrr@{kmax}"] = M.mrr_from_hits(hits, kmax)
+    out = {name: float(v.mean()) for name, v in per_user.items()}
+    out["coverage"] = M.coverage(rec, split.train[ITEM_ID].nunique())
+    out["n_users"] = len(users)
+    details = None
+    if return_details:
+        details = pd.DataFrame({USER_ID: users, "n_input": np.diff(in_off),
+                                "n_truth": n_truth, **per_user})
+    return out, details
+
+
+def _next_item(model, split: NextItemSplit, return_details: bool) -> tuple:
+    test = split.test
+    users, off = _groups(test)
+    lengths = np.diff(off)
+    items = test[ITEM_ID].to_numpy()
+    k = NEXT_ITEM_K
+    # The first event of each test session, from the user id alone.
+    rec, _ = model.recommend_batch(users, num_results=k)
+    first_rank = M.first_hit_rank(M.target_hits(np.asarray(rec), items[off[:-1]]))
+    ranks, det_users, det_pos = [], [], []
+    for j in range(1, int(lengths.max(initial=0))):
+        active = np.flatnonzero(lengths > j)
+        for u in active.tolist():
+            _put(model, test, off[u] + j - 1, off[u] + j)
+        rec, _ = model.recommend_batch(users[active], num_results=k)
+        ranks.append(M.first_hit_rank(M.target_hits(np.asarray(rec), items[off[active] + j])))
+        det_users.append(active)
+        det_pos.append(np.full(len(active), j))
+    rank = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
+    rr = np.divide(1.0, rank, out=np.zeros(len(rank)), where=rank > 0)
+    out = {f"recall@{k}": float(np.mean(rank > 0)) if len(rank) else 0.0,
+           f"mrr@{k}": float(rr.mean()) if len(rank) else 0.0,
+           f"first_recall@{k}": float(np.mean(first_rank > 0)) if len(users) else 0.0,
+           "n_events": int(len(rank)), "n_users": int(len(users))}
+    details = None
+    if return_details:
+        u_all = np.concatenate([np.arange(len(users))] + det_users)
+        pos = np.concatenate([np.zeros(len(users), dtype=np.int64)] + det_pos)
+        details = pd.DataFrame({USER_ID: users[u_all], "position": pos,
+                                ITEM_ID: items[off[u_all] + pos],
+                                "rank": np.concatenate([first_rank, rank])})
+    return out, details
+
+
+def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 0,
+             random_state=0, columns=None, holdout_fraction: float = 0.1,
+             return_details: bool = False, session_gap: float = 1800.0):
+    """Fit a clone of ``estimator`` on a training split of ``data`` and score the held-out part.
+
+    Parameters
+    ----------
+    estimator : Recommender
+        Unfitted (its hyperparameters are what count); it is cloned and never modified.
+    data : DataFrame, path, dict or (users, items, timestamps)
+        Anything ``hrnn.data.read_interactions`` accepts.
+    protocol : {"personalize", "next-item"}
+        ``"personalize"``: ``holdout_fraction`` of the users (those with >= 2 events) are held
+        out; for each, the oldest 90% of its events go through ``put_events`` in one call and the
+        newest 10% (unique items) are the truth for its top 25 from ``recommend_batch``.
+        ``"next-item"``: each user's last session (users with >= 2 sessions) is the test; every
+        event after the first is predicted from the history plus the session so far (top 20,
+        ranked against all items), the first one from the user id alone (``first_recall@20``).
+        Test items the model does not know count as misses.
+    num_threads : int
+        Passed to the clone's ``num_threads`` hyperparameter when it has one; 0 leaves it as is.
+    random_state : int, Generator or None
+        Seeds the choice of held-out users (personalize).
+    columns : dict, optional
+        As for ``read_interactions``, e.g. ``{"USER_ID": "session_id"}``.
+    holdout_fraction : float
+        Share of users held out (personalize).
+    return_details : bool
+        Also return a DataFrame with one row per held-out user (personalize) or per prediction
+        (next-item: USER_ID, position in the session, target ITEM_ID, 1-based rank, 0 = miss).
+    session_gap : float
+        Seconds that separate sessions (next-item; a SESSION_ID column overrides it).
+
+    Returns
+    -------
+    dict
+        personalize: ``precision@5/10/25``, ``ndcg@5/10/25``, ``mrr@25``, ``coverage``;
+        next-item: ``recall@20``, ``mrr@20``, ``first_recall@20``, ``n_events``; both:
+        ``n_users``, ``fit_seconds``, ``eval_seconds``. With ``return_details``, a
+        ``(dict, DataFrame)`` pair.
+    """
+    if protocol not in ("personalize", "next-item"):
+        raise ValueError(f"protocol must be 'personalize' or 'next-item', got {protocol!r}")
+    if not hasattr(estimator, "clone"):
+        raise TypeError(f"estimator must be an hrnn Recommender, got {type(estimator).__name__}")
+    df = read_interactions(data, columns)
+    model = estimator.clone()
+    if num_threads and "num_threads" in model.get_params():
+        model.set_params(num_threads=num_threads)
+    if protocol == "personalize":
+        split = split_personalize(df, holdout_fraction=holdout_fraction,
+                                  random_state=random_state)
+    else:
+        split = split_next_item(df, session_gap=session_gap)
+        if len(split.test) == 0:
+            raise ValueError("no user has 2 or more sessions: nothing to evaluate next-item on")
+    t0 = time.perf_counter()
+    model.fit(split.train)
+    t1 = time.perf_counter()
+    run = _personalize if protocol == "personalize" else _next_item
+    result, details = run(model, split, return_details)
+    result["fit_seconds"] = t1 - t0
+    result["eval_seconds"] = time.perf_counter() - t1
+    return (result, details) if return_details else result

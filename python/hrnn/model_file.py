@@ -1,0 +1,192 @@
+"""The model file: one file, data only (no pickle), versioned, checksummed, written atomically.
+
+Layout (little-endian)::
+
+    b"HRNNMODL"  u32 format version  u32 number of sections
+    per section: name (48 bytes, ASCII, NUL-padded)  dtype code (u8)  ndim (u8)  6 pad bytes
+                 shape (4 x u64)  byte length (u64)  then the data
+    trailer: crc32 of everything before it (u32)  b"HRNNEND\\0"
+
+Everything is checked before it is used: the checksum over the whole file first, then every
+section's dtype, shape and length against the bytes that remain, so a truncated, corrupted or
+foreign file raises ValueError and never allocates more than the file's own size.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import zlib
+
+import numpy as np
+
+from . import _core
+
+MAGIC = b"HRNNMODL"
+END = b"HRNNEND\0"
+VERSION = 1
+_HEAD = struct.Struct("<8sII")
+_SECTION = struct.Struct("<48sBB6x4QQ")
+_TRAILER = struct.Struct("<I8s")
+_DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.int64, 5: np.uint8}
+_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
+
+
+def _encode_ids(ids: np.ndarray, name: str) -> dict:
+    """Ids as arrays: integers as int64, strings as UTF-8 bytes plus offsets."""
+    values = ids.tolist()
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        return {f"{name}.int": np.asarray(values, dtype=np.int64)}
+    if all(isinstance(v, str) for v in values):
+        raw = [v.encode("utf-8") for v in values]
+        offsets = np.zeros(len(raw) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in raw], out=offsets[1:])
+        return {f"{name}.utf8": np.frombuffer(b"".join(raw), dtype=np.uint8),
+                f"{name}.offsets": offsets}
+    if all(isinstance(v, (str, int, np.integer)) and not isinstance(v, bool) for v in values):
+        tagged = [("s:" + v) if isinstance(v, str) else f"i:{int(v)}" for v in values]
+        return {f"{k[:-5]}.tagged{k[-5:]}" if k.endswith(".utf8") else f"{name}.tagged.offsets": v
+                for k, v in _encode_ids(np.array(tagged, dtype=object), name).items()}
+    kinds = sorted({type(v).__name__ for v in values})
+    raise TypeError(f"{name} must be integers or strings to be saved, found {kinds}")
+
+
+def _decode_ids(sections: dict, name: str) -> np.ndarray:
+    if f"{name}.int" in sections:
+        return sections[f"{name}.int"].copy()
+    if f"{name}.tagged.utf8" in sections:
+        tagged = _decode_ids({f"{name}.utf8": sections[f"{name}.tagged.utf8"],
+                              f"{name}.offsets": sections[f"{name}.tagged.offsets"]}, name)
+        out = np.empty(len(tagged), dtype=object)
+        out[:] = [t[2:] if t[:2] == "s:" else int(t[2:]) for t in tagged]
+        return out
+    blob = sections[f"{name}.utf8"].tobytes()
+    off = sections[f"{name}.offsets"]
+    if len(off) == 0 or off[0] != 0 or off[-1] != len(blob) or (np.diff(off) < 0).any():
+        raise ValueError(f"corrupt model file: bad {name} offsets")
+    out = np.empty(len(off) - 1, dtype=object)
+    out[:] = [blob[a:b].decode("utf-8") for a, b in zip(off[:-1].tolist(), off[1:].tolist())]
+    return out
+
+
+def save(model, path) -> None:
+    """Write ``model`` to ``path``: a temporary file in the same folder, then an atomic rename."""
+    engine = model._engine
+    meta = {"params": model.get_params(), "hidden": engine.hidden, "tied": engine.tied,
+            "n_items": engine.n_items, "hrnn_version": _version(),
+            "unknown_item_events": [[k, v] for k, v in model.unknown_item_events_.items()
+                                    if isinstance(k, (int, str))]}
+    sections = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
+    for name in engine.param_names():
+        sections[f"param.{name}"] = engine.get_param(name)
+    for key, value in engine.dump_users().items():
+        sections[f"users.{key}"] = value
+    sections["popularity"] = np.asarray(model.popularity_, dtype=np.float64)
+    sections.update(_encode_ids(model.known_user_ids, "user_ids"))
+    sections.update(_encode_ids(model.item_ids_, "item_ids"))
+    _write_atomic(os.fspath(path), sections)
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def _write_atomic(path: str, sections: dict) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".hrnn-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            crc = 0
+
+            def put(b):
+                nonlocal crc
+                f.write(b)
+                crc = zlib.crc32(b, crc)
+
+            put(_HEAD.pack(MAGIC, VERSION, len(sections)))
+            for name, arr in sections.items():
+                arr = np.ascontiguousarray(arr)
+                shape = list(arr.shape) + [0] * (4 - arr.ndim)
+                put(_SECTION.pack(name.encode("ascii"), _CODES[arr.dtype], arr.ndim, *shape,
+                                  arr.nbytes))
+                put(memoryview(arr).cast("B"))
+            f.write(_TRAILER.pack(crc & 0xFFFFFFFF, END))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_sections(path) -> dict:
+    """Validate a model file and return its sections as read-only arrays over one buffer."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    name = os.fspath(path)
+    if len(buf) < _HEAD.size + _TRAILER.size or buf[:8] != MAGIC:
+        raise ValueError(f"{name} is not an hrnn model file (no HRNNMODL header)")
+    _, version, count = _HEAD.unpack_from(buf, 0)
+    if version != VERSION:
+        raise ValueError(f"{name} was written in model format version {version}; this hrnn "
+                         f"({_version()}) reads version {VERSION}: retrain, or load it with the "
+                         "hrnn release that wrote it")
+    crc, end = _TRAILER.unpack_from(buf, len(buf) - _TRAILER.size)
+    if end != END:
+        raise ValueError(f"{name} is truncated (no end marker)")
+    body = memoryview(buf)[: len(buf) - _TRAILER.size]
+    if zlib.crc32(body) & 0xFFFFFFFF != crc:
+        raise ValueError(f"{name} is corrupted (checksum mismatch)")
+    sections, pos = {}, _HEAD.size
+    for _ in range(count):
+        if pos + _SECTION.size > len(body):
+            raise ValueError(f"{name} is corrupted: section table runs past the end")
+        raw, code, ndim, *rest = _SECTION.unpack_from(body, pos)
+        shape, nbytes = rest[:4], rest[4]
+        pos += _SECTION.size
+        dtype = _DTYPES.get(code)
+        if dtype is None or ndim > 4 or any(s for s in shape[ndim:]):
+            raise ValueError(f"{name} is corrupted: bad section header at byte {pos}")
+        shape = tuple(shape[:ndim])
+        if nbytes > len(body) - pos or int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize != nbytes:
+            raise ValueError(f"{name} is corrupted: section sizes do not match the file")
+        key = raw.rstrip(b"\0").decode("ascii", errors="replace")
+        sections[key] = np.frombuffer(body, dtype=dtype, count=nbytes // np.dtype(dtype).itemsize,
+                                      offset=pos).reshape(shape)
+        pos += nbytes
+    if pos != len(body):
+        raise ValueError(f"{name} is corrupted: {len(body) - pos} unexpected trailing bytes")
+    return sections
+
+
+def load(path):
+    """Read a model written by :meth:`HRNN.save`."""
+    from .model import HRNN
+
+    s = read_sections(path)
+    try:
+        meta = json.loads(s["meta"].tobytes().decode("utf-8"))
+        try:
+            model = HRNN(**meta["params"])
+        except TypeError as e:
+            raise ValueError(f"{os.fspath(path)} holds hyperparameters this hrnn does not know: {e}") from None
+        engine = _core.Engine(int(meta["n_items"]), int(meta["hidden"]), bool(meta["tied"]), 0)
+        for name in engine.param_names():
+            engine.set_param(name, s[f"param.{name}"])
+        engine.load_users({k[len("users."):]: v for k, v in s.items() if k.startswith("users.")})
+        item_ids = _decode_ids(s, "item_ids")
+        user_ids = _decode_ids(s, "user_ids")
+        n_users = engine.n_users()
+        if len(user_ids) != n_users or len(item_ids) != engine.n_items:
+            raise ValueError("id maps do not match the stored states")
+        unknown = {k: v for k, v in meta.get("unknown_item_events", [])}
+    except KeyError as e:
+        raise ValueError(f"{os.fspath(path)} is missing section {e}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{os.fspath(path)} is corrupted: ids are not valid UTF-8") from None
+    model._attach(engine, user_ids, item_ids, s["popularity"].copy(),
+                  unknown_items=unknown)
+    return model

@@ -1,0 +1,443 @@
+"""hrnn.data: reading and validating tables, event logs, sessions, filters, weights."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hrnn.data import (EventLog, build_event_log, check_minimums, check_percentiles, featurize,
+                       last_session_starts, popularity, read_interactions, recency_weights,
+                       session_offsets)
+
+DATASETS = Path(__file__).parents[1].parent / "shared" / "datasets"
+T0 = 1_600_000_000
+
+
+def table(n_users=6, per_user=5, string_ids=True, seed=0, **extra):
+    """A small interactions table in random row order, lower-case column names."""
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(n_users), per_user)
+    items = rng.integers(0, 20, users.size)
+    ts = T0 + rng.permutation(users.size) * 100
+    df = pd.DataFrame({"user_id": [f"u{u}" for u in users] if string_ids else users,
+                       "item_id": [f"i{i}" for i in items] if string_ids else items,
+                       "timestamp": ts, **extra})
+    return df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------- reading
+
+class TestSources:
+    def test_dataframe_case_insensitive_and_canonical_output(self):
+        df = table(event_type="click", rating=1.0)
+        out = read_interactions(df)
+        assert list(out.columns) == ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"]
+        assert out["TIMESTAMP"].dtype == np.float64
+        assert out["USER_ID"].tolist() == df["user_id"].tolist()
+        assert isinstance(out.index, pd.RangeIndex)
+
+    def test_caller_dataframe_unchanged(self):
+        df = table(string_ids=False)
+        key = ["user_id", "item_id", "timestamp"]
+        df.loc[3, key] = df.loc[2, key]
+        df["when"] = pd.to_datetime(df["timestamp"], unit="s")
+        df.index = df.index * 10  # a non-default index must survive too
+        before = df.copy()
+        with pytest.warns(UserWarning, match="dropped 1 exact duplicate"):
+            out = read_interactions(df, columns={"TIMESTAMP": "when"})
+        pd.testing.assert_frame_equal(df, before)
+        out.loc[0, "USER_ID"] = -5
+        pd.testing.assert_frame_equal(df, before)
+
+    @pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".tsv", ".parquet"])
+    def test_files(self, tmp_path, suffix):
+        df = table(event_type="view")
+        path = tmp_path / f"events{suffix}"
+        if suffix == ".parquet":
+            df.to_parquet(path)
+        else:
+            df.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+        for source in (path, str(path)):
+            out = read_interactions(source)
+            assert out["USER_ID"].tolist() == df["user_id"].tolist()
+            assert out["ITEM_ID"].tolist() == df["item_id"].tolist()
+            assert out["TIMESTAMP"].tolist() == df["timestamp"].astype(float).tolist()
+            assert out["EVENT_TYPE"].tolist() == ["view"] * len(df)
+
+    def test_parquet_without_pyarrow(self, tmp_path, monkeypatch):
+        path = tmp_path / "x.parquet"
+        table().to_parquet(path)
+        monkeypatch.setitem(sys.modules, "pyarrow", None)
+        with pytest.raises(ImportError, match=r"pip install 'hrnn\[parquet\]'"):
+            read_interactions(path)
+
+    def test_dict_tuple_list(self):
+        users, items, ts = [1, 1, 2], [10, 11, 10], [T0, T0 + 1, T0 + 2]
+        for source in ({"USER_ID": users, "Item_Id": items, "timestamp": ts},
+                       (users, items, ts), [np.array(users), np.array(items), np.array(ts)]):
+            out = read_interactions(source)
+            assert out["USER_ID"].tolist() == users and out["ITEM_ID"].tolist() == items
+
+    def test_ids_keep_their_type(self):
+        ints = read_interactions(table(string_ids=False))
+        strs = read_interactions(table(string_ids=True))
+        assert pd.api.types.is_integer_dtype(ints["USER_ID"])
+        assert pd.api.types.is_integer_dtype(ints["ITEM_ID"])
+        assert strs["USER_ID"].iloc[0].startswith("u")
+        assert isinstance(build_event_log(strs).user_ids[0], str)
+
+    def test_columns_mapping(self):
+        df = table().rename(columns={"user_id": "session_id"})
+        out = read_interactions(df, columns={"user_id": "session_id"})
+        assert "SESSION_ID" not in out.columns  # a mapped column is not matched a second time
+        assert out["USER_ID"].tolist() == df["session_id"].tolist()
+        both = read_interactions(table(session_id=1), columns={"SESSION_ID": None})
+        assert "SESSION_ID" not in both.columns
+
+    def test_columns_mapping_errors(self):
+        with pytest.raises(ValueError, match="unknown canonical column 'USER'"):
+            read_interactions(table(), columns={"USER": "user_id"})
+        with pytest.raises(KeyError, match="'visitor' given for USER_ID not found.*item_id"):
+            read_interactions(table(), columns={"USER_ID": "visitor"})
+
+    def test_ambiguous_names(self):
+        df = table()
+        df["USER_ID"] = df["user_id"]
+        assert read_interactions(df)["USER_ID"].tolist() == df["USER_ID"].tolist()  # exact wins
+        df = table()
+        df["User_Id"] = df["user_id"]
+        with pytest.raises(ValueError, match="several columns match USER_ID"):
+            read_interactions(df)
+
+    def test_datetime_timestamps(self):
+        df = table()
+        naive = df.assign(timestamp=pd.to_datetime(df["timestamp"], unit="s"))
+        aware = naive.assign(timestamp=naive["timestamp"].dt.tz_localize("UTC")
+                             .dt.tz_convert("America/New_York"))
+        for source in (naive, aware):
+            assert read_interactions(source)["TIMESTAMP"].tolist() == \
+                df["timestamp"].astype(float).tolist()
+
+
+class TestValidation:
+    def test_missing_required_column(self):
+        with pytest.raises(KeyError, match="required column TIMESTAMP not found; columns found: "
+                                           "user_id, item_id, ts"):
+            read_interactions(table().rename(columns={"timestamp": "ts"}))
+
+    @pytest.mark.parametrize("col", ["user_id", "item_id", "timestamp"])
+    def test_missing_values(self, col):
+        df = table()
+        df[col] = df[col].astype(object)
+        df.loc[[4, 7], col] = None
+        with pytest.raises(ValueError, match=rf"{col.upper()} \(column '{col}'\) has 2 missing "
+                                             r"values.*first at row 4"):
+            read_interactions(df)
+
+    def test_missing_event_type(self):
+        df = table(event_type="a")
+        df.loc[2, "event_type"] = np.nan
+        with pytest.raises(ValueError, match="EVENT_TYPE.*1 missing.*row 2"):
+            read_interactions(df)
+
+    def test_non_numeric_timestamps(self):
+        df = table()
+        df["timestamp"] = df["timestamp"].astype(object)
+        df.loc[5, "timestamp"] = "yesterday"
+        with pytest.raises(TypeError, match="TIMESTAMP.*numbers.*'yesterday' at row 5"):
+            read_interactions(df)
+        dates = table().assign(timestamp="2020-01-01")
+        with pytest.raises(TypeError, match="TIMESTAMP.*'2020-01-01'.*pandas.to_datetime"):
+            read_interactions(dates)
+        with pytest.raises(TypeError, match="TIMESTAMP.*bool"):
+            read_interactions(table().assign(timestamp=True))
+
+    def test_object_numbers_accepted(self):
+        df = table()
+        out = read_interactions(df.assign(timestamp=df["timestamp"].astype(object)))
+        assert out["TIMESTAMP"].tolist() == df["timestamp"].astype(float).tolist()
+
+    def test_negative_timestamps(self):
+        df = table()
+        df.loc[3, "timestamp"] = -5
+        with pytest.raises(ValueError, match="TIMESTAMP.*1 negative.*-5 at row 3"):
+            read_interactions(df)
+
+    @pytest.mark.parametrize("scale,unit", [(1000, "milliseconds"), (10**6, "microseconds")])
+    def test_millisecond_timestamps(self, scale, unit):
+        df = table()
+        df["timestamp"] = df["timestamp"] * scale
+        with pytest.raises(ValueError, match=f"TIMESTAMP.*look like {unit}.*divide by"):
+            read_interactions(df)
+
+    def test_infinite_timestamps(self):
+        df = table().astype({"timestamp": float})
+        df.loc[6, "timestamp"] = np.inf
+        with pytest.raises(ValueError, match="TIMESTAMP.*1 infinite.*row 6"):
+            read_interactions(df)
+
+    def test_empty(self):
+        with pytest.raises(ValueError, match="empty"):
+            read_interactions(table().iloc[:0])
+
+    def test_duplicates_dropped_with_warning(self):
+        df = table(event_type="click")
+        dup = pd.concat([df, df.iloc[[1, 2, 2]]], ignore_index=True)
+        other_type = df.iloc[[3]].assign(event_type="buy")  # not a duplicate: another type
+        with pytest.warns(UserWarning, match="dropped 3 exact duplicate interactions"):
+            out = read_interactions(pd.concat([dup, other_type], ignore_index=True))
+        assert len(out) == len(df) + 1
+        assert out["USER_ID"].tolist()[:len(df)] == df["user_id"].tolist()  # first ones kept
+
+    def test_event_value(self):
+        out = read_interactions(table(event_value=np.arange(30) / 2))
+        assert out["EVENT_VALUE"].dtype == np.float64
+        bad = table(event_value=["x"] * 30)
+        with pytest.raises(TypeError, match="EVENT_VALUE.*'x'"):
+            read_interactions(bad)
+
+    def test_bad_sources(self, tmp_path):
+        with pytest.raises(FileNotFoundError, match="no such file"):
+            read_interactions(tmp_path / "nope.csv")
+        (tmp_path / "a.json").write_text("{}")
+        with pytest.raises(ValueError, match="unsupported file type"):
+            read_interactions(tmp_path / "a.json")
+        (tmp_path / "bad.csv.gz").write_bytes(b"not gzip")
+        with pytest.raises(ValueError, match="cannot read .*bad.csv.gz"):
+            read_interactions(tmp_path / "bad.csv.gz")
+        (tmp_path / "empty.csv").write_text("")
+        with pytest.raises(ValueError, match="cannot read .*empty.csv"):
+            read_interactions(tmp_path / "empty.csv")
+        with pytest.raises(ValueError, match="exactly 3 arrays"):
+            read_interactions(([1], [2]))
+        with pytest.raises(ValueError, match="different lengths"):
+            read_interactions(([1, 2], [2], [T0]))
+        with pytest.raises(TypeError, match="cannot read interactions from int"):
+            read_interactions(5)
+
+
+# ------------------------------------------------------------------------------------ event log
+
+def reference_log(users, items, ts, gap):
+    """Plain-Python grouping and sessions, to check the vectorised version against."""
+    order, seen = [], {}
+    for u in users:
+        seen.setdefault(u, len(seen))
+    rows = sorted(range(len(users)), key=lambda r: (seen[users[r]], ts[r], r))
+    new = [r == rows[0] or users[r] != users[p] or ts[r] - ts[p] > gap
+           for p, r in zip([None] + rows[:-1], rows)]
+    return [items[r] for r in rows], [ts[r] for r in rows], [int(b) for b in new], list(seen)
+
+
+class TestEventLog:
+    def test_stable_sort_and_first_appearance(self):
+        df = read_interactions(pd.DataFrame({
+            "USER_ID": ["b", "a", "b", "a", "b"], "ITEM_ID": [1, 2, 3, 4, 5],
+            "TIMESTAMP": [T0 + 5, T0, T0 + 5, T0 - 1, T0]}))
+        log = build_event_log(df)
+        assert log.user_ids.tolist() == ["b", "a"]
+        assert log.offsets.tolist() == [0, 3, 5] and log.lengths().tolist() == [3, 2]
+        assert log.item_ids[log.items].tolist() == [5, 1, 3, 4, 2]  # b: ties at T0+5 keep order
+        assert log.event_users().tolist() == [0, 0, 0, 1, 1]
+        assert (log.n_users, log.n_items, log.n_events) == (2, 5, 5)
+        assert (log.offsets.dtype, log.items.dtype, log.timestamps.dtype, log.new_session.dtype) \
+            == (np.int64, np.int32, np.float64, np.uint8)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            log.items = None
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 6), st.integers(0, 8)),
+                    min_size=1, max_size=40),
+           st.sampled_from([0.0, 1.0, 2.5, None]), st.booleans())
+    def test_matches_reference(self, rows, gap, fractional):
+        users = [f"u{r[0]}" for r in rows]
+        items = [r[1] for r in rows]
+        ts = [T0 + r[2] * (0.5 if fractional else 1) for r in rows]
+        log = build_event_log(pd.DataFrame({"USER_ID": users, "ITEM_ID": items, "TIMESTAMP": ts}),
+                              session_gap=gap)
+        ref_items, ref_ts, ref_new, ref_users = reference_log(
+            users, items, ts, np.inf if gap is None else gap)
+        assert log.item_ids[log.items].tolist() == ref_items
+        assert log.timestamps.tolist() == ref_ts
+        assert log.new_session.tolist() == ref_new
+        assert log.user_ids.tolist() == ref_users
+
+    def test_sessions_by_gap(self):
+        df = pd.DataFrame({"USER_ID": [1] * 5 + [2] * 2, "ITEM_ID": range(7),
+                           "TIMESTAMP": [0, 1800, 3601, 3700, 9999, 3700, 3701]})
+        assert build_event_log(df).new_session.tolist() == [1, 0, 1, 0, 1, 1, 0]
+        assert build_event_log(df, session_gap=None).new_session.tolist() == [1, 0, 0, 0, 0, 1, 0]
+        with pytest.raises(ValueError, match="session_gap"):
+            build_event_log(df, session_gap=-1)
+
+    def test_sessions_by_session_id(self):
+        df = read_interactions({"user_id": [1, 1, 1, 1, 2], "item_id": range(5),
+                                "timestamp": [0, 10_000, 10_001, 10_002, 5],
+                                "session_id": ["s", "s", "t", "s", "s"]})
+        log = build_event_log(df, session_gap=1.0)  # the gap rule is not used with SESSION_ID
+        assert log.new_session.tolist() == [1, 0, 1, 1, 1]
+        assert session_offsets(log).tolist() == [0, 2, 3, 4, 5]
+        assert last_session_starts(log).tolist() == [3, 4]
+
+    def test_item_map_and_event_types(self):
+        df = read_interactions({"user_id": [1, 1, 2], "item_id": ["x", "zz", "y"],
+                                "timestamp": [2, 1, 3], "event_type": ["a", "b", "c"]})
+        log = build_event_log(df, item_ids=np.array(["y", "x"], dtype=object))
+        assert log.items.tolist() == [-1, 1, 0]
+        assert log.item_ids.tolist() == ["y", "x"]
+        assert log.event_types.tolist() == ["b", "a", "c"]
+        with pytest.raises(ValueError, match="duplicates"):
+            build_event_log(df, item_ids=["x", "x"])
+
+    def test_accepts_raw_sources(self):
+        log = build_event_log(([3, 3], [1, 2], [T0 + 1, T0]))
+        assert isinstance(log, EventLog) and log.items.tolist() == [1, 0]
+
+
+# ----------------------------------------------------------------------------- featurization
+
+def lengths_table():
+    """Users u0..u9 with 1..10 events each, two event types and event values."""
+    n = np.arange(1, 11)
+    users = np.repeat([f"u{k}" for k in range(10)], n)
+    return read_interactions(pd.DataFrame({
+        "USER_ID": users, "ITEM_ID": np.arange(users.size) % 7,
+        "TIMESTAMP": T0 + np.arange(users.size), "EVENT_TYPE": np.where(
+            np.arange(users.size) % 3 == 0, "buy", "view"),
+        "EVENT_VALUE": np.arange(users.size) % 5}))
+
+
+class TestFeaturize:
+    def test_percentiles(self):
+        df = lengths_table()
+        events, users = featurize(df, 0.25, 0.75)
+        lo, hi = np.quantile(np.arange(1, 11), [0.25, 0.75])
+        kept = [f"u{k}" for k in range(10) if lo <= k + 1 <= hi]
+        assert events is df and users.train_users.tolist() == kept
+        assert (users.min_length, users.max_length) == (lo, hi)
+        assert users.n_users == 10 and users.n_events == 55
+        assert users.n_train_users == len(kept)
+        assert users.n_train_events == sum(int(k[1:]) + 1 for k in kept)
+        log = build_event_log(events)
+        assert log.user_ids[users.user_mask(log.user_ids)].tolist() == kept
+
+    def test_keep_everyone(self):
+        assert featurize(lengths_table(), 0.0, 1.0)[1].n_train_users == 10
+        assert featurize(lengths_table())[1].n_train_users == 9  # default p99 cuts the longest
+
+    def test_event_filters(self):
+        df = lengths_table()
+        events, users = featurize(df, 0.0, 1.0, event_type="buy")
+        assert set(events["EVENT_TYPE"]) == {"buy"} and len(events) == 19
+        assert users.n_events == 19
+        assert len(featurize(df, 0, 1, event_type=["buy", "view"])[0]) == 55
+        events, _ = featurize(df, 0.0, 1.0, event_value_threshold=3)
+        assert (events["EVENT_VALUE"] >= 3).all() and len(events) == 22
+        assert list(events.index) == list(range(22))
+
+    def test_event_filter_errors(self):
+        df = lengths_table()
+        plain = df.drop(columns=["EVENT_TYPE", "EVENT_VALUE"])
+        with pytest.raises(KeyError, match="event_type='buy' needs an EVENT_TYPE column"):
+            featurize(plain, event_type="buy")
+        with pytest.raises(KeyError, match="event_value_threshold needs an EVENT_VALUE"):
+            featurize(plain, event_value_threshold=1)
+        with pytest.raises(ValueError, match="no events of type 'click'.*'buy'"):
+            featurize(df, event_type="click")
+        with pytest.raises(ValueError, match="EVENT_VALUE >= 99"):
+            featurize(df, event_value_threshold=99)
+
+    def test_nan_event_values_fail_the_threshold(self):
+        df = lengths_table().astype({"EVENT_VALUE": float})
+        df.loc[df["EVENT_VALUE"] == 4, "EVENT_VALUE"] = np.nan
+        events, _ = featurize(df, 0, 1, event_value_threshold=3)
+        assert len(events) == 11
+
+    @pytest.mark.parametrize("lo,hi,name", [(-0.1, 0.5, "min_user_history_length_percentile"),
+                                            (0.0, 1.5, "max_user_history_length_percentile"),
+                                            (float("nan"), 0.5, "min_user"),
+                                            ("0.1", 0.5, "min_user")])
+    def test_bad_percentiles(self, lo, hi, name):
+        with pytest.raises(ValueError, match=f"{name}.*must be in \\[0, 1\\]"):
+            featurize(lengths_table(), lo, hi)
+
+    def test_min_above_max(self):
+        with pytest.raises(ValueError, match=r"min_user_history_length_percentile \(0.8\) must "
+                                             r"not exceed max_user_history_length_percentile"):
+            featurize(lengths_table(), 0.8, 0.2)
+        assert check_percentiles(0, 1) == (0.0, 1.0)
+
+
+class TestMinimums:
+    def test_messages(self):
+        check_minimums(1000, 25)
+        with pytest.raises(ValueError, match=r"^needs at least 1,000 interactions after filtering, "
+                                             r"got 640 \(360 short\)$"):
+            check_minimums(640, 30)
+        with pytest.raises(ValueError, match=r"25 users with 2 or more interactions after "
+                                             r"filtering, got 10 \(15 short\)"):
+            check_minimums(5000, 10)
+        with pytest.raises(ValueError, match="interactions.*; needs at least 25 users"):
+            check_minimums(0, 0)
+
+
+# ------------------------------------------------------------------------ weights, popularity
+
+class TestWeights:
+    def test_recency_weights(self):
+        ts = np.array([T0 + 50, T0, T0 + 100, T0 + 100, T0 - 10**7])
+        w = recency_weights(ts, 50.0)
+        assert w.dtype == np.float32 and w.shape == ts.shape
+        assert abs(float(w.mean()) - 1.0) < 1e-6
+        order = np.argsort(ts)
+        assert np.all(np.diff(w[order]) >= 0)  # monotone in time
+        assert w[0] / w[2] == pytest.approx(0.5) and w[2] == w[3]
+        assert w[4] / w[2] == pytest.approx(1e-3)  # floor
+
+    @pytest.mark.parametrize("half_life", [None, 0, -3.0])
+    def test_off(self, half_life):
+        w = recency_weights(np.array([1.0, 5.0, 9.0]), half_life)
+        assert w.dtype == np.float32 and w.tolist() == [1.0, 1.0, 1.0]
+        assert recency_weights(np.array([]), 10.0).shape == (0,)
+        with pytest.raises(ValueError, match="NaN"):
+            recency_weights(np.array([1.0]), float("nan"))
+
+    def test_popularity(self):
+        items = np.array([0, 2, 2, -1, 3], dtype=np.int32)
+        assert popularity(items, 5).tolist() == [1, 0, 2, 1, 0]
+        pop = popularity(items, 5, weights=np.array([1, 2, 3, 100, 0.5], dtype=np.float32))
+        assert pop.dtype == np.float64 and pop.tolist() == [1, 0, 5, 0.5, 0]
+        with pytest.raises(ValueError, match="out of range"):
+            popularity(items, 3)
+
+
+# --------------------------------------------------------------------------------- real data
+
+class TestRealData:
+    @pytest.fixture(autouse=True)
+    def _present(self):
+        if not DATASETS.is_dir():
+            pytest.skip(f"{DATASETS} is not present: real-data checks skipped")
+
+    def test_taobao(self):
+        df = read_interactions(DATASETS / "taobao-userbehavior-prefix" / "interactions.csv.gz")
+        log = build_event_log(df)
+        assert (log.n_events, log.n_users, log.n_items) == (84_287, 814, 55_233)
+        assert set(np.unique(log.event_types)) == {"pv", "cart", "fav", "buy"}
+        assert np.all(np.diff(log.timestamps)[np.diff(log.event_users()) == 0] >= 0)
+
+    def test_yoochoose_sessions_as_users(self):
+        path = DATASETS / "yoochoose-rsc15-100k-sample" / "interactions.csv.gz"
+        with pytest.raises(KeyError, match="USER_ID not found.*session_id"):
+            read_interactions(path)
+        with pytest.raises(ValueError, match="milliseconds"):
+            read_interactions(path, columns={"USER_ID": "session_id", "TIMESTAMP": "timestamp_ms"})
+        with pytest.warns(UserWarning, match="exact duplicate"):
+            df = read_interactions(path, columns={"USER_ID": "session_id"})
+        assert build_event_log(df).n_users == 21_210

@@ -1,0 +1,137 @@
+"""Model files: round trip, atomic writes, and clear errors for damaged or foreign files."""
+from __future__ import annotations
+
+import os
+import struct
+
+import numpy as np
+import pytest
+
+import hrnn
+from hrnn import model_file
+from conftest import planted_log
+
+FAST = dict(hidden_dimension=32, n_sample=32, batch_size=16, bptt=8, show_progress=False, epochs=2)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    users, items, ts = planted_log(n_users=60)
+    m = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit((users, items, ts))
+    m.put_events("late user", [3, 4, "unknown item"], [10.0, 20.0, 30.0])
+    path = tmp_path_factory.mktemp("m") / "model.hrnn"
+    m.save(path)
+    return m, path
+
+
+def test_round_trip(saved):
+    m, path = saved
+    m2 = hrnn.load(path)
+    for name, value in m.get_weights().items():
+        np.testing.assert_array_equal(value, m2.get_weights()[name])
+    assert m2.get_params() == m.get_params()
+    for user in (0, 17, "late user", "never seen"):
+        a, b = m.recommend(user, 10, exclude_interacted=True), m2.recommend(user, 10, exclude_interacted=True)
+        assert list(a[0]) == list(b[0]) and np.array_equal(a[1], b[1])
+    assert m2.unknown_item_events_["unknown item"] == 1
+    # the loaded model keeps taking events
+    m2.put_events(17, [5], [2e9])
+    assert np.isfinite(m2.recommend(17, 3)[1]).all()
+
+
+def test_string_ids_round_trip(tmp_path):
+    users, items, ts = planted_log(n_users=40)
+    m = hrnn.HRNN(random_state=0, **FAST).fit(([f"ü{u}" for u in users], [f"é{i}" for i in items], ts))
+    m.save(tmp_path / "s.hrnn")
+    m2 = hrnn.load(tmp_path / "s.hrnn")
+    assert list(m2.recommend("ü3", 5)[0]) == list(m.recommend("ü3", 5)[0])
+
+
+def test_no_temporary_files_left_and_old_file_kept_on_failure(saved, tmp_path, monkeypatch):
+    m, path = saved
+    target = tmp_path / "model.hrnn"
+    m.save(target)
+    before = target.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model_file.os, "fsync", boom)
+    with pytest.raises(OSError, match="No space"):
+        m.save(target)
+    assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.hrnn"]
+
+
+def test_read_only_target_keeps_old_file(saved, tmp_path, monkeypatch):
+    """A folder we may not write to (simulated: tests often run as root, who may write anywhere)."""
+    m, _ = saved
+    target = tmp_path / "model.hrnn"
+    m.save(target)
+    before = target.read_bytes()
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(model_file.tempfile, "mkstemp", denied)
+    with pytest.raises(PermissionError):
+        m.save(target)
+    assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize("cut", [0, 7, 8, 16, 100, 1000, -13, -1])
+def test_truncated(saved, tmp_path, cut):
+    _, path = saved
+    data = path.read_bytes()
+    bad = tmp_path / "bad.hrnn"
+    bad.write_bytes(data[:cut] if cut >= 0 else data[:len(data) + cut])
+    with pytest.raises(ValueError):
+        hrnn.load(bad)
+
+
+def test_flipped_bytes(saved, tmp_path):
+    _, path = saved
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    for pos in rng.integers(0, len(data), 25):
+        bad = bytearray(data)
+        bad[pos] ^= 0xFF
+        (tmp_path / "bad.hrnn").write_bytes(bytes(bad))
+        with pytest.raises(ValueError):
+            hrnn.load(tmp_path / "bad.hrnn")
+
+
+def test_huge_sizes_in_a_header_with_a_valid_checksum(saved, tmp_path):
+    """A crafted file whose checksum is right but whose section claims 2**60 bytes."""
+    import zlib
+    _, path = saved
+    data = bytearray(path.read_bytes())
+    off = model_file._HEAD.size + 48 + 2 + 6  # first section: its shape[0]
+    struct.pack_into("<Q", data, off, 2**60)
+    body = bytes(data[:-model_file._TRAILER.size])
+    data[-model_file._TRAILER.size:] = model_file._TRAILER.pack(zlib.crc32(body), model_file.END)
+    (tmp_path / "huge.hrnn").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sizes"):
+        hrnn.load(tmp_path / "huge.hrnn")
+
+
+def test_foreign_file_and_other_version(saved, tmp_path):
+    _, path = saved
+    (tmp_path / "x.hrnn").write_bytes(b"PK\x03\x04 this is a zip file, not a model" * 3)
+    with pytest.raises(ValueError, match="not an hrnn model file"):
+        hrnn.load(tmp_path / "x.hrnn")
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, 8, 0)
+    (tmp_path / "old.hrnn").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="format version 0"):
+        hrnn.load(tmp_path / "old.hrnn")
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError):
+        hrnn.load("/nonexistent/model.hrnn")
+
+
+def test_no_pickle_in_the_file(saved):
+    _, path = saved
+    assert b"\x80\x04\x95" not in path.read_bytes()[:64]

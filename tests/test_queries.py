@@ -1,0 +1,146 @@
+"""recommend, put_events and recommend_batch: answers in the user's own ids, exclusions, cold users."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hrnn
+from conftest import planted_log
+
+FAST = dict(hidden_dimension=32, n_sample=32, batch_size=16, bptt=8, show_progress=False, epochs=6)
+
+
+@pytest.fixture(scope="module")
+def model():
+    users, items, ts = planted_log()
+    df = pd.DataFrame({"USER_ID": [f"u{u}" for u in users], "ITEM_ID": [f"i{i}" for i in items],
+                       "TIMESTAMP": ts})
+    return hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit(df), df
+
+
+def fresh(model):
+    """A copy of the fitted model (queries that put events must not leak into other tests)."""
+    m, df = model
+    return hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit(df), df
+
+
+def test_recommend_speaks_the_users_ids_and_ranks_the_planted_item_first(model):
+    m, df = model
+    last = df.groupby("USER_ID").tail(1).set_index("USER_ID")["ITEM_ID"]
+    ids, scores = m.recommend("u5", num_results=10)
+    assert ids.shape == (10,) and scores.dtype == np.float32
+    assert all(isinstance(i, str) and i.startswith("i") for i in ids)
+    assert np.all(np.diff(scores) <= 0)
+    assert ids[0] == f"i{(int(last['u5'][1:]) + 1) % 60}"
+
+
+def test_num_results_limits(model):
+    m, _ = model
+    assert len(m.recommend("u1", num_results=500)[0]) == 60  # the whole catalogue
+    for bad in (0, 501, -3):
+        with pytest.raises(ValueError, match="num_results"):
+            m.recommend("u1", num_results=bad)
+    with pytest.raises(TypeError, match="num_results"):
+        m.recommend("u1", num_results=2.5)
+
+
+def test_unknown_user_gets_popular_items(model):
+    m, _ = model
+    ids, scores = m.recommend("somebody new", num_results=5)
+    order = np.argsort(-m.popularity_, kind="stable")[:5]
+    assert list(ids) == list(m.item_ids_[order])
+    assert np.all(np.diff(scores) <= 0)
+
+
+def test_exclude_and_include(model):
+    m, _ = model
+    top = m.recommend("u7", num_results=5)[0]
+    ids, _ = m.recommend("u7", num_results=5, exclude_items=[top[0], "not an item"])
+    assert top[0] not in ids and list(ids[:4]) == list(top[1:])
+    ids, _ = m.recommend("u7", num_results=25, include_items=["i3", "i4", "nope"])
+    assert sorted(ids) == ["i3", "i4"]
+    seen = set(m._log.item_ids[m._log.items[m._log.offsets[7]:m._log.offsets[8]]])
+    ids, _ = m.recommend("u7", num_results=60, exclude_interacted=True)
+    assert not seen & set(ids) and len(ids) == 60 - len(seen)
+
+
+def test_put_events_moves_the_state_like_training(model):
+    m, df = fresh(model)
+    t = df.TIMESTAMP.max() + 100
+    m.put_events("u9", ["i10", "i11"], [t, t + 10])
+    assert m.recommend("u9", 1)[0][0] == "i12"
+    # the same events given at once or one by one give the same state
+    m2, _ = fresh(model)
+    m2.put_events("u9", "i10", t)
+    m2.put_events("u9", ["i11"], [t + 10])
+    np.testing.assert_array_equal(m.user_state("u9")[1], m2.user_state("u9")[1])
+
+
+def test_put_events_new_user_and_unknown_items(model):
+    m, _ = fresh(model)
+    m.put_events("brand new", ["i20", "i21"], [1000.0, 1010.0])
+    assert m.recommend("brand new", 1)[0][0] == "i22"
+    before = m.user_state("brand new")
+    m.put_events("brand new", ["never seen"], [1020.0])
+    after = m.user_state("brand new")
+    assert m.unknown_item_events_["never seen"] == 1
+    assert not np.array_equal(before[1], after[1]) and np.isfinite(after[1]).all()
+    assert "brand new" in set(m.known_user_ids)
+
+
+def test_out_of_order_events_change_nothing(model):
+    m, df = fresh(model)
+    before = m.user_state("u3")
+    with pytest.raises(ValueError, match="older than this user's last event"):
+        m.put_events("u3", ["i1"], [1.0])
+    with pytest.raises(ValueError, match="time order"):
+        m.put_events("u3", ["i1", "i2"], [df.TIMESTAMP.max() + 20, df.TIMESTAMP.max() + 10])
+    after = m.user_state("u3")
+    np.testing.assert_array_equal(before[0], after[0])
+    np.testing.assert_array_equal(before[1], after[1])
+
+
+@pytest.mark.parametrize("args, err", [
+    ((["i1", "i2"], [1.0]), ValueError),
+    ((["i1"], ["yesterday"]), TypeError),
+    ((["i1"], [float("nan")]), ValueError),
+    ((["i1"], [-5.0]), ValueError),
+    ((None, [1.0]), TypeError),
+])
+def test_put_events_bad_arguments(model, args, err):
+    m, _ = fresh(model)
+    with pytest.raises(err):
+        m.put_events("u1", *args)
+    with pytest.raises(ValueError):
+        m.put_events(None, ["i1"], [1.0])
+
+
+def test_sessions_by_id(model):
+    m, df = fresh(model)
+    t = df.TIMESTAMP.max() + 10
+    m.put_events("s-user", ["i1", "i2"], [t, t + 1], session_id="a")
+    m.put_events("s-user2", ["i1", "i2"], [t, t + 1], session_id=["a", "b"])
+    assert not np.array_equal(m.user_state("s-user")[0], m.user_state("s-user2")[0])
+
+
+def test_recommend_batch_equals_recommend(model):
+    m, _ = model
+    users = ["u1", "u2", "nobody", "u40"]
+    ids, scores = m.recommend_batch(users, num_results=7, exclude_interacted=True)
+    assert ids.shape == (4, 7) and scores.shape == (4, 7)
+    for r, u in enumerate(users):
+        one_ids, one_scores = m.recommend(u, num_results=7, exclude_interacted=True)
+        assert list(ids[r]) == list(one_ids)
+        np.testing.assert_allclose(scores[r], one_scores, rtol=1e-6)
+
+
+def test_recommend_batch_pads_when_candidates_run_out(model):
+    m, _ = model
+    ids, scores = m.recommend_batch(["u1"], num_results=5, include_items=["i1", "i2"])
+    assert list(ids[0][2:]) == [None] * 3 and np.isneginf(scores[0][2:]).all()
+
+
+def test_not_fitted():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        hrnn.HRNN().recommend("u1")
