@@ -35,10 +35,10 @@ def table(n_users=6, per_user=5, string_ids=True, seed=0, **extra):
 
 class TestSources:
     def test_dataframe_case_insensitive_and_canonical_output(self):
-        df = table(event_type="click", rating=1.0)
+        df = table(event_type="click", rating=1.0, Event_Value=np.arange(30) // 2)
         out = read_interactions(df)
-        assert list(out.columns) == ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"]
-        assert out["TIMESTAMP"].dtype == np.float64
+        assert list(out.columns) == ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE"]
+        assert out["TIMESTAMP"].dtype == np.float64 and out["EVENT_VALUE"].dtype == np.float64
         assert out["USER_ID"].tolist() == df["user_id"].tolist()
         assert isinstance(out.index, pd.RangeIndex)
 
@@ -85,8 +85,7 @@ class TestSources:
             assert out["USER_ID"].tolist() == users and out["ITEM_ID"].tolist() == items
 
     def test_ids_keep_their_type(self):
-        ints = read_interactions(table(string_ids=False))
-        strs = read_interactions(table(string_ids=True))
+        ints, strs = read_interactions(table(string_ids=False)), read_interactions(table())
         assert pd.api.types.is_integer_dtype(ints["USER_ID"])
         assert pd.api.types.is_integer_dtype(ints["ITEM_ID"])
         assert strs["USER_ID"].iloc[0].startswith("u")
@@ -94,19 +93,19 @@ class TestSources:
 
     def test_columns_mapping(self):
         df = table().rename(columns={"user_id": "session_id"})
+        with pytest.raises(KeyError, match="columns={'USER_ID': 'session_id'}"):
+            read_interactions(df)
         out = read_interactions(df, columns={"user_id": "session_id"})
         assert "SESSION_ID" not in out.columns  # a mapped column is not matched a second time
         assert out["USER_ID"].tolist() == df["session_id"].tolist()
         both = read_interactions(table(session_id=1), columns={"SESSION_ID": None})
         assert "SESSION_ID" not in both.columns
 
-    def test_columns_mapping_errors(self):
+    def test_columns_mapping_errors_and_ambiguous_names(self):
         with pytest.raises(ValueError, match="unknown canonical column 'USER'"):
             read_interactions(table(), columns={"USER": "user_id"})
         with pytest.raises(KeyError, match="'visitor' given for USER_ID not found.*item_id"):
             read_interactions(table(), columns={"USER_ID": "visitor"})
-
-    def test_ambiguous_names(self):
         df = table()
         df["USER_ID"] = df["user_id"]
         assert read_interactions(df)["USER_ID"].tolist() == df["USER_ID"].tolist()  # exact wins
@@ -115,76 +114,62 @@ class TestSources:
         with pytest.raises(ValueError, match="several columns match USER_ID"):
             read_interactions(df)
 
-    def test_datetime_timestamps(self):
+    def test_datetime_and_object_timestamps(self):
         df = table()
         naive = df.assign(timestamp=pd.to_datetime(df["timestamp"], unit="s"))
         aware = naive.assign(timestamp=naive["timestamp"].dt.tz_localize("UTC")
                              .dt.tz_convert("America/New_York"))
-        for source in (naive, aware):
+        for source in (naive, aware, df.assign(timestamp=df["timestamp"].astype(object))):
             assert read_interactions(source)["TIMESTAMP"].tolist() == \
                 df["timestamp"].astype(float).tolist()
 
 
+def spoil(col, rows, value, **extra):
+    """table() with ``value`` written into ``col`` at ``rows`` (the column made object dtype)."""
+    df = table(**extra)
+    df[col] = df[col].astype(object)
+    df.loc[rows, col] = value
+    return df
+
+
+BAD_INPUTS = {  # name: (make the table, exception, what the message must say)
+    "no time column": (lambda: table().rename(columns={"timestamp": "ts"}), KeyError,
+                       "required column TIMESTAMP not found; columns found: user_id, item_id, ts"),
+    "missing user": (lambda: spoil("user_id", [4, 7], None), ValueError,
+                     r"USER_ID \(column 'user_id'\) has 2 missing values.*first at row 4"),
+    "missing item": (lambda: spoil("item_id", [7, 9], np.nan), ValueError,
+                     r"ITEM_ID \(column 'item_id'\) has 2 missing values.*first at row 7"),
+    "missing time": (lambda: spoil("timestamp", [2], None), ValueError,
+                     "TIMESTAMP.*1 missing values.*first at row 2"),
+    "missing type": (lambda: spoil("event_type", [2], np.nan, event_type="a"), ValueError,
+                     "EVENT_TYPE.*1 missing.*row 2"),
+    "text time": (lambda: spoil("timestamp", [5], "yesterday"), TypeError,
+                  "TIMESTAMP.*numbers.*'yesterday' at row 5"),
+    "date strings": (lambda: table().assign(timestamp="2020-01-01"), TypeError,
+                     "TIMESTAMP.*'2020-01-01'.*pandas.to_datetime"),
+    "bool time": (lambda: table().assign(timestamp=True), TypeError, "TIMESTAMP.*bool"),
+    "negative": (lambda: spoil("timestamp", [3], -5), ValueError,
+                 "TIMESTAMP.*1 negative.*-5 at row 3"),
+    "milliseconds": (lambda: spoil("timestamp", slice(None), T0 * 1000), ValueError,
+                     "TIMESTAMP.*look like milliseconds.*divide by 1000"),
+    "microseconds": (lambda: spoil("timestamp", slice(None), T0 * 10**6), ValueError,
+                     "TIMESTAMP.*look like microseconds.*divide by 1e6"),
+    "infinite": (lambda: spoil("timestamp", [6], np.inf), ValueError,
+                 "TIMESTAMP.*1 infinite.*row 6"),
+    "empty": (lambda: table().iloc[:0], ValueError, "empty"),
+    "text value": (lambda: table(event_value=["x"] * 30), TypeError, "EVENT_VALUE.*'x'"),
+    "2-tuple": (lambda: ([1], [2]), ValueError, "exactly 3 arrays"),
+    "ragged": (lambda: ([1, 2], [2], [T0]), ValueError, "different lengths"),
+    "an int": (lambda: 5, TypeError, "cannot read interactions from int"),
+}
+
+
 class TestValidation:
-    def test_missing_required_column(self):
-        with pytest.raises(KeyError, match="required column TIMESTAMP not found; columns found: "
-                                           "user_id, item_id, ts"):
-            read_interactions(table().rename(columns={"timestamp": "ts"}))
-
-    @pytest.mark.parametrize("col", ["user_id", "item_id", "timestamp"])
-    def test_missing_values(self, col):
-        df = table()
-        df[col] = df[col].astype(object)
-        df.loc[[4, 7], col] = None
-        with pytest.raises(ValueError, match=rf"{col.upper()} \(column '{col}'\) has 2 missing "
-                                             r"values.*first at row 4"):
-            read_interactions(df)
-
-    def test_missing_event_type(self):
-        df = table(event_type="a")
-        df.loc[2, "event_type"] = np.nan
-        with pytest.raises(ValueError, match="EVENT_TYPE.*1 missing.*row 2"):
-            read_interactions(df)
-
-    def test_non_numeric_timestamps(self):
-        df = table()
-        df["timestamp"] = df["timestamp"].astype(object)
-        df.loc[5, "timestamp"] = "yesterday"
-        with pytest.raises(TypeError, match="TIMESTAMP.*numbers.*'yesterday' at row 5"):
-            read_interactions(df)
-        dates = table().assign(timestamp="2020-01-01")
-        with pytest.raises(TypeError, match="TIMESTAMP.*'2020-01-01'.*pandas.to_datetime"):
-            read_interactions(dates)
-        with pytest.raises(TypeError, match="TIMESTAMP.*bool"):
-            read_interactions(table().assign(timestamp=True))
-
-    def test_object_numbers_accepted(self):
-        df = table()
-        out = read_interactions(df.assign(timestamp=df["timestamp"].astype(object)))
-        assert out["TIMESTAMP"].tolist() == df["timestamp"].astype(float).tolist()
-
-    def test_negative_timestamps(self):
-        df = table()
-        df.loc[3, "timestamp"] = -5
-        with pytest.raises(ValueError, match="TIMESTAMP.*1 negative.*-5 at row 3"):
-            read_interactions(df)
-
-    @pytest.mark.parametrize("scale,unit", [(1000, "milliseconds"), (10**6, "microseconds")])
-    def test_millisecond_timestamps(self, scale, unit):
-        df = table()
-        df["timestamp"] = df["timestamp"] * scale
-        with pytest.raises(ValueError, match=f"TIMESTAMP.*look like {unit}.*divide by"):
-            read_interactions(df)
-
-    def test_infinite_timestamps(self):
-        df = table().astype({"timestamp": float})
-        df.loc[6, "timestamp"] = np.inf
-        with pytest.raises(ValueError, match="TIMESTAMP.*1 infinite.*row 6"):
-            read_interactions(df)
-
-    def test_empty(self):
-        with pytest.raises(ValueError, match="empty"):
-            read_interactions(table().iloc[:0])
+    @pytest.mark.parametrize("name", BAD_INPUTS)
+    def test_bad_input(self, name):
+        make, exc, pattern = BAD_INPUTS[name]
+        with pytest.raises(exc, match=pattern):
+            read_interactions(make())
 
     def test_duplicates_dropped_with_warning(self):
         df = table(event_type="click")
@@ -194,13 +179,6 @@ class TestValidation:
             out = read_interactions(pd.concat([dup, other_type], ignore_index=True))
         assert len(out) == len(df) + 1
         assert out["USER_ID"].tolist()[:len(df)] == df["user_id"].tolist()  # first ones kept
-
-    def test_event_value(self):
-        out = read_interactions(table(event_value=np.arange(30) / 2))
-        assert out["EVENT_VALUE"].dtype == np.float64
-        bad = table(event_value=["x"] * 30)
-        with pytest.raises(TypeError, match="EVENT_VALUE.*'x'"):
-            read_interactions(bad)
 
     def test_bad_sources(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="no such file"):
@@ -214,19 +192,13 @@ class TestValidation:
         (tmp_path / "empty.csv").write_text("")
         with pytest.raises(ValueError, match="cannot read .*empty.csv"):
             read_interactions(tmp_path / "empty.csv")
-        with pytest.raises(ValueError, match="exactly 3 arrays"):
-            read_interactions(([1], [2]))
-        with pytest.raises(ValueError, match="different lengths"):
-            read_interactions(([1, 2], [2], [T0]))
-        with pytest.raises(TypeError, match="cannot read interactions from int"):
-            read_interactions(5)
 
 
 # ------------------------------------------------------------------------------------ event log
 
 def reference_log(users, items, ts, gap):
     """Plain-Python grouping and sessions, to check the vectorised version against."""
-    order, seen = [], {}
+    seen = {}
     for u in users:
         seen.setdefault(u, len(seen))
     rows = sorted(range(len(users)), key=lambda r: (seen[users[r]], ts[r], r))
@@ -285,7 +257,7 @@ class TestEventLog:
         assert session_offsets(log).tolist() == [0, 2, 3, 4, 5]
         assert last_session_starts(log).tolist() == [3, 4]
 
-    def test_item_map_and_event_types(self):
+    def test_item_map_event_types_raw_source(self):
         df = read_interactions({"user_id": [1, 1, 2], "item_id": ["x", "zz", "y"],
                                 "timestamp": [2, 1, 3], "event_type": ["a", "b", "c"]})
         log = build_event_log(df, item_ids=np.array(["y", "x"], dtype=object))
@@ -294,8 +266,6 @@ class TestEventLog:
         assert log.event_types.tolist() == ["b", "a", "c"]
         with pytest.raises(ValueError, match="duplicates"):
             build_event_log(df, item_ids=["x", "x"])
-
-    def test_accepts_raw_sources(self):
         log = build_event_log(([3, 3], [1, 2], [T0 + 1, T0]))
         assert isinstance(log, EventLog) and log.items.tolist() == [1, 0]
 
@@ -321,25 +291,23 @@ class TestFeaturize:
         kept = [f"u{k}" for k in range(10) if lo <= k + 1 <= hi]
         assert events is df and users.train_users.tolist() == kept
         assert (users.min_length, users.max_length) == (lo, hi)
-        assert users.n_users == 10 and users.n_events == 55
-        assert users.n_train_users == len(kept)
-        assert users.n_train_events == sum(int(k[1:]) + 1 for k in kept)
+        assert (users.n_users, users.n_events, users.n_train_users, users.n_train_events) == \
+            (10, 55, len(kept), sum(int(k[1:]) + 1 for k in kept))
         log = build_event_log(events)
         assert log.user_ids[users.user_mask(log.user_ids)].tolist() == kept
-
-    def test_keep_everyone(self):
         assert featurize(lengths_table(), 0.0, 1.0)[1].n_train_users == 10
         assert featurize(lengths_table())[1].n_train_users == 9  # default p99 cuts the longest
 
     def test_event_filters(self):
         df = lengths_table()
         events, users = featurize(df, 0.0, 1.0, event_type="buy")
-        assert set(events["EVENT_TYPE"]) == {"buy"} and len(events) == 19
-        assert users.n_events == 19
+        assert set(events["EVENT_TYPE"]) == {"buy"} and len(events) == users.n_events == 19
         assert len(featurize(df, 0, 1, event_type=["buy", "view"])[0]) == 55
         events, _ = featurize(df, 0.0, 1.0, event_value_threshold=3)
         assert (events["EVENT_VALUE"] >= 3).all() and len(events) == 22
         assert list(events.index) == list(range(22))
+        df.loc[df["EVENT_VALUE"] == 4, "EVENT_VALUE"] = np.nan  # NaN fails any threshold
+        assert len(featurize(df, 0, 1, event_value_threshold=3)[0]) == 11
 
     def test_event_filter_errors(self):
         df = lengths_table()
@@ -352,12 +320,6 @@ class TestFeaturize:
             featurize(df, event_type="click")
         with pytest.raises(ValueError, match="EVENT_VALUE >= 99"):
             featurize(df, event_value_threshold=99)
-
-    def test_nan_event_values_fail_the_threshold(self):
-        df = lengths_table().astype({"EVENT_VALUE": float})
-        df.loc[df["EVENT_VALUE"] == 4, "EVENT_VALUE"] = np.nan
-        events, _ = featurize(df, 0, 1, event_value_threshold=3)
-        assert len(events) == 11
 
     @pytest.mark.parametrize("lo,hi,name", [(-0.1, 0.5, "min_user_history_length_percentile"),
                                             (0.0, 1.5, "max_user_history_length_percentile"),
@@ -373,9 +335,7 @@ class TestFeaturize:
             featurize(lengths_table(), 0.8, 0.2)
         assert check_percentiles(0, 1) == (0.0, 1.0)
 
-
-class TestMinimums:
-    def test_messages(self):
+    def test_minimums(self):
         check_minimums(1000, 25)
         with pytest.raises(ValueError, match=r"^needs at least 1,000 interactions after filtering, "
                                              r"got 640 \(360 short\)$"):
@@ -419,12 +379,8 @@ class TestWeights:
 
 # --------------------------------------------------------------------------------- real data
 
+@pytest.mark.skipif(not DATASETS.is_dir(), reason=f"{DATASETS} is not present (a fresh clone)")
 class TestRealData:
-    @pytest.fixture(autouse=True)
-    def _present(self):
-        if not DATASETS.is_dir():
-            pytest.skip(f"{DATASETS} is not present: real-data checks skipped")
-
     def test_taobao(self):
         df = read_interactions(DATASETS / "taobao-userbehavior-prefix" / "interactions.csv.gz")
         log = build_event_log(df)

@@ -90,3 +90,45 @@ def test_recency_weights_change_training(planted):
 def test_build_info():
     info = hrnn.build_info()
     assert set(info) >= {"openmp", "cuda_compiled"}
+
+
+def sessions_log():
+    users, items, ts = planted_log(n_users=100, length=40)
+    return users, items, ts + (np.tile(np.arange(40), 100) // 10) * 86_400.0
+
+
+def test_validation_scores_every_epoch_and_early_stopping_keeps_the_best():
+    data = sessions_log()
+    m = hrnn.HRNN(epochs=6, random_state=0, num_threads=1, **FAST)
+    m.fit(data, validation=True, early_stopping_rounds=2, metric="mrr@20")
+    scores = [h["val_mrr@20"] for h in m.history_]
+    assert all(0.0 <= s <= 1.0 for s in scores) and max(scores) > 0.9
+    assert m.best_epoch_ == int(np.argmax(scores))
+    assert len(m.history_) <= 6
+
+
+def test_validation_needs_two_sessions_and_early_stopping_needs_validation(planted):
+    with pytest.raises(ValueError, match="2 sessions"):
+        hrnn.HRNN(epochs=1, **FAST).fit(planted, validation=True)
+    with pytest.raises(ValueError, match="validation=True"):
+        hrnn.HRNN(epochs=1, **FAST).fit(planted, early_stopping_rounds=2)
+    with pytest.raises(ValueError, match="metric"):
+        hrnn.HRNN(epochs=1, **FAST).fit(planted, validation=True, metric="auc")
+
+
+def test_ctrl_c_stops_training_cleanly_and_leaves_a_usable_model():
+    import os
+    import signal
+    import threading
+    users, items, ts = planted_log(n_users=400, length=60)
+    m = hrnn.HRNN(epochs=10_000, random_state=0, num_threads=1, **FAST)
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.warns(RuntimeWarning, match="interrupted"):
+            m.fit((users, items, ts))
+    finally:
+        timer.cancel()
+    assert 1 <= len(m.history_) < 10_000
+    ids, scores = m.recommend(users[0], 5)
+    assert len(ids) == 5 and np.isfinite(scores).all()

@@ -11,6 +11,7 @@
 #include "hrnn/advance.h"
 #include "hrnn/engine.h"
 #include "hrnn/errors.h"
+#include "hrnn/ranking.h"
 
 namespace hrnn_py {
 namespace {
@@ -264,6 +265,23 @@ void bind_engine(py::module_& m) {
              py::gil_scoped_release release;
              e.users.load(std::move(a));
            })
+      .def("next_item_ranks",
+           [](const Engine& e, const Arr<int64_t>& p_off, const Arr<int32_t>& p_items, const Arr<double>& p_ts,
+              const Arr<uint8_t>& p_new, const Arr<int64_t>& t_off, const Arr<int32_t>& t_items,
+              const Arr<double>& t_ts, const Arr<uint8_t>& t_new, int num_threads) {
+             auto prefix = events(p_off, p_items, p_ts, p_new);
+             auto test = events(t_off, t_items, t_ts, t_new);
+             py::array_t<int32_t> ranks(t_items.size());
+             int32_t* out = ranks.mutable_data();
+             {
+               py::gil_scoped_release release;
+               hrnn::next_item_ranks(e.params, prefix.view(), test.view(), out, num_threads);
+             }
+             return ranks;
+           },
+           py::arg("p_offsets"), py::arg("p_items"), py::arg("p_timestamps"), py::arg("p_new_session"),
+           py::arg("t_offsets"), py::arg("t_items"), py::arg("t_timestamps"), py::arg("t_new_session"),
+           py::arg("num_threads") = 0)
       .def("advance",
            [](const Engine& e, const Arr<float>& u, const Arr<float>& h, bool fresh, const Arr<int32_t>& items,
               const Arr<float>& gaps, const Arr<uint8_t>& new_session) {

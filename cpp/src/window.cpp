@@ -5,6 +5,7 @@
 #include <string>
 
 #include "hrnn/errors.h"
+#include "hrnn/gemm.h"
 #include "hrnn/kernels.h"
 #include "hrnn/parallel.h"
 #include "hrnn/rng.h"
@@ -98,11 +99,22 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
   g.dense.zero();
 
   const size_t cf = StepCache::floats(H);
+  const int Hp = pad_to_gemm(H), Cp = pad_to_gemm(C);
   cache_.resize(TB * cf);
   dh_loss_.assign(TB * H, 0.f);
   dx_.resize(TB * H);
-  hout_.resize(static_cast<size_t>(B) * H);
-  dl_.resize(static_cast<size_t>(B) * C);
+  hout_.assign(static_cast<size_t>(B) * Hp, 0.f);
+  mask_.assign(static_cast<size_t>(B) * H, 1.f);
+  R_.resize(static_cast<size_t>(B) * Cp);
+  dl_.resize(static_cast<size_t>(B) * Cp);
+  dhout_.resize(static_cast<size_t>(B) * Hp);
+  oc_.assign(static_cast<size_t>(Cp) * Hp, 0.f);
+  oct_.assign(static_cast<size_t>(Hp) * Cp, 0.f);
+  doc_.resize(static_cast<size_t>(Cp) * Hp);
+  cbias_.resize(Cp);
+  clq_.resize(Cp);
+  dcb_.resize(Cp);
+  col_items_.assign(Cp, -1);
   has_loss_.assign(B, 0);
   dh_carry_.assign(static_cast<size_t>(B) * H, 0.f);
   du_carry_.assign(static_cast<size_t>(B) * H, 0.f);
@@ -113,87 +125,118 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     last_h_[b] = w.h_init.data() + static_cast<int64_t>(b) * H;
   }
   if (thread_grads_.size() < static_cast<size_t>(nt)) thread_grads_.resize(nt);
-  const size_t per_thread_scratch = 8 * H + 3 * static_cast<size_t>(C) + H;
+  const size_t per_thread_scratch = 8 * H + static_cast<size_t>(Cp);
   scratch_.resize(per_thread_scratch * nt);
   std::vector<double> loss_by_thread(nt, 0.0);
 
   const float scale_base = n_targets > 0 ? 1.f / static_cast<float>(n_targets) : 0.f;
   const float keep = 1.f - cfg.dropout;
   const float* out_rows = P.out_rows();
-  std::vector<int32_t> col_items(C);
 
   parallel_team(nt, [&](int th, int team) {
-    // Lanes [b0, b1) belong to this thread; table rows of item i to thread i % team.
+    // Lanes [b0, b1) and candidate columns [c0, c1) belong to this thread; table rows of item i to
+    // thread i % team (so that no two threads ever add into the same gradient row).
     const int b0 = static_cast<int>(static_cast<int64_t>(B) * th / team);
     const int b1 = static_cast<int>(static_cast<int64_t>(B) * (th + 1) / team);
+    const int c0 = static_cast<int>(static_cast<int64_t>(Cp) * th / team);
+    const int c1 = static_cast<int>(static_cast<int64_t>(Cp) * (th + 1) / team);
     Dense& gd = thread_grads_[th];
     if (gd.u0.size() != static_cast<size_t>(H)) gd.resize(H);
     gd.zero();
     float* scratch = scratch_.data() + per_thread_scratch * th;
-    float* r = scratch + 8 * H;
-    float* lq = r + C;
-    uint8_t* inc = reinterpret_cast<uint8_t*>(lq + C);  // C bytes fit in C floats
-    float* mask = lq + 2 * C;                             // H floats: dropout mask
+    uint8_t* inc = reinterpret_cast<uint8_t*>(scratch + 8 * H);  // Cp bytes fit in Cp floats
     double loss = 0.0;
 
     for (int t = 0; t < T; ++t) {
       const int32_t* tg = w.targets.data() + static_cast<int64_t>(t) * B;
       const int32_t* ng = w.negatives.data() + static_cast<int64_t>(t) * S;
-#pragma omp single
-      {
-        std::copy(tg, tg + B, col_items.begin());
-        std::copy(ng, ng + S, col_items.begin() + B);
-      }  // implicit barrier
+      // The step's candidate rows, gathered (and transposed) once for all lanes.
+      for (int c = c0; c < c1; ++c) {
+        const int32_t it = c < B ? tg[c] : c < C ? ng[c - B] : -1;
+        col_items_[c] = it;
+        float* row = oc_.data() + static_cast<int64_t>(c) * Hp;
+        if (it >= 0) {
+          const float* src = out_rows + static_cast<int64_t>(it) * H;
+          std::copy(src, src + H, row);
+          for (int k = 0; k < H; ++k) oct_[static_cast<int64_t>(k) * Cp + c] = src[k];
+        }
+        cbias_[c] = it >= 0 ? P.bo[it] : 0.f;
+        clq_[c] = it >= 0 ? logq[it] : 0.f;
+      }
+#pragma omp barrier
       for (int b = b0; b < b1; ++b) {
         const int64_t i = static_cast<int64_t>(t) * B + b;
+        float* ho = hout_.data() + static_cast<int64_t>(b) * Hp;
         has_loss_[b] = 0;
+        std::fill(ho, ho + H, 0.f);
         const int32_t item = w.items[i];
         if (item < 0) continue;
         float* cache = cache_.data() + i * cf;
-        const float* x = P.E.data() + static_cast<int64_t>(item) * H;
-        step_forward(P, x, w.gaps[i], w.flags[i], last_u_[b], last_h_[b], cache);
+        step_forward(P, P.E.data() + static_cast<int64_t>(item) * H, w.gaps[i], w.flags[i], last_u_[b],
+                     last_h_[b], cache);
         last_u_[b] = cache + StepCache::U * H;
         last_h_[b] = cache + StepCache::Hout * H;
-        const int32_t y = w.targets[i];
-        if (y < 0) continue;
-
-        float* ho = hout_.data() + static_cast<int64_t>(b) * H;
-        std::memcpy(ho, last_h_[b], sizeof(float) * H);
+        if (w.targets[i] < 0) continue;
+        has_loss_[b] = 1;
+        std::copy(last_h_[b], last_h_[b] + H, ho);
         if (cfg.dropout > 0.f) {
           Rng rng(cfg.dropout_seed, t + 1, b + 1);
+          float* mask = mask_.data() + static_cast<int64_t>(b) * H;
           for (int k = 0; k < H; ++k) {
             mask[k] = rng.uniformf() < keep ? 1.f / keep : 0.f;
             ho[k] *= mask[k];
           }
         }
-        for (int c = 0; c < C; ++c) {
-          const int32_t it = col_items[c];
-          inc[c] = c == b || (it >= 0 && it != y);
-          if (!inc[c]) continue;
-          r[c] = dot(ho, out_rows + static_cast<int64_t>(it) * H, H) + P.bo[it];
-          lq[c] = logq[it];
+      }
+      if (b1 > b0) {
+        gemm_nn(b1 - b0, Cp, Hp, hout_.data() + static_cast<int64_t>(b0) * Hp, Hp, oct_.data(), Cp,
+                R_.data() + static_cast<int64_t>(b0) * Cp, Cp, false);
+      }
+      for (int b = b0; b < b1; ++b) {
+        const int64_t i = static_cast<int64_t>(t) * B + b;
+        float* dlb = dl_.data() + static_cast<int64_t>(b) * Cp;
+        if (!has_loss_[b]) {
+          std::fill(dlb, dlb + Cp, 0.f);
+          continue;
         }
-        float* dlb = dl_.data() + static_cast<int64_t>(b) * C;
-        loss += w.weights[i] * row_loss(cfg.loss, r, lq, inc, C, b, w.weights[i] * scale_base, dlb);
+        const int32_t y = w.targets[i];
+        float* r = R_.data() + static_cast<int64_t>(b) * Cp;
+        for (int c = 0; c < Cp; ++c) {
+          const int32_t it = col_items_[c];
+          inc[c] = it >= 0 && (c == b || it != y);
+          r[c] += cbias_[c];
+        }
+        loss += w.weights[i] * row_loss(cfg.loss, r, clq_.data(), inc, Cp, b, w.weights[i] * scale_base, dlb);
+      }
+      if (b1 > b0) {
+        gemm_nn(b1 - b0, Hp, Cp, dl_.data() + static_cast<int64_t>(b0) * Cp, Cp, oc_.data(), Hp,
+                dhout_.data() + static_cast<int64_t>(b0) * Hp, Hp, false);
+      }
+      for (int b = b0; b < b1; ++b) {
+        if (!has_loss_[b]) continue;
+        const int64_t i = static_cast<int64_t>(t) * B + b;
+        const float* src = dhout_.data() + static_cast<int64_t>(b) * Hp;
+        const float* mask = mask_.data() + static_cast<int64_t>(b) * H;
         float* dho = dh_loss_.data() + i * H;
-        for (int c = 0; c < C; ++c)
-          if (dlb[c] != 0.f) axpy(dlb[c], out_rows + static_cast<int64_t>(col_items[c]) * H, dho, H);
-        if (cfg.dropout > 0.f)
-          for (int k = 0; k < H; ++k) dho[k] *= mask[k];
-        has_loss_[b] = 1;
+        for (int k = 0; k < H; ++k) dho[k] = cfg.dropout > 0.f ? src[k] * mask[k] : src[k];
+      }
+#pragma omp barrier
+      if (c1 > c0) {
+        gemm_tn(c1 - c0, Hp, B, dl_.data() + c0, Cp, hout_.data(), Hp, doc_.data() + static_cast<int64_t>(c0) * Hp,
+                Hp, false);
+        for (int c = c0; c < c1; ++c) {
+          float sum = 0.f;
+          for (int b = 0; b < B; ++b) sum += dl_[static_cast<int64_t>(b) * Cp + c];
+          dcb_[c] = sum;
+        }
       }
 #pragma omp barrier
       for (int c = 0; c < C; ++c) {
-        const int32_t it = col_items[c];
+        const int32_t it = col_items_[c];
         if (it < 0 || it % team != th) continue;
         float* gr = g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[it]) * (H + 1);
-        for (int b = 0; b < B; ++b) {
-          if (!has_loss_[b]) continue;
-          const float d = dl_[static_cast<int64_t>(b) * C + c];
-          if (d == 0.f) continue;
-          axpy(d, hout_.data() + static_cast<int64_t>(b) * H, gr, H);
-          gr[H] += d;
-        }
+        axpy(1.f, doc_.data() + static_cast<int64_t>(c) * Hp, gr, H);
+        gr[H] += dcb_[c];
       }
 #pragma omp barrier
     }

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import _core
 from .data import read_interactions
+from .describe import describe
 from .model import HRNN
 from .model_file import load
 
@@ -14,4 +15,4 @@ def build_info() -> dict:
     return dict(_core.build_info())
 
 
-__all__ = ["HRNN", "build_info", "load", "read_interactions", "__version__"]
+__all__ = ["HRNN", "build_info", "describe", "load", "read_interactions", "__version__"]

@@ -36,6 +36,67 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1).astype(np.int64)
 
 
+def coalesce(rows, items, values, n_items: int) -> tuple:
+    """Sum duplicate (row, item) entries: (rows, items, values) sorted by row then item."""
+    keys, inv = np.unique(np.asarray(rows, np.int64) * n_items + items, return_inverse=True)
+    return keys // n_items, keys % n_items, np.bincount(inv.ravel(), weights=values,
+                                                         minlength=len(keys))
+
+
+def sparse_top_k(rows, items, values, scale, backoff, pop_order, k: int, n_rows: int,
+                 excluded=None) -> tuple:
+    """Top k of ``values (sparse) + scale[row] * backoff[item]`` for each row, without ever
+    building the dense [rows, items] matrix.
+
+    Any item without sparse evidence is outranked by the popular items before it, so the top k
+    lies within the evidence plus the first ``k + (evidence or excluded items of the row)``
+    items of ``pop_order`` (items by decreasing ``backoff``); only those are scored.
+
+    Parameters
+    ----------
+    rows, items, values : ndarray [m]
+        Sparse evidence (duplicates are summed).
+    scale : float64 [n_rows]
+    backoff : float64 [n_items]
+    pop_order : int64 [n_items]
+    k : int
+        <= n_items; every row gets exactly k results.
+    excluded : (rows, items), optional
+        Pairs that must not be recommended; they are used, scored -inf, only to fill a row
+        whose eligible items run out.
+
+    Returns
+    -------
+    items : int64 [n_rows, k], scores : float64 [n_rows, k]
+    """
+    n_items = len(backoff)
+    ex_rows, ex_items = excluded if excluded is not None else (np.zeros(0, np.int64),) * 2
+    crowd = np.bincount(rows, minlength=n_rows) + np.bincount(ex_rows, minlength=n_rows)
+    m = np.minimum(n_items, k + crowd)
+    if 4 * m.sum() > n_rows * n_items:
+        # Small catalogue or long histories: a dense block is cheaper than sorting candidates.
+        dense = scale[:, None] * backoff[None, :]
+        dense += np.bincount(rows * n_items + items, weights=values,
+                             minlength=n_rows * n_items).reshape(n_rows, n_items)
+        if len(ex_rows):
+            dense[ex_rows, ex_items] = -np.inf
+        best = top_k(dense, k)
+        return best, np.take_along_axis(dense, best, axis=1)
+    first = np.cumsum(m) - m
+    r = np.concatenate([rows, np.repeat(np.arange(n_rows, dtype=np.int64), m)])
+    i = np.concatenate([items, pop_order[np.arange(int(m.sum())) - np.repeat(first, m)]])
+    v = np.concatenate([values, np.zeros(int(m.sum()))])
+    r, i, v = coalesce(r, i, v, n_items)
+    score = v + scale[r] * backoff[i]
+    if len(ex_rows):
+        score[np.isin(r * n_items + i, ex_rows * n_items + ex_items)] = -np.inf
+    order = np.lexsort((i, -score, r))
+    r, i, score = r[order], i[order], score[order]
+    start = np.searchsorted(r, np.arange(n_rows))
+    keep = np.arange(len(r)) - start[r] < k
+    return i[keep].reshape(n_rows, k), score[keep].reshape(n_rows, k)
+
+
 def csr_gather(indptr: np.ndarray, rows: np.ndarray, cap=None) -> tuple:
     """Positions of the entries of CSR rows ``rows`` (at most ``cap`` of each, from its start).
 

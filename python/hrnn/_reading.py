@@ -105,8 +105,13 @@ def resolve_columns(found, columns) -> dict:
         if candidates:
             resolved[canon] = candidates[0]
         elif canon in REQUIRED:
+            hint = ""
+            if canon == USER_ID and by_upper.get(SESSION_ID):  # session-only logs (yoochoose)
+                hint = (f"; if each session is its own user, pass "
+                        f"columns={{'USER_ID': {by_upper[SESSION_ID][0]!r}}} (command line: "
+                        f"--user-col {by_upper[SESSION_ID][0]})")
             raise KeyError(f"required column {canon} not found; columns found: "
-                           f"{', '.join(map(str, found)) or '(none)'}")
+                           f"{', '.join(map(str, found)) or '(none)'}{hint}")
     return {k: v for k, v in resolved.items() if v is not None}
 
 

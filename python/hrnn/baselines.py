@@ -2,9 +2,11 @@
 
 ``Popularity``, ``Markov``, ``RepeatRule`` and ``SessionKNN`` learn from an interactions table with
 ``fit``, keep every user's history (dense item indices) and extend it with ``put_events``, and answer
-``recommend`` / ``recommend_batch`` with the user's own item ids, best first. Scoring is vectorised
-over a chunk of users at a time: a dense [users, items] score matrix built with bincount/gather, then
-a partial sort. No Python loop runs over events; a few run over the users of a batch.
+``recommend`` / ``recommend_batch`` with the user's own item ids, best first. Each model
+scores a chunk of users as sparse evidence (gathered from CSR arrays with numpy) plus a weighted
+popularity back-off; the top k is taken over the evidence and the head of the popularity ranking,
+or over a dense block when the catalogue is small. No Python loop runs over events; a few run over
+the users of a batch.
 
 Scores: a model's own evidence maps to (1, 2], popularity fills the remaining slots below 1, so
 ``score > 1`` tells which items came from the model and which from the popularity back-off.
@@ -14,205 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._baseline_history import Histories, check_num_results, csr_gather, top_k
-from .base import Recommender
-from .data import (SESSION_ID, USER_ID, build_event_log, popularity, read_interactions,
-                   recency_weights, session_offsets)
+from ._baseline_base import Baseline, check_gap, check_range, lift
+from ._baseline_history import coalesce, csr_gather
+from .data import popularity, recency_weights, session_offsets
 
 __all__ = ["Popularity", "Markov", "RepeatRule", "SessionKNN"]
-
-_CHUNK_CELLS = 1 << 22  # users per scoring chunk = this / n_items: ~32 MB of float64 scores
-
-
-def _check_gap(name, value, allow_none=True):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
-            not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a non-negative number of seconds"
-                         f"{' or None' if allow_none else ''}, got {value!r}")
-
-
-def _check_range(name, value, lo, hi, integer=False):
-    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer) if integer else
-                                                    (int, float, np.number))
-    if not ok or not lo <= value <= hi:
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {kind} in [{lo}, {hi}], got {value!r}")
-
-
-def _with_backoff(model: np.ndarray, backoff: np.ndarray) -> np.ndarray:
-    """Items with model evidence score 1 + model/row max (+ a popularity tie-break), others the
-    popularity back-off in [0, 1): the model ranks first, popularity fills the remaining slots."""
-    top = model.max(axis=1, keepdims=True)
-    norm = np.divide(model, top, out=np.zeros_like(model), where=top > 0)
-    return np.where(model > 0, 1.0 + norm + 1e-6 * backoff, backoff)
-
-
-class _Baseline(Recommender):
-    """Shared fit / recommend / put_events; subclasses add ``_fit_model`` and ``_model_scores``."""
-
-    def __init__(self):
-        self._validate_params()
-
-    # -- subclass hooks ------------------------------------------------------------------------
-    def _fit_model(self, log, df) -> None:
-        """Learn from the training event log (histories and popularity are already set)."""
-
-    def _model_scores(self, users: np.ndarray) -> np.ndarray:
-        """float64 [len(users), n_items] final scores; users are dense indices (-1 = unknown)."""
-        return np.broadcast_to(self._backoff, (len(users), len(self._backoff))).copy()
-
-    def _session_gap(self):
-        return getattr(self, "session_gap", 1800.0)
-
-    # -- fit -------------------------------------------------------------------------------------
-    def fit(self, data, columns=None) -> "_Baseline":
-        """Learn from an interactions table (anything ``hrnn.data.read_interactions`` accepts).
-
-        Parameters
-        ----------
-        data : DataFrame, path, dict or (users, items, timestamps)
-        columns : dict, optional
-            Canonical name -> column name, e.g. ``{"USER_ID": "session_id"}``.
-
-        Returns
-        -------
-        self
-        """
-        self._validate_params()
-        df = read_interactions(data, columns)
-        log = build_event_log(df, session_gap=self._session_gap())
-        self._item_ids = log.item_ids
-        self._item_index = pd.Index(log.item_ids)
-        self._hist = Histories.from_log(log, _last_session_ids(df, log))
-        self._pop = popularity(log.items, log.n_items)
-        self._backoff = self._pop / (self._pop.max() + 1.0)
-        self._fit_model(log, df)
-        return self
-
-    def _check_fitted(self):
-        if not hasattr(self, "_hist"):
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit() first")
-
-    @property
-    def n_items(self) -> int:
-        """Number of items the model can recommend."""
-        self._check_fitted()
-        return len(self._item_ids)
-
-    # -- recommend -------------------------------------------------------------------------------
-    def recommend(self, user_id, num_results: int = 25, exclude_interacted: bool = False,
-                  exclude_items=None, include_items=None) -> tuple:
-        """Top items for one user, best first.
-
-        Parameters
-        ----------
-        user_id
-            Any id; an unknown user gets the popular items.
-        num_results : int
-            1..500.
-        exclude_interacted : bool
-            Leave out every item in the user's history.
-        exclude_items, include_items : iterable of item ids, optional
-            Leave out these items / recommend only among these (unknown ids are ignored).
-
-        Returns
-        -------
-        item_ids : ndarray
-            At most ``num_results`` of the fitted item ids (fewer when the candidates run out).
-        scores : float32 ndarray
-        """
-        self._check_fitted()
-        k = check_num_results(num_results)
-        users = self._hist.lookup([user_id])
-        scores = self._model_scores(users)[0]
-        allowed = np.ones(len(scores), dtype=bool)
-        if include_items is not None:
-            allowed[:] = False
-            allowed[self._known(include_items)] = True
-        if exclude_items is not None:
-            allowed[self._known(exclude_items)] = False
-        if exclude_interacted and users[0] >= 0:
-            seen = self._hist.items_of(users[0])
-            allowed[seen[seen >= 0]] = False
-        candidates = np.flatnonzero(allowed)
-        order = top_k(scores[candidates][None, :], min(k, len(candidates)))[0]
-        best = candidates[order]
-        return self._item_ids[best], scores[best].astype(np.float32)
-
-    def _known(self, ids) -> np.ndarray:
-        ids = list(ids) if not isinstance(ids, np.ndarray) else ids
-        idx = self._item_index.get_indexer(pd.Index(ids, dtype=object)) if len(ids) else \
-            np.zeros(0, dtype=np.int64)
-        return idx[idx >= 0]
-
-    def recommend_batch(self, user_ids, num_results: int = 25,
-                        exclude_interacted: bool = False) -> tuple:
-        """Top items for many users.
-
-        Returns
-        -------
-        item_ids : ndarray [n_users, k]
-            ``k = min(num_results, n_items)``. A row whose eligible items run out (only with
-            ``exclude_interacted``) is padded with excluded items scored -inf.
-        scores : float32 ndarray [n_users, k]
-        """
-        self._check_fitted()
-        k = min(check_num_results(num_results), self.n_items)
-        users = self._hist.lookup(user_ids)
-        out_idx = np.zeros((len(users), k), dtype=np.int64)
-        out_sc = np.zeros((len(users), k), dtype=np.float32)
-        step = max(1, _CHUNK_CELLS // max(self.n_items, 1))
-        for lo in range(0, len(users), step):
-            chunk = users[lo:lo + step]
-            scores = self._model_scores(chunk)
-            if exclude_interacted:
-                rows, items = self._hist.rows_items(chunk)
-                scores[rows, items] = -np.inf
-            best = top_k(scores, k)
-            out_idx[lo:lo + step] = best
-            out_sc[lo:lo + step] = np.take_along_axis(scores, best, axis=1)
-        return self._item_ids[out_idx], out_sc
-
-    # -- real-time events -----------------------------------------------------------------------
-    def put_events(self, user_id, item_ids, timestamps, session_id=None) -> None:
-        """Append events to a user's history (a new user id is created).
-
-        Parameters
-        ----------
-        user_id
-            Any id.
-        item_ids : iterable
-            Item ids; ones the model does not know are recorded (they take a position in the
-            history) but can never be recommended.
-        timestamps : iterable of float
-            Unix seconds, non-decreasing and not older than the user's last event.
-        session_id : optional
-            Events get this session id; a change of it starts a new session. Without one, the
-            model's session gap decides.
-
-        Raises
-        ------
-        ValueError
-            Lengths differ, or a timestamp is not finite or goes back in time; nothing changes.
-        """
-        self._check_fitted()
-        items = np.atleast_1d(np.asarray(
-            [item_ids] if isinstance(item_ids, (str, bytes)) else list(item_ids), dtype=object))
-        idx = self._item_index.get_indexer(pd.Index(items, dtype=object)) if len(items) else \
-            np.zeros(0, dtype=np.int64)
-        self._hist.append(user_id, idx, timestamps, session_id, self._session_gap())
-
-
-def _last_session_ids(df, log):
-    """The SESSION_ID of each user's last event (None without the column), in log user order."""
-    if SESSION_ID not in df.columns:
-        return None
-    ucodes = pd.Index(log.user_ids).get_indexer(df[USER_ID])
-    # Same order as build_event_log: by user, then time, ties in input order (stable sorts).
-    order = np.lexsort((df["TIMESTAMP"].to_numpy(), ucodes))
-    return df[SESSION_ID].to_numpy()[order[log.offsets[1:] - 1]]
 
 
 def _transitions(log):
@@ -227,7 +35,7 @@ def _transitions(log):
     return indptr, keys % log.n_items, counts.astype(np.float64)
 
 
-class Popularity(_Baseline):
+class Popularity(Baseline):
     """The most popular items, the same list for everyone (minus exclusions).
 
     Parameters
@@ -243,18 +51,15 @@ class Popularity(_Baseline):
 
     def _validate_params(self):
         if self.recency_half_life is not None:
-            _check_gap("recency_half_life", self.recency_half_life, allow_none=False)
+            check_gap("recency_half_life", self.recency_half_life, allow_none=False)
 
     def _fit_model(self, log, df):
         w = recency_weights(log.timestamps, self.recency_half_life)
-        self._pop = popularity(log.items, log.n_items, w)
-        self._backoff = self._pop / (self._pop.max() + 1.0)
-
-    def _model_scores(self, users):
-        return np.broadcast_to(self._pop, (len(users), len(self._pop))).copy()
+        # The score is the (weighted) count itself: there is nothing to back off from.
+        self._pop = self._backoff = popularity(log.items, log.n_items, w)
 
 
-class Markov(_Baseline):
+class Markov(Baseline):
     """First-order transitions: items that followed the user's last item, by count.
 
     Parameters
@@ -273,15 +78,249 @@ class Markov(_Baseline):
         super().__init__()
 
     def _validate_params(self):
-        _check_gap("session_gap", self.session_gap)
+        check_gap("session_gap", self.session_gap)
 
     def _fit_model(self, log, df):
         self._indptr, self._succ, self._count = _transitions(log)
 
-    def _model_scores(self, users):
+    def _evidence(self, users):
+        # Score = count(last -> i) + back-off in [0, 1): counts rank first, popularity breaks
+        # their ties and fills the rest.
         last = self._hist.tails(users, 1)[:, 0]
-        model = np.zeros((len(users), self.n_items))
         rows = np.flatnonzero(last >= 0)
         owner, flat = csr_gather(self._indptr, last[rows])
-        model[rows[owner], self._succ[flat]] = self._count[flat]
-        return _with_backoff(model, self._backoff)
+        return rows[owner], self._succ[flat], self._count[flat], np.ones(len(users))
+
+
+def _top_successors(indptr, succ, count, cap):
+    """Each row's ``cap`` most frequent successors (a bound on the work per history position),
+    sorted by decreasing count, and each row's total count before the cut."""
+    n = len(indptr) - 1
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    total = np.bincount(rows, weights=count, minlength=n)
+    order = np.lexsort((succ, -count, rows))
+    keep = (np.arange(len(rows)) - indptr[rows]) < cap
+    new_ptr = np.zeros_like(indptr)
+    np.cumsum(np.minimum(np.diff(indptr), cap), out=new_ptr[1:])
+    return new_ptr, succ[order][keep], count[order][keep], total
+
+
+def _repeat_curve(log, length: int) -> np.ndarray:
+    """float64 [length]: q[p] = P(next item == the item p + 1 events back | that event is the
+    latest occurrence of its item), measured on the training histories."""
+    n = log.n_events
+    idx = np.arange(n, dtype=np.int64)
+    users = log.event_users()
+    key = users * log.n_items + log.items
+    order = np.lexsort((idx, key))
+    same = key[order][1:] == key[order][:-1]
+    prev = np.full(n, -1, dtype=np.int64)
+    nxt = np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64)
+    prev[order[1:][same]] = order[:-1][same]
+    nxt[order[:-1][same]] = order[1:][same]
+    dist = idx - prev
+    num = np.bincount(dist[(prev >= 0) & (dist <= length)], minlength=length + 1)[1:]
+    # Event j is the latest occurrence of its item for the next min(nxt - j, events left) events,
+    # so it counts in the denominator of every distance up to that.
+    reach = np.minimum(np.minimum(nxt - idx, log.offsets[users + 1] - 1 - idx), length)
+    den = np.cumsum(np.bincount(reach, minlength=length + 1)[::-1])[::-1][1:]
+    return np.divide(num, den, out=np.zeros(length), where=den > 0)
+
+
+class RepeatRule(Baseline):
+    """Repeat-aware sequential rule: a mixture of "consume again" and "try something new".
+
+    ``score(i) = P(i | repeat) + w * (1 - r) * P(i | new)``, where
+
+    - ``P(i | repeat) = sum of q[p]`` over the positions p (0 = the latest event) of item i among
+      the user's last ``history_length`` events, and ``r`` is its total over all items (at most
+      0.95). ``q[p]``, the chance that the next item is the one p + 1 events back (given that
+      this is the latest occurrence of that item), is measured on the training histories, so
+      the rule learns e.g. that taobao users never view the same item twice in a row but often
+      come back to it two to five events later, and that MovieLens users never repeat (r = 0);
+    - ``P(i | new)`` covers only items the user has never interacted with: transitions out of
+      the recent items (weighted ``transition_decay ** position``), each estimated as
+      ``(count(i -> j) + smoothing * pop(j)) / (count(i -> .) + smoothing)``, so that one
+      observed transition of a rare item is not taken for certain.
+
+    Defaults were tuned on the next-item and personalize protocols of taobao, yoochoose and the
+    MovieLens sets (``hrnn.evaluate``).
+
+    Parameters
+    ----------
+    decay : float or None
+        None learns ``q`` from the data (recommended); a number in (0, 1] imposes the shape
+        ``q[p] ~ decay ** p`` with the learned total.
+    transition_weight : float
+        >= 0; ``w`` above: the weight of new items against repeats (1 = the plain mixture).
+    transition_decay : float
+        In (0, 1]: position decay of the transition part.
+    smoothing : float
+        > 0: pseudo-counts that pull the transition estimates towards popularity.
+    history_length : int
+        1..1000 latest events considered for repeats.
+    session_gap : float or None
+        Transitions across a longer gap are not counted (None: all consecutive pairs count).
+    """
+
+    def __init__(self, decay=None, transition_weight=1.0, transition_decay=0.8, smoothing=30.0,
+                 history_length=200, session_gap=None):
+        self.decay = decay
+        self.transition_weight = transition_weight
+        self.transition_decay = transition_decay
+        self.smoothing = smoothing
+        self.history_length = history_length
+        self.session_gap = session_gap
+        super().__init__()
+
+    def _validate_params(self):
+        if self.decay is not None:
+            check_range("decay", self.decay, 1e-9, 1.0)
+        check_range("transition_weight", self.transition_weight, 0.0, 1e6)
+        check_range("transition_decay", self.transition_decay, 1e-9, 1.0)
+        check_range("smoothing", self.smoothing, 1e-9, 1e9)
+        check_range("history_length", self.history_length, 1, 1000, integer=True)
+        check_gap("session_gap", self.session_gap)
+
+    def _fit_model(self, log, df):
+        self._indptr, self._succ, self._count, self._out = _top_successors(*_transitions(log),
+                                                                            cap=100)
+        self._curve = _repeat_curve(log, self.history_length)
+        if self.decay is not None:  # a fixed shape with the learned total
+            shape = np.asarray(self.decay, np.float64) ** np.arange(self.history_length)
+            self._curve = shape * self._curve.sum() / shape.sum()
+        self._pop_total = float(self._pop.sum())
+
+    def _evidence(self, users):
+        b, n, L = len(users), self.n_items, self.history_length
+        tails = self._hist.tails(users, L)
+        rr, pp = np.nonzero(tails >= 0)
+        it = tails[rr, pp]
+        # Repeat part: P(next == the item p events back), summed over an item's occurrences.
+        rep = self._curve[pp]
+        r = np.minimum(np.bincount(rr, weights=rep, minlength=b), 0.95)
+        # Items the user has seen (whole history): no "new" probability for them.
+        h_rows, h_items = self._hist.rows_items(users)
+        s_rows, s_items, _ = coalesce(h_rows, h_items, np.zeros(len(h_rows)), n)
+        # New-item part: per recent position, P(j | item) smoothed towards popularity with
+        # `smoothing` pseudo-counts, so one observed transition of a rare item is not certain.
+        # Positions whose weight fell under 1e-3 of the latest one are left out: they would
+        # change nothing and cost a successor list each.
+        near = pp < np.log(1e-3) / np.log(min(self.transition_decay, 1.0 - 1e-9))
+        t_r, t_p, t_i = rr[near], pp[near], it[near]
+        w_t = np.asarray(self.transition_decay, np.float64) ** t_p
+        w_t /= np.bincount(t_r, weights=w_t, minlength=b)[t_r]
+        denom = self._out[t_i] + self.smoothing
+        pop_mass = np.bincount(t_r, weights=w_t * self.smoothing / denom, minlength=b)
+        pop_mass[np.bincount(t_r, minlength=b) == 0] = 1.0
+        owner, flat = csr_gather(self._indptr, t_i)
+        t_rows, t_items = t_r[owner], self._succ[flat]
+        t_val = w_t[owner] * self._count[flat] / denom[owner]
+        fresh = ~np.isin(t_rows * n + t_items, s_rows * n + s_items)
+        t_rows, t_items, t_val = t_rows[fresh], t_items[fresh], t_val[fresh]
+        z_new = np.bincount(t_rows, weights=t_val, minlength=b) + pop_mass
+        new = self.transition_weight * (1.0 - r) / z_new
+        z_pop = np.maximum(self._pop_total - np.bincount(s_rows, weights=self._pop[s_items],
+                                                         minlength=b), 1e-12)
+        # The back-off term is scale * pop / (max pop + 1); seen items get it subtracted again.
+        scale = new * pop_mass * (self._pop.max() + 1.0) / z_pop
+        cancel = -scale[s_rows] * self._backoff[s_items]
+        return (np.concatenate([rr, t_rows, s_rows]), np.concatenate([it, t_items, s_items]),
+                np.concatenate([rep, new[t_rows] * t_val, cancel]), scale)
+
+
+class SessionKNN(Baseline):
+    """V-SKNN (Ludewig & Jannach 2018): items of the past sessions most similar to the current one.
+
+    The current session is the user's last one (by the gap rule or SESSION_ID), its items
+    weighted by linear position decay (the i-th of n events weighs i / n; a repeated item keeps
+    its latest weight). Candidate neighbours are recent training sessions sharing an item with it
+    (each item contributes its ``max(1, sample_size // items in the session)`` most recent
+    sessions, so a query touches about ``sample_size`` sessions). Similarity is
+    ``sum of the shared items' weights / sqrt(|current| * |neighbour|)`` over distinct items; the
+    ``k`` most similar neighbours vote for their items with their similarity. Popularity fills
+    the remaining slots and answers users without a session.
+
+    Parameters
+    ----------
+    k : int
+        1..10000 neighbours.
+    sample_size : int
+        1..100000 candidate sessions per query (see above).
+    session_gap : float or None
+        Seconds of inactivity that end a session (a SESSION_ID column overrides it).
+    """
+
+    def __init__(self, k=100, sample_size=500, session_gap=1800.0):
+        self.k = k
+        self.sample_size = sample_size
+        self.session_gap = session_gap
+        super().__init__()
+
+    def _validate_params(self):
+        check_range("k", self.k, 1, 10000, integer=True)
+        check_range("sample_size", self.sample_size, 1, 100000, integer=True)
+        check_gap("session_gap", self.session_gap)
+
+    def _fit_model(self, log, df):
+        so = session_offsets(log)
+        n_sess = len(so) - 1
+        sess_of_event = np.repeat(np.arange(n_sess, dtype=np.int64), np.diff(so))
+        ps, pi, _ = coalesce(sess_of_event, log.items.astype(np.int64), np.zeros(log.n_events),
+                             log.n_items)
+        self._sess_len = np.bincount(ps, minlength=n_sess).astype(np.float64)
+        self._sess_ptr = np.concatenate([[0], np.cumsum(self._sess_len).astype(np.int64)])
+        self._sess_items = pi
+        # Inverted index item -> sessions, most recent session first.
+        end_time = log.timestamps[so[1:] - 1]
+        recency = np.empty(n_sess, dtype=np.int64)
+        recency[np.argsort(end_time, kind="stable")] = np.arange(n_sess)
+        order = np.lexsort((-recency[ps], pi))
+        self._item_ptr = np.concatenate([[0], np.cumsum(np.bincount(pi, minlength=log.n_items))])
+        self._item_sess = ps[order]
+        # A fitted user's current session is its last training session until a new one starts:
+        # it must not be its own neighbour.
+        self._own_session = sess_of_event[log.offsets[1:] - 1]
+        self._n_fit_events = log.lengths()
+
+    def _evidence(self, users):
+        b, n = len(users), self.n_items
+        rows, items, pos, length = self._hist.sessions(users, max_len=1000)
+        ok = items >= 0
+        rows, items, w = rows[ok], items[ok], pos[ok] / length[rows[ok]]
+        # Distinct items of each current session, keeping the latest (largest) weight.
+        order = np.lexsort((w, items, rows))
+        key = rows[order] * n + items[order]
+        last = np.r_[key[1:] != key[:-1], True]
+        rows, items, w = rows[order][last], items[order][last], w[order][last]
+        n_cur = np.bincount(rows, minlength=b)
+        cap = np.maximum(1, self.sample_size // np.maximum(n_cur, 1))[rows]
+        starts = self._item_ptr[items]
+        lens = np.minimum(self._item_ptr[items + 1] - starts, cap)
+        owner = np.repeat(np.arange(len(items)), lens)
+        flat = np.arange(int(lens.sum())) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
+        c_rows, c_sess = rows[owner], self._item_sess[flat]
+        own = self._own_sessions(users, length)
+        keep = c_sess != own[c_rows]
+        c_rows, c_sess, c_w = coalesce(c_rows[keep], c_sess[keep], w[owner][keep],
+                                       len(self._sess_len))
+        sim = c_w / np.sqrt(n_cur[c_rows] * self._sess_len[c_sess])
+        # The k most similar neighbours of each row.
+        order = np.lexsort((c_sess, -sim, c_rows))
+        c_rows, c_sess, sim = c_rows[order], c_sess[order], sim[order]
+        rank = np.arange(len(c_rows)) - np.searchsorted(c_rows, np.arange(b))[c_rows]
+        top = rank < self.k
+        owner, flat = csr_gather(self._sess_ptr, c_sess[top])
+        v_rows, v_items, votes = coalesce(c_rows[top][owner], self._sess_items[flat],
+                                          sim[top][owner], n)
+        return (*lift(v_rows, v_items, votes, self._backoff, b), np.ones(b))
+
+    def _own_sessions(self, users, length):
+        """Training session that each user's current session is, or -1."""
+        own = np.full(len(users), -1, dtype=np.int64)
+        fitted = (users >= 0) & (users < len(self._own_session))
+        u = users[fitted]
+        total = np.array([len(self._hist.items[x]) for x in u.tolist()], dtype=np.int64)
+        same = total - length[fitted] < self._n_fit_events[u]
+        own[np.flatnonzero(fitted)[same]] = self._own_session[u[same]]
+        return own

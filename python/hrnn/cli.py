@@ -97,7 +97,7 @@ def _version() -> str:
         from importlib.metadata import version
         return version("hrnn")
     except Exception:  # not installed (running from a source tree)
-        return "unknown"
+        return getattr(sys.modules.get("hrnn"), "__version__", "unknown")
 
 
 def _message(exc: BaseException) -> str:

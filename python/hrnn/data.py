@@ -231,7 +231,8 @@ def check_percentiles(min_pct: float, max_pct: float,
                              "max_user_history_length_percentile")) -> tuple:
     """Validate a (min, max) pair of history-length percentiles; returns them as floats."""
     for name, value in zip(names, (min_pct, max_pct)):
-        if not (isinstance(value, (int, float, np.number)) and 0.0 <= float(value) <= 1.0):
+        if isinstance(value, bool) or not (isinstance(value, (int, float, np.number))
+                                           and 0.0 <= float(value) <= 1.0):
             raise ValueError(f"{name} must be in [0, 1], got {value!r}")
     if min_pct > max_pct:
         raise ValueError(f"{names[0]} ({min_pct}) must not exceed {names[1]} ({max_pct})")

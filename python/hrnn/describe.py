@@ -130,7 +130,7 @@ class Description:
                   for a, b in zip(self.bin_edges[:-1].tolist(), self.bin_edges[1:].tolist())]
         width = max(len("length"), *map(len, labels))
         top = max(int(self.bin_users.max()), 1)
-        lines = [f"users by history length (log bins; '#' kept for training, '.' left out)",
+        lines = ["users by history length (log bins; '#' kept for training, '.' left out)",
                  f"  {'length':>{width}} {'users':>9} {'events':>11}"]
         lo_edge, hi_edge = np.ceil(self.min_length), np.floor(self.max_length) + 1
         for k, label in enumerate(labels):

@@ -135,19 +135,26 @@ def _groups(df: pd.DataFrame) -> tuple:
     return np.asarray(uniques), offsets
 
 
-def _put(model, df: pd.DataFrame, lo: int, hi: int) -> None:
-    """Feed rows lo:hi of one user to ``put_events``: one call, or one per session run when the
-    table has SESSION_ID (the interface takes one session id per call)."""
-    user = df[USER_ID].iat[lo]
-    items = df[ITEM_ID].to_numpy()[lo:hi]
-    ts = df[TIMESTAMP].to_numpy()[lo:hi]
-    if SESSION_ID not in df.columns:
-        model.put_events(user, items, ts)
-        return
-    sid = df[SESSION_ID].to_numpy()[lo:hi]
-    cuts = np.flatnonzero(sid[1:] != sid[:-1]) + 1
-    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(sid)]):
-        model.put_events(user, items[a:b], ts[a:b], session_id=sid[a])
+class _Feeder:
+    """Feeds rows of a frame grouped by user to ``put_events``: one call per user and range, or
+    one per session run when the table has SESSION_ID (the interface takes one session id per
+    call). The columns are taken out of the frame once: per-call column access would dominate."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.users = df[USER_ID].to_numpy()
+        self.items = df[ITEM_ID].to_numpy()
+        self.ts = df[TIMESTAMP].to_numpy()
+        self.sid = df[SESSION_ID].to_numpy() if SESSION_ID in df.columns else None
+
+    def put(self, model, lo: int, hi: int) -> None:
+        user, items, ts = self.users[lo], self.items[lo:hi], self.ts[lo:hi]
+        if self.sid is None:
+            model.put_events(user, items, ts)
+            return
+        sid = self.sid[lo:hi]
+        cuts = np.flatnonzero(sid[1:] != sid[:-1]) + 1
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(sid)]):
+            model.put_events(user, items[a:b], ts[a:b], session_id=sid[a])
 
 
 def _personalize(model, split: PersonalizeSplit, return_details: bool) -> tuple:
@@ -155,8 +162,9 @@ def _personalize(model, split: PersonalizeSplit, return_details: bool) -> tuple:
     t_users, t_off = _groups(split.truth)
     if not np.array_equal(pd.Index(users), pd.Index(t_users)):
         raise RuntimeError("inputs and truth hold different users")  # split invariant
+    feeder = _Feeder(split.inputs)
     for u in range(len(users)):
-        _put(model, split.inputs, in_off[u], in_off[u + 1])
+        feeder.put(model, in_off[u], in_off[u + 1])
     kmax = max(PERSONALIZE_KS)
     rec, _ = model.recommend_batch(users, num_results=kmax)
     truth_items = split.truth[ITEM_ID].to_numpy()
@@ -184,6 +192,7 @@ def _next_item(model, split: NextItemSplit, return_details: bool) -> tuple:
     lengths = np.diff(off)
     items = test[ITEM_ID].to_numpy()
     k = NEXT_ITEM_K
+    feeder = _Feeder(test)
     # The first event of each test session, from the user id alone.
     rec, _ = model.recommend_batch(users, num_results=k)
     first_rank = M.first_hit_rank(M.target_hits(np.asarray(rec), items[off[:-1]]))
@@ -191,7 +200,7 @@ def _next_item(model, split: NextItemSplit, return_details: bool) -> tuple:
     for j in range(1, int(lengths.max(initial=0))):
         active = np.flatnonzero(lengths > j)
         for u in active.tolist():
-            _put(model, test, off[u] + j - 1, off[u] + j)
+            feeder.put(model, off[u] + j - 1, off[u] + j)
         rec, _ = model.recommend_batch(users[active], num_results=k)
         ranks.append(M.first_hit_rank(M.target_hits(np.asarray(rec), items[off[active] + j])))
         det_users.append(active)

@@ -133,7 +133,8 @@ class HRNN(Recommender):
 
     # ------------------------------------------------------------------------------- training
 
-    def fit(self, data, columns: Optional[dict] = None,
+    def fit(self, data, columns: Optional[dict] = None, validation: bool = False,
+            early_stopping_rounds: Optional[int] = None, metric: str = "recall@20",
             callbacks: Iterable[Callable] = (), check_minimums: bool = True) -> "HRNN":
         """Train on an interactions table.
 
@@ -144,6 +145,16 @@ class HRNN(Recommender):
             optionally EVENT_TYPE, EVENT_VALUE, SESSION_ID.
         columns : dict, optional
             Canonical column name -> the data's column name, e.g. ``{"USER_ID": "session_id"}``.
+        validation : bool
+            Hold out each training user's last session (users with 2+ sessions) and, after every
+            epoch, predict its events one by one (next-item Recall@20 and MRR@20 against all
+            items, recorded in ``history_``). The held-out sessions are not trained on, but they
+            are part of the users' states after ``fit``.
+        early_stopping_rounds : int, optional
+            With ``validation``: stop when ``metric`` has not improved for this many epochs, and
+            keep the parameters of the best epoch.
+        metric : {"recall@20", "mrr@20"}
+            The validation metric that early stopping watches.
         callbacks : iterable of callables
             Each is called after every epoch as ``cb(model, epoch, stats)`` (stats: a dict with
             ``loss``, ``events``, ``seconds``); returning True stops training.
@@ -167,7 +178,15 @@ class HRNN(Recommender):
         if check_minimums:
             _data.check_minimums(int(lengths[train_users].sum()),
                                  int(((lengths >= 2) & train_users).sum()))
-        self._train(log, np.flatnonzero(train_users), list(callbacks))
+        if metric not in ("recall@20", "mrr@20"):
+            raise ValueError(f"metric must be 'recall@20' or 'mrr@20', got {metric!r}")
+        if early_stopping_rounds is not None:
+            if not validation:
+                raise ValueError("early_stopping_rounds needs validation=True")
+            _params.check_positive_int("early_stopping_rounds", early_stopping_rounds)
+        split = _validation_split(log, train_users) if validation else None
+        self._train(log, np.flatnonzero(train_users), list(callbacks), split,
+                    early_stopping_rounds, metric)
         return self
 
     def _half_life(self, timestamps: np.ndarray) -> Optional[float]:
@@ -177,46 +196,67 @@ class HRNN(Recommender):
             return float(self.recency_half_life)
         return max(float(timestamps.max() - timestamps.min()) / 4.0, 1.0)
 
-    def _train(self, log: "_data.EventLog", train_users: np.ndarray, callbacks: list) -> None:
+    def _train(self, log: "_data.EventLog", train_users: np.ndarray, callbacks: list,
+               split: Optional[tuple], patience: Optional[int], metric: str) -> None:
         seed = self._seed()
         engine = _core.Engine(log.n_items, self.hidden_dimension, self.tie_embeddings, seed)
-        weights = _data.recency_weights(log.timestamps, self._half_life(log.timestamps))
-        in_train = np.repeat(np.isin(np.arange(log.n_users), train_users), log.lengths())
-        pop = _data.popularity(log.items[in_train], log.n_items, weights[in_train])
+        full = (log.offsets, log.items, log.timestamps, log.new_session)
+        arrays = split[0] if split else full
+        weights = _data.recency_weights(arrays[2], self._half_life(arrays[2]))
+        in_train = np.repeat(np.isin(np.arange(log.n_users), train_users), np.diff(arrays[0]))
+        pop = _data.popularity(arrays[1][in_train], log.n_items, weights[in_train])
         engine.start_training(pop, batch_size=self.batch_size, bptt=self.bptt,
                               n_sample=self.n_sample, sample_alpha=self.sample_alpha,
                               loss=self.loss, logq=self.logq, bpreg=self.bpreg,
                               optimizer=self.optimizer, learning_rate=self.learning_rate,
                               momentum=self.momentum, dropout=self.dropout, seed=seed,
                               num_threads=self.num_threads)
-        arrays = (log.offsets, log.items, log.timestamps, log.new_session)
         w = weights if self.recency_mask else None
-        n_targets = int(np.maximum(log.lengths()[train_users] - 1, 0).sum())
+        n_targets = int(np.maximum(np.diff(arrays[0])[train_users] - 1, 0).sum())
         progress = Progress(self.epochs, n_targets, enabled=self.show_progress)
         self.history_ = []
-        interrupted = False
+        run = {"interrupted": False, "best": -1.0, "best_epoch": -1, "best_weights": None}
         try:
-            for epoch in range(self.epochs):
-                t0 = time.perf_counter()
-                stats = engine.train_epoch(*arrays, w, train_users, progress.update)
-                stats["seconds"] = time.perf_counter() - t0
-                stats["events_per_second"] = stats["events"] / max(stats["seconds"], 1e-9)
-                self.history_.append(stats)
-                progress.end_epoch(stats)
-                if stats["keyboard_interrupt"]:
-                    interrupted = True
-                    break
-                if any(cb(self, epoch, stats) for cb in callbacks):
-                    break
+            self._epochs(engine, arrays, w, train_users, callbacks, split, patience, metric,
+                         progress, run)
+        except KeyboardInterrupt:  # Ctrl-C while Python code ran between two native epochs
+            run["interrupted"] = True
         finally:
             progress.close()
             engine.end_training()
+            if run["best_weights"] is not None:
+                for name, value in run["best_weights"].items():
+                    engine.set_param(name, value)
+                self.best_epoch_ = run["best_epoch"]
             self._set_catalogue(engine, log, pop)
-            engine.compute_states(*arrays, num_threads=self.num_threads)
-        if interrupted:
+            engine.compute_states(*full, num_threads=self.num_threads)
+        if run["interrupted"]:
             warnings.warn(f"training interrupted by the user during epoch {len(self.history_)}; "
                           "the model holds the parameters of the last completed mini-batch",
                           RuntimeWarning, stacklevel=3)
+
+    def _epochs(self, engine, arrays, w, train_users, callbacks, split, patience, metric,
+                progress, run: dict) -> None:
+        for epoch in range(self.epochs):
+            t0 = time.perf_counter()
+            stats = engine.train_epoch(*arrays, w, train_users, progress.update)
+            stats["seconds"] = time.perf_counter() - t0
+            stats["events_per_second"] = stats["events"] / max(stats["seconds"], 1e-9)
+            if split:
+                stats.update(_validation_scores(engine, split, self.num_threads))
+            self.history_.append(stats)
+            progress.end_epoch(stats)
+            if stats["keyboard_interrupt"]:
+                run["interrupted"] = True
+                return
+            if split and stats["val_" + metric] > run["best"]:
+                run["best"], run["best_epoch"] = stats["val_" + metric], epoch
+                if patience is not None:
+                    run["best_weights"] = {n: engine.get_param(n) for n in engine.param_names()}
+            if any(cb(self, epoch, stats) for cb in callbacks):
+                return
+            if patience is not None and epoch - run["best_epoch"] >= patience:
+                return
 
     def _seed(self) -> int:
         if self.random_state is None:
@@ -398,3 +438,30 @@ class HRNN(Recommender):
         self._check_fitted()
         from . import model_file
         model_file.save(self, path)
+
+
+def _validation_split(log: "_data.EventLog", train_users: np.ndarray) -> tuple:
+    """(prefix arrays, test arrays): each training user's last session is the test, for users
+    with 2+ sessions; everyone else keeps all events in the prefix."""
+    starts = _data.last_session_starts(log)
+    held = train_users & (starts > log.offsets[:-1])
+    if not held.any():
+        raise ValueError("validation needs training users with at least 2 sessions; none found")
+    cut = np.where(held, starts, log.offsets[1:])
+    user = log.event_users()
+    in_prefix = np.arange(log.n_events) < cut[user]
+
+    def part(mask, counts):
+        offsets = np.zeros(log.n_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return (offsets, log.items[mask], log.timestamps[mask], log.new_session[mask])
+
+    return (part(in_prefix, cut - log.offsets[:-1]),
+            part(~in_prefix, log.offsets[1:] - cut))
+
+
+def _validation_scores(engine, split: tuple, num_threads: int, k: int = 20) -> dict:
+    ranks = engine.next_item_ranks(*split[0], *split[1], num_threads=num_threads)
+    hit = (ranks >= 1) & (ranks <= k)
+    return {f"val_recall@{k}": float(hit.mean()),
+            f"val_mrr@{k}": float(np.where(hit, 1.0 / np.maximum(ranks, 1), 0.0).mean())}

@@ -1,0 +1,22 @@
+// Small dense matrix products for the training and scoring hot paths, with runtime CPU dispatch
+// (AVX-512, AVX2+FMA, or portable SSE) instead of -march=native. Row-major, leading dimensions in
+// floats. N must be a multiple of kGemmAlign (callers pad their buffers).
+#pragma once
+
+namespace hrnn {
+
+constexpr int kGemmAlign = 16;
+
+inline int pad_to_gemm(int n) { return (n + kGemmAlign - 1) / kGemmAlign * kGemmAlign; }
+
+// C[M x N] (+)= A[M x K] . B[K x N]
+void gemm_nn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+             bool accumulate);
+// C[M x N] (+)= A^T . B, with A stored as [K x M]
+void gemm_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+             bool accumulate);
+
+// Which kernel set runs here: "avx512", "avx2" or "generic".
+const char* gemm_isa();
+
+}  // namespace hrnn

@@ -1,0 +1,19 @@
+// Next-item ranks for evaluation and early stopping: each user's held-out events are predicted one
+// by one from the state left by everything before them, against the whole catalogue.
+#pragma once
+#include <cstdint>
+
+#include "hrnn/events.h"
+#include "hrnn/params.h"
+
+namespace hrnn {
+
+// prefix and test have the same users. For each user, the state is advanced over its prefix events
+// (from the learned initial state), then every test event is ranked before it is consumed:
+// ranks[j] = 1 + the number of items that score strictly higher than test item j (ties count in the
+// item's favour), 0 for an item the model does not know (-1). Users with test events need a
+// non-empty prefix.
+void next_item_ranks(const Params& P, const EventArrays& prefix, const EventArrays& test, int32_t* ranks,
+                     int num_threads);
+
+}  // namespace hrnn

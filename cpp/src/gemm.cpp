@@ -1,0 +1,54 @@
+#include "hrnn/gemm.h"
+
+namespace hrnn {
+namespace detail {
+#define HRNN_DECLARE(S)                                                                                     \
+  void gemm_nn_##S(int, int, int, const float*, int, const float*, int, float*, int, bool);                 \
+  void gemm_tn_##S(int, int, int, const float*, int, const float*, int, float*, int, bool);
+HRNN_DECLARE(generic)
+#if defined(__x86_64__) && defined(HRNN_X86_KERNELS)
+HRNN_DECLARE(avx2)
+HRNN_DECLARE(avx512)
+#endif
+#undef HRNN_DECLARE
+}  // namespace detail
+
+namespace {
+
+using Fn = void (*)(int, int, int, const float*, int, const float*, int, float*, int, bool);
+struct Kernels {
+  Fn nn, tn;
+  const char* isa;
+};
+
+Kernels pick() {
+#if defined(__x86_64__) && defined(HRNN_X86_KERNELS)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
+    return {detail::gemm_nn_avx512, detail::gemm_tn_avx512, "avx512"};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return {detail::gemm_nn_avx2, detail::gemm_tn_avx2, "avx2"};
+#endif
+  return {detail::gemm_nn_generic, detail::gemm_tn_generic, "generic"};
+}
+
+const Kernels& kernels() {
+  static const Kernels k = pick();
+  return k;
+}
+
+}  // namespace
+
+void gemm_nn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+             bool accumulate) {
+  kernels().nn(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+void gemm_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+             bool accumulate) {
+  kernels().tn(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+const char* gemm_isa() { return kernels().isa; }
+
+}  // namespace hrnn

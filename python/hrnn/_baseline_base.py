@@ -1,0 +1,231 @@
+"""The machinery shared by ``hrnn.baselines``: the ``_Baseline`` base class (fit, recommend,
+recommend_batch, put_events) and hyperparameter checks.
+
+Private; kept apart so that baselines.py holds only the models.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ._baseline_history import Histories, check_num_results, sparse_top_k, top_k
+from .base import Recommender
+from .data import SESSION_ID, USER_ID, build_event_log, popularity, read_interactions
+
+
+def check_gap(name, value, allow_none=True):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
+            not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number of seconds"
+                         f"{' or None' if allow_none else ''}, got {value!r}")
+
+
+def check_range(name, value, lo, hi, integer=False):
+    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer) if integer else
+                                                    (int, float, np.number))
+    if not ok or not lo <= value <= hi:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name} must be {kind} in [{lo}, {hi}], got {value!r}")
+
+
+def lift(rows, items, values, backoff, n_rows):
+    """Evidence that must rank above every popularity-only item: values become
+    ``1 + value / row max + 1e-6 * backoff - backoff`` so that, with the back-off added on top,
+    evidence scores lie in (1, 2] (popularity breaking ties) and the rest keep back-off < 1."""
+    top = np.zeros(n_rows)
+    np.maximum.at(top, rows, values)
+    keep = values > 0
+    rows, items, values = rows[keep], items[keep], values[keep]
+    return rows, items, 1.0 + values / top[rows] - (1.0 - 1e-6) * backoff[items]
+
+
+class Baseline(Recommender):
+    """Shared fit / recommend / put_events; subclasses add ``_fit_model`` and ``_evidence``.
+
+    A subclass scores user rows as ``sparse evidence + scale[row] * backoff[item]``, which the
+    base turns into top-k lists without a dense [users, items] matrix.
+    """
+
+    def __init__(self):
+        self._validate_params()
+
+    # -- subclass hooks ------------------------------------------------------------------------
+    def _fit_model(self, log, df) -> None:
+        """Learn from the training event log (histories and popularity are already set)."""
+
+    def _evidence(self, users: np.ndarray) -> tuple:
+        """(rows, items, values, scale) for dense user indices ``users`` (-1 = unknown):
+        sparse scores (duplicates summed) and the per-row weight of the back-off."""
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0), np.ones(len(users))
+
+    def _session_gap(self):
+        return getattr(self, "session_gap", 1800.0)
+
+    # -- fit -------------------------------------------------------------------------------------
+    def fit(self, data, columns=None) -> "Baseline":
+        """Learn from an interactions table (anything ``hrnn.data.read_interactions`` accepts).
+
+        Parameters
+        ----------
+        data : DataFrame, path, dict or (users, items, timestamps)
+        columns : dict, optional
+            Canonical name -> column name, e.g. ``{"USER_ID": "session_id"}``.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        df = read_interactions(data, columns)
+        log = build_event_log(df, session_gap=self._session_gap())
+        self._item_ids = log.item_ids
+        # A dict answers the few ids of a put_events call in O(1); pd.Index.get_indexer would
+        # rebuild its hash table when the dtypes differ, O(n_items) per call.
+        self._item_pos = dict(zip(log.item_ids.tolist(), range(log.n_items)))
+        self._hist = Histories.from_log(log, _last_session_ids(df, log))
+        self._pop = popularity(log.items, log.n_items)
+        self._backoff = self._pop / (self._pop.max() + 1.0)
+        self._fit_model(log, df)
+        # Stable on -backoff: equally popular items keep index order, as everywhere else.
+        self._pop_order = np.argsort(-self._backoff, kind="stable")
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "_hist"):
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit() first")
+
+    @property
+    def n_items(self) -> int:
+        """Number of items the model can recommend."""
+        self._check_fitted()
+        return len(self._item_ids)
+
+    # -- recommend -------------------------------------------------------------------------------
+    def recommend(self, user_id, num_results: int = 25, exclude_interacted: bool = False,
+                  exclude_items=None, include_items=None) -> tuple:
+        """Top items for one user, best first.
+
+        Parameters
+        ----------
+        user_id
+            Any id; an unknown user gets the popular items.
+        num_results : int
+            1..500.
+        exclude_interacted : bool
+            Leave out every item in the user's history.
+        exclude_items, include_items : iterable of item ids, optional
+            Leave out these items / recommend only among these (unknown ids are ignored).
+
+        Returns
+        -------
+        item_ids : ndarray
+            At most ``num_results`` of the fitted item ids (fewer when the candidates run out).
+        scores : float32 ndarray
+        """
+        self._check_fitted()
+        k = check_num_results(num_results)
+        users = self._hist.lookup([user_id])
+        rows, items, values, scale = self._evidence(users)
+        scores = scale[0] * self._backoff + np.bincount(items, weights=values,
+                                                        minlength=self.n_items)
+        allowed = np.ones(len(scores), dtype=bool)
+        if include_items is not None:
+            allowed[:] = False
+            allowed[self._known(include_items)] = True
+        if exclude_items is not None:
+            allowed[self._known(exclude_items)] = False
+        if exclude_interacted and users[0] >= 0:
+            seen = self._hist.items_of(users[0])
+            allowed[seen[seen >= 0]] = False
+        candidates = np.flatnonzero(allowed)
+        order = top_k(scores[candidates][None, :], min(k, len(candidates)))[0]
+        best = candidates[order]
+        return self._item_ids[best], scores[best].astype(np.float32)
+
+    def _indices(self, ids) -> np.ndarray:
+        """int64 dense index of each item id, -1 for unknown ones."""
+        ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+        get = self._item_pos.get
+        return np.array([get(i, -1) for i in ids], dtype=np.int64)
+
+    def _known(self, ids) -> np.ndarray:
+        idx = self._indices(_as_list(ids))
+        return idx[idx >= 0]
+
+    def recommend_batch(self, user_ids, num_results: int = 25,
+                        exclude_interacted: bool = False) -> tuple:
+        """Top items for many users.
+
+        Returns
+        -------
+        item_ids : ndarray [n_users, k]
+            ``k = min(num_results, n_items)``. A row whose eligible items run out (only with
+            ``exclude_interacted``) is padded with excluded items scored -inf.
+        scores : float32 ndarray [n_users, k]
+        """
+        self._check_fitted()
+        k = min(check_num_results(num_results), self.n_items)
+        users = self._hist.lookup(user_ids)
+        out_idx = np.zeros((len(users), k), dtype=np.int64)
+        out_sc = np.zeros((len(users), k), dtype=np.float32)
+        step = 2048  # users per chunk: bounds the memory of the sparse candidate lists
+        for lo in range(0, len(users), step):
+            chunk = users[lo:lo + step]
+            rows, items, values, scale = self._evidence(chunk)
+            excluded = self._hist.rows_items(chunk) if exclude_interacted else None
+            best, sc = sparse_top_k(rows, items, values, scale, self._backoff, self._pop_order,
+                                    k, len(chunk), excluded)
+            out_idx[lo:lo + step] = best
+            out_sc[lo:lo + step] = sc
+        return self._item_ids[out_idx], out_sc
+
+    # -- real-time events -----------------------------------------------------------------------
+    def put_events(self, user_id, item_ids, timestamps, session_id=None) -> None:
+        """Append events to a user's history (a new user id is created).
+
+        Parameters
+        ----------
+        user_id
+            Any id.
+        item_ids : iterable
+            Item ids; ones the model does not know are recorded (they take a position in the
+            history) but can never be recommended.
+        timestamps : iterable of float
+            Unix seconds, non-decreasing and not older than the user's last event.
+        session_id : optional
+            Events get this session id; a change of it starts a new session. Without one, the
+            model's session gap decides.
+
+        Raises
+        ------
+        ValueError
+            Lengths differ, or a timestamp is not finite or goes back in time; nothing changes.
+        """
+        self._check_fitted()
+        self._hist.append(user_id, self._indices(_as_list(item_ids)),
+                          timestamps if isinstance(timestamps, np.ndarray) else _as_list(timestamps),
+                          session_id,
+                          self._session_gap())
+
+
+def _as_list(values) -> list:
+    """A list of ids or numbers from an iterable, an array or a single value (a string is one
+    id, not a sequence of characters)."""
+    if isinstance(values, np.ndarray):
+        return values.tolist() if values.ndim else [values.item()]
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        return [values]
+    return list(values)
+
+
+def _last_session_ids(df, log):
+    """The SESSION_ID of each user's last event (None without the column), in log user order."""
+    if SESSION_ID not in df.columns:
+        return None
+    ucodes = pd.factorize(df[USER_ID])[0]  # the user numbering of build_event_log
+    # Same order as build_event_log: by user, then time, ties in input order (stable sorts).
+    order = np.lexsort((df["TIMESTAMP"].to_numpy(), ucodes))
+    return df[SESSION_ID].to_numpy()[order[log.offsets[1:] - 1]]
