@@ -8,7 +8,8 @@ Conventions
 -----------
 * params: dict name -> float64 array with the names/shapes of docs/engine.md (no "O" when tied).
 * window: dict with keys items, targets, gaps, fresh, new_session, weights, negatives, u_init,
-  h_init, logq (shapes/dtypes as in docs/engine.md; u_init/h_init are float32 here).
+  h_init, logq (shapes/dtypes as in docs/engine.md; u_init/h_init are float32 here), and optionally
+  rep_offsets, rep_pos, rep_age (the target's repeat occurrences; absent = none).
 """
 
 from __future__ import annotations
@@ -18,10 +19,19 @@ import numpy as np
 F = 2  # number of time features
 
 PARAM_ORDER = ("E", "O", "bo", "Wg", "Vg", "bg", "W0", "b0",
-               "Wsx", "Wsh", "bs", "Wux", "Wuh", "bu", "u0")
+               "Wsx", "Wsh", "bs", "Wux", "Wuh", "bu", "u0", "rc", "rd", "rV")
+
+REPEAT_PARAMS = ("rc", "rd", "rV")
 
 WINDOW_KEYS = ("items", "targets", "gaps", "fresh", "new_session", "weights", "negatives",
                "u_init", "h_init", "logq")
+
+REPEAT_KEYS = ("rep_offsets", "rep_pos", "rep_age")  # optional window keys
+
+N_POS_BUCKETS = 8
+N_AGE_BUCKETS = 8
+REPEAT_HISTORY = 50                                          # L: events a user keeps
+AGE_EDGES_MINUTES = (1, 5, 30, 180, 1440, 4320, 10080)
 
 BPR_EPS = 1e-24
 
@@ -39,22 +49,37 @@ def param_shapes(n_items: int, hidden: int, tied: bool) -> dict[str, tuple[int, 
         "Wsx": (3 * H, H), "Wsh": (3 * H, H), "bs": (3 * H,),
         "Wux": (3 * H, H), "Wuh": (3 * H, H), "bu": (3 * H,),
         "u0": (H,),
+        "rc": (N_POS_BUCKETS,), "rd": (N_AGE_BUCKETS,), "rV": (H, N_POS_BUCKETS + N_AGE_BUCKETS),
     }
     if tied:
         del shapes["O"]
     return shapes
 
 
-def init_params(n_items: int, hidden: int, tied: bool, seed: int, scale: float = 0.3
-                ) -> dict[str, np.ndarray]:
+def init_params(n_items: int, hidden: int, tied: bool, seed: int, scale: float = 0.3,
+                repeat: bool = True) -> dict[str, np.ndarray]:
     """Random float64 parameters; every value is exactly representable in float32 so that the
-    float32 C++ engine and this reference see identical parameters."""
+    float32 C++ engine and this reference see identical parameters.
+
+    rc / rd / rV are random (non-zero) too so that their gradients are exercised; with
+    repeat=False they are zero, as the engine initializes them (the plain model). The other blocks
+    do not depend on `repeat` (rc / rd / rV are drawn last)."""
     rng = np.random.default_rng(seed)
     params = {}
     for name, shape in param_shapes(n_items, hidden, tied).items():
         value = rng.normal(0.0, scale, size=shape)
+        if name in REPEAT_PARAMS and not repeat:
+            value = np.zeros(shape)
         params[name] = value.astype(np.float32).astype(np.float64)
     return params
+
+
+def zero_repeat(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A copy of params with rc / rd / rV set to zero."""
+    out = {k: np.array(v, copy=True) for k, v in params.items()}
+    for name in REPEAT_PARAMS:
+        out[name] = np.zeros_like(out[name])
+    return out
 
 
 def output_matrix(params: dict[str, np.ndarray]) -> np.ndarray:
@@ -135,6 +160,64 @@ def advance(params, u, h, items, gaps, new_session, fresh_first):
 
 
 # ----------------------------------------------------------------------------------------------
+# repeat score
+# ----------------------------------------------------------------------------------------------
+
+def pos_bucket(events_before: int) -> int:
+    """docs/engine.md: how many events before t, bucketed {0, 1, 2, 3, 4-7, 8-15, 16-31, 32+}."""
+    d = int(events_before)
+    if d < 0:
+        raise ValueError("events_before must be >= 0")
+    if d <= 3:
+        return d
+    if d <= 7:
+        return 4
+    if d <= 15:
+        return 5
+    if d <= 31:
+        return 6
+    return 7
+
+
+def age_bucket(minutes: float) -> int:
+    """docs/engine.md: the number of edges (1, 5, 30, 180, 1440, 4320, 10080 minutes) <= the age."""
+    return sum(1 for edge in AGE_EDGES_MINUTES if edge <= minutes)
+
+
+def repeat_occurrences(window):
+    """(tb, pos, age): for every listed occurrence m, the flat index t*B+b of its (t, b) and its
+    buckets; empty arrays when the window has no rep_* keys. Validates the layout."""
+    T, B = np.asarray(window["targets"]).shape
+    if not any(k in window for k in REPEAT_KEYS):
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    assert all(k in window for k in REPEAT_KEYS), "rep_offsets, rep_pos, rep_age go together"
+    offsets = np.asarray(window["rep_offsets"]).astype(np.int64)
+    pos = np.asarray(window["rep_pos"]).astype(np.int64)
+    age = np.asarray(window["rep_age"]).astype(np.int64)
+    assert offsets.shape == (T * B + 1,), offsets.shape
+    assert offsets[0] == 0 and np.all(np.diff(offsets) >= 0)
+    assert pos.shape == age.shape == (offsets[-1],)
+    assert np.all((0 <= pos) & (pos < N_POS_BUCKETS)) and np.all((0 <= age) & (age < N_AGE_BUCKETS))
+    tb = np.repeat(np.arange(T * B), np.diff(offsets))
+    return tb, pos, age
+
+
+def repeat_scores(h, window, params, occurrences=None):
+    """f[t, b] = sum over the (t, b) occurrences m of
+    rc[pos_m] + rd[age_m] + h[t, b] . (rV[:, pos_m] + rV[:, 8 + age_m]); [T, B] (0 where none)."""
+    T, B, H = h.shape
+    tb, pos, age = occurrences if occurrences is not None else repeat_occurrences(window)
+    if len(tb) == 0:
+        return np.zeros((T, B))
+    rV = params["rV"]
+    hm = h.reshape(T * B, H)[tb]                                   # [R, H]
+    f = (params["rc"][pos] + params["rd"][age]
+         + np.sum(hm * (rV[:, pos] + rV[:, N_POS_BUCKETS + age]).T, axis=1))
+    return np.bincount(tb, weights=f, minlength=T * B).reshape(T, B)
+
+
+# ----------------------------------------------------------------------------------------------
 # the window
 # ----------------------------------------------------------------------------------------------
 
@@ -186,7 +269,8 @@ def _masked_softmax(x, mask, axis=-1):
     return e / np.where(total > 0, total, 1.0)
 
 
-def event_losses(h, window, params, loss="softmax", logq=True, bpreg=1.0, columns=None):
+def event_losses(h, window, params, loss="softmax", logq=True, bpreg=1.0, columns=None,
+                 occurrences=None):
     """Per-(t, b) unweighted loss ce [T, B] (0 where no target) from the output states h [T,B,H]."""
     cols, included, has_target = columns if columns is not None else candidate_columns(window)
     T, B = has_target.shape
@@ -194,8 +278,10 @@ def event_losses(h, window, params, loss="softmax", logq=True, bpreg=1.0, column
     safe = np.where(cols >= 0, cols, 0)                        # [T, C]
     # r[t, b, c] = O[item_c] . h[t, b] + bo[item_c]
     r = np.einsum("tbh,tch->tbc", h, O[safe]) + params["bo"][safe][:, None, :]
-    own = np.eye(B, r.shape[-1], dtype=bool)[None]              # column c == b
     lane = np.arange(B)
+    # the repeat term goes to the own column only (before logq; for bpr-max too)
+    r[:, lane, lane] += repeat_scores(h, window, params, occurrences)
+    own = np.eye(B, r.shape[-1], dtype=bool)[None]              # column c == b
     r_own = r[:, lane, lane]                                    # [T, B]
 
     if loss == "softmax":
@@ -212,7 +298,8 @@ def event_losses(h, window, params, loss="softmax", logq=True, bpreg=1.0, column
     return np.where(has_target, ce, 0.0)
 
 
-def window_forward(params, window, loss="softmax", logq=True, bpreg=1.0, _columns=None):
+def window_forward(params, window, loss="softmax", logq=True, bpreg=1.0, _columns=None,
+                   _occurrences=None):
     """Forward pass of one training window (dropout 0).
 
     Returns dict: loss (float), h [T,B,H] and u [T,B,H] (state leaving each step; inactive (t, b)
@@ -243,7 +330,8 @@ def window_forward(params, window, loss="softmax", logq=True, bpreg=1.0, _column
         us[t] = u
 
     columns = _columns if _columns is not None else candidate_columns(window)
-    ce = event_losses(hs, window, params, loss=loss, logq=logq, bpreg=bpreg, columns=columns)
+    ce = event_losses(hs, window, params, loss=loss, logq=logq, bpreg=bpreg, columns=columns,
+                      occurrences=_occurrences)
     has_target = columns[2]
     n_targets = int(has_target.sum())
     weights = np.asarray(window["weights"], dtype=np.float64)
@@ -273,6 +361,24 @@ def relevant_rows(window, name, tied):
     return np.array(sorted(rows), dtype=np.int64)
 
 
+def relevant_repeat_entries(window, name, hidden):
+    """Flat indices of rc / rd / rV that can have a non-zero gradient: the buckets that occur at
+    (t, b) with a target (rV: every row of the columns pos and 8 + age)."""
+    tb, pos, age = repeat_occurrences(window)
+    targets = np.asarray(window["targets"])
+    items = np.asarray(window["items"])
+    has_target = ((targets >= 0) & (items >= 0)).reshape(-1)
+    keep = has_target[tb]
+    pos, age = pos[keep], age[keep]
+    if name == "rc":
+        return np.unique(pos)
+    if name == "rd":
+        return np.unique(age)
+    columns = np.unique(np.concatenate([pos, N_POS_BUCKETS + age]))
+    n_cols = N_POS_BUCKETS + N_AGE_BUCKETS
+    return np.sort((np.arange(hidden)[:, None] * n_cols + columns[None, :]).ravel())
+
+
 def sample_entries(params, window, name, max_entries, rng):
     """Flat indices of the entries of block `name` whose gradient is checked."""
     value = params[name]
@@ -280,6 +386,11 @@ def sample_entries(params, window, name, max_entries, rng):
     if max_entries is None or max_entries >= size:
         return np.arange(size)
     tied = "O" not in params
+    if name in REPEAT_PARAMS:
+        candidates = relevant_repeat_entries(window, name, params["E"].shape[1])
+        if len(candidates) <= max_entries:
+            return candidates
+        return np.sort(rng.choice(candidates, size=max_entries, replace=False))
     if name in ("E", "O", "bo"):
         rows = relevant_rows(window, name, tied)
         if name == "bo":
@@ -298,11 +409,13 @@ def numeric_grads(params, window, eps=1e-6, blocks=None, max_entries=None, seed=
     """Central finite differences of the window loss in float64.
 
     Returns dict name -> (flat_indices, values). With max_entries, that many entries per block
-    are sampled (rows of E / O / bo among the items the window uses).
+    are sampled (rows of E / O / bo among the items the window uses, entries of rc / rd / rV among
+    the buckets its repeat occurrences use).
     """
     rng = np.random.default_rng(seed)
     params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     columns = candidate_columns(window)
+    occurrences = repeat_occurrences(window)
     names = [n for n in PARAM_ORDER if n in params] if blocks is None else list(blocks)
     out = {}
     for name in names:
@@ -312,9 +425,11 @@ def numeric_grads(params, window, eps=1e-6, blocks=None, max_entries=None, seed=
         for k, i in enumerate(idx):
             orig = flat[i]
             flat[i] = orig + eps
-            plus = window_forward(params, window, _columns=columns, **loss_kw)["loss"]
+            plus = window_forward(params, window, _columns=columns, _occurrences=occurrences,
+                                  **loss_kw)["loss"]
             flat[i] = orig - eps
-            minus = window_forward(params, window, _columns=columns, **loss_kw)["loss"]
+            minus = window_forward(params, window, _columns=columns, _occurrences=occurrences,
+                                  **loss_kw)["loss"]
             flat[i] = orig
             values[k] = (plus - minus) / (2.0 * eps)
         out[name] = (idx, values)
@@ -326,7 +441,7 @@ def numeric_grads(params, window, eps=1e-6, blocks=None, max_entries=None, seed=
 # ----------------------------------------------------------------------------------------------
 
 def make_window(n_items, hidden, T, B, S, seed, recency=True, p_new_session=0.3, resets=True,
-                inactive_tail=True):
+                inactive_tail=True, repeat=True, repeat_rate=0.4):
     """A random window shaped like the epoch planner's output.
 
     Each lane walks users: the target of step t is the input of step t+1 unless the lane takes a
@@ -336,6 +451,9 @@ def make_window(n_items, hidden, T, B, S, seed, recency=True, p_new_session=0.3,
     has a target. To make every parameter block matter even with T = 1, step 0 has (when B allows)
     lane 0 fresh (if resets), lane 1 continuing into a new session, lane 2 continuing its session.
     Lane 0 is active for the whole window.
+
+    With repeat, the window has rep_offsets / rep_pos / rep_age (see make_repeat_occurrences); they
+    come from a separate random stream, so the rest of the window does not depend on `repeat`.
     """
     rng = np.random.default_rng(seed)
     items = np.full((T, B), -1, dtype=np.int32)
@@ -392,6 +510,54 @@ def make_window(n_items, hidden, T, B, S, seed, recency=True, p_new_session=0.3,
     h_init = rng.uniform(-0.5, 0.5, size=(B, hidden)).astype(np.float32)
     popularity = rng.random(n_items) + 0.05
     logq = np.log(popularity / popularity.sum()).astype(np.float32)
-    return {"items": items, "targets": targets, "gaps": gaps, "fresh": fresh,
-            "new_session": new_session, "weights": weights, "negatives": negatives,
-            "u_init": u_init, "h_init": h_init, "logq": logq}
+    window = {"items": items, "targets": targets, "gaps": gaps, "fresh": fresh,
+              "new_session": new_session, "weights": weights, "negatives": negatives,
+              "u_init": u_init, "h_init": h_init, "logq": logq}
+    if repeat:
+        has_target = (targets >= 0) & (items >= 0)
+        window.update(make_repeat_occurrences(has_target, np.random.default_rng([seed, 7]),
+                                              rate=repeat_rate))
+    return window
+
+
+def make_repeat_occurrences(has_target, rng, rate=0.4, max_count=3):
+    """rep_offsets / rep_pos / rep_age for a window whose (t, b) with a target are has_target.
+
+    A fraction `rate` of the targets occurs among the lane's last L = 50 events, 1..max_count
+    times (mostly once); the others have an empty list. The occurrences are distinct past events,
+    listed from the most recent: distance d (events before t, recent ones more likely) gives
+    pos_bucket(d), and the age is the sum of d inter-event gaps of a per-list pace (0.1 minute to
+    1.5 days per event), bucketed with age_bucket; so pos and age are nondecreasing within a list.
+    The first (t, b) with a target always has 2 occurrences so that even a T = 1 window uses the
+    repeat parameters.
+    """
+    T, B = has_target.shape
+    d_weights = 1.0 / (1.0 + np.arange(REPEAT_HISTORY)) ** 0.8
+    d_weights /= d_weights.sum()
+    count_p = 0.5 ** np.arange(max_count)                    # 1 occurrence most often
+    count_p /= count_p.sum()
+    counts = np.zeros(T * B, dtype=np.int64)
+    pos, age = [], []
+    first = True
+    for t in range(T):
+        for b in range(B):
+            if not has_target[t, b]:
+                continue
+            if first:
+                k, first = 2, False
+            elif rng.random() < rate:
+                k = 1 + int(rng.choice(max_count, p=count_p))
+            else:
+                k = 0
+            if k == 0:
+                continue
+            distances = np.sort(rng.choice(REPEAT_HISTORY, size=k, replace=False, p=d_weights))
+            pace = float(np.exp(rng.uniform(np.log(0.1), np.log(2160.0))))   # minutes per event
+            elapsed = np.concatenate([[0.0], np.cumsum(rng.exponential(pace, REPEAT_HISTORY))])
+            for d in distances:
+                pos.append(pos_bucket(d))
+                age.append(age_bucket(elapsed[d]))
+            counts[t * B + b] = k
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return {"rep_offsets": offsets, "rep_pos": np.array(pos, dtype=np.uint8),
+            "rep_age": np.array(age, dtype=np.uint8)}

@@ -261,7 +261,7 @@ class TestSessionKNN:
 
 @pytest.mark.slow
 def test_vectorised_speed():
-    """200k events, 4000 users: fit and a full batch take seconds, not minutes."""
+    """About 270k events, 4000 users: fit and a full batch take seconds, not minutes."""
     big = make_log(n_users=4000, n_items=5000, seed=1)
     big = pd.concat([big] * 5, ignore_index=True)
     big["timestamp"] += np.repeat(np.arange(5), len(big) // 5) * 10_000_000
@@ -270,3 +270,53 @@ def test_vectorised_speed():
         model = cls().fit(big)
         model.recommend_batch(big["user_id"].unique(), num_results=25)
         assert time.perf_counter() - t0 < 30, cls.__name__
+
+
+@pytest.mark.parametrize("n_items, exclude", [(3000, False), (3000, True), (40, True)])
+def test_sparse_top_k_matches_dense(n_items, exclude):
+    """The candidate-list top-k (large catalogues) equals a dense argsort; ties go to the more
+    popular item, then the lower index."""
+    from hrnn._baseline_history import sparse_top_k, top_k
+    rng = np.random.default_rng(n_items)
+    n_rows, k, m = 7, 12, 60
+    rows, items = rng.integers(0, n_rows, m), rng.integers(0, n_items, m)
+    values = rng.choice([-0.5, 0.0, 0.25, 1.0, 3.0], m)
+    scale = rng.choice([0.0, 1.0, 2.0], n_rows)
+    backoff = rng.integers(0, 5, n_items) / 5.0  # many ties
+    order = np.argsort(-backoff, kind="stable")
+    excluded = (rng.integers(0, n_rows, 30), rng.integers(0, n_items, 30)) if exclude else None
+    best, scores = sparse_top_k(rows, items, values, scale, backoff, order, k, n_rows, excluded)
+    dense = scale[:, None] * backoff[None, :]
+    np.add.at(dense, (rows, items), values)
+    if exclude:
+        dense[excluded] = -np.inf
+    expected = order[top_k(dense[:, order], k)]
+    np.testing.assert_array_equal(best, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(dense, expected, axis=1))
+    assert (np.diff(scores, axis=1) <= 0).all()
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_batch_matches_single_on_a_large_catalogue(cls):
+    """With 3000 items the batch takes the sparse candidate path; recommend is dense."""
+    model = cls().fit(make_log(n_users=80, n_items=3000, seed=3))
+    users = ["u0", "u9", "nobody", "u33"]
+    for exclude in (False, True):
+        ids, scores = model.recommend_batch(users, num_results=30, exclude_interacted=exclude)
+        for row, user in enumerate(users):
+            one_ids, one_scores = model.recommend(user, num_results=30,
+                                                  exclude_interacted=exclude)
+            assert ids[row].tolist() == one_ids.tolist()
+            np.testing.assert_allclose(scores[row], one_scores, rtol=1e-6)
+
+
+def test_top_k_ties_by_index():
+    from hrnn._baseline_history import top_k
+    scores = np.array([[0.0, 1.0, 1.0, 1.0, 1.0, 2.0], [5.0, 5.0, 5.0, 5.0, 5.0, 5.0]])
+    np.testing.assert_array_equal(top_k(scores, 3), [[5, 1, 2], [0, 1, 2]])
+    np.testing.assert_array_equal(top_k(scores, 6)[0], [5, 1, 2, 3, 4, 0])
+
+
+def test_empty_batch(log):
+    ids, scores = Markov().fit(log).recommend_batch([], num_results=5)
+    assert ids.shape == scores.shape == (0, 5)

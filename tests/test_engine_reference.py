@@ -2,7 +2,8 @@
 
 * TestReferenceSelfConsistency checks tests/reference.py on its own (no binding needed).
 * The other tests compare the binding to the reference: forward values, analytic gradients vs
-  float64 finite differences, truncated BPTT (u_init / h_init are constants), threading.
+  float64 finite differences, truncated BPTT (u_init / h_init are constants), threading, and the
+  repeat score (rc / rd / rV with the window's rep_offsets / rep_pos / rep_age).
 """
 
 from __future__ import annotations
@@ -39,8 +40,23 @@ def cpp_window(window):
     dtypes = {"items": np.int32, "targets": np.int32, "gaps": np.float64, "fresh": np.uint8,
               "new_session": np.uint8, "weights": np.float32, "negatives": np.int32,
               "u_init": np.float32, "h_init": np.float32, "logq": np.float32}
+    repeat_dtypes = {"rep_offsets": np.int32, "rep_pos": np.uint8, "rep_age": np.uint8}
+    if any(k in window for k in repeat_dtypes):
+        dtypes.update(repeat_dtypes)
     assert set(window) == set(dtypes)
     return {k: np.ascontiguousarray(window[k], dtype=dtypes[k]) for k in dtypes}
+
+
+def without_repeat(window):
+    """The window without its rep_* keys."""
+    return {k: v for k, v in window.items() if k not in ref.REPEAT_KEYS}
+
+
+def with_empty_repeat(window):
+    """The window with every occurrence list empty."""
+    T, B = window["targets"].shape
+    return dict(without_repeat(window), rep_offsets=np.zeros(T * B + 1, dtype=np.int32),
+                rep_pos=np.zeros(0, dtype=np.uint8), rep_age=np.zeros(0, dtype=np.uint8))
 
 
 def run_core(core, params, window, loss="softmax", logq=True, bpreg=1.0, dropout=0.0,
@@ -79,6 +95,11 @@ def event_ce_loop(params, window, h, t, b, loss, logq, bpreg):
         if c == b or (c < B and item >= 0 and item != y) or (c >= B and item != y):
             included.append(c)
     r = {c: O[cols[c]] @ h + params["bo"][cols[c]] for c in included}
+    if "rep_offsets" in window:   # the target's occurrences add to the own column only
+        for m in range(window["rep_offsets"][t * B + b], window["rep_offsets"][t * B + b + 1]):
+            pos, age = int(window["rep_pos"][m]), int(window["rep_age"][m])
+            r[b] += (params["rc"][pos] + params["rd"][age]
+                     + h @ params["rV"][:, pos] + h @ params["rV"][:, 8 + age])
     if loss == "softmax":
         l = {c: r[c] - (window["logq"][cols[c]] if logq else 0.0) for c in included}
         m = max(l.values())
@@ -151,11 +172,13 @@ class TestReferenceSelfConsistency:
         np.testing.assert_array_equal(included[0, 1], [0, 1, 0, 0, 1, 1])
         np.testing.assert_array_equal(included[0, 2], [0, 0, 0, 0, 0, 0])
 
+    @pytest.mark.parametrize("repeat", [True, False], ids=["repeat", "no-repeat"])
     @pytest.mark.parametrize("loss,logq,bpreg", LOSS_CASES, ids=LOSS_IDS)
     @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
-    def test_event_losses_match_literal_loop(self, loss, logq, bpreg, tied):
+    def test_event_losses_match_literal_loop(self, loss, logq, bpreg, tied, repeat):
         p = ref.init_params(N_ITEMS, 6, tied, seed=3)
-        w = ref.make_window(N_ITEMS, 6, 8, 4, S, seed=5)
+        w = ref.make_window(N_ITEMS, 6, 8, 4, S, seed=5, repeat=repeat)
+        assert ("rep_offsets" in w) == repeat
         out = ref.window_forward(p, w, loss=loss, logq=logq, bpreg=bpreg)
         T, B = w["items"].shape
         n, total = 0, 0.0
@@ -337,11 +360,13 @@ class TestReferenceSelfConsistency:
         out = ref.window_forward(p, w, logq=True)
         cols, included, has_target = ref.candidate_columns(w)
         n = has_target.sum()
+        f = ref.repeat_scores(out["h"], w, p)               # the own column's repeat term
         grad = np.zeros(N_ITEMS)
         for t, b in zip(*np.nonzero(has_target)):
             inc = np.flatnonzero(included[t, b])
             items = cols[t, inc]
             l = p["O"][items] @ out["h"][t, b] + p["bo"][items] - w["logq"][items]
+            l = l + (inc == b) * f[t, b]
             prob = np.exp(l - l.max())
             prob /= prob.sum()
             np.add.at(grad, items, w["weights"][t, b] / n * (prob - (inc == b)))
@@ -365,8 +390,18 @@ class TestReferenceSelfConsistency:
         w = ref.make_window(N_ITEMS, 6, T, 4, S, seed=10 + T)
         fd = ref.numeric_grads(p, w, max_entries=30)
         assert set(fd) == set(p)
+        assert {"rc", "rd", "rV"} <= set(fd)
         for name, (idx, values) in fd.items():
             assert np.linalg.norm(values) > 1e-5, name
+
+    @pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+    def test_repeat_blocks_have_a_gradient_at_zero(self, loss):
+        """rc / rd / rV start at zero: the gradient there must not vanish (training starts)."""
+        p = ref.init_params(N_ITEMS, 6, False, seed=2, repeat=False)
+        w = ref.make_window(N_ITEMS, 6, 3, 4, S, seed=12)
+        fd = ref.numeric_grads(p, w, blocks=ref.REPEAT_PARAMS, loss=loss)
+        for name in ref.REPEAT_PARAMS:
+            assert np.linalg.norm(fd[name][1]) > 1e-4, name
 
     def test_sampled_rows_are_used_items(self):
         p = ref.init_params(N_ITEMS, 6, False, seed=1)
@@ -374,7 +409,140 @@ class TestReferenceSelfConsistency:
         fd = ref.numeric_grads(p, w, max_entries=5)
         inputs = set(w["items"][w["items"] >= 0].tolist())
         assert set((fd["E"][0] // 6).tolist()) <= inputs
-        assert all(len(idx) == min(5, p[n].size) for n, (idx, _) in fd.items() if n != "bo")
+        assert all(len(idx) == min(5, p[n].size) for n, (idx, _) in fd.items()
+                   if n != "bo" and n not in ref.REPEAT_PARAMS)
+        # rc / rd / rV: only the buckets the occurrences use
+        _, pos, age = ref.repeat_occurrences(w)
+        assert set(fd["rc"][0].tolist()) == set(pos.tolist())
+        assert set(fd["rd"][0].tolist()) == set(age.tolist())
+        assert set((fd["rV"][0] % 16).tolist()) <= set(pos.tolist()) | set((8 + age).tolist())
+        assert len(fd["rV"][0]) == 5
+
+    # ---- repeat score ----
+
+    def test_repeat_buckets_follow_the_doc(self):
+        expected_pos = [0, 1, 2, 3] + [4] * 4 + [5] * 8 + [6] * 16 + [7] * 18
+        assert [ref.pos_bucket(d) for d in range(50)] == expected_pos
+        ages = {0: 0, 0.99: 0, 1: 1, 4.99: 1, 5: 2, 29.9: 2, 30: 3, 179: 3, 180: 4, 1439: 4,
+                1440: 5, 4319: 5, 4320: 6, 10079: 6, 10080: 7, 1e7: 7}
+        assert {a: ref.age_bucket(a) for a in ages} == ages
+
+    def test_make_window_repeat_occurrences(self):
+        fractions, pos_seen, age_seen = [], set(), set()
+        for seed in range(6):
+            T, B = 16, 4
+            w = ref.make_window(N_ITEMS, 6, T, B, S, seed)
+            plain = ref.make_window(N_ITEMS, 6, T, B, S, seed, repeat=False)
+            assert set(w) - set(plain) == set(ref.REPEAT_KEYS)
+            for k in plain:                                    # repeat draws are separate
+                np.testing.assert_array_equal(w[k], plain[k])
+            off, pos, age = w["rep_offsets"], w["rep_pos"], w["rep_age"]
+            assert off.dtype == np.int32 and pos.dtype == np.uint8 and age.dtype == np.uint8
+            assert off.shape == (T * B + 1,) and off[0] == 0 and off[-1] == len(pos) == len(age)
+            counts = np.diff(off).reshape(T, B)
+            has_target = w["targets"] >= 0
+            assert np.all(counts[~has_target] == 0)
+            assert counts.max() <= 3
+            first = np.flatnonzero(has_target.ravel())[0]
+            assert np.diff(off)[first] == 2
+            for tb in range(T * B):
+                sl = slice(off[tb], off[tb + 1])
+                assert np.all(np.diff(pos[sl].astype(int)) >= 0)
+                assert np.all(np.diff(age[sl].astype(int)) >= 0)
+            fractions.append((counts[has_target] > 0).mean())
+            pos_seen |= set(pos.tolist())
+            age_seen |= set(age.tolist())
+        assert 0.3 < np.mean(fractions) < 0.55
+        assert pos_seen == set(range(8)) and age_seen == set(range(8))
+
+    def test_repeat_params(self):
+        p = ref.init_params(N_ITEMS, 6, False, seed=3)
+        z = ref.init_params(N_ITEMS, 6, False, seed=3, repeat=False)
+        assert p["rc"].shape == (8,) and p["rd"].shape == (8,) and p["rV"].shape == (6, 16)
+        assert list(p) == [n for n in ref.PARAM_ORDER if n in p]
+        for name in p:
+            if name in ref.REPEAT_PARAMS:
+                assert np.all(p[name] != 0) and np.all(z[name] == 0)
+            else:
+                np.testing.assert_array_equal(p[name], z[name])
+        zz = ref.zero_repeat(p)
+        for name in p:
+            np.testing.assert_array_equal(zz[name], z[name])
+        assert np.all(p["rc"] != 0)                            # zero_repeat copies
+
+    @pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+    def test_zero_repeat_params_equal_no_repeat(self, loss):
+        p = ref.init_params(N_ITEMS, 6, False, seed=3)
+        w = ref.make_window(N_ITEMS, 6, 8, 4, S, seed=5)
+        a = ref.window_forward(ref.zero_repeat(p), w, loss=loss)
+        b = ref.window_forward(p, without_repeat(w), loss=loss)
+        c = ref.window_forward(p, w, loss=loss)
+        assert a["loss"] == b["loss"]
+        np.testing.assert_array_equal(a["ce"], b["ce"])
+        assert abs(c["loss"] - a["loss"]) > 1e-3
+
+    @pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+    def test_absent_rep_keys_equal_empty_lists(self, loss):
+        p = ref.init_params(N_ITEMS, 6, True, seed=3)
+        w = ref.make_window(N_ITEMS, 6, 8, 4, S, seed=5)
+        a = ref.window_forward(p, without_repeat(w), loss=loss)
+        b = ref.window_forward(p, with_empty_repeat(w), loss=loss)
+        assert a["loss"] == b["loss"]
+        np.testing.assert_array_equal(a["ce"], b["ce"])
+        fd = ref.numeric_grads(p, with_empty_repeat(w), blocks=ref.REPEAT_PARAMS, loss=loss)
+        assert all(np.all(fd[n][1] == 0) for n in ref.REPEAT_PARAMS)
+
+    def test_repeat_term_only_moves_the_own_column(self):
+        """Occurrences of (t, b) shift r_b of that (t, b) only: the same item as another lane's
+        target or as a negative gets nothing, and other (t, b) are unchanged."""
+        T, B = 1, 3
+        p = ref.init_params(N_ITEMS, 6, False, seed=1)
+        w = ref.make_window(N_ITEMS, 6, T, B, 4, seed=2, inactive_tail=False)
+        w["targets"][0] = [4, 9, 9]
+        w["negatives"][0] = [4, 9, 1, 2]
+        w.update(rep_offsets=np.array([0, 0, 1, 1], np.int32),        # lane 1 only
+                 rep_pos=np.array([2], np.uint8), rep_age=np.array([3], np.uint8))
+        base = ref.window_forward(p, without_repeat(w), logq=False)
+        out = ref.window_forward(p, w, logq=False)
+        assert out["ce"][0, 0] == base["ce"][0, 0] and out["ce"][0, 2] == base["ce"][0, 2]
+        h = out["h"][0, 1]
+        f = p["rc"][2] + p["rd"][3] + h @ (p["rV"][:, 2] + p["rV"][:, 11])
+        O = p["O"]
+        # lane 1 (target 9): included columns = own, lane 0 (item 4), negatives 4, 1, 2
+        r = np.array([O[9] @ h + p["bo"][9] + f] + [O[j] @ h + p["bo"][j] for j in (4, 4, 1, 2)])
+        expected = -(r[0] - np.log(np.sum(np.exp(r))))
+        np.testing.assert_allclose(out["ce"][0, 1], expected, rtol=1e-12)
+
+    def test_softmax_repeat_gradient_in_closed_form(self):
+        """d loss / d rc[k] = sum_{(t,b)} w/n (p_b - 1) n_k(t,b), rd alike with the age buckets,
+        d loss / d rV[:, k] = sum_{(t,b)} w/n (p_b - 1) n_k(t,b) h[t,b] (k: pos, or 8 + age)."""
+        p = ref.init_params(N_ITEMS, 6, False, seed=4)
+        w = ref.make_window(N_ITEMS, 6, 6, 4, S, seed=6)
+        out = ref.window_forward(p, w, logq=True)
+        cols, included, has_target = ref.candidate_columns(w)
+        n = has_target.sum()
+        B = w["targets"].shape[1]
+        tb, pos, age = ref.repeat_occurrences(w)
+        f = ref.repeat_scores(out["h"], w, p)
+        g_rc, g_rd, g_rV = np.zeros(8), np.zeros(8), np.zeros((6, 16))
+        for t, b in zip(*np.nonzero(has_target)):
+            inc = np.flatnonzero(included[t, b])
+            items = cols[t, inc]
+            h = out["h"][t, b]
+            l = p["O"][items] @ h + p["bo"][items] - w["logq"][items] + (inc == b) * f[t, b]
+            prob = np.exp(l - l.max())
+            prob /= prob.sum()
+            d = w["weights"][t, b] / n * (prob[inc == b][0] - 1.0)
+            for m in np.flatnonzero(tb == t * B + b):
+                g_rc[pos[m]] += d
+                g_rd[age[m]] += d
+                g_rV[:, pos[m]] += d * h
+                g_rV[:, 8 + age[m]] += d * h
+        fd = ref.numeric_grads(p, w, blocks=ref.REPEAT_PARAMS, logq=True)
+        for name, g in (("rc", g_rc), ("rd", g_rd), ("rV", g_rV)):
+            idx, values = fd[name]
+            np.testing.assert_allclose(values, g.reshape(-1)[idx], rtol=1e-6, atol=1e-9)
+            assert np.linalg.norm(values) > 1e-4
 
 
 # ----------------------------------------------------------------------------------------------
@@ -390,14 +558,21 @@ WINDOW_VARIANTS = {
 }
 
 
+REPEAT_IDS = ["repeat", "no-repeat"]
+
+
+@pytest.mark.parametrize("repeat", [True, False], ids=REPEAT_IDS)
 @pytest.mark.parametrize("variant", list(WINDOW_VARIANTS))
 @pytest.mark.parametrize("loss,logq,bpreg", LOSS_CASES, ids=LOSS_IDS)
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_forward_matches_reference(core, seed, tied, loss, logq, bpreg, variant):
+def test_forward_matches_reference(core, seed, tied, loss, logq, bpreg, variant, repeat):
+    """With repeat: occurrences and non-zero rc / rd / rV; without: no rep_* keys (rc / rd / rV
+    still non-zero, and irrelevant)."""
     T, B, H = 20, 4, 8
     p = ref.init_params(N_ITEMS, H, tied, seed=seed)
-    w = ref.make_window(N_ITEMS, H, T, B, S, seed=100 + seed, **WINDOW_VARIANTS[variant])
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=100 + seed, repeat=repeat,
+                        **WINDOW_VARIANTS[variant])
     expected = ref.window_forward(p, w, loss=loss, logq=logq, bpreg=bpreg)
     got = run_core(core, p, w, loss=loss, logq=logq, bpreg=bpreg)
     assert np.asarray(got["h"]).shape == (T, B, H)
@@ -427,19 +602,25 @@ GRAD_CASES = [  # (T, B, H, max_entries)
 ]
 
 
+@pytest.mark.parametrize("repeat", [True, False], ids=REPEAT_IDS)
 @pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 @pytest.mark.parametrize("recency", [True, False], ids=["recency", "uniform"])
 @pytest.mark.parametrize("T,B,H,max_entries", GRAD_CASES, ids=[f"T{c[0]}" for c in GRAD_CASES])
-def test_gradients_match_finite_differences(core, T, B, H, max_entries, recency, tied, loss):
+def test_gradients_match_finite_differences(core, T, B, H, max_entries, recency, tied, loss,
+                                            repeat):
+    """Every block, rc / rd / rV included (non-zero, with occurrences). Without rep_* keys
+    rc / rd / rV get an exactly-zero gradient."""
     seed = 1000 * T + 10 * tied + 2 * recency + (loss == "bpr-max")
     logq = loss == "softmax"
     p = ref.init_params(N_ITEMS, H, tied, seed=seed)
-    w = ref.make_window(N_ITEMS, H, T, B, S, seed=seed + 1, recency=recency)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=seed + 1, recency=recency, repeat=repeat)
     got = run_core(core, p, w, loss=loss, logq=logq, bpreg=1.0)
     grads = got["grads"]
     assert set(grads) == set(p)
-    fd = ref.numeric_grads(p, w, max_entries=max_entries, seed=seed, loss=loss, logq=logq)
+    blocks = [n for n in ref.PARAM_ORDER if n in p and (repeat or n not in ref.REPEAT_PARAMS)]
+    fd = ref.numeric_grads(p, w, blocks=blocks, max_entries=max_entries, seed=seed, loss=loss,
+                           logq=logq)
     errors = {}
     for name, (idx, expected) in fd.items():
         g = np.asarray(grads[name])
@@ -459,6 +640,13 @@ def test_gradients_match_finite_differences(core, T, B, H, max_entries, recency,
         for name in ("E", "O", "bo"):
             if name in grads:
                 np.testing.assert_allclose(np.asarray(grads[name])[unused], 0, atol=1e-10)
+
+    # entries of rc / rd / rV for buckets that no occurrence uses get an exactly-zero gradient
+    for name in ref.REPEAT_PARAMS:
+        g = np.asarray(grads[name])
+        assert g.shape == p[name].shape and g.dtype == np.float32, name
+        unused = np.setdiff1d(np.arange(g.size), ref.relevant_repeat_entries(w, name, H))
+        np.testing.assert_allclose(g.reshape(-1)[unused], 0, atol=1e-10, err_msg=name)
 
 
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
@@ -509,3 +697,115 @@ def test_row_with_every_other_column_excluded(core, loss):
     for name, (idx, values) in fd.items():
         actual = np.asarray(got["grads"][name]).reshape(-1)[idx]
         assert norm_rel_err(actual, values) < 2e-3, name
+
+
+# ----------------------------------------------------------------------------------------------
+# C++ repeat score
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("loss,logq,bpreg", LOSS_CASES, ids=LOSS_IDS)
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_zero_repeat_params_equal_no_repeat(core, tied, loss, logq, bpreg):
+    """rc = rd = rV = 0 (how the model starts): occurrences change nothing, but rc / rd / rV get
+    their (non-zero) gradient."""
+    T, B, H = 8, 4, 8
+    p = ref.init_params(N_ITEMS, H, tied, seed=21, repeat=False)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=22)
+    with_occ = run_core(core, p, w, loss=loss, logq=logq, bpreg=bpreg)
+    plain = run_core(core, p, without_repeat(w), loss=loss, logq=logq, bpreg=bpreg)
+    expected = ref.window_forward(p, without_repeat(w), loss=loss, logq=logq, bpreg=bpreg)
+    np.testing.assert_allclose(with_occ["loss"], plain["loss"], rtol=1e-6)
+    np.testing.assert_allclose(with_occ["loss"], expected["loss"], rtol=1e-5)
+    for name in p:
+        if name not in ref.REPEAT_PARAMS:
+            assert norm_rel_err(np.asarray(with_occ["grads"][name], np.float64),
+                                np.asarray(plain["grads"][name], np.float64)) < 1e-5, name
+    fd = ref.numeric_grads(p, w, blocks=ref.REPEAT_PARAMS, loss=loss, logq=logq, bpreg=bpreg)
+    for name, (idx, values) in fd.items():
+        assert np.linalg.norm(values) > 1e-4, name
+        actual = np.asarray(with_occ["grads"][name], np.float64).reshape(-1)[idx]
+        assert norm_rel_err(actual, values) < 2e-3, name
+        np.testing.assert_array_equal(np.asarray(plain["grads"][name]), 0, err_msg=name)
+
+
+@pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_absent_rep_keys_equal_empty_lists(core, tied, loss):
+    T, B, H = 8, 4, 8
+    p = ref.init_params(N_ITEMS, H, tied, seed=23)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=24)
+    absent = run_core(core, p, without_repeat(w), loss=loss)
+    empty = run_core(core, p, with_empty_repeat(w), loss=loss)
+    np.testing.assert_allclose(empty["loss"], absent["loss"], rtol=1e-6)
+    np.testing.assert_allclose(empty["loss"], ref.window_forward(p, without_repeat(w),
+                                                                 loss=loss)["loss"], rtol=1e-5)
+    np.testing.assert_allclose(empty["h"], absent["h"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(empty["u"], absent["u"], rtol=1e-6, atol=1e-7)
+    for name in p:
+        a = np.asarray(absent["grads"][name], np.float64)
+        e = np.asarray(empty["grads"][name], np.float64)
+        if name in ref.REPEAT_PARAMS:
+            np.testing.assert_array_equal(a, 0, err_msg=name)
+            np.testing.assert_array_equal(e, 0, err_msg=name)
+        else:
+            assert norm_rel_err(e, a) < 1e-6, name
+
+
+@pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+def test_repeat_occurrences_at_every_bucket(core, loss):
+    """One window whose occurrence lists use every pos and every age bucket, up to 3 a list,
+    including the same bucket twice in a list."""
+    T, B, H = 4, 4, 6
+    p = ref.init_params(N_ITEMS, H, False, seed=25)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=26, inactive_tail=False)
+    rng = np.random.default_rng(27)
+    counts = np.tile([3, 2, 1, 0], T)[: T * B]
+    R = int(counts.sum())
+    assert R == 24                     # lists 0-2, 3-4, 5, 6-8, ..., 18-20 (pos 5, 0, 0), 21-22, 23
+    pos = np.concatenate([np.arange(8), np.arange(8), [5, 5, 5, 0, 0, 7, 7, 3]])
+    age = np.concatenate([np.arange(8)[::-1], rng.integers(0, 8, 8), np.full(8, 7)])
+    w.update(rep_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int32),
+             rep_pos=pos.astype(np.uint8), rep_age=age.astype(np.uint8))
+    got = run_core(core, p, w, loss=loss)
+    expected = ref.window_forward(p, w, loss=loss)
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
+    fd = ref.numeric_grads(p, w, blocks=ref.REPEAT_PARAMS + ("O", "bo", "Wsx"), max_entries=40,
+                           loss=loss)
+    for name, (idx, values) in fd.items():
+        actual = np.asarray(got["grads"][name], np.float64).reshape(-1)[idx]
+        assert norm_rel_err(actual, values) < 2e-3, name
+    assert len(fd["rc"][0]) == 8 and len(fd["rd"][0]) == 8
+
+
+def _bad_repeat_windows(w):
+    off, pos, age = w["rep_offsets"], w["rep_pos"], w["rep_age"]
+    first = int(np.flatnonzero(np.diff(off))[0])
+    bad_pos = pos.copy()
+    bad_pos[0] = 8
+    bad_age = age.copy()
+    bad_age[-1] = 255
+    past_end = off.copy()
+    past_end[-1] += 1
+    decreasing = off.copy()
+    decreasing[first + 1] = off[-1] + 1
+    yield "pos out of range", dict(w, rep_pos=bad_pos)
+    yield "age out of range", dict(w, rep_age=bad_age)
+    yield "offsets too short", dict(w, rep_offsets=off[:-1])
+    yield "offsets past the entries", dict(w, rep_offsets=past_end)
+    yield "offsets decreasing", dict(w, rep_offsets=decreasing)
+    yield "pos / age lengths differ", dict(w, rep_age=age[:-1])
+
+
+def test_malformed_repeat_occurrences_are_rejected(core):
+    """Indices into rc / rd / rV and into the occurrence arrays are checked (no UB)."""
+    p = ref.init_params(N_ITEMS, 6, False, seed=1)
+    w = ref.make_window(N_ITEMS, 6, 4, 3, S, seed=2)
+    assert len(w["rep_pos"]) > 0
+    accepted = []
+    for what, bad in _bad_repeat_windows(w):
+        try:
+            run_core(core, p, bad)
+        except ValueError:
+            continue
+        accepted.append(what)
+    assert not accepted, f"malformed repeat occurrences accepted: {accepted}"

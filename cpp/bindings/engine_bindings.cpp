@@ -98,16 +98,17 @@ void bind_engine(py::module_& m) {
       .def("start_training",
            [](Engine& e, const Arr<double>& popularity, int batch_size, int bptt, int n_sample, double sample_alpha,
               const std::string& loss, bool logq, float bpreg, const std::string& optimizer, float learning_rate,
-              float momentum, float dropout, uint64_t seed, int num_threads) {
+              float momentum, float dropout, bool repeat, uint64_t seed, int num_threads) {
              const double* pop = checked(popularity, {e.params.n_items}, "popularity");
              auto cfg = train_config(batch_size, bptt, n_sample, sample_alpha, loss, logq, bpreg, optimizer,
                                      learning_rate, momentum, dropout, seed, num_threads);
+             cfg.repeat = repeat;
              py::gil_scoped_release release;
              e.start_training(cfg, pop);
            },
            py::arg("popularity"), py::arg("batch_size"), py::arg("bptt"), py::arg("n_sample"),
            py::arg("sample_alpha"), py::arg("loss"), py::arg("logq"), py::arg("bpreg"), py::arg("optimizer"),
-           py::arg("learning_rate"), py::arg("momentum"), py::arg("dropout"), py::arg("seed"),
+           py::arg("learning_rate"), py::arg("momentum"), py::arg("dropout"), py::arg("repeat"), py::arg("seed"),
            py::arg("num_threads"))
       .def("train_epoch",
            [](Engine& e, const Arr<int64_t>& offsets, const Arr<int32_t>& items, const Arr<double>& ts,
@@ -238,6 +239,7 @@ void bind_engine(py::module_& m) {
              d["last_session"] = copy_out(a.last_session.data(), {n});
              d["history_offsets"] = copy_out(a.history_offsets.data(), {n + 1});
              d["history_items"] = copy_out(a.history_items.data(), {static_cast<py::ssize_t>(a.history_items.size())});
+             d["history_ts"] = copy_out(a.history_ts.data(), {static_cast<py::ssize_t>(a.history_ts.size())});
              return d;
            })
       .def("load_users",
@@ -260,6 +262,7 @@ void bind_engine(py::module_& m) {
              take(a.last_session, "last_session", {n});
              take(a.history_offsets, "history_offsets", {n + 1});
              take(a.history_items, "history_items", {-1});
+             take(a.history_ts, "history_ts", {static_cast<py::ssize_t>(a.history_items.size())});
              for (int32_t i : a.history_items)
                hrnn::require(i >= -1 && i < e.params.n_items, "history item index out of range");
              py::gil_scoped_release release;

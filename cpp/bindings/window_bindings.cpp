@@ -57,6 +57,11 @@ py::dict window_loss_grad(const py::dict& params, const py::dict& w, const std::
   for (size_t i = 0; i < fresh.size(); ++i) win.flags[i] = (fresh[i] ? 1 : 0) | (news[i] ? 2 : 0);
   std::vector<float> lq;
   fill(lq, w, "logq", {P.n_items});
+  if (w.contains("rep_offsets")) {
+    fill(win.rep_offsets, w, "rep_offsets", {static_cast<py::ssize_t>(T) * B + 1});
+    fill(win.rep_pos, w, "rep_pos", {-1});
+    fill(win.rep_age, w, "rep_age", {-1});
+  }
   win.validate(P.n_items);
 
   hrnn::WindowConfig cfg;

@@ -5,6 +5,7 @@
 
 #include "hrnn/errors.h"
 #include "hrnn/parallel.h"
+#include "hrnn/repeat.h"
 
 namespace hrnn {
 
@@ -48,11 +49,14 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   std::vector<int64_t> warm;
   std::vector<float> hs;
   std::vector<ItemSet> excl;
-  std::vector<int32_t> hist;
+  std::vector<Boosts> boosts;
+  std::vector<int32_t> hist, recent_items;
+  std::vector<double> recent_ts;
   std::vector<float> h(H);
   for (int64_t r = 0; r < n; ++r) {
     const int64_t u = user_idx[r];
-    const bool has_state = u >= 0 && users.read(u, h.data(), q.exclude_interacted ? &hist : nullptr);
+    const bool has_state = u >= 0 && users.read(u, h.data(), q.exclude_interacted ? &hist : nullptr,
+                                                 kRepeatWindow, &recent_items, &recent_ts);
     ItemSet ex = q.exclude ? *q.exclude : ItemSet{};
     if (has_state && q.exclude_interacted) {
       for (int32_t i : hist)
@@ -66,12 +70,14 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
     warm.push_back(r);
     hs.insert(hs.end(), h.begin(), h.end());
     excl.push_back(std::move(ex));
+    boosts.push_back(repeat_boosts(params, h.data(), recent_items.data(), recent_ts.data(),
+                                   static_cast<int64_t>(recent_items.size())));
   }
   if (warm.empty()) return;
   const int64_t M = static_cast<int64_t>(warm.size());
   std::vector<int32_t> wi(static_cast<size_t>(M) * q.k);
   std::vector<float> ws(wi.size());
-  score_topk(params, hs.data(), M, q.k, &excl, q.include, wi.data(), ws.data(), num_threads);
+  score_topk(params, hs.data(), M, q.k, &excl, q.include, &boosts, wi.data(), ws.data(), num_threads);
   for (int64_t j = 0; j < M; ++j) {
     std::copy_n(wi.data() + j * q.k, q.k, items + warm[j] * q.k);
     std::copy_n(ws.data() + j * q.k, q.k, scores + warm[j] * q.k);

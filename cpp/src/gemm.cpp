@@ -4,7 +4,8 @@ namespace hrnn {
 namespace detail {
 #define HRNN_DECLARE(S)                                                                                     \
   void gemm_nn_##S(int, int, int, const float*, int, const float*, int, float*, int, bool);                 \
-  void gemm_tn_##S(int, int, int, const float*, int, const float*, int, float*, int, bool);
+  void gemm_tn_##S(int, int, int, const float*, int, const float*, int, float*, int, bool);                 \
+  float softmax_row_##S(int, const float*, const float*, const int*, int, int, float, float*);
 HRNN_DECLARE(generic)
 #if defined(__x86_64__) && defined(HRNN_X86_KERNELS)
 HRNN_DECLARE(avx2)
@@ -16,8 +17,10 @@ HRNN_DECLARE(avx512)
 namespace {
 
 using Fn = void (*)(int, int, int, const float*, int, const float*, int, float*, int, bool);
+using SoftmaxFn = float (*)(int, const float*, const float*, const int*, int, int, float, float*);
 struct Kernels {
   Fn nn, tn;
+  SoftmaxFn softmax;
   const char* isa;
 };
 
@@ -25,11 +28,11 @@ Kernels pick() {
 #if defined(__x86_64__) && defined(HRNN_X86_KERNELS)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
-    return {detail::gemm_nn_avx512, detail::gemm_tn_avx512, "avx512"};
+    return {detail::gemm_nn_avx512, detail::gemm_tn_avx512, detail::softmax_row_avx512, "avx512"};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {detail::gemm_nn_avx2, detail::gemm_tn_avx2, "avx2"};
+    return {detail::gemm_nn_avx2, detail::gemm_tn_avx2, detail::softmax_row_avx2, "avx2"};
 #endif
-  return {detail::gemm_nn_generic, detail::gemm_tn_generic, "generic"};
+  return {detail::gemm_nn_generic, detail::gemm_tn_generic, detail::softmax_row_generic, "generic"};
 }
 
 const Kernels& kernels() {
@@ -47,6 +50,11 @@ void gemm_nn(int M, int N, int K, const float* A, int lda, const float* B, int l
 void gemm_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
              bool accumulate) {
   kernels().tn(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+float softmax_row(int C, const float* r, const float* lq, const int* items, int y, int own, float scale,
+                  float* dr) {
+  return kernels().softmax(C, r, lq, items, y, own, scale, dr);
 }
 
 const char* gemm_isa() { return kernels().isa; }

@@ -1,4 +1,4 @@
 // AVX2 + FMA build of the GEMM kernels (compiled with -mavx2 -mfma).
 #define HRNN_VEC_WIDTH 8
 #define HRNN_GEMM_SUFFIX avx2
-#include "gemm_kernels.inc"
+#include "isa_kernels.inc"

@@ -6,35 +6,8 @@
 #include "hrnn/kernels.h"
 
 namespace hrnn {
-namespace {
 
-float softmax_ce(bool logq, const float* r, const float* logq_c, const uint8_t* inc, int C, int own,
-                 float scale, float* dr) {
-  float m = -std::numeric_limits<float>::infinity();
-  for (int c = 0; c < C; ++c) {
-    if (!inc[c]) continue;
-    const float l = logq ? r[c] - logq_c[c] : r[c];
-    dr[c] = l;
-    m = l > m ? l : m;
-  }
-  double Z = 0.0;
-  for (int c = 0; c < C; ++c) {
-    if (!inc[c]) {
-      dr[c] = 0.f;
-      continue;
-    }
-    dr[c] = std::exp(dr[c] - m);
-    Z += dr[c];
-  }
-  const float l_own = logq ? r[own] - logq_c[own] : r[own];
-  const float ce = static_cast<float>(std::log(Z) + m - l_own);
-  const float inv = static_cast<float>(1.0 / Z);
-  for (int c = 0; c < C; ++c) dr[c] *= inv * scale;
-  dr[own] -= scale;
-  return ce;
-}
-
-float bpr_max(float bpreg, const float* r, const uint8_t* inc, int C, int own, float scale, float* dr) {
+float bpr_max_row(float bpreg, const float* r, const uint8_t* inc, int C, int own, float scale, float* dr) {
   constexpr double kEps = 1e-24;
   float m = -std::numeric_limits<float>::infinity();
   for (int c = 0; c < C; ++c)
@@ -66,14 +39,6 @@ float bpr_max(float bpreg, const float* r, const uint8_t* inc, int C, int own, f
   }
   dr[own] = static_cast<float>(scale * (-inv * Bsum));
   return ce;
-}
-
-}  // namespace
-
-float row_loss(const LossConfig& cfg, const float* r, const float* logq_c, const uint8_t* included,
-               int C, int own, float scale, float* dr) {
-  if (cfg.kind == LossKind::Softmax) return softmax_ce(cfg.logq, r, logq_c, included, C, own, scale, dr);
-  return bpr_max(cfg.bpreg, r, included, C, own, scale, dr);
 }
 
 }  // namespace hrnn

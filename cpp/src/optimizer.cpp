@@ -18,14 +18,17 @@ Optimizer::Optimizer(const Params& P, const OptConfig& cfg) : cfg_(cfg) {
     if (two) s.b.assign(n, 0.f);
     return s;
   };
-  P.d.for_each([&](const char*, const std::vector<float>& v) { dense_.push_back(make(v.size())); });
+  P.d.for_each([&](const char* name, const std::vector<float>& v) {
+    dense_.push_back(make(v.size()));
+    dense_lr_.push_back(std::string(name) == "rV" ? cfg.lr * cfg.repeat_lr_scale : cfg.lr);
+  });
   E_ = make(P.E.size());
   O_ = make(P.O.size());
   bo_ = make(P.bo.size());
 }
 
-void Optimizer::update(float* p, const float* g, float* a, float* b, int64_t n) const {
-  const float lr = cfg_.lr, eps = cfg_.eps;
+void Optimizer::update(float* p, const float* g, float* a, float* b, int64_t n, float lr) const {
+  const float eps = cfg_.eps;
   if (cfg_.kind == OptKind::Adagrad) {
     const float mom = cfg_.momentum;
     for (int64_t i = 0; i < n; ++i) {
@@ -48,8 +51,8 @@ void Optimizer::update(float* p, const float* g, float* a, float* b, int64_t n) 
   }
 }
 
-void Optimizer::update_row(float* p, const float* g, State& s, int64_t offset, int64_t n) const {
-  update(p + offset, g, s.a.data() + offset, s.b.empty() ? nullptr : s.b.data() + offset, n);
+void Optimizer::update_row(float* p, const float* g, State& s, int64_t offset, int64_t n, float lr) const {
+  update(p + offset, g, s.a.data() + offset, s.b.empty() ? nullptr : s.b.data() + offset, n, lr);
 }
 
 void Optimizer::step(Params& P, const Gradients& g, int num_threads) {
@@ -63,7 +66,8 @@ void Optimizer::step(Params& P, const Gradients& g, int num_threads) {
   P.d.for_each([&](const char*, std::vector<float>& v) { params.push_back(&v); });
   const_cast<Dense&>(g.dense).for_each([&](const char*, std::vector<float>& v) { grads.push_back(&v); });
   parallel_for(static_cast<int64_t>(params.size()), num_threads, [&](int64_t k) {
-    update_row(params[k]->data(), grads[k]->data(), dense_[k], 0, static_cast<int64_t>(params[k]->size()));
+    update_row(params[k]->data(), grads[k]->data(), dense_[k], 0, static_cast<int64_t>(params[k]->size()),
+               dense_lr_[k]);
   });
 
   const int H = P.H;
@@ -78,16 +82,16 @@ void Optimizer::step(Params& P, const Gradients& g, int num_threads) {
       sum.assign(gr, gr + H);
       if (const float* ge = g.emb.row(item))
         for (int k = 0; k < H; ++k) sum[k] += ge[k];
-      update_row(P.E.data(), sum.data(), E_, off, H);
+      update_row(P.E.data(), sum.data(), E_, off, H, cfg_.lr);
     } else {
-      update_row(P.O.data(), gr, O_, off, H);
+      update_row(P.O.data(), gr, O_, off, H, cfg_.lr);
     }
-    update_row(P.bo.data(), gr + H, bo_, item, 1);
+    update_row(P.bo.data(), gr + H, bo_, item, 1, cfg_.lr);
   }, 64);
   parallel_for(n_in, num_threads, [&](int64_t s) {
     const int32_t item = g.emb.rows[s];
     if (P.tied && g.out.slot_of[item] >= 0) return;  // updated above with both gradients
-    update_row(P.E.data(), g.emb.grad.data() + s * H, E_, static_cast<int64_t>(item) * H, H);
+    update_row(P.E.data(), g.emb.grad.data() + s * H, E_, static_cast<int64_t>(item) * H, H, cfg_.lr);
   }, 64);
 }
 

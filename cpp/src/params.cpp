@@ -14,6 +14,7 @@ void Dense::resize(int H) {
   Wsx.assign(h3 * h, 0.f); Wsh.assign(h3 * h, 0.f); bs.assign(h3, 0.f);
   Wux.assign(h3 * h, 0.f); Wuh.assign(h3 * h, 0.f); bu.assign(h3, 0.f);
   u0.assign(h, 0.f);
+  rc.assign(kPosBuckets, 0.f); rd.assign(kAgeBuckets, 0.f); rV.assign(h * kRepeatCols, 0.f);
 }
 
 void Dense::zero() {
@@ -46,6 +47,9 @@ std::vector<int64_t> Params::shape(const std::string& name) const {
   if (name == "bg" || name == "b0" || name == "u0") return {h};
   if (name == "Wsx" || name == "Wsh" || name == "Wux" || name == "Wuh") return {3 * h, h};
   if (name == "bs" || name == "bu") return {3 * h};
+  if (name == "rc") return {kPosBuckets};
+  if (name == "rd") return {kAgeBuckets};
+  if (name == "rV") return {h, kRepeatCols};
   invalid("unknown parameter block '" + name + "'");
 }
 

@@ -8,6 +8,7 @@
 #include "hrnn/errors.h"
 #include "hrnn/kernels.h"
 #include "hrnn/parallel.h"
+#include "hrnn/repeat.h"
 
 namespace hrnn {
 
@@ -24,6 +25,8 @@ void next_item_ranks(const Params& P, const EventArrays& prefix, const EventArra
     if (ta == tb) return;
     if (b == a) invalid("next_item_ranks: user " + std::to_string(user) + " has test events but no history");
     std::vector<float> u(P.d.u0), h(H, 0.f), gaps;
+    std::vector<int32_t> recent_items;
+    std::vector<double> recent_ts;
     gaps.reserve(b - a);
     for (int64_t i = a; i < b; ++i)
       gaps.push_back(i > a ? static_cast<float>(prefix.timestamps[i] - prefix.timestamps[i - 1]) : 0.f);
@@ -34,9 +37,25 @@ void next_item_ranks(const Params& P, const EventArrays& prefix, const EventArra
       if (y < 0) {
         ranks[j] = 0;
       } else {
-        const float sy = dot(h.data(), O + static_cast<int64_t>(y) * H, H) + P.bo[y];
+        // Recent events (prefix and test so far, oldest first) give the repeat boosts.
+        const int64_t seen = (b - a) + (j - ta);
+        const int64_t n_recent = seen < kRepeatWindow ? seen : kRepeatWindow;
+        recent_items.clear();
+        recent_ts.clear();
+        for (int64_t q = seen - n_recent; q < seen; ++q) {
+          const bool in_prefix = q < b - a;
+          recent_items.push_back(in_prefix ? prefix.items[a + q] : test.items[ta + q - (b - a)]);
+          recent_ts.push_back(in_prefix ? prefix.timestamps[a + q] : test.timestamps[ta + q - (b - a)]);
+        }
+        const auto boosts = repeat_boosts(P, h.data(), recent_items.data(), recent_ts.data(), n_recent);
+        auto score = [&](int32_t i) { return dot(h.data(), O + static_cast<int64_t>(i) * H, H) + P.bo[i]; };
+        float sy = score(y);
+        for (const auto& [item, boost] : boosts)
+          if (item == y) sy += boost;
         int32_t higher = 0;
-        for (int64_t i = 0; i < P.n_items; ++i) higher += dot(h.data(), O + i * H, H) + P.bo[i] > sy;
+        for (int64_t i = 0; i < P.n_items; ++i) higher += score(static_cast<int32_t>(i)) > sy;
+        for (const auto& [item, boost] : boosts)  // the boosted items' own scores replace their base ones
+          if (item != y) higher += (score(item) + boost > sy) - (score(item) > sy);
         ranks[j] = higher + 1;
       }
       const float gap = static_cast<float>(test.timestamps[j] - last);

@@ -16,10 +16,16 @@ bool contains(const ItemSet* s, int32_t item) {
   return s != nullptr && std::binary_search(s->begin(), s->end(), item);
 }
 
+bool boosted(const Boosts* b, int32_t item) {
+  return b != nullptr && std::binary_search(b->begin(), b->end(), std::make_pair(item, 0.f),
+                                            [](const auto& x, const auto& y) { return x.first < y.first; });
+}
+
 }  // namespace
 
 void score_topk(const Params& P, const float* hs, int64_t M, int k, const std::vector<ItemSet>* exclude,
-                const ItemSet* include, int32_t* out_items, float* out_scores, int num_threads) {
+                const ItemSet* include, const std::vector<Boosts>* boosts, int32_t* out_items, float* out_scores,
+                int num_threads) {
   const int H = P.H;
   const float* O = P.out_rows();
   const int64_t N = P.n_items;
@@ -29,10 +35,12 @@ void score_topk(const Params& P, const float* hs, int64_t M, int k, const std::v
     thread_local std::vector<TopK> heaps;
     heaps.resize(kRows);
     for (int64_t r = r0; r < r1; ++r) heaps[r - r0].reset(k);
+    // Boosted items are skipped by the scan and offered once, with their boost, afterwards.
     auto offer = [&](int64_t r, int32_t item, float s) {
       TopK& t = heaps[r - r0];
       if (s <= t.threshold()) return;
       if (exclude && contains(&(*exclude)[r], item)) return;
+      if (boosts && boosted(&(*boosts)[r], item)) return;
       t.push(s, item);
     };
     if (include) {
@@ -48,7 +56,15 @@ void score_topk(const Params& P, const float* hs, int64_t M, int k, const std::v
         }
       }
     }
-    for (int64_t r = r0; r < r1; ++r) heaps[r - r0].write(out_items + r * k, out_scores + r * k);
+    for (int64_t r = r0; r < r1; ++r) {
+      if (boosts) {
+        for (const auto& [item, boost] : (*boosts)[r]) {
+          if ((exclude && contains(&(*exclude)[r], item)) || (include && !contains(include, item))) continue;
+          heaps[r - r0].push(dot(hs + r * H, O + static_cast<int64_t>(item) * H, H) + P.bo[item] + boost, item);
+        }
+      }
+      heaps[r - r0].write(out_items + r * k, out_scores + r * k);
+    }
   }, 1);
 }
 

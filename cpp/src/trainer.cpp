@@ -6,6 +6,7 @@
 #include <string>
 
 #include "hrnn/errors.h"
+#include "hrnn/repeat.h"
 #include "hrnn/step.h"
 
 namespace hrnn {
@@ -43,6 +44,8 @@ bool Trainer::plan_window(const EventArrays& ev, const float* weights, const std
                           size_t& next_user, Rng& rng) {
   const int T = cfg_.bptt, B = cfg_.batch_size, S = cfg_.n_sample;
   bool any = false;
+  win_.rep_pos.clear();
+  win_.rep_age.clear();
   for (int t = 0; t < T; ++t) {
     for (int b = 0; b < B; ++b) {
       Lane& L = lanes_[b];
@@ -53,7 +56,7 @@ bool Trainer::plan_window(const EventArrays& ev, const float* weights, const std
         while (next_user < order.size()) {
           const int64_t u = order[next_user++];
           if (ev.offsets[u + 1] - ev.offsets[u] >= 2) {
-            L = {u, ev.offsets[u], ev.offsets[u + 1]};
+            L = {u, ev.offsets[u], ev.offsets[u + 1], ev.offsets[u]};
             flags = kFresh;
             break;
           }
@@ -61,6 +64,7 @@ bool Trainer::plan_window(const EventArrays& ev, const float* weights, const std
         if (L.user < 0) {
           win_.items[i] = win_.targets[i] = -1;
           win_.flags[i] = 0;
+          win_.rep_offsets[i + 1] = static_cast<int32_t>(win_.rep_pos.size());
           continue;
         }
       }
@@ -71,6 +75,15 @@ bool Trainer::plan_window(const EventArrays& ev, const float* weights, const std
       win_.flags[i] = flags;
       win_.gaps[i] = flags & kFresh ? 0.f : static_cast<float>(ev.timestamps[p] - ev.timestamps[p - 1]);
       win_.weights[i] = weights ? weights[p + 1] : 1.f;
+      if (cfg_.repeat) {  // the target's occurrences among the lane's last kRepeatWindow events
+        const int32_t y = ev.items[p + 1];
+        for (int64_t j = std::max(L.start, p - kRepeatWindow + 1); j <= p; ++j) {
+          if (ev.items[j] != y) continue;
+          win_.rep_pos.push_back(pos_bucket(p - j));
+          win_.rep_age.push_back(age_bucket(ev.timestamps[p] - ev.timestamps[j]));
+        }
+      }
+      win_.rep_offsets[i + 1] = static_cast<int32_t>(win_.rep_pos.size());
       any = true;
     }
     for (int s = 0; s < S; ++s) win_.negatives[static_cast<int64_t>(t) * S + s] = sampler_.draw(rng);

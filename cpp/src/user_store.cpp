@@ -25,6 +25,7 @@ void UserStore::build(const Params& P, const EventArrays& ev, int num_threads) {
   }
   a.history_offsets.assign(ev.offsets, ev.offsets + ev.n_users + 1);
   a.history_items.assign(ev.items, ev.items + ev.n_events);
+  a.history_ts.assign(ev.timestamps, ev.timestamps + ev.n_events);
   load(std::move(a));
 }
 
@@ -34,13 +35,16 @@ void UserStore::load(UserArrays a) {
   require(a.U.size() == n * H && a.Hs.size() == n * H && a.last_ts.size() == n && a.n_events.size() == n &&
               a.last_session.size() == n && a.history_offsets.size() == n + 1,
           "user store: array sizes do not match the number of users");
-  require(a.history_offsets[0] == 0 && a.history_offsets[n] == static_cast<int64_t>(a.history_items.size()),
+  require(a.history_offsets[0] == 0 && a.history_offsets[n] == static_cast<int64_t>(a.history_items.size()) &&
+              a.history_ts.size() == a.history_items.size(),
           "user store: history offsets do not match the history");
   std::vector<std::vector<int32_t>> hist(n);
+  std::vector<std::vector<double>> hist_ts(n);
   for (size_t u = 0; u < n; ++u) {
     const int64_t b = a.history_offsets[u], e = a.history_offsets[u + 1];
     require(b <= e, "user store: history offsets must be non-decreasing");
     hist[u].assign(a.history_items.begin() + b, a.history_items.begin() + e);
+    hist_ts[u].assign(a.history_ts.begin() + b, a.history_ts.begin() + e);
   }
   std::unique_lock<std::shared_mutex> lock(mu_);
   H_ = a.H;
@@ -50,6 +54,7 @@ void UserStore::load(UserArrays a) {
   n_events_ = std::move(a.n_events);
   last_session_ = std::move(a.last_session);
   history_ = std::move(hist);
+  history_ts_ = std::move(hist_ts);
 }
 
 UserArrays UserStore::dump() const {
@@ -59,8 +64,9 @@ UserArrays UserStore::dump() const {
   a.H = H_;
   a.U = U_, a.Hs = Hs_, a.last_ts = last_ts_, a.n_events = n_events_, a.last_session = last_session_;
   a.history_offsets.assign(1, 0);
-  for (const auto& h : history_) {
-    a.history_items.insert(a.history_items.end(), h.begin(), h.end());
+  for (size_t u = 0; u < history_.size(); ++u) {
+    a.history_items.insert(a.history_items.end(), history_[u].begin(), history_[u].end());
+    a.history_ts.insert(a.history_ts.end(), history_ts_[u].begin(), history_ts_[u].end());
     a.history_offsets.push_back(static_cast<int64_t>(a.history_items.size()));
   }
   return a;
@@ -89,6 +95,7 @@ void UserStore::ensure(const Params& P, int64_t n) {
   n_events_.resize(n, 0);
   last_session_.resize(n, kNoSession);
   history_.resize(n);
+  history_ts_.resize(n);
 }
 
 void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, const double* ts,
@@ -126,14 +133,23 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
   last_session_[user] = prev_session;
   n_events_[user] = had + n;
   history_[user].insert(history_[user].end(), items, items + n);
+  history_ts_[user].insert(history_ts_[user].end(), ts, ts + n);
 }
 
-bool UserStore::read(int64_t user, float* h, std::vector<int32_t>* history) const {
+bool UserStore::read(int64_t user, float* h, std::vector<int32_t>* history, int64_t recent,
+                     std::vector<int32_t>* recent_items, std::vector<double>* recent_ts) const {
   std::shared_lock<std::shared_mutex> structure(mu_);
   check_user(user);
   std::lock_guard<std::mutex> lock(stripe(user));
   std::memcpy(h, Hs_.data() + user * H_, sizeof(float) * H_);
   if (history) *history = history_[user];
+  if (recent_items && recent_ts) {
+    const auto& it = history_[user];
+    const auto& ts = history_ts_[user];
+    const size_t first = it.size() > static_cast<size_t>(recent) ? it.size() - recent : 0;
+    recent_items->assign(it.begin() + first, it.end());
+    recent_ts->assign(ts.begin() + first, ts.end());
+  }
   return n_events_[user] > 0;
 }
 

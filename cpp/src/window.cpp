@@ -8,6 +8,7 @@
 #include "hrnn/gemm.h"
 #include "hrnn/kernels.h"
 #include "hrnn/parallel.h"
+#include "hrnn/repeat.h"
 #include "hrnn/rng.h"
 #include "hrnn/step.h"
 
@@ -24,6 +25,9 @@ void Window::resize(int T_, int B_, int S_, int H) {
   negatives.assign(static_cast<size_t>(T) * S, 0);
   u_init.assign(static_cast<size_t>(B) * H, 0.f);
   h_init.assign(static_cast<size_t>(B) * H, 0.f);
+  rep_offsets.assign(tb + 1, 0);
+  rep_pos.clear();
+  rep_age.clear();
 }
 
 void Window::validate(int64_t n_items) const {
@@ -42,6 +46,13 @@ void Window::validate(int64_t n_items) const {
   }
   for (int32_t n : negatives)
     require(n >= 0 && n < n_items, "negative sample out of range: " + std::to_string(n));
+  require(rep_offsets.size() == tb + 1 && rep_offsets[0] == 0 &&
+              rep_offsets[tb] == static_cast<int32_t>(rep_pos.size()) && rep_pos.size() == rep_age.size(),
+          "repeat occurrence arrays do not match the window");
+  for (size_t i = 0; i < tb; ++i)
+    require(rep_offsets[i] <= rep_offsets[i + 1], "repeat occurrence offsets must be non-decreasing");
+  for (size_t m = 0; m < rep_pos.size(); ++m)
+    require(rep_pos[m] < kPosBuckets && rep_age[m] < kAgeBuckets, "repeat bucket out of range");
 }
 
 void SparseGrad::reset(int64_t n_items, int width_) {
@@ -161,7 +172,7 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
           for (int k = 0; k < H; ++k) oct_[static_cast<int64_t>(k) * Cp + c] = src[k];
         }
         cbias_[c] = it >= 0 ? P.bo[it] : 0.f;
-        clq_[c] = it >= 0 ? logq[it] : 0.f;
+        clq_[c] = it >= 0 && cfg.loss.logq ? logq[it] : 0.f;
       }
 #pragma omp barrier
       for (int b = b0; b < b1; ++b) {
@@ -201,12 +212,19 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
         }
         const int32_t y = w.targets[i];
         float* r = R_.data() + static_cast<int64_t>(b) * Cp;
-        for (int c = 0; c < Cp; ++c) {
-          const int32_t it = col_items_[c];
-          inc[c] = it >= 0 && (c == b || it != y);
-          r[c] += cbias_[c];
+        for (int c = 0; c < Cp; ++c) r[c] += cbias_[c];
+        const float* ho = hout_.data() + static_cast<int64_t>(b) * Hp;
+        for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m)
+          r[b] += repeat_term(P, ho, w.rep_pos[m], w.rep_age[m]);
+        const float scale = w.weights[i] * scale_base;
+        float ce;
+        if (cfg.loss.kind == LossKind::Softmax) {
+          ce = softmax_row(Cp, r, clq_.data(), col_items_.data(), y, b, scale, dlb);
+        } else {
+          for (int c = 0; c < Cp; ++c) inc[c] = col_items_[c] >= 0 && (c == b || col_items_[c] != y);
+          ce = bpr_max_row(cfg.loss.bpreg, r, inc, Cp, b, scale, dlb);
         }
-        loss += w.weights[i] * row_loss(cfg.loss, r, clq_.data(), inc, Cp, b, w.weights[i] * scale_base, dlb);
+        loss += w.weights[i] * ce;
       }
       if (b1 > b0) {
         gemm_nn(b1 - b0, Hp, Cp, dl_.data() + static_cast<int64_t>(b0) * Cp, Cp, oc_.data(), Hp,
@@ -215,7 +233,20 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
       for (int b = b0; b < b1; ++b) {
         if (!has_loss_[b]) continue;
         const int64_t i = static_cast<int64_t>(t) * B + b;
-        const float* src = dhout_.data() + static_cast<int64_t>(b) * Hp;
+        float* src = dhout_.data() + static_cast<int64_t>(b) * Hp;
+        const float g_own = dl_[static_cast<int64_t>(b) * Cp + b];
+        const float* ho = hout_.data() + static_cast<int64_t>(b) * Hp;
+        for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m) {
+          const int pos = w.rep_pos[m], age = kPosBuckets + w.rep_age[m];
+          gd.rc[pos] += g_own;
+          gd.rd[w.rep_age[m]] += g_own;
+          const float* V = P.d.rV.data();
+          for (int k = 0; k < H; ++k) {
+            gd.rV[k * kRepeatCols + pos] += g_own * ho[k];
+            gd.rV[k * kRepeatCols + age] += g_own * ho[k];
+            src[k] += g_own * (V[k * kRepeatCols + pos] + V[k * kRepeatCols + age]);
+          }
+        }
         const float* mask = mask_.data() + static_cast<int64_t>(b) * H;
         float* dho = dh_loss_.data() + i * H;
         for (int k = 0; k < H; ++k) dho[k] = cfg.dropout > 0.f ? src[k] * mask[k] : src[k];

@@ -140,7 +140,7 @@ class Baseline(Recommender):
         if exclude_interacted and users[0] >= 0:
             seen = self._hist.items_of(users[0])
             allowed[seen[seen >= 0]] = False
-        candidates = np.flatnonzero(allowed)
+        candidates = self._pop_order[allowed[self._pop_order]]  # ties: the more popular
         order = top_k(scores[candidates][None, :], min(k, len(candidates)))[0]
         best = candidates[order]
         return self._item_ids[best], scores[best].astype(np.float32)
@@ -205,9 +205,9 @@ class Baseline(Recommender):
             Lengths differ, or a timestamp is not finite or goes back in time; nothing changes.
         """
         self._check_fitted()
-        self._hist.append(user_id, self._indices(_as_list(item_ids)),
-                          timestamps if isinstance(timestamps, np.ndarray) else _as_list(timestamps),
-                          session_id,
+        if not isinstance(timestamps, np.ndarray):
+            timestamps = _as_list(timestamps)
+        self._hist.append(user_id, self._indices(_as_list(item_ids)), timestamps, session_id,
                           self._session_gap())
 
 

@@ -29,6 +29,17 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         return np.zeros((rows, 0), dtype=np.int64)
     if k < n:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # argpartition picks any of the items tied with the k-th score; where such a tie
+        # crosses the cut, take the lowest indices among the tied ones instead.
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+        tied = scores == kth[:, None]
+        taken = (np.take_along_axis(scores, part, axis=1) == kth[:, None]).sum(axis=1)
+        bad = tied.sum(axis=1) > taken
+        if bad.any():
+            above = scores[bad] > kth[bad, None]
+            need = k - above.sum(axis=1)
+            keep = above | (tied[bad] & (np.cumsum(tied[bad], axis=1) <= need[:, None]))
+            part[bad] = np.nonzero(keep)[1].reshape(-1, k)
     else:
         part = np.broadcast_to(np.arange(n, dtype=np.int64), scores.shape)
     vals = np.take_along_axis(scores, part, axis=1)
@@ -50,7 +61,8 @@ def sparse_top_k(rows, items, values, scale, backoff, pop_order, k: int, n_rows:
 
     Any item without sparse evidence is outranked by the popular items before it, so the top k
     lies within the evidence plus the first ``k + (evidence or excluded items of the row)``
-    items of ``pop_order`` (items by decreasing ``backoff``); only those are scored.
+    items of ``pop_order`` (items by decreasing ``backoff``); only those are scored. Equal
+    scores are ordered as in ``pop_order``, on both the sparse and the dense path.
 
     Parameters
     ----------
@@ -80,7 +92,8 @@ def sparse_top_k(rows, items, values, scale, backoff, pop_order, k: int, n_rows:
                              minlength=n_rows * n_items).reshape(n_rows, n_items)
         if len(ex_rows):
             dense[ex_rows, ex_items] = -np.inf
-        best = top_k(dense, k)
+        # Columns in popularity order, so that ties go to the more popular item.
+        best = pop_order[top_k(dense[:, pop_order], k)]
         return best, np.take_along_axis(dense, best, axis=1)
     first = np.cumsum(m) - m
     r = np.concatenate([rows, np.repeat(np.arange(n_rows, dtype=np.int64), m)])
@@ -90,7 +103,9 @@ def sparse_top_k(rows, items, values, scale, backoff, pop_order, k: int, n_rows:
     score = v + scale[r] * backoff[i]
     if len(ex_rows):
         score[np.isin(r * n_items + i, ex_rows * n_items + ex_items)] = -np.inf
-    order = np.lexsort((i, -score, r))
+    pop_rank = np.empty(n_items, dtype=np.int64)
+    pop_rank[pop_order] = np.arange(n_items)
+    order = np.lexsort((pop_rank[i], -score, r))  # ties go to the more popular item
     r, i, score = r[order], i[order], score[order]
     start = np.searchsorted(r, np.arange(n_rows))
     keep = np.arange(len(r)) - start[r] < k
@@ -98,7 +113,8 @@ def sparse_top_k(rows, items, values, scale, backoff, pop_order, k: int, n_rows:
 
 
 def csr_gather(indptr: np.ndarray, rows: np.ndarray, cap=None) -> tuple:
-    """Positions of the entries of CSR rows ``rows`` (at most ``cap`` of each, from its start).
+    """Positions of the entries of CSR rows ``rows`` (at most ``cap`` of each, from its start;
+    ``cap`` may be one number or one per row).
 
     Returns
     -------

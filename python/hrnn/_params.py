@@ -23,6 +23,7 @@ SPECS = {
     "logq": ("bool", None, None),
     "dropout": ("float", 0.0, 0.9),
     "tie_embeddings": ("bool", None, None),
+    "repeat": ("bool", None, None),
     "session_gap": ("float", 1.0, 1e9),
     "recency_half_life": ("float?", 1.0, 1e12),
     "num_threads": ("int", 0, 4096),

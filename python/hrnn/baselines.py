@@ -1,20 +1,20 @@
 """Baselines with the same interface as HRNN, for honest comparison.
 
-``Popularity``, ``Markov``, ``RepeatRule`` and ``SessionKNN`` learn from an interactions table with
-``fit``, keep every user's history (dense item indices) and extend it with ``put_events``, and answer
-``recommend`` / ``recommend_batch`` with the user's own item ids, best first. Each model
+``Popularity``, ``Markov``, ``RepeatRule`` and ``SessionKNN`` learn from an interactions table
+with ``fit``, keep every user's history (dense item indices) and extend it with ``put_events``,
+and answer ``recommend`` / ``recommend_batch`` with the user's own item ids, best first. Each model
 scores a chunk of users as sparse evidence (gathered from CSR arrays with numpy) plus a weighted
 popularity back-off; the top k is taken over the evidence and the head of the popularity ranking,
 or over a dense block when the catalogue is small. No Python loop runs over events; a few run over
 the users of a batch.
 
-Scores: a model's own evidence maps to (1, 2], popularity fills the remaining slots below 1, so
-``score > 1`` tells which items came from the model and which from the popularity back-off.
+Scores are each model's own: Popularity's (weighted) counts; Markov's transition count plus a
+popularity back-off in [0, 1); SessionKNN's neighbour votes mapped to (1, 2] with popularity-only
+items below 1; RepeatRule's mixture probability. Equal scores go to the more popular item.
 """
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from ._baseline_base import Baseline, check_gap, check_range, lift
 from ._baseline_history import coalesce, csr_gather
@@ -229,11 +229,14 @@ class RepeatRule(Baseline):
                 np.concatenate([rep, new[t_rows] * t_val, cancel]), scale)
 
 
+_MAX_SESSION = 1000  # SessionKNN reads at most the last 1000 events of the current session
+
+
 class SessionKNN(Baseline):
     """V-SKNN (Ludewig & Jannach 2018): items of the past sessions most similar to the current one.
 
-    The current session is the user's last one (by the gap rule or SESSION_ID), its items
-    weighted by linear position decay (the i-th of n events weighs i / n; a repeated item keeps
+    The current session is the user's last one (by the gap rule or SESSION_ID; at most its last
+    1000 events), its items weighted by linear position decay (the i-th of n events weighs i / n; a repeated item keeps
     its latest weight). Candidate neighbours are recent training sessions sharing an item with it
     (each item contributes its ``max(1, sample_size // items in the session)`` most recent
     sessions, so a query touches about ``sample_size`` sessions). Similarity is
@@ -278,6 +281,7 @@ class SessionKNN(Baseline):
         order = np.lexsort((-recency[ps], pi))
         self._item_ptr = np.concatenate([[0], np.cumsum(np.bincount(pi, minlength=log.n_items))])
         self._item_sess = ps[order]
+        self._recency = recency
         # A fitted user's current session is its last training session until a new one starts:
         # it must not be its own neighbour.
         self._own_session = sess_of_event[log.offsets[1:] - 1]
@@ -285,28 +289,26 @@ class SessionKNN(Baseline):
 
     def _evidence(self, users):
         b, n = len(users), self.n_items
-        rows, items, pos, length = self._hist.sessions(users, max_len=1000)
+        rows, items, pos, length = self._hist.sessions(users, max_len=_MAX_SESSION)
         ok = items >= 0
         rows, items, w = rows[ok], items[ok], pos[ok] / length[rows[ok]]
         # Distinct items of each current session, keeping the latest (largest) weight.
         order = np.lexsort((w, items, rows))
         key = rows[order] * n + items[order]
-        last = np.r_[key[1:] != key[:-1], True]
+        last = np.ones(len(key), dtype=bool)
+        last[:-1] = key[1:] != key[:-1]
         rows, items, w = rows[order][last], items[order][last], w[order][last]
         n_cur = np.bincount(rows, minlength=b)
         cap = np.maximum(1, self.sample_size // np.maximum(n_cur, 1))[rows]
-        starts = self._item_ptr[items]
-        lens = np.minimum(self._item_ptr[items + 1] - starts, cap)
-        owner = np.repeat(np.arange(len(items)), lens)
-        flat = np.arange(int(lens.sum())) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
+        owner, flat = csr_gather(self._item_ptr, items, cap)
         c_rows, c_sess = rows[owner], self._item_sess[flat]
         own = self._own_sessions(users, length)
         keep = c_sess != own[c_rows]
         c_rows, c_sess, c_w = coalesce(c_rows[keep], c_sess[keep], w[owner][keep],
                                        len(self._sess_len))
         sim = c_w / np.sqrt(n_cur[c_rows] * self._sess_len[c_sess])
-        # The k most similar neighbours of each row.
-        order = np.lexsort((c_sess, -sim, c_rows))
+        # The k most similar neighbours of each row (ties: the more recent session).
+        order = np.lexsort((-self._recency[c_sess], -sim, c_rows))
         c_rows, c_sess, sim = c_rows[order], c_sess[order], sim[order]
         rank = np.arange(len(c_rows)) - np.searchsorted(c_rows, np.arange(b))[c_rows]
         top = rank < self.k

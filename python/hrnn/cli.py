@@ -8,7 +8,13 @@ as a one-line ``error: ...`` on stderr with exit code 2; ``--traceback`` shows t
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
+import os
+import re
 import sys
+import textwrap
+import time
 import warnings
 from typing import Callable, List, Optional
 
@@ -17,6 +23,26 @@ EXIT_USER_ERROR = 2
 # Exceptions that mean "the input or the arguments are wrong", not "hrnn has a bug".
 # OSError covers missing/unreadable files and corrupt gzip; pandas' parser errors are ValueErrors.
 USER_ERRORS = (OSError, EOFError, KeyError, ValueError, TypeError, ImportError)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps prose paragraphs to the terminal; keeps indented lines (the examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out = []
+        for para in textwrap.dedent(text).strip("\n").split("\n\n"):
+            lines = para.split("\n")
+            if any(line.startswith(" ") for line in lines):
+                out.append("\n".join(indent + line for line in lines))
+            else:
+                out.append(textwrap.fill(" ".join(para.split()), width, break_on_hyphens=False,
+                                         initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(out)
+
+
+def _add_parser(sub, name: str, help: str, description: str, epilog: str):
+    return sub.add_parser(name, help=help, description=description, epilog=epilog,
+                          formatter_class=_Formatter)
 
 
 def _add_columns(p: argparse.ArgumentParser) -> None:
@@ -47,11 +73,16 @@ def _fraction(text: str) -> float:
 # ------------------------------------------------------------------------------------- inspect
 
 def _add_inspect(sub) -> None:
-    p = sub.add_parser("inspect", help="summarise an interactions file and its history lengths",
-                       description="Print events, users, items, sessions, time span, event "
-                                   "types and a histogram of user history lengths with the "
-                                   "percentile cut-offs marked, to choose "
-                                   "min/max_user_history_length_percentile before training.")
+    p = _add_parser(sub, "inspect", help="summarise an interactions file and its history lengths",
+                    description="Print events, users, items, sessions, time span, event "
+                                "types and a histogram of user history lengths with the "
+                                "percentile cut-offs marked, to choose "
+                                "min/max_user_history_length_percentile before training.",
+                    epilog="""\
+examples:
+  hrnn inspect interactions.csv
+  hrnn inspect interactions.csv.gz --max-pct 0.95 --plot lengths.png
+  hrnn inspect clicks.parquet --user-col session_id""")
     p.add_argument("data", help="interactions file (.csv, .csv.gz or .parquet)")
     p.add_argument("--min-pct", type=_fraction, default=0.0, metavar="P",
                    help="min_user_history_length_percentile to preview (default 0.0)")
@@ -75,14 +106,365 @@ def _run_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-# Later subcommands (train, recommend, evaluate, tune, quickstart) add an _add_<name> here.
-COMMANDS: List[Callable] = [_add_inspect]
+# --------------------------------------------------------------------------------------- train
 
+def _hrnn_defaults() -> dict:
+    """HRNN's hyperparameter defaults, read from its signature (the one place they live)."""
+    from .model import HRNN
+
+    return {n: p.default for n, p in inspect.signature(HRNN.__init__).parameters.items()
+            if n != "self"}
+
+
+def _choices(param: str) -> list:
+    from ._params import SPECS
+
+    return list(SPECS[param][0])
+
+
+# (option strings, HRNN parameter, add_argument keywords, help). Every flag sets the parameter of
+# the same name; a flag left out keeps HRNN's default, which the help shows from the signature.
+# "{default}" in a help text is replaced by that default.
+_TRAIN_FLAGS = [
+    (("--hidden-dimension",), "hidden_dimension", dict(type=int, metavar="H"),
+     "size of the item embeddings and of the session and user states, 32..256 "
+     "(default: {default})"),
+    (("--bptt",), "bptt", dict(type=int, metavar="STEPS"),
+     "steps of truncated back-propagation through time, 1..32 (default: {default})"),
+    (("--no-recency-mask",), "recency_mask", dict(action="store_false"),
+     "weigh every event alike (by default recent events weigh more in the loss and in the "
+     "popularity used for negatives and unknown users)"),
+    (("--recency-half-life",), "recency_half_life", dict(type=float, metavar="SECONDS"),
+     "half-life of the recency weights (default: a quarter of the log's time span)"),
+    (("--min-pct", "--min-user-history-length-percentile"),
+     "min_user_history_length_percentile", dict(type=_fraction, metavar="P"),
+     "leave users whose history is shorter than this percentile of history lengths out of "
+     "training; preview the cut with `hrnn inspect` (default: {default})"),
+    (("--max-pct", "--max-user-history-length-percentile"),
+     "max_user_history_length_percentile", dict(type=_fraction, metavar="P"),
+     "leave users whose history is longer than this percentile out of training, e.g. bots "
+     "(default: {default})"),
+    (("--event-type",), "event_type", dict(action="append", metavar="TYPE"),
+     "train only on events of this EVENT_TYPE; repeat the flag for several types "
+     "(default: all events)"),
+    (("--event-value-threshold",), "event_value_threshold", dict(type=float, metavar="V"),
+     "train only on events with EVENT_VALUE >= V (default: no threshold)"),
+    (("--epochs",), "epochs", dict(type=int, metavar="N"),
+     "passes over the training events (default: {default})"),
+    (("--batch-size",), "batch_size", dict(type=int, metavar="N"),
+     "users trained side by side in each mini-batch (default: {default})"),
+    (("--learning-rate",), "learning_rate", dict(type=float, metavar="LR"),
+     "optimizer step size (default: {default})"),
+    (("--optimizer",), "optimizer", dict(choices=_choices("optimizer")),
+     "optimizer (default: {default})"),
+    (("--momentum",), "momentum", dict(type=float, metavar="M"),
+     "Adagrad momentum, in [0, 1) (default: {default})"),
+    (("--loss",), "loss", dict(choices=_choices("loss")),
+     "sampled softmax cross-entropy or GRU4Rec's BPR-max (default: {default})"),
+    (("--n-sample",), "n_sample", dict(type=int, metavar="N"),
+     "negative items sampled per step, shared by the mini-batch (default: {default})"),
+    (("--sample-alpha",), "sample_alpha", dict(type=float, metavar="A"),
+     "negatives are drawn with probability popularity ** A; 0 = uniform "
+     "(default: {default})"),
+    (("--no-logq",), "logq", dict(action="store_false"),
+     "do not correct the sampled softmax for the sampling probability (logQ)"),
+    (("--bpreg",), "bpreg", dict(type=float, metavar="R"),
+     "score regularisation of --loss bpr-max (default: {default})"),
+    (("--dropout",), "dropout", dict(type=float, metavar="P"),
+     "dropout on the state before scoring, in [0, 0.9] (default: {default})"),
+    (("--tie-embeddings",), "tie_embeddings", dict(action="store_true"),
+     "use the input item embeddings as the output item vectors (fewer parameters)"),
+    (("--no-repeat",), "repeat", dict(action="store_false"),
+     "do not learn the repeat score (by default the user's last items get a learned boost "
+     "from how often and how recently they were seen)"),
+    (("--session-gap",), "session_gap", dict(type=float, metavar="SECONDS"),
+     "inactivity that starts a new session when the data has no SESSION_ID "
+     "(default: {default})"),
+    (("--num-threads",), "num_threads", dict(type=int, metavar="N"),
+     "threads for training and batch recommendations; 0 = all cores (default: {default})"),
+    (("--random-state",), "random_state", dict(type=int, metavar="SEED"),
+     "seed; with --num-threads 1 two runs give bit-identical models (default: random)"),
+    (("--device",), "device", dict(choices=_choices("device")),
+     "where to train (cuda needs hrnn built with CUDA) (default: {default})"),
+    (("--no-progress",), "show_progress", dict(action="store_false"),
+     "do not show the progress line (events/s, loss) while training"),
+]
+
+
+def _add_train(sub) -> None:
+    p = _add_parser(
+        sub, "train", help="train a model on an interactions file and save it",
+        description="Train an HRNN model (Amazon Personalize's aws-hrnn recipe) on an "
+                    "interactions file with USER_ID, ITEM_ID and TIMESTAMP columns (optionally "
+                    "EVENT_TYPE, EVENT_VALUE, SESSION_ID; names are matched case-insensitively) "
+                    "and save it to one model file for `hrnn recommend` or hrnn.load(). Every "
+                    "hyperparameter flag sets the HRNN parameter of the same name "
+                    "(--hidden-dimension is hidden_dimension); flags left out keep the "
+                    "defaults shown.",
+        epilog="""\
+examples:
+  hrnn train interactions.csv -o model.hrnn
+  hrnn train interactions.csv.gz -o model.hrnn --hidden-dimension 64 --epochs 20 --max-pct 0.95
+  hrnn train clicks.parquet -o model.hrnn --user-col session_id --event-type click
+  hrnn recommend model.hrnn --user 42""")
+    p.add_argument("data", help="interactions file (.csv, .csv.gz or .parquet)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL",
+                   help="where to save the trained model (one file; overwritten)")
+    defaults = _hrnn_defaults()
+    g = p.add_argument_group("hyperparameters (each sets the HRNN parameter of the same name)")
+    for flags, param, kwargs, text in _TRAIN_FLAGS:
+        g.add_argument(*flags, dest=param, default=argparse.SUPPRESS,
+                       help=text.format(default=defaults[param]), **kwargs)
+    _add_columns(p)
+    p.set_defaults(func=_run_train)
+
+
+def _train_params(args: argparse.Namespace) -> dict:
+    """The HRNN keyword arguments of the flags given on the command line (only those)."""
+    params = {param: getattr(args, param) for _, param, _, _ in _TRAIN_FLAGS
+              if hasattr(args, param)}
+    if "event_type" in params and len(params["event_type"]) == 1:
+        params["event_type"] = params["event_type"][0]
+    return params
+
+
+def _check_output_path(path: str) -> None:
+    """Fail before a long training rather than at saving time."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save the model to {path}: no such folder {folder}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save the model to {path}: it is a folder")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .data import read_interactions
+    from .model import HRNN
+
+    params = _train_params(args)
+    flag_of = {param: flags[0] for flags, param, _, _ in _TRAIN_FLAGS}
+    try:
+        model = HRNN(**params)
+    except (TypeError, ValueError) as e:  # name the flag rather than the Python parameter
+        bad = [p for p in params if p in str(e)] or list(params)
+        raise ValueError(f"{flag_of[bad[0]]}: {e}") from e
+    _check_output_path(args.output)
+    t0 = time.perf_counter()
+    table = read_interactions(args.data, _columns(args))
+    model.fit(table)
+    seconds = time.perf_counter() - t0
+    model.save(args.output)
+    history = model.history_
+    train_seconds = sum(h["seconds"] for h in history)
+    train_events = sum(h["events"] for h in history)
+    rows = [("model", f"{args.output}"),
+            ("users", f"{len(model.user_ids_):,}"),
+            ("items", f"{len(model.item_ids_):,}"),
+            ("events", f"{len(table):,}"),
+            ("epochs", f"{len(history)}"),
+            ("seconds", f"{seconds:,.1f} (reading, training and computing user states)"),
+            ("events/s", f"{train_events / max(train_seconds, 1e-9):,.0f} (training)"),
+            ("final loss", f"{history[-1]['loss']:.4f}" if history else "-")]
+    print("\n".join(f"{k:<11} {v}" for k, v in rows))
+    return 0
+
+
+# ----------------------------------------------------------------------------------- recommend
+
+def _num_results(text: str) -> int:
+    from ._ids import MAX_RESULTS
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= MAX_RESULTS:
+        raise argparse.ArgumentTypeError(f"must be in [1, {MAX_RESULTS}], got {text}")
+    return value
+
+
+def _add_recommend(sub) -> None:
+    from .model import HRNN
+
+    n_default = inspect.signature(HRNN.recommend).parameters["num_results"].default
+    p = _add_parser(
+        sub, "recommend", help="recommend items for one user, or for a file of users",
+        description="Print the items a saved model recommends next for a user, best first, "
+                    "with their scores; or, with --users, recommend for every user in a file "
+                    "(Personalize batch inference) and write one JSON line per user. User ids "
+                    "on the command line and in plain-text files are strings; when the model's "
+                    "user ids are integers, a numeric id such as 42 is looked up as the "
+                    "integer 42. A user the model does not know gets the most popular items "
+                    "(with a warning).",
+        epilog="""\
+examples:
+  hrnn recommend model.hrnn --user 42
+  hrnn recommend model.hrnn --user 42 -n 10 --exclude-interacted --json
+  hrnn recommend model.hrnn --users users.txt -o recommendations.jsonl
+
+--users file: one user id per line, or Personalize batch-inference input lines
+  {"userId": "42"}
+output (--json, --users): one JSON line per user, in the order of the file
+  {"userId": 42, "recommendedItems": [7, 3, ...], "scores": [5.12, 4.9, ...]}""")
+    p.add_argument("model", help="a model file written by `hrnn train` or HRNN.save()")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="USER_ID", help="recommend for this user")
+    who.add_argument("--users", metavar="FILE",
+                     help="recommend for every user id in FILE (one per line, or JSON lines "
+                          "{\"userId\": ...}; - reads standard input), in one batch")
+    p.add_argument("-n", "--num-results", type=_num_results, default=n_default, metavar="N",
+                   help=f"how many items per user, 1..500 (default: {n_default})")
+    p.add_argument("--exclude-interacted", action="store_true",
+                   help="leave out items the user has already interacted with")
+    p.add_argument("--json", action="store_true",
+                   help="with --user: print one JSON line instead of 'item<TAB>score' lines")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the results to FILE instead of standard output "
+                        "(JSON lines with --users)")
+    p.add_argument("--num-threads", type=int, metavar="N",
+                   help="threads for --users; 0 = all cores (default: the model's)")
+    p.set_defaults(func=_run_recommend)
+
+
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
+class _UserIds:
+    """Turns user ids read as text into the model's ids: "42" -> 42 when ids are integers."""
+
+    def __init__(self, model):
+        ids = model.known_user_ids
+        self.kind = ids.dtype.kind
+        self.known = set(ids.tolist()) if self.kind == "O" else None
+
+    def __call__(self, value):
+        if isinstance(value, bool) or value is None or not isinstance(value, (str, int, float)):
+            raise ValueError(f"a user id must be a string or a number, got {value!r}")
+        text = str(value).strip()
+        if self.kind in "iu":
+            return int(text) if _INT.fullmatch(text) else text
+        if self.kind == "f":
+            try:
+                return float(text)
+            except ValueError:
+                return text
+        if self.known is not None and text not in self.known and _INT.fullmatch(text) \
+                and int(text) in self.known:  # ids of mixed types
+            return int(text)
+        return text
+
+
+def _plain(value):
+    """A JSON-ready Python scalar from a numpy one."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _result(user, items, scores) -> dict:
+    keep = [i for i, (item, s) in enumerate(zip(items, scores))
+            if item is not None and s != float("-inf")]
+    return {"userId": _plain(user),
+            "recommendedItems": [_plain(items[i]) for i in keep],
+            # str() of a float32 is its shortest round-tripping text: 4.9760084, not 4.976008415
+            "scores": [float(str(scores[i])) for i in keep]}
+
+
+def _read_user_file(path: str, to_id) -> list:
+    if path != "-" and not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    f = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    users = []
+    try:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("{"):
+                try:
+                    value = json.loads(line)["userId"]
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path} line {n}: not valid JSON ({e})") from None
+                except (KeyError, TypeError):
+                    raise ValueError(f"{path} line {n}: a JSON line needs a \"userId\" "
+                                     f"field") from None
+            else:
+                value = line
+            try:
+                users.append(to_id(value))
+            except ValueError as e:
+                raise ValueError(f"{path} line {n}: {e}") from None
+    finally:
+        if f is not sys.stdin:
+            f.close()
+    if not users:
+        raise ValueError(f"{path} holds no user ids")
+    return users
+
+
+def _warn_unknown(unknown: list, n: int) -> None:
+    if len(unknown) == 1:
+        warnings.warn(f"user {unknown[0]!r} is not in the model: it gets the most popular "
+                      "items", UserWarning)
+    elif unknown:
+        warnings.warn(f"{len(unknown):,} of {n:,} users are not in the model (e.g. "
+                      f"{unknown[0]!r}): they get the most popular items", UserWarning)
+
+
+def _run_recommend(args: argparse.Namespace) -> int:
+    from .model_file import load
+
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(f"no such file: {args.model}")
+    model = load(args.model)
+    if args.num_threads is not None:
+        try:
+            model.set_params(num_threads=args.num_threads)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"--num-threads: {e}") from e
+    to_id = _UserIds(model)
+    known = set(model.known_user_ids.tolist())
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        if args.user is not None:
+            user = to_id(args.user)
+            items, scores = model.recommend(user, num_results=args.num_results,
+                                            exclude_interacted=args.exclude_interacted)
+            _warn_unknown([user] if user not in known else [], 1)
+            if args.json:
+                out.write(json.dumps(_result(user, items, scores)) + "\n")
+            else:
+                out.writelines(f"{_plain(i)}\t{str(s)}\n" for i, s in zip(items, scores))
+            return 0
+        users = _read_user_file(args.users, to_id)
+        items, scores = model.recommend_batch(users, num_results=args.num_results,
+                                              exclude_interacted=args.exclude_interacted)
+        for r, user in enumerate(users):
+            out.write(json.dumps(_result(user, items[r], scores[r])) + "\n")
+        _warn_unknown([u for u in users if u not in known], len(users))
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.output:
+        print(f"wrote recommendations for {len(users):,} users to {args.output}")
+    return 0
+
+
+COMMANDS: List[Callable] = [_add_inspect, _add_train, _add_recommend]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
     parser = argparse.ArgumentParser(
-        prog="hrnn", description="Hierarchical recurrent recommender (gated HRNN).")
+        prog="hrnn", formatter_class=_Formatter,
+        description="Hierarchical recurrent recommender (gated HRNN, like Amazon Personalize's "
+                    "aws-hrnn recipe): learns from a log of USER_ID, ITEM_ID, TIMESTAMP "
+                    "interactions what each user will interact with next.",
+        epilog="""\
+examples:
+  hrnn inspect interactions.csv                   # look at the data first
+  hrnn train interactions.csv -o model.hrnn       # train and save a model
+  hrnn recommend model.hrnn --user 42             # top 25 items for user 42
+  hrnn recommend model.hrnn --users users.txt -o recs.jsonl
+
+Run `hrnn COMMAND --help` for a command's options.""")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--traceback", action="store_true",
                         help="show the full Python traceback on errors")

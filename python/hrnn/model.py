@@ -65,6 +65,9 @@ class HRNN(Recommender):
         Dropout on the hidden state before scoring, in [0, 0.9].
     tie_embeddings : bool
         Use the input item embedding as the output item vectors.
+    repeat : bool
+        Learn a repeat score: the user's last 50 items get a boost learned from how many events
+        and how much time ago they were seen (docs/engine.md, "Repeat score").
     session_gap : float
         Seconds of inactivity that end a session (when the data has no SESSION_ID).
     recency_half_life : float, optional
@@ -87,6 +90,7 @@ class HRNN(Recommender):
                  optimizer: str = "adagrad", momentum: float = 0.0, n_sample: int = 512,
                  sample_alpha: float = 0.5, loss: str = "softmax", bpreg: float = 1.0,
                  logq: bool = True, dropout: float = 0.0, tie_embeddings: bool = False,
+                 repeat: bool = True,
                  session_gap: float = 1800.0, recency_half_life: Optional[float] = None,
                  num_threads: int = 0, random_state: Optional[int] = None, device: str = "cpu",
                  show_progress: bool = True):
@@ -109,6 +113,7 @@ class HRNN(Recommender):
         self.logq = logq
         self.dropout = dropout
         self.tie_embeddings = tie_embeddings
+        self.repeat = repeat
         self.session_gap = session_gap
         self.recency_half_life = recency_half_life
         self.num_threads = num_threads
@@ -209,7 +214,8 @@ class HRNN(Recommender):
                               n_sample=self.n_sample, sample_alpha=self.sample_alpha,
                               loss=self.loss, logq=self.logq, bpreg=self.bpreg,
                               optimizer=self.optimizer, learning_rate=self.learning_rate,
-                              momentum=self.momentum, dropout=self.dropout, seed=seed,
+                              momentum=self.momentum, dropout=self.dropout, repeat=self.repeat,
+                              seed=seed,
                               num_threads=self.num_threads)
         w = weights if self.recency_mask else None
         n_targets = int(np.maximum(np.diff(arrays[0])[train_users] - 1, 0).sum())

@@ -1,4 +1,4 @@
-// Small dense matrix products for the training and scoring hot paths, with runtime CPU dispatch
+// The training and scoring hot paths (small dense matrix products, softmax rows), with runtime CPU dispatch
 // (AVX-512, AVX2+FMA, or portable SSE) instead of -march=native. Row-major, leading dimensions in
 // floats. N must be a multiple of kGemmAlign (callers pad their buffers).
 #pragma once
@@ -15,6 +15,12 @@ void gemm_nn(int M, int N, int K, const float* A, int lda, const float* B, int l
 // C[M x N] (+)= A^T . B, with A stored as [K x M]
 void gemm_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
              bool accumulate);
+
+// Sampled softmax cross-entropy of one lane over C candidate columns (docs/engine.md): column c takes
+// part when items[c] >= 0 and (c == own or items[c] != y). r: raw scores; lq: log sampling
+// probabilities (zeros for no logQ correction). Writes dr = scale * d ce / d r and returns ce.
+float softmax_row(int C, const float* r, const float* lq, const int* items, int y, int own, float scale,
+                  float* dr);
 
 // Which kernel set runs here: "avx512", "avx2" or "generic".
 const char* gemm_isa();

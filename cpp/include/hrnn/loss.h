@@ -1,4 +1,4 @@
-// The per-row training losses over a step's candidate columns (docs/engine.md).
+// The training losses' configuration, and BPR-max over a step's candidate columns (docs/engine.md).
 #pragma once
 #include <cstdint>
 
@@ -12,10 +12,10 @@ struct LossConfig {
   float bpreg = 1.0f;   // BPR-max score regularisation
 };
 
-// One lane's loss at one step. r: raw scores of the C candidate columns; logq_c: log sampling
-// probability of each column's item; included: which columns take part; own: the target's column.
-// Returns the unweighted loss and writes dr[c] = scale * d loss / d r[c] (0 for excluded columns).
-float row_loss(const LossConfig& cfg, const float* r, const float* logq_c, const uint8_t* included,
-               int C, int own, float scale, float* dr);
+// GRU4Rec's BPR-max loss of one lane at one step (the sampled softmax is softmax_row in gemm.h).
+// r: raw scores of the C candidate columns; included: which columns take part; own: the target's
+// column. Returns the unweighted loss and writes dr[c] = scale * d loss / d r[c] (0 for excluded
+// columns).
+float bpr_max_row(float bpreg, const float* r, const uint8_t* included, int C, int own, float scale, float* dr);
 
 }  // namespace hrnn

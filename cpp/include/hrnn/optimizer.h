@@ -17,6 +17,7 @@ struct OptConfig {
   float momentum = 0.0f;  // Adagrad
   float beta1 = 0.9f, beta2 = 0.999f;  // Adam
   float eps = 1e-6f;
+  float repeat_lr_scale = 0.1f;  // the repeat score's state part (rV) learns slower
 };
 
 class Optimizer {
@@ -30,12 +31,13 @@ class Optimizer {
   struct State {  // first and second slots, each the size of the parameter (second unused when empty)
     std::vector<float> a, b;
   };
-  void update(float* p, const float* g, float* a, float* b, int64_t n) const;
-  void update_row(float* p, const float* g, State& s, int64_t offset, int64_t n) const;
+  void update(float* p, const float* g, float* a, float* b, int64_t n, float lr) const;
+  void update_row(float* p, const float* g, State& s, int64_t offset, int64_t n, float lr) const;
   OptConfig cfg_;
   int64_t t_ = 0;
   float bc1_ = 1.f, bc2_ = 1.f;  // Adam bias corrections of the current step
   std::vector<State> dense_;
+  std::vector<float> dense_lr_;
   State E_, O_, bo_;
 };
 

@@ -7,10 +7,12 @@
 namespace hrnn {
 
 constexpr int kTimeFeatures = 2;
+constexpr int kPosBuckets = 8, kAgeBuckets = 8, kRepeatCols = kPosBuckets + kAgeBuckets;
 
 // The dense (non per-item) blocks. Used for parameters, gradients and optimizer state alike.
 struct Dense {
   std::vector<float> Wg, Vg, bg, W0, b0, Wsx, Wsh, bs, Wux, Wuh, bu, u0;
+  std::vector<float> rc, rd, rV;  // the repeat score (docs/engine.md, "Repeat score")
 
   void resize(int H);
   void zero();
@@ -19,6 +21,7 @@ struct Dense {
   void for_each(F&& f) {
     f("Wg", Wg); f("Vg", Vg); f("bg", bg); f("W0", W0); f("b0", b0); f("Wsx", Wsx); f("Wsh", Wsh);
     f("bs", bs); f("Wux", Wux); f("Wuh", Wuh); f("bu", bu); f("u0", u0);
+    f("rc", rc); f("rd", rd); f("rV", rV);
   }
   template <class F>
   void for_each(F&& f) const {

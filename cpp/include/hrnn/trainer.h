@@ -18,6 +18,7 @@ struct TrainConfig {
   LossConfig loss;
   OptConfig opt;
   float dropout = 0.f;
+  bool repeat = true;  // learn the repeat score (docs/engine.md)
   uint64_t seed = 0;
   int num_threads = 0;  // 0 = all cores
 
@@ -46,7 +47,7 @@ class Trainer {
 
  private:
   struct Lane {
-    int64_t user = -1, pos = 0, end = 0;
+    int64_t user = -1, pos = 0, end = 0, start = 0;
   };
   // Fills win_ with the next bptt steps; returns false when no lane has anything left.
   bool plan_window(const EventArrays& ev, const float* weights, const std::vector<int64_t>& order,

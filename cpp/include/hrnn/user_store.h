@@ -23,6 +23,7 @@ struct UserArrays {  // the store's content, for model files and bulk loads
   std::vector<int64_t> n_events, last_session;
   std::vector<int64_t> history_offsets;  // CSR of every user's item history, in time order
   std::vector<int32_t> history_items;
+  std::vector<double> history_ts;
 };
 
 class UserStore {
@@ -40,8 +41,10 @@ class UserStore {
   // order (among themselves or before the user's last event) or an item is out of range.
   void put_events(const Params& P, int64_t user, const int32_t* items, const double* ts, const int64_t* session,
                   int64_t n, double session_gap);
-  // Copies h and returns true when the user has at least one event; copies the history if asked.
-  bool read(int64_t user, float* h, std::vector<int32_t>* history) const;
+  // Copies h and returns true when the user has at least one event; copies the whole item history
+  // and the last `recent` events (items, timestamps) when asked.
+  bool read(int64_t user, float* h, std::vector<int32_t>* history, int64_t recent = 0,
+            std::vector<int32_t>* recent_items = nullptr, std::vector<double>* recent_ts = nullptr) const;
   void state(int64_t user, float* u, float* h, double* last_ts, int64_t* n_events) const;
 
  private:
@@ -54,6 +57,7 @@ class UserStore {
   std::vector<double> last_ts_;
   std::vector<int64_t> n_events_, last_session_;
   std::vector<std::vector<int32_t>> history_;
+  std::vector<std::vector<double>> history_ts_;
 };
 
 }  // namespace hrnn

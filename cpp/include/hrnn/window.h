@@ -16,6 +16,9 @@ struct Window {
   std::vector<uint8_t> flags;           // [T*B] StepFlags
   std::vector<int32_t> negatives;       // [T*S]
   std::vector<float> u_init, h_init;    // [B*H] lane states entering the window (constants)
+  // Repeat occurrences of each (t, b)'s target: entries rep_offsets[i] .. rep_offsets[i+1].
+  std::vector<int32_t> rep_offsets;     // [T*B + 1]
+  std::vector<uint8_t> rep_pos, rep_age;
 
   void resize(int T, int B, int S, int H);
   // Throws std::invalid_argument if an index is out of range or a flag is inconsistent.

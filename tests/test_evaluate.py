@@ -1,0 +1,312 @@
+"""The evaluation protocols: splits, leakage, hand-computed metrics, and the real data sets."""
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hrnn.base import Recommender
+from hrnn.baselines import Markov, Popularity, RepeatRule, SessionKNN
+from hrnn.data import read_interactions
+from hrnn.evaluate import evaluate, split_next_item, split_personalize
+
+PERSONALIZE_KEYS = {"precision@5", "precision@10", "precision@25", "ndcg@5", "ndcg@10",
+                    "ndcg@25", "mrr@25", "coverage", "n_users", "fit_seconds", "eval_seconds"}
+NEXT_ITEM_KEYS = {"recall@20", "mrr@20", "first_recall@20", "n_events", "n_users",
+                  "fit_seconds", "eval_seconds"}
+
+
+def make_log(n_users=60, n_items=30, seed=0):
+    """Users with 1-4 sessions (gaps of more than 1800 s between them) of 1-7 events."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        t = 1_000_000 + int(rng.integers(0, 10_000))
+        for _ in range(int(rng.integers(1, 5))):
+            for _ in range(int(rng.integers(1, 8))):
+                rows.append((f"u{u}", f"i{int(rng.integers(n_items))}", t))
+                t += int(rng.integers(10, 600))
+            t += 5000 + int(rng.integers(0, 100_000))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+class Spy(Recommender):
+    """Records what it is fitted on, every put_events and every recommend_batch in ``journal``
+    (a list shared by its clones, since evaluate only ever touches a clone)."""
+
+    def __init__(self, journal=None):
+        self.journal = journal
+
+    def fit(self, data, columns=None):
+        df = read_interactions(data, columns)
+        self.journal.append(("fit", df.copy()))
+        self._items = pd.unique(df["ITEM_ID"])
+        return self
+
+    def put_events(self, user_id, item_ids, timestamps, session_id=None):
+        self.journal.append(("put", user_id, list(item_ids), list(timestamps)))
+
+    def recommend_batch(self, user_ids, num_results=25, exclude_interacted=False):
+        self.journal.append(("rec", list(user_ids)))
+        k = min(num_results, len(self._items))
+        ids = np.tile(self._items[:k], (len(user_ids), 1))
+        return ids, np.zeros(ids.shape, dtype=np.float32)
+
+
+class Fixed(Recommender):
+    """Recommends the same given list to everyone."""
+
+    def __init__(self, items=(), num_threads=1):
+        self.items = items
+        self.num_threads = num_threads
+
+    def fit(self, data, columns=None):
+        return self
+
+    def put_events(self, user_id, item_ids, timestamps, session_id=None):
+        pass
+
+    def recommend_batch(self, user_ids, num_results=25, exclude_interacted=False):
+        ids = np.tile(np.array(self.items[:num_results], dtype=object), (len(user_ids), 1))
+        return ids, np.zeros(ids.shape, dtype=np.float32)
+
+
+def keyset(df):
+    return set(zip(df["USER_ID"], df["ITEM_ID"], df["TIMESTAMP"]))
+
+
+# ----------------------------------------------------------------------------------- splits
+
+class TestSplits:
+    def test_personalize_split(self):
+        df = read_interactions(make_log())
+        s = split_personalize(df, random_state=1)
+        held = set(s.inputs["USER_ID"])
+        eligible = (df["USER_ID"].value_counts() >= 2).sum()
+        assert len(held) == round(0.1 * eligible) and held == set(s.truth["USER_ID"])
+        assert not held & set(s.train["USER_ID"])
+        assert len(s.train) + len(s.inputs) + len(s.truth) == len(df)
+        assert keyset(s.train) | keyset(s.inputs) | keyset(s.truth) == keyset(df)
+        for user, events in df[df["USER_ID"].isin(held)].groupby("USER_ID"):
+            truth = s.truth[s.truth["USER_ID"] == user]
+            inputs = s.inputs[s.inputs["USER_ID"] == user]
+            assert len(truth) == max(1, len(events) // 10) and len(inputs) >= 1
+            assert inputs["TIMESTAMP"].max() <= truth["TIMESTAMP"].min()
+            assert inputs["TIMESTAMP"].is_monotonic_increasing
+
+    def test_personalize_split_is_seeded(self):
+        df = make_log()
+        a, b = split_personalize(df, random_state=7), split_personalize(df, random_state=7)
+        pd.testing.assert_frame_equal(a.truth, b.truth)
+        pd.testing.assert_frame_equal(a.train, b.train)
+        others = [set(split_personalize(df, random_state=s).truth["USER_ID"]) for s in range(5)]
+        assert len({frozenset(o) for o in others}) > 1
+
+    def test_personalize_split_errors(self):
+        with pytest.raises(ValueError, match="holdout_fraction"):
+            split_personalize(make_log(), holdout_fraction=1.0)
+        with pytest.raises(ValueError, match="at least 2 users"):
+            split_personalize(pd.DataFrame({"USER_ID": ["a", "a"], "ITEM_ID": [1, 2],
+                                            "TIMESTAMP": [1, 2]}))
+
+    def test_next_item_split(self):
+        df = read_interactions(make_log())
+        s = split_next_item(df)
+        assert len(s.train) + len(s.test) == len(df)
+        for user, events in df.groupby("USER_ID"):
+            ts = np.sort(events["TIMESTAMP"].to_numpy())
+            starts = np.flatnonzero(np.r_[True, np.diff(ts) > 1800])
+            test = s.test.loc[s.test["USER_ID"] == user, "TIMESTAMP"].to_numpy()
+            if len(starts) < 2:
+                assert len(test) == 0
+            else:
+                np.testing.assert_array_equal(test, ts[starts[-1]:])
+
+    def test_next_item_split_session_ids(self):
+        df = pd.DataFrame({"USER_ID": ["a"] * 4 + ["b"] * 2, "ITEM_ID": [1, 2, 3, 4, 5, 6],
+                           "TIMESTAMP": [1, 2, 3, 4, 1, 2], "SESSION_ID": [0, 0, 1, 1, 2, 2]})
+        s = split_next_item(df)
+        assert s.test["ITEM_ID"].tolist() == [3, 4] and s.train["ITEM_ID"].tolist() == [1, 2, 5, 6]
+
+
+# ---------------------------------------------------------------------------------- leakage
+
+class TestLeakage:
+    def test_personalize(self):
+        df = read_interactions(make_log())
+        journal = []
+        evaluate(Spy(journal), df, random_state=3)
+        s = split_personalize(df, random_state=3)
+        kinds = [e[0] for e in journal]
+        assert kinds[0] == "fit" and kinds.count("fit") == 1 and kinds[-1] == "rec"
+        assert kinds.count("rec") == 1 and set(kinds[1:-1]) == {"put"}
+        fit_keys = keyset(journal[0][1])
+        held = set(s.truth["USER_ID"])
+        assert not fit_keys & (keyset(s.truth) | keyset(s.inputs))
+        assert not held & set(journal[0][1]["USER_ID"])
+        put = {(e[1], i, t) for e in journal if e[0] == "put" for i, t in zip(e[2], e[3])}
+        assert put == keyset(s.inputs)  # all of the input, none of the truth
+        assert len([e for e in journal if e[0] == "put"]) == len(held)  # one call per user
+        assert set(journal[-1][1]) == held
+
+    def test_next_item(self):
+        df = read_interactions(make_log())
+        journal = []
+        evaluate(Spy(journal), df, protocol="next-item")
+        s = split_next_item(df)
+        assert not keyset(journal[0][1]) & keyset(s.test)
+        sessions = {u: list(zip(g["ITEM_ID"], g["TIMESTAMP"])) for u, g in
+                    s.test.groupby("USER_ID", sort=False)}
+        put = {u: [] for u in sessions}
+        n_predicted = 0
+        for entry in journal[1:]:
+            if entry[0] == "put":
+                put[entry[1]] += list(zip(entry[2], entry[3]))
+            else:  # rec: each user has exactly the events before the one being predicted
+                for u in entry[1]:
+                    j = len(put[u])
+                    assert put[u] == sessions[u][:j] and j < len(sessions[u])
+                    n_predicted += 1
+        assert n_predicted == len(s.test)  # every test event predicted once (the first too)
+
+
+# --------------------------------------------------------------------------- hand-computed
+
+class TestHandComputed:
+    def test_personalize(self):
+        # One eligible user (20 events, so it is held out; its 2 newest events are the truth),
+        # 30 single-event users making a catalogue of i0..i29.
+        rows = [("a", f"i{x}", t) for t, x in enumerate([7] * 18 + [1, 4])]
+        rows += [(f"c{x}", f"i{x}", 100 + x) for x in range(30)]
+        df = pd.DataFrame(rows, columns=["USER_ID", "ITEM_ID", "TIMESTAMP"])
+        out = evaluate(Fixed(items=tuple(f"i{x}" for x in range(25))), df)
+        # hits at ranks 2 (i1) and 5 (i4)
+        ndcg = (1 / math.log2(3) + 1 / math.log2(6)) / (1 + 1 / math.log2(3))
+        expected = {"precision@5": 2 / 5, "precision@10": 2 / 10, "precision@25": 2 / 25,
+                    "ndcg@5": ndcg, "ndcg@10": ndcg, "ndcg@25": ndcg, "mrr@25": 0.5,
+                    "coverage": 25 / 30, "n_users": 1}
+        assert set(out) == PERSONALIZE_KEYS
+        for key, value in expected.items():
+            assert out[key] == pytest.approx(value), key
+
+    def test_next_item(self):
+        rows = [("A", 1, 0), ("A", 2, 10), ("A", 3, 20), ("A", 5, 10_000), ("A", 7, 10_010),
+                ("A", 30, 10_020), ("B", 1, 0), ("B", 2, 5000), ("B", 40, 5010),
+                ("C", 1, 0), ("C", 2, 10)]
+        df = pd.DataFrame(rows, columns=["USER_ID", "ITEM_ID", "TIMESTAMP"])
+        out, details = evaluate(Fixed(items=tuple(range(1, 21))), df, protocol="next-item",
+                                return_details=True)
+        # A: 7 at rank 7, 30 missed; B: 40 missed. First events: A's 5 and B's 2 are both hits.
+        assert set(out) == NEXT_ITEM_KEYS
+        assert out["recall@20"] == pytest.approx(1 / 3)
+        assert out["mrr@20"] == pytest.approx(1 / 7 / 3)
+        assert out["first_recall@20"] == 1.0
+        assert (out["n_events"], out["n_users"]) == (3, 2)
+        got = sorted(zip(details["USER_ID"], details["position"], details["ITEM_ID"],
+                         details["rank"]))
+        assert got == [("A", 0, 5, 5), ("A", 1, 7, 7), ("A", 2, 30, 0), ("B", 0, 2, 2),
+                       ("B", 1, 40, 0)]
+
+
+# ---------------------------------------------------------------------------- the function
+
+class TestEvaluate:
+    @pytest.mark.parametrize("protocol", ["personalize", "next-item"])
+    @pytest.mark.parametrize("cls", [Popularity, Markov, RepeatRule, SessionKNN])
+    def test_baselines_run(self, cls, protocol):
+        df = make_log(n_users=200)
+        est = cls()
+        before = copy.deepcopy(vars(est))
+        out = evaluate(est, df, protocol=protocol, random_state=5)
+        assert vars(est).keys() == before.keys() and est.get_params() == cls().get_params()
+        assert set(out) == (PERSONALIZE_KEYS if protocol == "personalize" else NEXT_ITEM_KEYS)
+        for key, value in out.items():
+            assert isinstance(value, (int, float)) and value >= 0, key
+            if "@" in key or key == "coverage":
+                assert value <= 1.0, key
+        again = evaluate(est, df, protocol=protocol, random_state=5)
+        strip = {"fit_seconds", "eval_seconds"}
+        assert {k: v for k, v in out.items() if k not in strip} == \
+            {k: v for k, v in again.items() if k not in strip}
+
+    def test_details_personalize(self):
+        out, details = evaluate(Markov(), make_log(), return_details=True)
+        assert len(details) == out["n_users"]
+        assert details["precision@10"].mean() == pytest.approx(out["precision@10"])
+        assert (details["n_input"] >= 1).all() and (details["n_truth"] >= 1).all()
+
+    def test_unknown_test_items_are_misses(self):
+        # Give every test event an item that the training part never saw.
+        canon = read_interactions(make_log())
+        s = split_next_item(canon)
+        test_keys = keyset(s.test)
+        mask = [k in test_keys for k in zip(canon["USER_ID"], canon["ITEM_ID"],
+                                            canon["TIMESTAMP"])]
+        canon.loc[mask, "ITEM_ID"] = [f"new{j}" for j in range(sum(mask))]
+        out = evaluate(RepeatRule(), canon, protocol="next-item")
+        assert out["recall@20"] == 0.0 and out["first_recall@20"] == 0.0
+        assert out["n_events"] == len(s.test) - s.test["USER_ID"].nunique()
+
+    def test_num_threads_reaches_the_clone(self, monkeypatch):
+        seen = []
+        monkeypatch.setattr(Fixed, "fit", lambda self, data, columns=None:
+                            seen.append(self.num_threads) or self)
+        est = Fixed(items=("i1",), num_threads=1)
+        evaluate(est, make_log(), num_threads=3)
+        evaluate(est, make_log(), num_threads=0)
+        assert seen == [3, 1] and est.num_threads == 1
+
+    def test_errors(self):
+        with pytest.raises(ValueError, match="protocol"):
+            evaluate(Markov(), make_log(), protocol="leave-one-out")
+        with pytest.raises(TypeError, match="Recommender"):
+            evaluate(object(), make_log())
+        one_session = pd.DataFrame({"USER_ID": ["a", "a", "b"], "ITEM_ID": [1, 2, 3],
+                                    "TIMESTAMP": [1, 2, 3]})
+        with pytest.raises(ValueError, match="2 or more sessions"):
+            evaluate(Markov(), one_session, protocol="next-item")
+
+
+# ------------------------------------------------------------------------- real data sets
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+REAL = {"movielens-100k": None, "taobao-userbehavior-prefix": None,
+        "yoochoose-rsc15-100k-sample": {"USER_ID": "session_id"}}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    if not DATASETS.is_dir():
+        pytest.skip("shared/datasets is not available")
+    out = {}
+    for name, columns in REAL.items():
+        path = DATASETS / name / "interactions.csv.gz"
+        if not path.exists():
+            pytest.skip(f"{path} is missing")
+        raw = pd.read_csv(path)
+        if columns:  # yoochoose has exact duplicate clicks; drop them here, quietly
+            raw = raw.drop_duplicates(["session_id", "item_id", "timestamp"])
+        out[name] = read_interactions(raw, columns)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DATASETS.is_dir(), reason="shared/datasets is not available")
+class TestRealData:
+    def test_repeat_rule_beats_popularity(self, frames):
+        for name, df in frames.items():
+            for protocol, key in (("next-item", "recall@20"), ("personalize", "ndcg@10")):
+                rule = evaluate(RepeatRule(), df, protocol=protocol)
+                pop = evaluate(Popularity(), df, protocol=protocol)
+                assert rule[key] > pop[key], (name, protocol)
+                assert rule["eval_seconds"] < 60, (name, protocol)
+
+    def test_reference_figures(self, frames):
+        # taobao next-item: about 0.36 of the predictable (known) targets, about 0.12 overall.
+        assert evaluate(RepeatRule(), frames["taobao-userbehavior-prefix"],
+                        protocol="next-item")["recall@20"] > 0.11
+        assert evaluate(SessionKNN(), frames["yoochoose-rsc15-100k-sample"],
+                        protocol="next-item")["recall@20"] > 0.6
+        assert evaluate(Markov(), frames["movielens-100k"])["precision@10"] > 0.03
