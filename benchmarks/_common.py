@@ -42,6 +42,8 @@ def bench_model(hidden: int, cache_dir: str | None = None, verbose: bool = False
             try:
                 model = hrnn.load(path)
                 model.set_params(num_threads=0)
+                if verbose:
+                    print(f"  loaded the hidden={hidden} model from {path}", flush=True)
                 return model
             except (ValueError, TypeError, KeyError, OSError):  # an older engine's file
                 pass

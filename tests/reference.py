@@ -9,7 +9,9 @@ Conventions
 * params: dict name -> float64 array with the names/shapes of docs/engine.md (no "O" when tied).
 * window: dict with keys items, targets, gaps, fresh, new_session, weights, negatives, u_init,
   h_init, logq (shapes/dtypes as in docs/engine.md; u_init/h_init are float32 here), and optionally
-  rep_offsets, rep_pos, rep_age (the target's repeat occurrences; absent = none).
+  rep_offsets, rep_pos, rep_age (the target's repeat occurrences; absent = none) and
+  ext_offsets, ext_items, ext_occ_offsets, ext_pos, ext_age (the extra candidate columns of each
+  (t, b) and the repeat occurrences of each extra item; absent = no extras).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ WINDOW_KEYS = ("items", "targets", "gaps", "fresh", "new_session", "weights", "n
                "u_init", "h_init", "logq")
 
 REPEAT_KEYS = ("rep_offsets", "rep_pos", "rep_age")  # optional window keys
+EXTRA_KEYS = ("ext_offsets", "ext_items", "ext_occ_offsets", "ext_pos", "ext_age")  # optional
 
 N_POS_BUCKETS = 8
 N_AGE_BUCKETS = 8
@@ -217,6 +220,79 @@ def repeat_scores(h, window, params, occurrences=None):
     return np.bincount(tb, weights=f, minlength=T * B).reshape(T, B)
 
 
+def extra_columns(window, n_items=None):
+    """The extra candidate columns of the window (docs/engine.md, "Repeat score").
+
+    Returns (tb, item, slot, occ, pos, age, width): for every extra column e, the flat index
+    t*B+b of its (t, b), its item and its slot (0.. within that (t, b)); for every listed
+    occurrence q, the extra column it belongs to and its buckets; width = the most extras of one
+    (t, b). Empty (width 0) when the window has no ext_* keys. Raises ValueError when the layout
+    is malformed (offsets not nondecreasing from 0 to the array length, item out of [0, n_items)
+    (when n_items is given), item equal to the (t, b)'s target or repeated within it, bucket >= 8).
+    Extras of a (t, b) without a target are allowed and ignored.
+    """
+    targets = np.asarray(window["targets"])
+    T, B = targets.shape
+    present = [k for k in EXTRA_KEYS if k in window]
+    if not present:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e, e, e, e, e, 0
+    if len(present) != len(EXTRA_KEYS):
+        raise ValueError(f"{EXTRA_KEYS} go together, got only {present}")
+    offsets = np.asarray(window["ext_offsets"]).astype(np.int64)
+    items = np.asarray(window["ext_items"]).astype(np.int64)
+    occ_offsets = np.asarray(window["ext_occ_offsets"]).astype(np.int64)
+    pos = np.asarray(window["ext_pos"]).astype(np.int64)
+    age = np.asarray(window["ext_age"]).astype(np.int64)
+    if offsets.shape != (T * B + 1,) or offsets[0] != 0 or np.any(np.diff(offsets) < 0) \
+            or items.shape != (offsets[-1],):
+        raise ValueError("ext_offsets must be [T*B+1], nondecreasing from 0 to len(ext_items)")
+    E = len(items)
+    if occ_offsets.shape != (E + 1,) or occ_offsets[0] != 0 or np.any(np.diff(occ_offsets) < 0) \
+            or pos.shape != (occ_offsets[-1],) or age.shape != pos.shape:
+        raise ValueError("ext_occ_offsets must be [E+1], nondecreasing from 0 to len(ext_pos) "
+                         "== len(ext_age)")
+    if np.any(items < 0) or (n_items is not None and np.any(items >= n_items)):
+        raise ValueError("extra item out of range")
+    if np.any((pos < 0) | (pos >= N_POS_BUCKETS) | (age < 0) | (age >= N_AGE_BUCKETS)):
+        raise ValueError("extra occurrence bucket out of range")
+    counts = np.diff(offsets)
+    tb = np.repeat(np.arange(T * B), counts)
+    if np.any(items == targets.reshape(-1)[tb]):
+        raise ValueError("an extra item equals its (t, b)'s target")
+    for i in range(T * B):
+        lst = items[offsets[i]:offsets[i + 1]]
+        if len(np.unique(lst)) != len(lst):
+            raise ValueError("the extra items of a (t, b) must be distinct")
+    slot = np.arange(E) - offsets[:-1][tb]
+    occ = np.repeat(np.arange(E), np.diff(occ_offsets))
+    width = int(counts.max()) if E else 0
+    return tb, items, slot, occ, pos, age, width
+
+
+def extra_scores(h, window, params, extras=None):
+    """Scores of the extra columns, padded: (r [T, B, W], mask [T, B, W]) with
+    r = O[i] . h[t, b] + bo[i] + sum over the extra's occurrences of
+    rc[pos] + rd[age] + h[t, b] . (rV[:, pos] + rV[:, 8 + age]) (never a logq term)."""
+    T, B, H = h.shape
+    tb, item, slot, occ, pos, age, width = extras if extras is not None else extra_columns(window)
+    r = np.zeros((T * B, width))
+    mask = np.zeros((T * B, width), dtype=bool)
+    if len(tb):
+        hf = h.reshape(T * B, H)
+        he = hf[tb]                                                   # [E, H]
+        score = np.sum(output_matrix(params)[item] * he, axis=1) + params["bo"][item]
+        if len(occ):
+            rV = params["rV"]
+            f = (params["rc"][pos] + params["rd"][age]
+                 + np.sum(he[occ] * (rV[:, pos] + rV[:, N_POS_BUCKETS + age]).T, axis=1))
+            score = score + np.bincount(occ, weights=f, minlength=len(tb))
+        r[tb, slot] = score
+        mask[tb, slot] = True
+    return r.reshape(T, B, width), mask.reshape(T, B, width)
+
+
+
 # ----------------------------------------------------------------------------------------------
 # the window
 # ----------------------------------------------------------------------------------------------
@@ -270,8 +346,11 @@ def _masked_softmax(x, mask, axis=-1):
 
 
 def event_losses(h, window, params, loss="softmax", logq=True, bpreg=1.0, columns=None,
-                 occurrences=None):
-    """Per-(t, b) unweighted loss ce [T, B] (0 where no target) from the output states h [T,B,H]."""
+                 occurrences=None, extras=None):
+    """Per-(t, b) unweighted loss ce [T, B] (0 where no target) from the output states h [T,B,H].
+
+    The columns of (t, b) are the B + S shared ones (those `included`) followed by the lane's
+    extra columns (always included, no logq)."""
     cols, included, has_target = columns if columns is not None else candidate_columns(window)
     T, B = has_target.shape
     O = output_matrix(params)
@@ -281,12 +360,18 @@ def event_losses(h, window, params, loss="softmax", logq=True, bpreg=1.0, column
     lane = np.arange(B)
     # the repeat term goes to the own column only (before logq; for bpr-max too)
     r[:, lane, lane] += repeat_scores(h, window, params, occurrences)
+    # the lane's extra columns, after the shared ones
+    r_ext, ext_mask = extra_scores(h, window, params, extras)
+    n_ext = r_ext.shape[-1]
+    r = np.concatenate([r, r_ext], axis=-1)
+    included = np.concatenate([included, ext_mask & has_target[:, :, None]], axis=-1)
     own = np.eye(B, r.shape[-1], dtype=bool)[None]              # column c == b
     r_own = r[:, lane, lane]                                    # [T, B]
 
     if loss == "softmax":
         logq_vec = np.asarray(window["logq"], dtype=np.float64)
-        l = r - logq_vec[safe][:, None, :] if logq else r
+        shift = np.concatenate([logq_vec[safe], np.zeros((T, n_ext))], axis=1)  # none for extras
+        l = r - shift[:, None, :] if logq else r
         ce = _masked_logsumexp(l, included) - l[:, lane, lane]
     elif loss == "bpr-max":
         others = included & ~own
@@ -299,7 +384,7 @@ def event_losses(h, window, params, loss="softmax", logq=True, bpreg=1.0, column
 
 
 def window_forward(params, window, loss="softmax", logq=True, bpreg=1.0, _columns=None,
-                   _occurrences=None):
+                   _occurrences=None, _extras=None):
     """Forward pass of one training window (dropout 0).
 
     Returns dict: loss (float), h [T,B,H] and u [T,B,H] (state leaving each step; inactive (t, b)
@@ -331,7 +416,7 @@ def window_forward(params, window, loss="softmax", logq=True, bpreg=1.0, _column
 
     columns = _columns if _columns is not None else candidate_columns(window)
     ce = event_losses(hs, window, params, loss=loss, logq=logq, bpreg=bpreg, columns=columns,
-                      occurrences=_occurrences)
+                      occurrences=_occurrences, extras=_extras)
     has_target = columns[2]
     n_targets = int(has_target.sum())
     weights = np.asarray(window["weights"], dtype=np.float64)
@@ -354,6 +439,8 @@ def relevant_rows(window, name, tied):
     for t in range(targets.shape[0]):
         if has_target[t].any():
             outputs |= set(negatives[t].tolist())
+    tb, ext_items, *_ = extra_columns(window)
+    outputs |= set(ext_items[has_target.reshape(-1)[tb]].tolist())
     if name == "E":
         rows = inputs | outputs if tied else inputs
     else:  # "O", "bo"
@@ -363,8 +450,13 @@ def relevant_rows(window, name, tied):
 
 def relevant_repeat_entries(window, name, hidden):
     """Flat indices of rc / rd / rV that can have a non-zero gradient: the buckets that occur at
-    (t, b) with a target (rV: every row of the columns pos and 8 + age)."""
+    (t, b) with a target, the target's occurrences and the extra items' occurrences alike
+    (rV: every row of the columns pos and 8 + age)."""
     tb, pos, age = repeat_occurrences(window)
+    ext_tb, _, _, ext_occ, ext_pos, ext_age, _ = extra_columns(window)
+    tb = np.concatenate([tb, ext_tb[ext_occ]])
+    pos = np.concatenate([pos, ext_pos])
+    age = np.concatenate([age, ext_age])
     targets = np.asarray(window["targets"])
     items = np.asarray(window["items"])
     has_target = ((targets >= 0) & (items >= 0)).reshape(-1)
@@ -409,13 +501,15 @@ def numeric_grads(params, window, eps=1e-6, blocks=None, max_entries=None, seed=
     """Central finite differences of the window loss in float64.
 
     Returns dict name -> (flat_indices, values). With max_entries, that many entries per block
-    are sampled (rows of E / O / bo among the items the window uses, entries of rc / rd / rV among
-    the buckets its repeat occurrences use).
+    are sampled (rows of E / O / bo among the items the window uses, extra items included;
+    entries of rc / rd / rV among the buckets its repeat occurrences, the target's and the extra
+    items', use).
     """
     rng = np.random.default_rng(seed)
     params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     columns = candidate_columns(window)
     occurrences = repeat_occurrences(window)
+    extras = extra_columns(window)
     names = [n for n in PARAM_ORDER if n in params] if blocks is None else list(blocks)
     out = {}
     for name in names:
@@ -426,10 +520,10 @@ def numeric_grads(params, window, eps=1e-6, blocks=None, max_entries=None, seed=
             orig = flat[i]
             flat[i] = orig + eps
             plus = window_forward(params, window, _columns=columns, _occurrences=occurrences,
-                                  **loss_kw)["loss"]
+                                  _extras=extras, **loss_kw)["loss"]
             flat[i] = orig - eps
             minus = window_forward(params, window, _columns=columns, _occurrences=occurrences,
-                                  **loss_kw)["loss"]
+                                   _extras=extras, **loss_kw)["loss"]
             flat[i] = orig
             values[k] = (plus - minus) / (2.0 * eps)
         out[name] = (idx, values)
@@ -441,7 +535,7 @@ def numeric_grads(params, window, eps=1e-6, blocks=None, max_entries=None, seed=
 # ----------------------------------------------------------------------------------------------
 
 def make_window(n_items, hidden, T, B, S, seed, recency=True, p_new_session=0.3, resets=True,
-                inactive_tail=True, repeat=True, repeat_rate=0.4):
+                inactive_tail=True, repeat=True, repeat_rate=0.4, extras=False):
     """A random window shaped like the epoch planner's output.
 
     Each lane walks users: the target of step t is the input of step t+1 unless the lane takes a
@@ -454,6 +548,8 @@ def make_window(n_items, hidden, T, B, S, seed, recency=True, p_new_session=0.3,
 
     With repeat, the window has rep_offsets / rep_pos / rep_age (see make_repeat_occurrences); they
     come from a separate random stream, so the rest of the window does not depend on `repeat`.
+    With extras, it has ext_offsets / ext_items / ext_occ_offsets / ext_pos / ext_age (see
+    make_extra_columns), from another separate stream: the rest does not depend on `extras`.
     """
     rng = np.random.default_rng(seed)
     items = np.full((T, B), -1, dtype=np.int32)
@@ -517,6 +613,9 @@ def make_window(n_items, hidden, T, B, S, seed, recency=True, p_new_session=0.3,
         has_target = (targets >= 0) & (items >= 0)
         window.update(make_repeat_occurrences(has_target, np.random.default_rng([seed, 7]),
                                               rate=repeat_rate))
+    if extras:
+        window.update(make_extra_columns(items, targets, negatives, n_items,
+                                         np.random.default_rng([seed, 11])))
     return window
 
 
@@ -561,3 +660,72 @@ def make_repeat_occurrences(has_target, rng, rate=0.4, max_count=3):
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     return {"rep_offsets": offsets, "rep_pos": np.array(pos, dtype=np.uint8),
             "rep_age": np.array(age, dtype=np.uint8)}
+
+
+def make_extra_columns(items, targets, negatives, n_items, rng, max_extras=4, max_count=3):
+    """ext_offsets / ext_items / ext_occ_offsets / ext_pos / ext_age for a window.
+
+    Each (t, b) with a target gets 0..max_extras extra items: distinct, never the target, drawn
+    from [0, n_items). Half of the time the first one is the (t, b)'s input item (event t itself,
+    among the lane's recent events) when it is not the target, with an occurrence at pos 0 / age 0.
+    Items may also be one of the step's shared columns (another lane's target or a negative): those
+    simply count twice; the first (t, b) with a target that can have one always gets one, and has at
+    least 2 extras so that even a T = 1 window uses them. Each extra has 1..max_count occurrences
+    (mostly one), at distinct distances among the last L = 50 events that the (t, b)'s extras do not
+    share, bucketed like make_repeat_occurrences (pos / age nondecreasing within an extra).
+    """
+    T, B = targets.shape
+    has_target = (targets >= 0) & (items >= 0)
+    d_weights = 1.0 / (1.0 + np.arange(REPEAT_HISTORY)) ** 0.8
+    count_p = 0.5 ** np.arange(max_count)
+    count_p /= count_p.sum()
+    counts = np.zeros(T * B, dtype=np.int64)
+    ext_items, occ_counts, pos, age = [], [], [], []
+    first = True
+    for t in range(T):
+        shared = set(targets[t][targets[t] >= 0].tolist()) | set(negatives[t].tolist())
+        for b in range(B):
+            if not has_target[t, b]:
+                continue
+            y = int(targets[t, b])
+            others = [i for i in range(n_items) if i != y]
+            k = min(int(rng.integers(0, max_extras + 1)), len(others))
+            chosen = []
+            if rng.random() < 0.5 and int(items[t, b]) != y:
+                chosen.append(int(items[t, b]))                # event t itself: pos 0, age 0
+            shared_here = sorted(shared - {y} - set(chosen))
+            if first:
+                k = max(k, 2)
+                if shared_here:
+                    chosen.append(int(rng.choice(shared_here)))
+                first = False
+            rest = [i for i in others if i not in chosen]
+            n_more = max(0, min(k - len(chosen), len(rest)))
+            chosen += [int(i) for i in rng.choice(rest, size=n_more, replace=False)]
+            if not chosen:
+                continue
+            # distinct distances for all the occurrences of this (t, b)'s extras
+            n_occ = [1 + int(rng.choice(max_count, p=count_p)) for _ in chosen]
+            free = np.ones(REPEAT_HISTORY, dtype=bool)
+            free[0] = False                                    # distance 0 is the input item
+            pace = float(np.exp(rng.uniform(np.log(0.1), np.log(2160.0))))   # minutes per event
+            elapsed = np.concatenate([[0.0], np.cumsum(rng.exponential(pace, REPEAT_HISTORY))])
+            for j, item in enumerate(chosen):
+                dists = [0] if j == 0 and item == int(items[t, b]) else []
+                n_more = n_occ[j] - len(dists)
+                if n_more > 0:
+                    p = np.where(free, d_weights, 0.0)
+                    new = rng.choice(REPEAT_HISTORY, size=n_more, replace=False, p=p / p.sum())
+                    free[new] = False
+                    dists += new.tolist()
+                for d in sorted(dists):
+                    pos.append(pos_bucket(d))
+                    age.append(age_bucket(elapsed[d]))
+                ext_items.append(item)
+                occ_counts.append(len(dists))
+            counts[t * B + b] = len(chosen)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    occ_offsets = np.concatenate([[0], np.cumsum(occ_counts, dtype=np.int64)]).astype(np.int32)
+    return {"ext_offsets": offsets, "ext_items": np.array(ext_items, dtype=np.int32),
+            "ext_occ_offsets": occ_offsets, "ext_pos": np.array(pos, dtype=np.uint8),
+            "ext_age": np.array(age, dtype=np.uint8)}

@@ -2,8 +2,9 @@
 
 * TestReferenceSelfConsistency checks tests/reference.py on its own (no binding needed).
 * The other tests compare the binding to the reference: forward values, analytic gradients vs
-  float64 finite differences, truncated BPTT (u_init / h_init are constants), threading, and the
-  repeat score (rc / rd / rV with the window's rep_offsets / rep_pos / rep_age).
+  float64 finite differences, truncated BPTT (u_init / h_init are constants), threading, the
+  repeat score (rc / rd / rV with the window's rep_offsets / rep_pos / rep_age) and the extra
+  candidate columns (ext_offsets / ext_items / ext_occ_offsets / ext_pos / ext_age).
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def cpp_window(window):
     repeat_dtypes = {"rep_offsets": np.int32, "rep_pos": np.uint8, "rep_age": np.uint8}
     if any(k in window for k in repeat_dtypes):
         dtypes.update(repeat_dtypes)
+    extra_dtypes = {"ext_offsets": np.int32, "ext_items": np.int32, "ext_occ_offsets": np.int32,
+                    "ext_pos": np.uint8, "ext_age": np.uint8}
+    if any(k in window for k in extra_dtypes):
+        dtypes.update(extra_dtypes)
     assert set(window) == set(dtypes)
     return {k: np.ascontiguousarray(window[k], dtype=dtypes[k]) for k in dtypes}
 
@@ -57,6 +62,29 @@ def with_empty_repeat(window):
     T, B = window["targets"].shape
     return dict(without_repeat(window), rep_offsets=np.zeros(T * B + 1, dtype=np.int32),
                 rep_pos=np.zeros(0, dtype=np.uint8), rep_age=np.zeros(0, dtype=np.uint8))
+
+
+def without_extras(window):
+    """The window without its ext_* keys."""
+    return {k: v for k, v in window.items() if k not in ref.EXTRA_KEYS}
+
+
+def with_empty_extras(window):
+    """The window with every extra list empty."""
+    T, B = window["targets"].shape
+    return dict(without_extras(window), ext_offsets=np.zeros(T * B + 1, dtype=np.int32),
+                ext_items=np.zeros(0, dtype=np.int32), ext_occ_offsets=np.zeros(1, dtype=np.int32),
+                ext_pos=np.zeros(0, dtype=np.uint8), ext_age=np.zeros(0, dtype=np.uint8))
+
+
+def extra_only_items(window):
+    """Items that are extra columns of some (t, b) with a target but never an input, a target or
+    a negative of the window."""
+    mentioned = set(np.concatenate([window["items"].ravel(), window["targets"].ravel(),
+                                    window["negatives"].ravel()]).tolist())
+    tb, items, *_ = ref.extra_columns(window)
+    has_target = (window["targets"] >= 0).reshape(-1)
+    return sorted(set(items[has_target[tb]].tolist()) - mentioned)
 
 
 def run_core(core, params, window, loss="softmax", logq=True, bpreg=1.0, dropout=0.0,
@@ -95,13 +123,28 @@ def event_ce_loop(params, window, h, t, b, loss, logq, bpreg):
         if c == b or (c < B and item >= 0 and item != y) or (c >= B and item != y):
             included.append(c)
     r = {c: O[cols[c]] @ h + params["bo"][cols[c]] for c in included}
+    def occurrence(pos, age):
+        pos, age = int(pos), int(age)
+        return (params["rc"][pos] + params["rd"][age]
+                + h @ params["rV"][:, pos] + h @ params["rV"][:, 8 + age])
+
     if "rep_offsets" in window:   # the target's occurrences add to the own column only
         for m in range(window["rep_offsets"][t * B + b], window["rep_offsets"][t * B + b + 1]):
-            pos, age = int(window["rep_pos"][m]), int(window["rep_age"][m])
-            r[b] += (params["rc"][pos] + params["rd"][age]
-                     + h @ params["rV"][:, pos] + h @ params["rV"][:, 8 + age])
+            r[b] += occurrence(window["rep_pos"][m], window["rep_age"][m])
+    l = {}
+    if "ext_offsets" in window:   # the lane's extra columns: always included, never a logq term
+        for e in range(window["ext_offsets"][t * B + b], window["ext_offsets"][t * B + b + 1]):
+            i = window["ext_items"][e]
+            c = ("extra", e)
+            r[c] = O[i] @ h + params["bo"][i]
+            for q in range(window["ext_occ_offsets"][e], window["ext_occ_offsets"][e + 1]):
+                r[c] += occurrence(window["ext_pos"][q], window["ext_age"][q])
+            included.append(c)
+            l[c] = r[c]
     if loss == "softmax":
-        l = {c: r[c] - (window["logq"][cols[c]] if logq else 0.0) for c in included}
+        for c in included:
+            if c not in l:
+                l[c] = r[c] - (window["logq"][cols[c]] if logq else 0.0)
         m = max(l.values())
         return -(l[b] - m - np.log(sum(np.exp(v - m) for v in l.values())))
     others = [c for c in included if c != b]
@@ -172,13 +215,15 @@ class TestReferenceSelfConsistency:
         np.testing.assert_array_equal(included[0, 1], [0, 1, 0, 0, 1, 1])
         np.testing.assert_array_equal(included[0, 2], [0, 0, 0, 0, 0, 0])
 
+    @pytest.mark.parametrize("extras", [False, True], ids=["no-extras", "extras"])
     @pytest.mark.parametrize("repeat", [True, False], ids=["repeat", "no-repeat"])
     @pytest.mark.parametrize("loss,logq,bpreg", LOSS_CASES, ids=LOSS_IDS)
     @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
-    def test_event_losses_match_literal_loop(self, loss, logq, bpreg, tied, repeat):
+    def test_event_losses_match_literal_loop(self, loss, logq, bpreg, tied, repeat, extras):
         p = ref.init_params(N_ITEMS, 6, tied, seed=3)
-        w = ref.make_window(N_ITEMS, 6, 8, 4, S, seed=5, repeat=repeat)
+        w = ref.make_window(N_ITEMS, 6, 8, 4, S, seed=5, repeat=repeat, extras=extras)
         assert ("rep_offsets" in w) == repeat
+        assert ("ext_offsets" in w) == extras
         out = ref.window_forward(p, w, loss=loss, logq=logq, bpreg=bpreg)
         T, B = w["items"].shape
         n, total = 0, 0.0
@@ -544,6 +589,229 @@ class TestReferenceSelfConsistency:
             np.testing.assert_allclose(values, g.reshape(-1)[idx], rtol=1e-6, atol=1e-9)
             assert np.linalg.norm(values) > 1e-4
 
+    # ---- extra candidate columns ----
+
+    def test_make_window_extra_columns(self):
+        """Shape of make_window(extras=True): 0..4 distinct extras per (t, b) with a target, never
+        the target, 1..3 occurrences each at valid buckets; some extras are also shared columns of
+        the step, some are the input item at pos 0 / age 0; the other keys do not depend on it."""
+        n_extras, n_occ, shared_dupes, input_item, pos_seen, age_seen = [], [], 0, 0, set(), set()
+        for seed in range(6):
+            T, B = 16, 4
+            w = ref.make_window(N_ITEMS, 6, T, B, S, seed, extras=True)
+            plain = ref.make_window(N_ITEMS, 6, T, B, S, seed)
+            assert set(w) - set(plain) == set(ref.EXTRA_KEYS)
+            for k in plain:                                    # extra draws are separate
+                np.testing.assert_array_equal(w[k], plain[k])
+            off, items, occ_off = w["ext_offsets"], w["ext_items"], w["ext_occ_offsets"]
+            pos, age = w["ext_pos"], w["ext_age"]
+            assert off.dtype == np.int32 and items.dtype == np.int32
+            assert occ_off.dtype == np.int32 and pos.dtype == np.uint8 and age.dtype == np.uint8
+            assert off.shape == (T * B + 1,) and off[0] == 0 and off[-1] == len(items)
+            assert occ_off.shape == (len(items) + 1,) and occ_off[0] == 0
+            assert occ_off[-1] == len(pos) == len(age)
+            ref.extra_columns(w, N_ITEMS)                      # a valid layout
+            counts = np.diff(off).reshape(T, B)
+            has_target = w["targets"] >= 0
+            assert np.all(counts[~has_target] == 0) and counts.max() <= 4
+            assert counts.ravel()[np.flatnonzero(has_target.ravel())[0]] >= 2
+            occ_counts = np.diff(occ_off)
+            assert occ_counts.min() >= 1 and occ_counts.max() <= 3
+            for tb in range(T * B):
+                t, b = divmod(tb, B)
+                lst = items[off[tb]:off[tb + 1]]
+                assert len(set(lst.tolist())) == len(lst)
+                assert np.all((lst >= 0) & (lst < N_ITEMS) & (lst != w["targets"][t, b]))
+                shared = set(w["targets"][t].tolist()) | set(w["negatives"][t].tolist())
+                shared_dupes += len(set(lst.tolist()) & shared)
+                for e in range(off[tb], off[tb + 1]):
+                    sl = slice(occ_off[e], occ_off[e + 1])
+                    assert np.all(np.diff(pos[sl].astype(int)) >= 0)
+                    assert np.all(np.diff(age[sl].astype(int)) >= 0)
+                    if pos[occ_off[e]] == 0:
+                        assert items[e] == w["items"][t, b] and age[occ_off[e]] == 0
+                        input_item += 1
+            n_extras.append(counts[has_target].mean())
+            n_occ.append(occ_counts.mean())
+            pos_seen |= set(pos.tolist())
+            age_seen |= set(age.tolist())
+        assert 1.5 < np.mean(n_extras) < 3.0 and 1.3 < np.mean(n_occ) < 2.0
+        assert shared_dupes > 50 and input_item > 20
+        assert pos_seen == set(range(8)) and age_seen == set(range(8))
+
+    def test_first_target_has_a_shared_extra(self):
+        """Even a T = 1 window has an extra that duplicates a shared column."""
+        for seed in range(5):
+            w = ref.make_window(N_ITEMS, 6, 1, 3, S, seed, extras=True)
+            tb, items, *_ = ref.extra_columns(w)
+            shared = set(w["targets"][0].tolist()) | set(w["negatives"][0].tolist())
+            first = items[tb == np.flatnonzero(w["targets"][0] >= 0)[0]]
+            assert len(first) >= 2 and set(first.tolist()) & shared
+
+    def test_extra_columns_literal(self):
+        """Lane 1 (target 9) with extras 4 (also lane 0's target and a negative; 2 occurrences)
+        and 13 (no other column; 1 occurrence): two more softmax columns, scored without logq,
+        each once more beside the shared ones; the other lanes are unchanged."""
+        T, B = 1, 3
+        p = ref.init_params(N_ITEMS, 6, False, seed=1)
+        w = ref.make_window(N_ITEMS, 6, T, B, 4, seed=2, inactive_tail=False, repeat=False)
+        w["targets"][0] = [4, 9, 9]
+        w["negatives"][0] = [4, 9, 1, 2]
+        w.update(ext_offsets=np.array([0, 0, 2, 2], np.int32),
+                 ext_items=np.array([4, 13], np.int32),
+                 ext_occ_offsets=np.array([0, 2, 3], np.int32),
+                 ext_pos=np.array([1, 6, 0], np.uint8), ext_age=np.array([2, 5, 0], np.uint8))
+        for loss in ("softmax", "bpr-max"):
+            base = ref.window_forward(p, without_extras(w), loss=loss, logq=True)
+            out = ref.window_forward(p, w, loss=loss, logq=True)
+            np.testing.assert_allclose(out["ce"][0, [0, 2]], base["ce"][0, [0, 2]], rtol=1e-14)
+            h = out["h"][0, 1]
+            O, bo, lq = p["O"], p["bo"], w["logq"].astype(np.float64)
+
+            def f(pos, age):
+                return p["rc"][pos] + p["rd"][age] + h @ (p["rV"][:, pos] + p["rV"][:, 8 + age])
+
+            shared = [9, 4, 4, 1, 2]                     # own, lane 0, negatives 4, 1, 2
+            r = np.array([O[j] @ h + bo[j] for j in shared]
+                         + [O[4] @ h + bo[4] + f(1, 2) + f(6, 5), O[13] @ h + bo[13] + f(0, 0)])
+            if loss == "softmax":
+                l = r - np.concatenate([lq[shared], [0.0, 0.0]])
+                expected = -(l[0] - np.log(np.sum(np.exp(l))))
+            else:
+                sm = np.exp(r[1:] - r[1:].max())
+                sm /= sm.sum()
+                expected = (-np.log(np.sum(sm / (1 + np.exp(-(r[0] - r[1:])))) + 1e-24)
+                            + np.sum(sm * r[1:] ** 2))
+            np.testing.assert_allclose(out["ce"][0, 1], expected, rtol=1e-12)
+
+    def test_extras_get_no_logq(self):
+        """With logq on, changing logq of an item that is only an extra column changes nothing;
+        changing it for a shared column does."""
+        p = ref.init_params(N_ITEMS, 6, False, seed=3)
+        w = ref.make_window(N_ITEMS, 6, 2, 3, 2, seed=4, extras=True)
+        only = extra_only_items(w)
+        assert only
+        lq = w["logq"].copy()
+        lq[only] -= 3.0
+        a = ref.window_forward(p, w, logq=True)
+        b = ref.window_forward(p, dict(w, logq=lq), logq=True)
+        assert a["loss"] == b["loss"]
+        lq2 = w["logq"].copy()
+        lq2[w["negatives"][0, 0]] -= 3.0
+        assert abs(ref.window_forward(p, dict(w, logq=lq2), logq=True)["loss"] - a["loss"]) > 1e-4
+        # with logq on, extras enter with their raw score: a constant shift of logq is no longer
+        # invisible (it moves the shared columns against the extras)
+        flat = dict(w, logq=np.full(N_ITEMS, -2.7, dtype=np.float32))
+        c = ref.window_forward(p, flat, logq=True)["loss"]
+        d = ref.window_forward(p, flat, logq=False)["loss"]
+        assert abs(c - d) > 1e-3
+
+    @pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+    def test_absent_ext_keys_equal_empty_lists(self, loss):
+        p = ref.init_params(N_ITEMS, 6, True, seed=3)
+        w = ref.make_window(N_ITEMS, 6, 8, 4, S, seed=5, extras=True)
+        a = ref.window_forward(p, without_extras(w), loss=loss)
+        b = ref.window_forward(p, with_empty_extras(w), loss=loss)
+        c = ref.window_forward(p, w, loss=loss)
+        assert a["loss"] == b["loss"]
+        np.testing.assert_array_equal(a["ce"], b["ce"])
+        assert abs(c["loss"] - a["loss"]) > 1e-3
+        fd = ref.numeric_grads(p, without_repeat(with_empty_extras(w)), blocks=ref.REPEAT_PARAMS,
+                               loss=loss)
+        assert all(np.all(fd[n][1] == 0) for n in ref.REPEAT_PARAMS)
+
+    @pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+    def test_extras_alone_give_repeat_gradients(self, loss):
+        """Without rep_* keys, the extras' occurrences alone give rc / rd / rV a gradient, also
+        at zero (how training starts), exactly on the buckets they use."""
+        p = ref.init_params(N_ITEMS, 6, False, seed=2, repeat=False)
+        w = ref.make_window(N_ITEMS, 6, 3, 4, S, seed=12, repeat=False, extras=True)
+        fd = ref.numeric_grads(p, w, blocks=ref.REPEAT_PARAMS, loss=loss)
+        for name in ref.REPEAT_PARAMS:
+            idx, values = fd[name]
+            assert np.linalg.norm(values) > 1e-4, name
+        _, _, _, _, pos, age, _ = ref.extra_columns(w)
+        for name, used in (("rc", np.unique(pos)), ("rd", np.unique(age))):
+            idx, values = fd[name]
+            np.testing.assert_array_equal(idx, np.arange(8))
+            np.testing.assert_array_equal(ref.relevant_repeat_entries(w, name, 6), used)
+            assert np.all(values[used] != 0) and np.all(values[np.setdiff1d(idx, used)] == 0)
+
+    def test_sampled_rows_include_extra_items(self):
+        """Rows of O / bo (and E when tied) of extra-only items are checked and get a gradient."""
+        for tied in (False, True):
+            p = ref.init_params(N_ITEMS, 6, tied, seed=3)
+            w = ref.make_window(N_ITEMS, 6, 2, 3, 2, seed=4, extras=True)
+            only = extra_only_items(w)
+            assert only
+            for name in ("O", "bo") if not tied else ("E", "bo"):
+                rows = ref.relevant_rows(w, name, tied)
+                assert set(only) <= set(rows.tolist()), name
+            fd = ref.numeric_grads(p, w, blocks=["E", "bo"] if tied else ["O", "bo", "E"])
+            g = {name: values.reshape(p[name].shape[0], -1) for name, (_, values) in fd.items()}
+            for name in ("bo", "E" if tied else "O"):
+                assert np.all(np.linalg.norm(g[name][only], axis=1) > 1e-6), name
+            if not tied:   # an extra-only item is no input: its E row has no gradient
+                assert np.all(g["E"][only] == 0)
+
+    def test_softmax_extra_gradient_in_closed_form(self):
+        """d loss / d bo[j] = sum_{(t,b)} w/n * sum_{included c with item j} (p_c - [c == b]) and
+        d loss / d rc[k] = sum_{(t,b)} w/n (sum_c p_c n_k(c) - n_k(b)), over the shared columns
+        (logq) and the extra columns (no logq) alike."""
+        p = ref.init_params(N_ITEMS, 6, False, seed=4)
+        w = ref.make_window(N_ITEMS, 6, 5, 4, S, seed=6, extras=True)
+        out = ref.window_forward(p, w, logq=True)
+        cols, included, has_target = ref.candidate_columns(w)
+        n = has_target.sum()
+        B = w["targets"].shape[1]
+        tb, pos, age = ref.repeat_occurrences(w)
+        e_tb, e_items, _, e_occ, e_pos, e_age, _ = ref.extra_columns(w)
+        g_bo, g_rc = np.zeros(N_ITEMS), np.zeros(8)
+        for t, b in zip(*np.nonzero(has_target)):
+            h = out["h"][t, b]
+
+            def f(pos, age):
+                return p["rc"][pos] + p["rd"][age] + h @ (p["rV"][:, pos] + p["rV"][:, 8 + age])
+
+            inc = np.flatnonzero(included[t, b])
+            items = list(cols[t, inc])
+            l = list(p["O"][cols[t, inc]] @ h + p["bo"][cols[t, inc]] - w["logq"][cols[t, inc]])
+            own_occ = np.flatnonzero(tb == t * B + b)
+            l[list(inc).index(b)] += sum(f(pos[m], age[m]) for m in own_occ)
+            occ_lists = [pos[own_occ] if c == b else [] for c in inc]
+            for e in np.flatnonzero(e_tb == t * B + b):
+                qs = np.flatnonzero(e_occ == e)
+                items.append(e_items[e])
+                l.append(p["O"][e_items[e]] @ h + p["bo"][e_items[e]]
+                         + sum(f(e_pos[q], e_age[q]) for q in qs))
+                occ_lists.append(e_pos[qs])
+            l = np.array(l)
+            prob = np.exp(l - l.max())
+            prob /= prob.sum()
+            is_own = np.zeros(len(l))
+            is_own[list(inc).index(b)] = 1.0
+            d = w["weights"][t, b] / n * (prob - is_own)
+            np.add.at(g_bo, items, d)
+            for dc, occ in zip(d, occ_lists):
+                np.add.at(g_rc, np.asarray(occ, dtype=np.int64), dc)
+        fd = ref.numeric_grads(p, w, blocks=["bo", "rc"], logq=True)
+        for name, g in (("bo", g_bo), ("rc", g_rc)):
+            idx, values = fd[name]
+            np.testing.assert_allclose(values, g[idx], rtol=1e-6, atol=1e-9)
+            assert np.linalg.norm(values) > 1e-4
+
+    def test_reference_rejects_malformed_extras(self):
+        w = ref.make_window(N_ITEMS, 6, 4, 3, S, seed=2, extras=True)
+        ref.extra_columns(w, N_ITEMS)
+        accepted = []
+        for what, bad in _bad_extra_windows(w, N_ITEMS):
+            try:
+                ref.extra_columns(bad, N_ITEMS)
+            except ValueError:
+                continue
+            accepted.append(what)
+        assert not accepted, f"malformed extra columns accepted: {accepted}"
+
 
 # ----------------------------------------------------------------------------------------------
 # C++ against the reference
@@ -559,19 +827,22 @@ WINDOW_VARIANTS = {
 
 
 REPEAT_IDS = ["repeat", "no-repeat"]
+EXTRAS_IDS = ["no-extras", "extras"]
 
 
+@pytest.mark.parametrize("extras", [False, True], ids=EXTRAS_IDS)
 @pytest.mark.parametrize("repeat", [True, False], ids=REPEAT_IDS)
 @pytest.mark.parametrize("variant", list(WINDOW_VARIANTS))
 @pytest.mark.parametrize("loss,logq,bpreg", LOSS_CASES, ids=LOSS_IDS)
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_forward_matches_reference(core, seed, tied, loss, logq, bpreg, variant, repeat):
+def test_forward_matches_reference(core, seed, tied, loss, logq, bpreg, variant, repeat, extras):
     """With repeat: occurrences and non-zero rc / rd / rV; without: no rep_* keys (rc / rd / rV
-    still non-zero, and irrelevant)."""
+    still non-zero, and irrelevant unless extras). With extras: ext_* keys (extra columns with
+    their own occurrences)."""
     T, B, H = 20, 4, 8
     p = ref.init_params(N_ITEMS, H, tied, seed=seed)
-    w = ref.make_window(N_ITEMS, H, T, B, S, seed=100 + seed, repeat=repeat,
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=100 + seed, repeat=repeat, extras=extras,
                         **WINDOW_VARIANTS[variant])
     expected = ref.window_forward(p, w, loss=loss, logq=logq, bpreg=bpreg)
     got = run_core(core, p, w, loss=loss, logq=logq, bpreg=bpreg)
@@ -582,11 +853,12 @@ def test_forward_matches_reference(core, seed, tied, loss, logq, bpreg, variant,
     np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
 
 
-def test_dropout_touches_the_output_only(core):
+@pytest.mark.parametrize("extras", [False, True], ids=EXTRAS_IDS)
+def test_dropout_touches_the_output_only(core, extras):
     """Dropout applies to h_out, never to the recurrent state returned as h / u."""
     T, B, H = 10, 4, 8
     p = ref.init_params(N_ITEMS, H, False, seed=3)
-    w = ref.make_window(N_ITEMS, H, T, B, S, seed=4)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=4, extras=extras)
     expected = ref.window_forward(p, w)
     got = run_core(core, p, w, dropout=0.5)
     np.testing.assert_allclose(got["h"], expected["h"], rtol=1e-5, atol=1e-6)
@@ -602,23 +874,30 @@ GRAD_CASES = [  # (T, B, H, max_entries)
 ]
 
 
+GRAD_LOSSES = [("softmax", True), ("softmax", False), ("bpr-max", False)]   # (loss, logq)
+GRAD_LOSS_IDS = ["softmax-logq", "softmax", "bprmax"]
+
+
+@pytest.mark.parametrize("extras", [False, True], ids=EXTRAS_IDS)
 @pytest.mark.parametrize("repeat", [True, False], ids=REPEAT_IDS)
-@pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+@pytest.mark.parametrize("loss,logq", GRAD_LOSSES, ids=GRAD_LOSS_IDS)
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
-@pytest.mark.parametrize("recency", [True, False], ids=["recency", "uniform"])
 @pytest.mark.parametrize("T,B,H,max_entries", GRAD_CASES, ids=[f"T{c[0]}" for c in GRAD_CASES])
-def test_gradients_match_finite_differences(core, T, B, H, max_entries, recency, tied, loss,
-                                            repeat):
-    """Every block, rc / rd / rV included (non-zero, with occurrences). Without rep_* keys
-    rc / rd / rV get an exactly-zero gradient."""
-    seed = 1000 * T + 10 * tied + 2 * recency + (loss == "bpr-max")
-    logq = loss == "softmax"
+def test_gradients_match_finite_differences(core, T, B, H, max_entries, tied, loss, logq,
+                                            repeat, extras):
+    """Every block, rc / rd / rV included (non-zero, with occurrences). Without rep_* keys and
+    without extras rc / rd / rV get an exactly-zero gradient. Recency weights alternate with the
+    cases (both are covered for every T, tied / untied and loss)."""
+    seed = 1000 * T + 10 * tied + 3 * logq + (loss == "bpr-max") + 20 * repeat + 100 * extras
+    recency = bool((tied + repeat + extras + (loss == "bpr-max")) % 2)
     p = ref.init_params(N_ITEMS, H, tied, seed=seed)
-    w = ref.make_window(N_ITEMS, H, T, B, S, seed=seed + 1, recency=recency, repeat=repeat)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=seed + 1, recency=recency, repeat=repeat,
+                        extras=extras)
     got = run_core(core, p, w, loss=loss, logq=logq, bpreg=1.0)
     grads = got["grads"]
     assert set(grads) == set(p)
-    blocks = [n for n in ref.PARAM_ORDER if n in p and (repeat or n not in ref.REPEAT_PARAMS)]
+    blocks = [n for n in ref.PARAM_ORDER
+              if n in p and (repeat or extras or n not in ref.REPEAT_PARAMS)]
     fd = ref.numeric_grads(p, w, blocks=blocks, max_entries=max_entries, seed=seed, loss=loss,
                            logq=logq)
     errors = {}
@@ -634,7 +913,8 @@ def test_gradients_match_finite_differences(core, T, B, H, max_entries, recency,
 
     # rows of E / O / bo that the window never mentions get an exactly-zero gradient
     mentioned = set(np.concatenate([w["items"].ravel(), w["targets"].ravel(),
-                                    w["negatives"].ravel()]).tolist())
+                                    w["negatives"].ravel(),
+                                    w.get("ext_items", np.zeros(0, np.int32))]).tolist())
     unused = np.array(sorted(set(range(N_ITEMS)) - mentioned), dtype=np.int64)
     if len(unused):
         for name in ("E", "O", "bo"):
@@ -665,11 +945,12 @@ def test_initial_states_are_constants(core, tied):
         assert "u_init" not in out["grads"] and "h_init" not in out["grads"]
 
 
+@pytest.mark.parametrize("extras", [False, True], ids=EXTRAS_IDS)
 @pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
-def test_thread_count_does_not_change_the_result(core, loss):
+def test_thread_count_does_not_change_the_result(core, loss, extras):
     T, B, H = 16, 8, 8
     p = ref.init_params(N_ITEMS, H, False, seed=8)
-    w = ref.make_window(N_ITEMS, H, T, B, S, seed=9)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=9, extras=extras)
     one = run_core(core, p, w, loss=loss, num_threads=1)
     two = run_core(core, p, w, loss=loss, num_threads=2)
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-6)
@@ -809,3 +1090,191 @@ def test_malformed_repeat_occurrences_are_rejected(core):
             continue
         accepted.append(what)
     assert not accepted, f"malformed repeat occurrences accepted: {accepted}"
+
+
+# ----------------------------------------------------------------------------------------------
+# C++ extra candidate columns
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("loss,logq,bpreg", LOSS_CASES, ids=LOSS_IDS)
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_extras_get_no_logq(core, tied, loss, logq, bpreg):
+    """Changing logq of items that are only extra columns changes neither the loss nor any
+    gradient; with softmax and logq on, the extras enter with their raw score (matches the
+    reference), and changing logq of a shared column does change the loss."""
+    T, B, H = 3, 3, 6
+    p = ref.init_params(N_ITEMS, H, tied, seed=31)
+    w = ref.make_window(N_ITEMS, H, T, B, 2, seed=4, extras=True)
+    only = extra_only_items(w)
+    assert only
+    lq = w["logq"].copy()
+    lq[only] -= 3.0
+    a = run_core(core, p, w, loss=loss, logq=logq, bpreg=bpreg)
+    b = run_core(core, p, dict(w, logq=lq), loss=loss, logq=logq, bpreg=bpreg)
+    np.testing.assert_allclose(a["loss"], ref.window_forward(p, w, loss=loss, logq=logq,
+                                                             bpreg=bpreg)["loss"], rtol=1e-5)
+    assert a["loss"] == b["loss"]
+    for name in p:
+        np.testing.assert_array_equal(np.asarray(a["grads"][name]), np.asarray(b["grads"][name]),
+                                      err_msg=name)
+    lq2 = w["logq"].copy()
+    lq2[w["negatives"][0, 0]] -= 3.0
+    c = run_core(core, p, dict(w, logq=lq2), loss=loss, logq=logq, bpreg=bpreg)
+    if loss == "softmax" and logq:
+        assert abs(c["loss"] - a["loss"]) > 1e-4
+        # a constant logq is no longer invisible: it moves the shared columns against the extras
+        flat = dict(w, logq=np.full(N_ITEMS, -2.7, dtype=np.float32))
+        got = run_core(core, p, flat, loss=loss, logq=True)["loss"]
+        np.testing.assert_allclose(got, ref.window_forward(p, flat, logq=True)["loss"], rtol=1e-5)
+        assert abs(got - run_core(core, p, flat, loss=loss, logq=False)["loss"]) > 1e-3
+    else:
+        assert c["loss"] == a["loss"]
+
+
+@pytest.mark.parametrize("repeat", [True, False], ids=REPEAT_IDS)
+@pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_absent_ext_keys_equal_empty_lists(core, tied, loss, repeat):
+    T, B, H = 8, 4, 8
+    p = ref.init_params(N_ITEMS, H, tied, seed=33)
+    w = ref.make_window(N_ITEMS, H, T, B, S, seed=34, repeat=repeat, extras=True)
+    absent = run_core(core, p, without_extras(w), loss=loss)
+    empty = run_core(core, p, with_empty_extras(w), loss=loss)
+    full = run_core(core, p, w, loss=loss)
+    np.testing.assert_allclose(empty["loss"], absent["loss"], rtol=1e-6)
+    np.testing.assert_allclose(empty["loss"], ref.window_forward(p, without_extras(w),
+                                                                 loss=loss)["loss"], rtol=1e-5)
+    np.testing.assert_allclose(full["loss"], ref.window_forward(p, w, loss=loss)["loss"],
+                               rtol=1e-5)
+    assert abs(full["loss"] - absent["loss"]) > 1e-3
+    np.testing.assert_allclose(empty["h"], absent["h"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(empty["u"], absent["u"], rtol=1e-6, atol=1e-7)
+    for name in p:
+        a = np.asarray(absent["grads"][name], np.float64)
+        e = np.asarray(empty["grads"][name], np.float64)
+        if name in ref.REPEAT_PARAMS and not repeat:
+            np.testing.assert_array_equal(a, 0, err_msg=name)
+            np.testing.assert_array_equal(e, 0, err_msg=name)
+        else:
+            assert norm_rel_err(e, a) < 1e-6, name
+
+
+@pytest.mark.parametrize("loss,logq,bpreg", LOSS_CASES[:3], ids=LOSS_IDS[:3])
+def test_extra_columns_edge_cases(core, loss, logq, bpreg):
+    """A handcrafted window: a lane with 40 extras (a training step has at most L - 1 = 49), an
+    extra without occurrences, occurrences at every pos / age bucket and the same bucket twice in
+    a list, extras that duplicate another lane's target / a negative / the lane's own input item,
+    empty lanes, and lanes whose shared columns are all excluded (their only competitors, or with
+    bpr-max their only negatives, are their extras: two, or one)."""
+    n_items, T, B, H, S_ = 64, 2, 4, 6, 3
+    p = ref.init_params(n_items, H, False, seed=35)
+    w = ref.make_window(n_items, H, T, B, S_, seed=36, inactive_tail=False, repeat=False)
+    w["items"][:] = [[10, 33, 20, 21], [11, 12, -1, -1]]
+    w["targets"][:] = [[11, 12, 40, 22], [4, 4, -1, -1]]
+    w["negatives"][:] = [[50, 51, 52], [4, 4, 4]]
+    rng = np.random.default_rng(37)
+    ext = {}                                        # (t, b) -> list of (item, [(pos, age), ...])
+    many = rng.choice([i for i in range(n_items) if i != 11], 40, replace=False)
+    ext[(0, 0)] = [(int(i), [(int(rng.integers(8)), int(rng.integers(8)))
+                             for _ in range(int(rng.integers(1, 4)))]) for i in many]
+    ext[(0, 1)] = [(40, [(k, 7 - k) for k in range(8)]),       # lane 2's target
+                   (50, []),                                   # a negative; no occurrence
+                   (33, [(0, 0), (5, 3), (5, 3)])]             # its own input item
+    ext[(0, 3)] = [(11, [(1, 1)]), (51, [(4, 6)])]
+    ext[(1, 0)] = [(9, [(2, 2)]), (13, [(7, 7), (7, 7)])]       # shared columns all excluded
+    ext[(1, 1)] = [(9, [(3, 3)])]                               # idem, a single extra
+    T_B = T * B
+    for (t, b), lst in ext.items():
+        assert w["targets"][t, b] >= 0 and all(i != w["targets"][t, b] for i, _ in lst)
+        assert len({i for i, _ in lst}) == len(lst)
+    offsets, items, occ_offsets, pos, age = [0], [], [0], [], []
+    for tb in range(T_B):
+        for item, occ in ext.get(divmod(tb, B), []):
+            items.append(item)
+            pos += [o[0] for o in occ]
+            age += [o[1] for o in occ]
+            occ_offsets.append(len(pos))
+        offsets.append(len(items))
+    w.update(ext_offsets=np.array(offsets, np.int32), ext_items=np.array(items, np.int32),
+             ext_occ_offsets=np.array(occ_offsets, np.int32),
+             ext_pos=np.array(pos, np.uint8), ext_age=np.array(age, np.uint8))
+    included = ref.candidate_columns(w)[1]
+    assert included[1, 0].sum() == 1 and included[1, 1].sum() == 1    # own column only
+    expected = ref.window_forward(p, w, loss=loss, logq=logq, bpreg=bpreg)
+    assert np.all(np.isfinite(expected["ce"])) and np.all(expected["ce"][1, :2] > 0)
+    assert np.all(expected["ce"][1, :2] < 10)
+    got = run_core(core, p, w, loss=loss, logq=logq, bpreg=bpreg)
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
+    fd = ref.numeric_grads(p, w, blocks=ref.REPEAT_PARAMS + ("O", "bo", "E", "Wsx"),
+                           max_entries=40, seed=1, loss=loss, logq=logq, bpreg=bpreg)
+    for name, (idx, values) in fd.items():
+        actual = np.asarray(got["grads"][name], np.float64).reshape(-1)[idx]
+        assert norm_rel_err(actual, values) < 2e-3, name
+    assert len(fd["rc"][0]) == 8 and len(fd["rd"][0]) == 8
+    # every extra item's O / bo row has a gradient
+    g_bo = np.asarray(got["grads"]["bo"], np.float64)
+    assert np.all(np.abs(g_bo[np.unique(items)]) > 0)
+
+
+def _bad_extra_windows(w, n_items):
+    """Malformed ext_* layouts (w: a window with extras, some (t, b) with several)."""
+    off, items, occ_off = w["ext_offsets"], w["ext_items"], w["ext_occ_offsets"]
+    pos, age = w["ext_pos"], w["ext_age"]
+    tb = np.repeat(np.arange(len(off) - 1), np.diff(off))
+    first = int(np.flatnonzero(np.diff(off))[0])
+    decreasing = off.copy()
+    decreasing[first + 1] = off[-1] + 1
+    dip = off.copy()
+    dip[first + 1] = -1
+    past_end = off.copy()
+    past_end[-1] += 1
+    nonzero_start = off.copy()
+    nonzero_start[0] = 1
+    occ_decreasing = occ_off.copy()
+    occ_decreasing[1] = occ_off[-1] + 1
+    occ_past_end = occ_off.copy()
+    occ_past_end[-1] += 1
+
+    def with_item(value, e=0):
+        bad = items.copy()
+        bad[e] = value
+        return dict(w, ext_items=bad)
+
+    bad_pos = pos.copy()
+    bad_pos[0] = 8
+    bad_age = age.copy()
+    bad_age[-1] = 255
+    yield "ext_offsets decreasing", dict(w, ext_offsets=decreasing)
+    yield "ext_offsets negative", dict(w, ext_offsets=dip)
+    yield "ext_offsets past the items", dict(w, ext_offsets=past_end)
+    yield "ext_offsets not starting at 0", dict(w, ext_offsets=nonzero_start)
+    yield "ext_offsets too short", dict(w, ext_offsets=off[:-1])
+    yield "ext_occ_offsets decreasing", dict(w, ext_occ_offsets=occ_decreasing)
+    yield "ext_occ_offsets past the occurrences", dict(w, ext_occ_offsets=occ_past_end)
+    yield "ext_occ_offsets too short", dict(w, ext_occ_offsets=occ_off[:-1])
+    yield "item = n_items", with_item(n_items)
+    yield "item = -1", with_item(-1)
+    yield "item = the target", with_item(int(w["targets"].reshape(-1)[tb[0]]))
+    last = len(items) - 1
+    yield "last item = its target", with_item(int(w["targets"].reshape(-1)[tb[last]]), last)
+    yield "pos bucket 8", dict(w, ext_pos=bad_pos)
+    yield "age bucket 255", dict(w, ext_age=bad_age)
+    yield "pos / age lengths differ", dict(w, ext_age=age[:-1])
+
+
+def test_malformed_extra_columns_are_rejected(core):
+    """Offsets, items and buckets of the extra columns are checked (no UB): ValueError."""
+    p = ref.init_params(N_ITEMS, 6, False, seed=1)
+    w = ref.make_window(N_ITEMS, 6, 4, 3, S, seed=2, extras=True)
+    run_core(core, p, w)
+    accepted, other = [], []
+    for what, bad in _bad_extra_windows(w, N_ITEMS):
+        try:
+            run_core(core, p, bad)
+        except ValueError:
+            continue
+        except Exception as exc:  # noqa: BLE001 - reported below
+            other.append(f"{what}: {type(exc).__name__}: {exc}")
+            continue
+        accepted.append(what)
+    assert not accepted and not other, f"accepted: {accepted}; wrong exception: {other}"

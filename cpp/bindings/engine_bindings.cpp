@@ -98,17 +98,19 @@ void bind_engine(py::module_& m) {
       .def("start_training",
            [](Engine& e, const Arr<double>& popularity, int batch_size, int bptt, int n_sample, double sample_alpha,
               const std::string& loss, bool logq, float bpreg, const std::string& optimizer, float learning_rate,
-              float momentum, float dropout, bool repeat, uint64_t seed, int num_threads) {
+              float momentum, float dropout, bool repeat, bool repeat_negatives, uint64_t seed, int num_threads) {
              const double* pop = checked(popularity, {e.params.n_items}, "popularity");
              auto cfg = train_config(batch_size, bptt, n_sample, sample_alpha, loss, logq, bpreg, optimizer,
                                      learning_rate, momentum, dropout, seed, num_threads);
              cfg.repeat = repeat;
+             cfg.repeat_negatives = repeat_negatives;
              py::gil_scoped_release release;
              e.start_training(cfg, pop);
            },
            py::arg("popularity"), py::arg("batch_size"), py::arg("bptt"), py::arg("n_sample"),
            py::arg("sample_alpha"), py::arg("loss"), py::arg("logq"), py::arg("bpreg"), py::arg("optimizer"),
-           py::arg("learning_rate"), py::arg("momentum"), py::arg("dropout"), py::arg("repeat"), py::arg("seed"),
+           py::arg("learning_rate"), py::arg("momentum"), py::arg("dropout"), py::arg("repeat"),
+           py::arg("repeat_negatives"), py::arg("seed"),
            py::arg("num_threads"))
       .def("train_epoch",
            [](Engine& e, const Arr<int64_t>& offsets, const Arr<int32_t>& items, const Arr<double>& ts,

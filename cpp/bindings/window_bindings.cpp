@@ -62,6 +62,13 @@ py::dict window_loss_grad(const py::dict& params, const py::dict& w, const std::
     fill(win.rep_pos, w, "rep_pos", {-1});
     fill(win.rep_age, w, "rep_age", {-1});
   }
+  if (w.contains("ext_offsets")) {
+    fill(win.ext_offsets, w, "ext_offsets", {static_cast<py::ssize_t>(T) * B + 1});
+    fill(win.ext_items, w, "ext_items", {-1});
+    fill(win.ext_occ_offsets, w, "ext_occ_offsets", {-1});
+    fill(win.ext_pos, w, "ext_pos", {-1});
+    fill(win.ext_age, w, "ext_age", {-1});
+  }
   win.validate(P.n_items);
 
   hrnn::WindowConfig cfg;

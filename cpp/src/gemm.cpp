@@ -5,7 +5,7 @@ namespace detail {
 #define HRNN_DECLARE(S)                                                                                     \
   void gemm_nn_##S(int, int, int, const float*, int, const float*, int, float*, int, bool);                 \
   void gemm_tn_##S(int, int, int, const float*, int, const float*, int, float*, int, bool);                 \
-  float softmax_row_##S(int, const float*, const float*, const int*, int, int, float, float*);
+  float softmax_row_##S(int, const float*, const float*, const int*, int, int, float, float*, int);
 HRNN_DECLARE(generic)
 #if defined(__x86_64__) && defined(HRNN_X86_KERNELS)
 HRNN_DECLARE(avx2)
@@ -17,7 +17,7 @@ HRNN_DECLARE(avx512)
 namespace {
 
 using Fn = void (*)(int, int, int, const float*, int, const float*, int, float*, int, bool);
-using SoftmaxFn = float (*)(int, const float*, const float*, const int*, int, int, float, float*);
+using SoftmaxFn = float (*)(int, const float*, const float*, const int*, int, int, float, float*, int);
 struct Kernels {
   Fn nn, tn;
   SoftmaxFn softmax;
@@ -53,8 +53,8 @@ void gemm_tn(int M, int N, int K, const float* A, int lda, const float* B, int l
 }
 
 float softmax_row(int C, const float* r, const float* lq, const int* items, int y, int own, float scale,
-                  float* dr) {
-  return kernels().softmax(C, r, lq, items, y, own, scale, dr);
+                  float* dr, int n_extra) {
+  return kernels().softmax(C, r, lq, items, y, own, scale, dr, n_extra);
 }
 
 const char* gemm_isa() { return kernels().isa; }

@@ -46,6 +46,10 @@ bool Trainer::plan_window(const EventArrays& ev, const float* weights, const std
   bool any = false;
   win_.rep_pos.clear();
   win_.rep_age.clear();
+  win_.ext_items.clear();
+  win_.ext_occ_offsets.assign(1, 0);
+  win_.ext_pos.clear();
+  win_.ext_age.clear();
   for (int t = 0; t < T; ++t) {
     for (int b = 0; b < B; ++b) {
       Lane& L = lanes_[b];
@@ -65,6 +69,7 @@ bool Trainer::plan_window(const EventArrays& ev, const float* weights, const std
           win_.items[i] = win_.targets[i] = -1;
           win_.flags[i] = 0;
           win_.rep_offsets[i + 1] = static_cast<int32_t>(win_.rep_pos.size());
+          win_.ext_offsets[i + 1] = static_cast<int32_t>(win_.ext_items.size());
           continue;
         }
       }
@@ -75,20 +80,42 @@ bool Trainer::plan_window(const EventArrays& ev, const float* weights, const std
       win_.flags[i] = flags;
       win_.gaps[i] = flags & kFresh ? 0.f : static_cast<float>(ev.timestamps[p] - ev.timestamps[p - 1]);
       win_.weights[i] = weights ? weights[p + 1] : 1.f;
-      if (cfg_.repeat) {  // the target's occurrences among the lane's last kRepeatWindow events
-        const int32_t y = ev.items[p + 1];
-        for (int64_t j = std::max(L.start, p - kRepeatWindow + 1); j <= p; ++j) {
-          if (ev.items[j] != y) continue;
-          win_.rep_pos.push_back(pos_bucket(p - j));
-          win_.rep_age.push_back(age_bucket(ev.timestamps[p] - ev.timestamps[j]));
-        }
-      }
+      if (cfg_.repeat) add_recent(ev, L.start, p);
       win_.rep_offsets[i + 1] = static_cast<int32_t>(win_.rep_pos.size());
+      win_.ext_offsets[i + 1] = static_cast<int32_t>(win_.ext_items.size());
       any = true;
     }
     for (int s = 0; s < S; ++s) win_.negatives[static_cast<int64_t>(t) * S + s] = sampler_.draw(rng);
   }
   return any;
+}
+
+// The lane's last kRepeatWindow events up to p: the target's occurrences, and the other items as
+// extra candidate columns with their occurrences (docs/engine.md, "Repeat score").
+void Trainer::add_recent(const EventArrays& ev, int64_t start, int64_t p) {
+  const int32_t y = ev.items[p + 1];
+  recent_.clear();
+  for (int64_t j = std::max(start, p - kRepeatWindow + 1); j <= p; ++j) {
+    const int32_t it = ev.items[j];
+    if (it < 0) continue;
+    const uint8_t pos = pos_bucket(p - j), age = age_bucket(ev.timestamps[p] - ev.timestamps[j]);
+    if (it == y) {
+      win_.rep_pos.push_back(pos);
+      win_.rep_age.push_back(age);
+    } else if (cfg_.repeat_negatives) {
+      recent_.push_back({it, pos, age});
+    }
+  }
+  std::stable_sort(recent_.begin(), recent_.end(), [](const Recent& a, const Recent& b) { return a.item < b.item; });
+  for (size_t k = 0; k < recent_.size(); ++k) {
+    if (k == 0 || recent_[k].item != recent_[k - 1].item) {
+      if (k > 0) win_.ext_occ_offsets.push_back(static_cast<int32_t>(win_.ext_pos.size()));
+      win_.ext_items.push_back(recent_[k].item);
+    }
+    win_.ext_pos.push_back(recent_[k].pos);
+    win_.ext_age.push_back(recent_[k].age);
+  }
+  if (!recent_.empty()) win_.ext_occ_offsets.push_back(static_cast<int32_t>(win_.ext_pos.size()));
 }
 
 EpochStats Trainer::run_epoch(const EventArrays& ev, const float* weights, const std::vector<int64_t>& users,

@@ -28,6 +28,11 @@ void Window::resize(int T_, int B_, int S_, int H) {
   rep_offsets.assign(tb + 1, 0);
   rep_pos.clear();
   rep_age.clear();
+  ext_offsets.assign(tb + 1, 0);
+  ext_items.clear();
+  ext_occ_offsets.assign(1, 0);
+  ext_pos.clear();
+  ext_age.clear();
 }
 
 void Window::validate(int64_t n_items) const {
@@ -53,6 +58,22 @@ void Window::validate(int64_t n_items) const {
     require(rep_offsets[i] <= rep_offsets[i + 1], "repeat occurrence offsets must be non-decreasing");
   for (size_t m = 0; m < rep_pos.size(); ++m)
     require(rep_pos[m] < kPosBuckets && rep_age[m] < kAgeBuckets, "repeat bucket out of range");
+  const size_t E = ext_items.size();
+  require(ext_offsets.size() == tb + 1 && ext_offsets[0] == 0 && ext_offsets[tb] == static_cast<int32_t>(E) &&
+              ext_occ_offsets.size() == E + 1 && ext_occ_offsets[0] == 0 &&
+              ext_occ_offsets[E] == static_cast<int32_t>(ext_pos.size()) && ext_pos.size() == ext_age.size(),
+          "extra column arrays do not match the window");
+  for (size_t i = 0; i < tb; ++i) {
+    require(ext_offsets[i] <= ext_offsets[i + 1] && ext_offsets[i + 1] - ext_offsets[i] <= kMaxExtras,
+            "extra column offsets must be non-decreasing, at most " + std::to_string(kMaxExtras) + " per step");
+    for (int32_t e = ext_offsets[i]; e < ext_offsets[i + 1]; ++e)
+      require(ext_items[e] >= 0 && ext_items[e] < n_items && ext_items[e] != targets[i],
+              "extra column item out of range or equal to the target: " + std::to_string(ext_items[e]));
+  }
+  for (size_t e = 0; e < E; ++e)
+    require(ext_occ_offsets[e] <= ext_occ_offsets[e + 1], "extra occurrence offsets must be non-decreasing");
+  for (size_t m = 0; m < ext_pos.size(); ++m)
+    require(ext_pos[m] < kPosBuckets && ext_age[m] < kAgeBuckets, "repeat bucket out of range");
 }
 
 void SparseGrad::reset(int64_t n_items, int width_) {
@@ -105,19 +126,20 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     }
   }
   for (int32_t n : w.negatives) g.out.touch(n);
+  for (int32_t e : w.ext_items) g.out.touch(e);
   g.emb.zero_grads();
   g.out.zero_grads();
   g.dense.zero();
 
   const size_t cf = StepCache::floats(H);
-  const int Hp = pad_to_gemm(H), Cp = pad_to_gemm(C);
+  const int Hp = pad_to_gemm(H), Cp = pad_to_gemm(C), Rs = Cp + kMaxExtras;
   cache_.resize(TB * cf);
   dh_loss_.assign(TB * H, 0.f);
   dx_.resize(TB * H);
   hout_.assign(static_cast<size_t>(B) * Hp, 0.f);
   mask_.assign(static_cast<size_t>(B) * H, 1.f);
-  R_.resize(static_cast<size_t>(B) * Cp);
-  dl_.resize(static_cast<size_t>(B) * Cp);
+  R_.resize(static_cast<size_t>(B) * Rs);
+  dl_.resize(static_cast<size_t>(B) * Rs);
   dhout_.resize(static_cast<size_t>(B) * Hp);
   oc_.assign(static_cast<size_t>(Cp) * Hp, 0.f);
   oct_.assign(static_cast<size_t>(Hp) * Cp, 0.f);
@@ -136,7 +158,7 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     last_h_[b] = w.h_init.data() + static_cast<int64_t>(b) * H;
   }
   if (thread_grads_.size() < static_cast<size_t>(nt)) thread_grads_.resize(nt);
-  const size_t per_thread_scratch = 8 * H + static_cast<size_t>(Cp);
+  const size_t per_thread_scratch = 8 * H + static_cast<size_t>(Rs);
   scratch_.resize(per_thread_scratch * nt);
   std::vector<double> loss_by_thread(nt, 0.0);
 
@@ -155,7 +177,7 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     if (gd.u0.size() != static_cast<size_t>(H)) gd.resize(H);
     gd.zero();
     float* scratch = scratch_.data() + per_thread_scratch * th;
-    uint8_t* inc = reinterpret_cast<uint8_t*>(scratch + 8 * H);  // Cp bytes fit in Cp floats
+    uint8_t* inc = reinterpret_cast<uint8_t*>(scratch + 8 * H);  // Rs bytes fit in Rs floats
     double loss = 0.0;
 
     for (int t = 0; t < T; ++t) {
@@ -201,51 +223,67 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
       }
       if (b1 > b0) {
         gemm_nn(b1 - b0, Cp, Hp, hout_.data() + static_cast<int64_t>(b0) * Hp, Hp, oct_.data(), Cp,
-                R_.data() + static_cast<int64_t>(b0) * Cp, Cp, false);
+                R_.data() + static_cast<int64_t>(b0) * Rs, Rs, false);
       }
       for (int b = b0; b < b1; ++b) {
         const int64_t i = static_cast<int64_t>(t) * B + b;
-        float* dlb = dl_.data() + static_cast<int64_t>(b) * Cp;
+        float* dlb = dl_.data() + static_cast<int64_t>(b) * Rs;
         if (!has_loss_[b]) {
           std::fill(dlb, dlb + Cp, 0.f);
           continue;
         }
         const int32_t y = w.targets[i];
-        float* r = R_.data() + static_cast<int64_t>(b) * Cp;
+        float* r = R_.data() + static_cast<int64_t>(b) * Rs;
         for (int c = 0; c < Cp; ++c) r[c] += cbias_[c];
         const float* ho = hout_.data() + static_cast<int64_t>(b) * Hp;
         for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m)
           r[b] += repeat_term(P, ho, w.rep_pos[m], w.rep_age[m]);
+        const int32_t e0 = w.ext_offsets[i], ne = w.ext_offsets[i + 1] - e0;
+        for (int e = 0; e < ne; ++e) {  // the lane's extra columns, scored as at inference
+          const int32_t it = w.ext_items[e0 + e];
+          float s = dot(ho, out_rows + static_cast<int64_t>(it) * H, H) + P.bo[it];
+          for (int32_t m = w.ext_occ_offsets[e0 + e]; m < w.ext_occ_offsets[e0 + e + 1]; ++m)
+            s += repeat_term(P, ho, w.ext_pos[m], w.ext_age[m]);
+          r[Cp + e] = s;
+        }
         const float scale = w.weights[i] * scale_base;
         float ce;
         if (cfg.loss.kind == LossKind::Softmax) {
-          ce = softmax_row(Cp, r, clq_.data(), col_items_.data(), y, b, scale, dlb);
+          ce = softmax_row(Cp, r, clq_.data(), col_items_.data(), y, b, scale, dlb, ne);
         } else {
           for (int c = 0; c < Cp; ++c) inc[c] = col_items_[c] >= 0 && (c == b || col_items_[c] != y);
-          ce = bpr_max_row(cfg.loss.bpreg, r, inc, Cp, b, scale, dlb);
+          std::fill(inc + Cp, inc + Cp + ne, uint8_t{1});
+          ce = bpr_max_row(cfg.loss.bpreg, r, inc, Cp + ne, b, scale, dlb);
         }
         loss += w.weights[i] * ce;
       }
       if (b1 > b0) {
-        gemm_nn(b1 - b0, Hp, Cp, dl_.data() + static_cast<int64_t>(b0) * Cp, Cp, oc_.data(), Hp,
+        gemm_nn(b1 - b0, Hp, Cp, dl_.data() + static_cast<int64_t>(b0) * Rs, Rs, oc_.data(), Hp,
                 dhout_.data() + static_cast<int64_t>(b0) * Hp, Hp, false);
       }
       for (int b = b0; b < b1; ++b) {
         if (!has_loss_[b]) continue;
         const int64_t i = static_cast<int64_t>(t) * B + b;
         float* src = dhout_.data() + static_cast<int64_t>(b) * Hp;
-        const float g_own = dl_[static_cast<int64_t>(b) * Cp + b];
+        const float* dlb = dl_.data() + static_cast<int64_t>(b) * Rs;
         const float* ho = hout_.data() + static_cast<int64_t>(b) * Hp;
-        for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m) {
-          const int pos = w.rep_pos[m], age = kPosBuckets + w.rep_age[m];
-          gd.rc[pos] += g_own;
-          gd.rd[w.rep_age[m]] += g_own;
-          const float* V = P.d.rV.data();
+        const float* V = P.d.rV.data();
+        auto repeat_grad = [&](float gv, int pos, int age_bucket) {
+          const int age = kPosBuckets + age_bucket;
+          gd.rc[pos] += gv;
+          gd.rd[age_bucket] += gv;
           for (int k = 0; k < H; ++k) {
-            gd.rV[k * kRepeatCols + pos] += g_own * ho[k];
-            gd.rV[k * kRepeatCols + age] += g_own * ho[k];
-            src[k] += g_own * (V[k * kRepeatCols + pos] + V[k * kRepeatCols + age]);
+            gd.rV[k * kRepeatCols + pos] += gv * ho[k];
+            gd.rV[k * kRepeatCols + age] += gv * ho[k];
+            src[k] += gv * (V[k * kRepeatCols + pos] + V[k * kRepeatCols + age]);
           }
+        };
+        for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m) repeat_grad(dlb[b], w.rep_pos[m], w.rep_age[m]);
+        for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e) {
+          const float ge = dlb[Cp + e - w.ext_offsets[i]];
+          axpy(ge, out_rows + static_cast<int64_t>(w.ext_items[e]) * H, src, H);
+          for (int32_t m = w.ext_occ_offsets[e]; m < w.ext_occ_offsets[e + 1]; ++m)
+            repeat_grad(ge, w.ext_pos[m], w.ext_age[m]);
         }
         const float* mask = mask_.data() + static_cast<int64_t>(b) * H;
         float* dho = dh_loss_.data() + i * H;
@@ -253,11 +291,11 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
       }
 #pragma omp barrier
       if (c1 > c0) {
-        gemm_tn(c1 - c0, Hp, B, dl_.data() + c0, Cp, hout_.data(), Hp, doc_.data() + static_cast<int64_t>(c0) * Hp,
+        gemm_tn(c1 - c0, Hp, B, dl_.data() + c0, Rs, hout_.data(), Hp, doc_.data() + static_cast<int64_t>(c0) * Hp,
                 Hp, false);
         for (int c = c0; c < c1; ++c) {
           float sum = 0.f;
-          for (int b = 0; b < B; ++b) sum += dl_[static_cast<int64_t>(b) * Cp + c];
+          for (int b = 0; b < B; ++b) sum += dl_[static_cast<int64_t>(b) * Rs + c];
           dcb_[c] = sum;
         }
       }
@@ -268,6 +306,18 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
         float* gr = g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[it]) * (H + 1);
         axpy(1.f, doc_.data() + static_cast<int64_t>(c) * Hp, gr, H);
         gr[H] += dcb_[c];
+      }
+      for (int b = 0; b < B; ++b) {  // the extra columns' rows
+        if (!has_loss_[b]) continue;
+        const int64_t i = static_cast<int64_t>(t) * B + b;
+        for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e) {
+          const int32_t it = w.ext_items[e];
+          if (it % team != th) continue;
+          const float ge = dl_[static_cast<int64_t>(b) * Rs + Cp + e - w.ext_offsets[i]];
+          float* gr = g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[it]) * (H + 1);
+          axpy(ge, hout_.data() + static_cast<int64_t>(b) * Hp, gr, H);
+          gr[H] += ge;
+        }
       }
 #pragma omp barrier
     }

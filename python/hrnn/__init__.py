@@ -1,9 +1,10 @@
 """hrnn: a hierarchical recurrent recommender (gated HRNN) with a native C++ core."""
 from __future__ import annotations
 
-from . import _core
+from . import _core, baselines
 from .data import read_interactions
 from .describe import describe
+from .evaluate import evaluate, split_next_item, split_personalize
 from .model import HRNN
 from .model_file import load
 
@@ -15,4 +16,5 @@ def build_info() -> dict:
     return dict(_core.build_info())
 
 
-__all__ = ["HRNN", "build_info", "describe", "load", "read_interactions", "__version__"]
+__all__ = ["HRNN", "baselines", "build_info", "describe", "evaluate", "load", "read_interactions",
+           "split_next_item", "split_personalize", "__version__"]

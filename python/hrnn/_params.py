@@ -24,6 +24,7 @@ SPECS = {
     "dropout": ("float", 0.0, 0.9),
     "tie_embeddings": ("bool", None, None),
     "repeat": ("bool", None, None),
+    "repeat_negatives": ("bool", None, None),
     "session_gap": ("float", 1.0, 1e9),
     "recency_half_life": ("float?", 1.0, 1e12),
     "num_threads": ("int", 0, 4096),

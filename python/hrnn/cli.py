@@ -172,11 +172,14 @@ _TRAIN_FLAGS = [
      "score regularisation of --loss bpr-max (default: {default})"),
     (("--dropout",), "dropout", dict(type=float, metavar="P"),
      "dropout on the state before scoring, in [0, 0.9] (default: {default})"),
-    (("--tie-embeddings",), "tie_embeddings", dict(action="store_true"),
-     "use the input item embeddings as the output item vectors (fewer parameters)"),
+    (("--tie-embeddings",), "tie_embeddings", dict(action=argparse.BooleanOptionalAction),
+     "use the input item embeddings as the output item vectors (default: {default})"),
     (("--no-repeat",), "repeat", dict(action="store_false"),
      "do not learn the repeat score (by default the user's last items get a learned boost "
      "from how often and how recently they were seen)"),
+    (("--repeat-negatives",), "repeat_negatives", dict(action=argparse.BooleanOptionalAction),
+     "in training, also score the user's other recent items, so that the repeat score learns "
+     "how often they do not come back (default: {default})"),
     (("--session-gap",), "session_gap", dict(type=float, metavar="SECONDS"),
      "inactivity that starts a new session when the data has no SESSION_ID "
      "(default: {default})"),

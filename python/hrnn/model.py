@@ -68,6 +68,10 @@ class HRNN(Recommender):
     repeat : bool
         Learn a repeat score: the user's last 50 items get a boost learned from how many events
         and how much time ago they were seen (docs/engine.md, "Repeat score").
+    repeat_negatives : bool
+        In training, the user's other recent items are extra candidates with their repeat score,
+        so the model also learns how often recent items do *not* come back (helps where
+        re-consumption is rare, e.g. ratings).
     session_gap : float
         Seconds of inactivity that end a session (when the data has no SESSION_ID).
     recency_half_life : float, optional
@@ -90,7 +94,7 @@ class HRNN(Recommender):
                  optimizer: str = "adagrad", momentum: float = 0.0, n_sample: int = 512,
                  sample_alpha: float = 0.5, loss: str = "softmax", bpreg: float = 1.0,
                  logq: bool = True, dropout: float = 0.0, tie_embeddings: bool = False,
-                 repeat: bool = True,
+                 repeat: bool = True, repeat_negatives: bool = True,
                  session_gap: float = 1800.0, recency_half_life: Optional[float] = None,
                  num_threads: int = 0, random_state: Optional[int] = None, device: str = "cpu",
                  show_progress: bool = True):
@@ -114,6 +118,7 @@ class HRNN(Recommender):
         self.dropout = dropout
         self.tie_embeddings = tie_embeddings
         self.repeat = repeat
+        self.repeat_negatives = repeat_negatives
         self.session_gap = session_gap
         self.recency_half_life = recency_half_life
         self.num_threads = num_threads
@@ -215,6 +220,7 @@ class HRNN(Recommender):
                               loss=self.loss, logq=self.logq, bpreg=self.bpreg,
                               optimizer=self.optimizer, learning_rate=self.learning_rate,
                               momentum=self.momentum, dropout=self.dropout, repeat=self.repeat,
+                              repeat_negatives=self.repeat_negatives,
                               seed=seed,
                               num_threads=self.num_threads)
         w = weights if self.recency_mask else None

@@ -18,9 +18,10 @@ void gemm_tn(int M, int N, int K, const float* A, int lda, const float* B, int l
 
 // Sampled softmax cross-entropy of one lane over C candidate columns (docs/engine.md): column c takes
 // part when items[c] >= 0 and (c == own or items[c] != y). r: raw scores; lq: log sampling
-// probabilities (zeros for no logQ correction). Writes dr = scale * d ce / d r and returns ce.
+// probabilities (zeros for no logQ correction). r[C .. C+n_extra) are the lane's extra columns: always
+// included, no correction. Writes dr = scale * d ce / d r and returns ce.
 float softmax_row(int C, const float* r, const float* lq, const int* items, int y, int own, float scale,
-                  float* dr);
+                  float* dr, int n_extra);
 
 // Which kernel set runs here: "avx512", "avx2" or "generic".
 const char* gemm_isa();

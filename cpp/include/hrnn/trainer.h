@@ -18,7 +18,8 @@ struct TrainConfig {
   LossConfig loss;
   OptConfig opt;
   float dropout = 0.f;
-  bool repeat = true;  // learn the repeat score (docs/engine.md)
+  bool repeat = true;           // learn the repeat score (docs/engine.md)
+  bool repeat_negatives = true;  // the lane's other recent items are extra candidate columns
   uint64_t seed = 0;
   int num_threads = 0;  // 0 = all cores
 
@@ -53,6 +54,13 @@ class Trainer {
   bool plan_window(const EventArrays& ev, const float* weights, const std::vector<int64_t>& order,
                    size_t& next_user, Rng& rng);
 
+  void add_recent(const EventArrays& ev, int64_t start, int64_t p);
+
+  struct Recent {
+    int32_t item;
+    uint8_t pos, age;
+  };
+  std::vector<Recent> recent_;
   Params& P_;
   TrainConfig cfg_;
   AliasSampler sampler_;

@@ -19,6 +19,11 @@ struct Window {
   // Repeat occurrences of each (t, b)'s target: entries rep_offsets[i] .. rep_offsets[i+1].
   std::vector<int32_t> rep_offsets;     // [T*B + 1]
   std::vector<uint8_t> rep_pos, rep_age;
+  // Extra candidate columns of each (t, b): the lane's other recent items, entries
+  // ext_offsets[i] .. ext_offsets[i+1] of ext_items; item e's occurrences are
+  // ext_occ_offsets[e] .. ext_occ_offsets[e+1] of ext_pos / ext_age.
+  std::vector<int32_t> ext_offsets, ext_items, ext_occ_offsets;
+  std::vector<uint8_t> ext_pos, ext_age;
 
   void resize(int T, int B, int S, int H);
   // Throws std::invalid_argument if an index is out of range or a flag is inconsistent.
@@ -48,6 +53,8 @@ struct Gradients {
   SparseGrad out;  // rows of O (or E when tied) that were candidates, plus their bias (width H + 1)
   void reset(const Params& P);
 };
+
+constexpr int kMaxExtras = 64;  // extra columns of one lane at one step (at most kRepeatWindow - 1 in training)
 
 struct WindowConfig {
   LossConfig loss;

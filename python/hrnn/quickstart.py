@@ -1,0 +1,105 @@
+"""`hrnn quickstart`: train and evaluate hrnn beside the baselines on a real data set, then show a few
+users' histories with their recommendations."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from . import baselines, datasets
+from .data import read_interactions
+from .evaluate import evaluate
+from .model import HRNN
+
+PERSONALIZE = ["precision@5", "precision@10", "precision@25", "ndcg@5", "ndcg@10", "ndcg@25", "mrr@25",
+               "coverage"]
+NEXT_ITEM = ["recall@20", "mrr@20", "first_recall@20"]
+
+
+def contenders(epochs: Optional[int], random_state: int) -> dict:
+    """The models compared: hrnn with its defaults, and every baseline."""
+    hrnn_kw = {"random_state": random_state, "show_progress": False}
+    if epochs is not None:
+        hrnn_kw["epochs"] = epochs
+    return {"hrnn": HRNN(**hrnn_kw),
+            "popularity": baselines.Popularity(),
+            "markov": baselines.Markov(),
+            "repeat-rule": baselines.RepeatRule(),
+            "session-knn": baselines.SessionKNN()}
+
+
+def compare(table: pd.DataFrame, models: dict, random_state: int = 0, out=sys.stdout) -> pd.DataFrame:
+    """Both evaluation protocols for every model; returns one row per (protocol, model)."""
+    rows = []
+    for protocol, metrics in (("personalize", PERSONALIZE), ("next-item", NEXT_ITEM)):
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            scores = evaluate(model, table, protocol=protocol, random_state=random_state)
+            rows.append({"protocol": protocol, "model": name,
+                         **{m: scores[m] for m in metrics},
+                         "seconds": time.perf_counter() - t0})
+            print(f"  {protocol:<11} {name:<12} done in {rows[-1]['seconds']:.1f} s", file=out, flush=True)
+    return pd.DataFrame(rows)
+
+
+def format_results(results: pd.DataFrame) -> str:
+    """The comparison as two text tables, the best value of each column marked with *."""
+    parts = []
+    for protocol, metrics in (("personalize", PERSONALIZE), ("next-item", NEXT_ITEM)):
+        part = results[results.protocol == protocol].set_index("model")[metrics]
+        shown = part.apply(lambda col: [f"{v:.4f}" + ("*" if v == col.max() else " ") for v in col])
+        title = ("Personalize protocol (10% of users held out; oldest 90% of their events in, "
+                 "newest 10% to find)" if protocol == "personalize" else
+                 "Next-item protocol (each user's last session; every event predicted from "
+                 "everything before it)")
+        parts.append(f"{title}\n{shown.to_string()}")
+    return "\n\n".join(parts)
+
+
+def show_users(model: HRNN, table: pd.DataFrame, titles: Optional[dict], n_users: int = 3,
+               n_items: int = 10, out=sys.stdout) -> None:
+    """A few users' latest events and what hrnn recommends them next."""
+    def name(item):
+        return titles.get(item, str(item)) if titles else str(item)
+
+    counts = table.USER_ID.value_counts()
+    users = counts[counts >= 20].index[:n_users].tolist() or counts.index[:n_users].tolist()
+    for user in users:
+        history = table[table.USER_ID == user].sort_values("TIMESTAMP", kind="stable").ITEM_ID.tolist()
+        ids, _ = model.recommend(user, num_results=n_items, exclude_interacted=True)
+        print(f"\nuser {user} ({len(history)} events); latest:", file=out)
+        for item in history[-5:]:
+            print(f"    {name(item)}", file=out)
+        print("  hrnn recommends next:", file=out)
+        for rank, item in enumerate(ids, 1):
+            print(f"  {rank:3d}. {name(item)}", file=out)
+
+
+def run(data=None, columns: Optional[dict] = None, epochs: Optional[int] = None, random_state: int = 0,
+        out=sys.stdout) -> pd.DataFrame:
+    """The whole quickstart; returns the results table."""
+    titles = None
+    if data is None:
+        interactions, items = datasets.load_movielens_small()
+        titles = dict(zip(items.item_id, items.title))
+        print("Data: MovieLens latest-small, bundled (GroupLens terms: non-commercial, see "
+              f"{datasets.movielens_small_path() / 'README.grouplens.txt'})", file=out)
+        table = read_interactions(interactions)
+    else:
+        print(f"Data: {data}", file=out)
+        table = read_interactions(data, columns)
+    print(f"{len(table):,} events, {table.USER_ID.nunique():,} users, {table.ITEM_ID.nunique():,} items\n",
+          file=out)
+    print("Evaluating (each model is fitted on the training part only):", file=out)
+    results = compare(table, contenders(epochs, random_state), random_state, out)
+    print("\n" + format_results(results), file=out)
+    print("\nFitting hrnn on all the events ...", file=out, flush=True)
+    t0 = time.perf_counter()
+    model = contenders(epochs, random_state)["hrnn"].fit(table)
+    rate = np.mean([h["events_per_second"] for h in model.history_])
+    print(f"done in {time.perf_counter() - t0:.1f} s ({rate:,.0f} training events/s)", file=out)
+    show_users(model, table, titles, out=out)
+    return results
