@@ -7,6 +7,7 @@ from .describe import describe
 from .evaluate import evaluate, split_next_item, split_personalize
 from .model import HRNN
 from .model_file import load
+from .tune import tune
 
 __version__ = "0.1.0"
 
@@ -17,4 +18,4 @@ def build_info() -> dict:
 
 
 __all__ = ["HRNN", "baselines", "build_info", "describe", "evaluate", "load", "read_interactions",
-           "split_next_item", "split_personalize", "__version__"]
+           "split_next_item", "split_personalize", "tune", "__version__"]

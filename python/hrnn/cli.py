@@ -451,6 +451,11 @@ def _run_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_commands() -> List[Callable]:
+    from . import cli_eval
+    return [cli_eval.add_quickstart, cli_eval.add_evaluate, cli_eval.add_tune]
+
+
 COMMANDS: List[Callable] = [_add_inspect, _add_train, _add_recommend]
 
 def build_parser() -> argparse.ArgumentParser:
@@ -462,17 +467,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "interactions what each user will interact with next.",
         epilog="""\
 examples:
+  hrnn quickstart                                 # train + evaluate on the bundled data set
   hrnn inspect interactions.csv                   # look at the data first
   hrnn train interactions.csv -o model.hrnn       # train and save a model
   hrnn recommend model.hrnn --user 42             # top 25 items for user 42
   hrnn recommend model.hrnn --users users.txt -o recs.jsonl
+  hrnn evaluate model.hrnn interactions.csv       # Personalize + next-item metrics
+  hrnn tune interactions.csv -o tuned.hrnn        # hyperparameter search
 
 Run `hrnn COMMAND --help` for a command's options.""")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--traceback", action="store_true",
                         help="show the full Python traceback on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in COMMANDS:
+    for add in COMMANDS + _eval_commands():
         add(sub)
     return parser
 

@@ -31,8 +31,9 @@ def contenders(epochs: Optional[int], random_state: int) -> dict:
             "session-knn": baselines.SessionKNN()}
 
 
-def compare(table: pd.DataFrame, models: dict, random_state: int = 0, out=sys.stdout) -> pd.DataFrame:
+def compare(table: pd.DataFrame, models: dict, random_state: int = 0, out=None) -> pd.DataFrame:
     """Both evaluation protocols for every model; returns one row per (protocol, model)."""
+    out = out or sys.stdout
     rows = []
     for protocol, metrics in (("personalize", PERSONALIZE), ("next-item", NEXT_ITEM)):
         for name, model in models.items():
@@ -60,8 +61,9 @@ def format_results(results: pd.DataFrame) -> str:
 
 
 def show_users(model: HRNN, table: pd.DataFrame, titles: Optional[dict], n_users: int = 3,
-               n_items: int = 10, out=sys.stdout) -> None:
+               n_items: int = 10, out=None) -> None:
     """A few users' latest events and what hrnn recommends them next."""
+    out = out or sys.stdout
     def name(item):
         return titles.get(item, str(item)) if titles else str(item)
 
@@ -79,8 +81,9 @@ def show_users(model: HRNN, table: pd.DataFrame, titles: Optional[dict], n_users
 
 
 def run(data=None, columns: Optional[dict] = None, epochs: Optional[int] = None, random_state: int = 0,
-        out=sys.stdout) -> pd.DataFrame:
+        out=None) -> pd.DataFrame:
     """The whole quickstart; returns the results table."""
+    out = out or sys.stdout
     titles = None
     if data is None:
         interactions, items = datasets.load_movielens_small()

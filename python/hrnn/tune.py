@@ -1,0 +1,144 @@
+"""Hyperparameter optimisation, like Personalize's performHPO: search the tunable hyperparameters on
+a validation split carved from the given data, then refit the best on all of it."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import pandas as pd
+
+from .data import read_interactions
+from .evaluate import evaluate
+from .model import HRNN
+
+NEXT_ITEM_METRICS = ("recall@20", "mrr@20", "first_recall@20")
+PERSONALIZE_METRICS = ("precision@5", "precision@10", "precision@25", "ndcg@5", "ndcg@10", "ndcg@25",
+                       "mrr@25", "coverage")
+
+# name: (kind, choices or bounds); the tunable hyperparameters of the recipe plus the training knobs
+# that matter most.
+SPACE = {
+    "hidden_dimension": ("int_log", (32, 256)),
+    "recency_mask": ("categorical", (True, False)),
+    "bptt": ("int", (1, 32)),
+    "learning_rate": ("float_log", (0.01, 0.5)),
+    "dropout": ("float", (0.0, 0.5)),
+    "n_sample": ("categorical", (128, 512, 2048)),
+}
+
+
+@dataclass
+class TuneResult:
+    """What :func:`tune` found.
+
+    Attributes
+    ----------
+    best_params : dict
+        The winning hyperparameters (only those searched).
+    best_score : float
+        Its validation score.
+    trials : DataFrame
+        One row per trial: its parameters, every metric of the protocol, seconds.
+    model : HRNN
+        A model with the best parameters, fitted on all of ``data``.
+    """
+
+    best_params: dict
+    best_score: float
+    trials: pd.DataFrame
+    model: HRNN
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise ImportError("hrnn.tune needs Optuna: pip install 'hrnn[tune]'") from None
+    return optuna
+
+
+def _suggest(trial, space: dict) -> dict:
+    out = {}
+    for name, (kind, spec) in space.items():
+        if kind == "categorical":
+            out[name] = trial.suggest_categorical(name, list(spec))
+        elif kind in ("int", "int_log"):
+            out[name] = trial.suggest_int(name, spec[0], spec[1], log=kind == "int_log")
+        elif kind in ("float", "float_log"):
+            out[name] = trial.suggest_float(name, spec[0], spec[1], log=kind == "float_log")
+        else:
+            raise ValueError(f"unknown search kind {kind!r} for {name!r}")
+    return out
+
+
+def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict] = None,
+         base_params: Optional[dict] = None, columns: Optional[dict] = None, random_state: int = 0,
+         timeout: Optional[float] = None, refit: bool = True) -> TuneResult:
+    """Search hyperparameters that maximise ``metric`` on a held-out part of ``data``.
+
+    Parameters
+    ----------
+    data : anything :func:`hrnn.read_interactions` accepts
+        The training data. Each trial runs :func:`hrnn.evaluate` on it: the protocol of ``metric``
+        carves a validation part out of ``data``, fits on the rest only, and scores; nothing
+        outside ``data`` is ever used.
+    n_trials : int
+        Trials (Optuna's TPE sampler, seeded with ``random_state``).
+    metric : str
+        A Personalize metric (``"precision@5"`` .. ``"coverage"``, protocol "personalize") or a
+        next-item one (``"recall@20"``, ``"mrr@20"``, ``"first_recall@20"``).
+    space : dict, optional
+        ``{name: (kind, spec)}`` with kind "int", "int_log", "float", "float_log" or
+        "categorical"; defaults to :data:`SPACE` (hidden_dimension, recency_mask, bptt,
+        learning_rate, dropout, n_sample).
+    base_params : dict, optional
+        Fixed HRNN hyperparameters for every trial (e.g. ``{"epochs": 5}``).
+    random_state : int
+        Seeds the sampler, the splits and the models.
+    timeout : float, optional
+        Stop starting trials after this many seconds.
+    refit : bool
+        Fit the best parameters on all of ``data`` (``result.model``).
+
+    Returns
+    -------
+    TuneResult
+    """
+    if metric in NEXT_ITEM_METRICS:
+        protocol = "next-item"
+    elif metric in PERSONALIZE_METRICS:
+        protocol = "personalize"
+    else:
+        raise ValueError(f"metric must be one of {NEXT_ITEM_METRICS + PERSONALIZE_METRICS}, got {metric!r}")
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
+        raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
+    space = dict(SPACE if space is None else space)
+    base = {"show_progress": False, "random_state": random_state, **(base_params or {})}
+    unknown = sorted((set(space) | set(base)) - set(HRNN._param_names()))
+    if unknown:
+        raise ValueError(f"unknown HRNN hyperparameter(s) {unknown}")
+    HRNN(**base)  # fail fast on bad fixed parameters
+    optuna = _optuna()
+    table = read_interactions(data, columns)
+    rows = []
+
+    def objective(trial):
+        params = _suggest(trial, space)
+        t0 = time.perf_counter()
+        scores = evaluate(HRNN(**{**base, **params}), table, protocol=protocol, random_state=random_state)
+        rows.append({"trial": trial.number, **params,
+                     **{k: v for k, v in scores.items() if isinstance(v, float)},
+                     "seconds": time.perf_counter() - t0})
+        return scores[metric]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=random_state))
+    study.optimize(objective, n_trials=n_trials, timeout=timeout)
+    best = dict(study.best_params)
+    model = HRNN(**{**base, **best})
+    if refit:
+        model.fit(table)
+    return TuneResult(best_params=best, best_score=float(study.best_value), trials=pd.DataFrame(rows),
+                      model=model)

@@ -1,0 +1,98 @@
+"""hrnn.tune, the quickstart, and the quickstart / evaluate / tune commands."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hrnn
+from hrnn import cli, datasets, quickstart
+from hrnn.synthetic import make_log
+
+FAST = {"epochs": 1, "hidden_dimension": 32, "n_sample": 32, "batch_size": 16, "bptt": 4, "num_threads": 1}
+
+
+@pytest.fixture(scope="module")
+def log_csv(tmp_path_factory):
+    df = make_log(3_000, n_users=60, n_items=300, seed=1).rename(columns=str.lower)
+    path = tmp_path_factory.mktemp("d") / "log.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_tune_finds_params_and_refits(log_csv):
+    pytest.importorskip("optuna")
+    space = {"learning_rate": ("float_log", (0.01, 0.3)), "recency_mask": ("categorical", (True, False))}
+    r = hrnn.tune(log_csv, n_trials=3, metric="recall@20", space=space, base_params=FAST, random_state=0)
+    assert set(r.best_params) == {"learning_rate", "recency_mask"}
+    assert len(r.trials) == 3 and r.best_score == r.trials["recall@20"].max()
+    assert r.model.get_params()["learning_rate"] == r.best_params["learning_rate"]
+    assert len(r.model.recommend(r.model.user_ids_[0], 5)[0]) == 5
+
+
+def test_tune_rejects_bad_arguments(log_csv):
+    with pytest.raises(ValueError, match="metric"):
+        hrnn.tune(log_csv, metric="auc")
+    with pytest.raises(ValueError, match="n_trials"):
+        hrnn.tune(log_csv, n_trials=0)
+    with pytest.raises(ValueError, match="unknown HRNN hyperparameter"):
+        hrnn.tune(log_csv, space={"nope": ("float", (0, 1))})
+
+
+def test_tune_without_optuna_says_what_to_install(log_csv, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(ImportError, match=r"hrnn\[tune\]"):
+        hrnn.tune(log_csv, n_trials=1, base_params=FAST)
+
+
+def test_bundled_dataset_and_its_license():
+    interactions, items = datasets.load_movielens_small()
+    assert len(interactions) == 100_836 and {"user_id", "item_id", "timestamp"} <= set(interactions)
+    assert {"item_id", "title"} <= set(items)
+    folder = datasets.movielens_small_path()
+    assert "redistribut" in (folder / "README.grouplens.txt").read_text().lower()
+    assert (folder / "NOTICE.md").exists()
+
+
+def test_quickstart_on_a_users_file(log_csv, capsys):
+    results = quickstart.run(str(log_csv), epochs=1)
+    out = capsys.readouterr().out
+    assert set(results.model) == {"hrnn", "popularity", "markov", "repeat-rule", "session-knn"}
+    assert set(results.protocol) == {"personalize", "next-item"}
+    assert "precision@5" in out and "recall@20" in out and "hrnn recommends next" in out
+    by = results.set_index("protocol")
+    assert by.loc["personalize", "precision@5"].between(0, 1).all()
+    assert by.loc["next-item", "recall@20"].between(0, 1).all()
+
+
+def test_quickstart_and_evaluate_commands(log_csv, tmp_path, capsys):
+    model_path = tmp_path / "m.hrnn"
+    assert cli.main(["train", str(log_csv), "-o", str(model_path), "--epochs", "1", "--no-progress",
+                     "--num-threads", "1", "--hidden-dimension", "32"]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(model_path), str(log_csv), "--json", "--protocol", "next-item"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["model"] == "hrnn" and 0 <= rows[0]["recall@20"] <= 1
+    assert cli.main(["evaluate", str(model_path), str(log_csv), "--baselines"]) == 0
+    out = capsys.readouterr().out
+    assert "repeat-rule" in out and "personalize" in out
+    assert cli.main(["evaluate", str(tmp_path / "missing.hrnn"), str(log_csv)]) == 2
+
+
+def test_tune_command(log_csv, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    out_path = tmp_path / "t.hrnn"
+    assert cli.main(["tune", str(log_csv), "--trials", "2", "--epochs", "1", "--metric", "mrr@20",
+                     "-o", str(out_path)]) == 0
+    assert "best mrr@20" in capsys.readouterr().out
+    assert hrnn.load(out_path).get_params()["epochs"] == 1
+
+
+def test_format_results_marks_the_best():
+    df = pd.DataFrame([{"protocol": p, "model": m, **{k: v for k in quickstart.PERSONALIZE + quickstart.NEXT_ITEM}}
+                       for p in ("personalize", "next-item") for m, v in (("a", 0.1), ("b", 0.2))])
+    text = quickstart.format_results(df)
+    assert "0.2000*" in text and "0.1000*" not in text and np.isfinite(df.select_dtypes(float).values).all()
