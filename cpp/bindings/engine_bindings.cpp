@@ -94,6 +94,7 @@ void bind_engine(py::module_& m) {
              const float* src = checked(a, std::vector<py::ssize_t>(shape.begin(), shape.end()), name);
              auto& dst = e.params.block(name);
              std::copy(src, src + dst.size(), dst.begin());
+             e.params_changed();
            })
       .def("start_training",
            [](Engine& e, const Arr<double>& popularity, int batch_size, int bptt, int n_sample, double sample_alpha,

@@ -22,7 +22,23 @@ EpochStats Engine::train_epoch(const EventArrays& ev, const float* weights, cons
                                const Trainer::StopFn& should_stop) {
   require(trainer_ != nullptr, "start_training must be called before train_epoch");
   ev.validate(params.n_items);
+  params_changed();
   return trainer_->run_epoch(ev, weights, users, should_stop);
+}
+
+void Engine::params_changed() {
+  std::lock_guard<std::mutex> lock(table_mu_);
+  table_.reset();
+}
+
+std::shared_ptr<const ScoringTable> Engine::scoring_table() const {
+  std::lock_guard<std::mutex> lock(table_mu_);
+  if (!table_) {
+    auto t = std::make_shared<ScoringTable>();
+    t->build(params);
+    table_ = std::move(t);
+  }
+  return table_;
 }
 
 void Engine::set_fallback_scores(std::vector<float> scores) {
@@ -77,7 +93,9 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   const int64_t M = static_cast<int64_t>(warm.size());
   std::vector<int32_t> wi(static_cast<size_t>(M) * q.k);
   std::vector<float> ws(wi.size());
-  score_topk(params, hs.data(), M, q.k, &excl, q.include, &boosts, wi.data(), ws.data(), num_threads);
+  const auto table = scoring_table();  // held for the whole query, even if the parameters change meanwhile
+  score_topk(params, *table, hs.data(), M, q.k, &excl, q.include, &boosts, wi.data(), ws.data(),
+             num_threads);
   for (int64_t j = 0; j < M; ++j) {
     std::copy_n(wi.data() + j * q.k, q.k, items + warm[j] * q.k);
     std::copy_n(ws.data() + j * q.k, q.k, scores + warm[j] * q.k);

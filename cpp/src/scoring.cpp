@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "hrnn/gemm.h"
 #include "hrnn/kernels.h"
 #include "hrnn/parallel.h"
 #include "hrnn/topk.h"
@@ -9,8 +10,9 @@
 namespace hrnn {
 namespace {
 
-constexpr int64_t kTile = 2048;  // items per tile: a tile of output rows stays in cache across rows
-constexpr int64_t kRows = 8;     // states scored together against one tile
+constexpr int64_t kTile = 1024;       // items per tile: the tile's scores stay in cache while scanned
+constexpr int64_t kRows = 16;        // states scored together against one tile
+constexpr int64_t kMinChunk = 32768;  // items worth a thread of their own for a single query
 
 bool contains(const ItemSet* s, int32_t item) {
   return s != nullptr && std::binary_search(s->begin(), s->end(), item);
@@ -23,19 +25,44 @@ bool boosted(const Boosts* b, int32_t item) {
 
 }  // namespace
 
-void score_topk(const Params& P, const float* hs, int64_t M, int k, const std::vector<ItemSet>* exclude,
-                const ItemSet* include, const std::vector<Boosts>* boosts, int32_t* out_items, float* out_scores,
-                int num_threads) {
-  const int H = P.H;
+void ScoringTable::build(const Params& P) {
+  H = P.H, Hp = pad_to_gemm(P.H), N = P.n_items, Np = (P.n_items + kGemmAlign - 1) / kGemmAlign * kGemmAlign;
+  OT.assign(static_cast<size_t>(Hp) * Np, 0.f);
   const float* O = P.out_rows();
-  const int64_t N = P.n_items;
+  for (int64_t i = 0; i < N; ++i)
+    for (int k = 0; k < H; ++k) OT[static_cast<size_t>(k) * Np + i] = O[i * H + k];
+  bias.assign(P.bo.begin(), P.bo.end());
+}
+
+void score_topk(const Params& P, const ScoringTable& T, const float* hs, int64_t M, int k,
+                const std::vector<ItemSet>* exclude, const ItemSet* include, const std::vector<Boosts>* boosts,
+                int32_t* out_items, float* out_scores, int num_threads) {
+  const int H = P.H, Hp = T.Hp;
+  const float* O = P.out_rows();
+  const int64_t N = T.N;
+  auto exact = [&](int64_t r, int32_t item) {
+    return dot(hs + r * H, O + static_cast<int64_t>(item) * H, H) + P.bo[item];
+  };
+  // Rows in blocks; when there are fewer blocks than threads, the catalogue is split too, and the
+  // partial top-k lists are merged.
+  const int nt = resolve_threads(num_threads);
   const int64_t blocks = (M + kRows - 1) / kRows;
-  parallel_for(blocks, num_threads, [&](int64_t blk) {
-    const int64_t r0 = blk * kRows, r1 = std::min(M, r0 + kRows);
+  const int64_t chunks = include || blocks >= nt ? 1 : std::max<int64_t>(1, std::min<int64_t>(nt, N / kMinChunk));
+  const int64_t chunk_items = (N + chunks - 1) / chunks / kTile * kTile + kTile;
+  std::vector<float> hsp(static_cast<size_t>(M) * Hp, 0.f);
+  for (int64_t r = 0; r < M; ++r) std::copy(hs + r * H, hs + (r + 1) * H, hsp.begin() + r * Hp);
+  std::vector<int32_t> part_items(static_cast<size_t>(chunks) * M * k);
+  std::vector<float> part_scores(part_items.size());
+
+  parallel_for(blocks * chunks, num_threads, [&](int64_t task) {
+    const int64_t blk = task / chunks, ch = task % chunks;
+    const int64_t r0 = blk * kRows, r1 = std::min(M, r0 + kRows), rows = r1 - r0;
     thread_local std::vector<TopK> heaps;
+    thread_local std::vector<float> buf;
     heaps.resize(kRows);
+    buf.resize(static_cast<size_t>(kRows) * kTile);
     for (int64_t r = r0; r < r1; ++r) heaps[r - r0].reset(k);
-    // Boosted items are skipped by the scan and offered once, with their boost, afterwards.
+    // Boosted items are skipped by the scan and offered once, with their boost, at the merge.
     auto offer = [&](int64_t r, int32_t item, float s) {
       TopK& t = heaps[r - r0];
       if (s <= t.threshold()) return;
@@ -45,27 +72,44 @@ void score_topk(const Params& P, const float* hs, int64_t M, int k, const std::v
     };
     if (include) {
       for (int32_t item : *include)
-        for (int64_t r = r0; r < r1; ++r)
-          offer(r, item, dot(hs + r * H, O + static_cast<int64_t>(item) * H, H) + P.bo[item]);
+        for (int64_t r = r0; r < r1; ++r) offer(r, item, exact(r, item));
     } else {
-      for (int64_t i0 = 0; i0 < N; i0 += kTile) {
-        const int64_t i1 = std::min(N, i0 + kTile);
+      const int64_t end = std::min(T.Np, (ch + 1) * chunk_items);
+      for (int64_t i0 = ch * chunk_items; i0 < end; i0 += kTile) {
+        const int64_t width = std::min(kTile, end - i0);
+        gemm_nn(static_cast<int>(rows), static_cast<int>(width), Hp, hsp.data() + r0 * Hp, Hp, T.OT.data() + i0,
+                static_cast<int>(T.Np), buf.data(), static_cast<int>(width), false);
+        const int64_t valid = std::min(width, N - i0);
         for (int64_t r = r0; r < r1; ++r) {
-          const float* h = hs + r * H;
-          for (int64_t i = i0; i < i1; ++i) offer(r, static_cast<int32_t>(i), dot(h, O + i * H, H) + P.bo[i]);
+          const float* sc = buf.data() + (r - r0) * width;
+          const float thr = heaps[r - r0].threshold();
+          for (int64_t j = 0; j < valid; ++j) {
+            const float s = sc[j] + T.bias[i0 + j];
+            if (s > thr) offer(r, static_cast<int32_t>(i0 + j), s);
+          }
         }
       }
     }
     for (int64_t r = r0; r < r1; ++r) {
-      if (boosts) {
-        for (const auto& [item, boost] : (*boosts)[r]) {
-          if ((exclude && contains(&(*exclude)[r], item)) || (include && !contains(include, item))) continue;
-          heaps[r - r0].push(dot(hs + r * H, O + static_cast<int64_t>(item) * H, H) + P.bo[item] + boost, item);
-        }
-      }
-      heaps[r - r0].write(out_items + r * k, out_scores + r * k);
+      const size_t at = (static_cast<size_t>(ch) * M + r) * k;
+      heaps[r - r0].write(part_items.data() + at, part_scores.data() + at);
     }
   }, 1);
+
+  for (int64_t r = 0; r < M; ++r) {
+    TopK t(k);
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      const size_t at = (static_cast<size_t>(ch) * M + r) * k;
+      for (int j = 0; j < k && part_items[at + j] >= 0; ++j) t.push(part_scores[at + j], part_items[at + j]);
+    }
+    if (boosts) {
+      for (const auto& [item, boost] : (*boosts)[r]) {
+        if ((exclude && contains(&(*exclude)[r], item)) || (include && !contains(include, item))) continue;
+        t.push(exact(r, item) + boost, item);
+      }
+    }
+    t.write(out_items + r * k, out_scores + r * k);
+  }
 }
 
 void fixed_topk(const float* scores, int64_t n_items, int k, const ItemSet* exclude, const ItemSet* include,

@@ -90,10 +90,10 @@ class HRNN(Recommender):
                  min_user_history_length_percentile: float = 0.0,
                  max_user_history_length_percentile: float = 0.99,
                  event_type=None, event_value_threshold: Optional[float] = None,
-                 epochs: int = 10, batch_size: int = 32, learning_rate: float = 0.05,
+                 epochs: int = 5, batch_size: int = 16, learning_rate: float = 0.1,
                  optimizer: str = "adagrad", momentum: float = 0.0, n_sample: int = 512,
                  sample_alpha: float = 0.5, loss: str = "softmax", bpreg: float = 1.0,
-                 logq: bool = True, dropout: float = 0.0, tie_embeddings: bool = False,
+                 logq: bool = True, dropout: float = 0.0, tie_embeddings: bool = True,
                  repeat: bool = True, repeat_negatives: bool = True,
                  session_gap: float = 1800.0, recency_half_life: Optional[float] = None,
                  num_threads: int = 0, random_state: Optional[int] = None, device: str = "cpu",
@@ -373,7 +373,7 @@ class HRNN(Recommender):
         q = self._query(num_results, exclude_items, include_items)
         user = np.array([self._user_index.get(user_id, -1)], dtype=np.int64)
         items, scores = self._engine.recommend_batch(user, exclude_interacted=exclude_interacted,
-                                                     num_threads=1, **q)
+                                                     num_threads=self.num_threads, **q)
         keep = items[0] >= 0
         return self.item_ids_[items[0][keep]], scores[0][keep]
 

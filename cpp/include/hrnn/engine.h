@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "hrnn/params.h"
@@ -33,6 +34,9 @@ class Engine {
                          const Trainer::StopFn& should_stop);
   void end_training() { trainer_.reset(); }
 
+  // To be called after the parameters change (the scoring table is rebuilt on the next query).
+  void params_changed();
+
   // Scores for users without a state (popular items), one per item.
   void set_fallback_scores(std::vector<float> scores);
   const std::vector<float>& fallback_scores() const { return fallback_; }
@@ -44,8 +48,12 @@ class Engine {
                        int num_threads) const;
 
  private:
+  std::shared_ptr<const ScoringTable> scoring_table() const;
+
   std::unique_ptr<Trainer> trainer_;
   std::vector<float> fallback_;
+  mutable std::mutex table_mu_;
+  mutable std::shared_ptr<const ScoringTable> table_;
 };
 
 }  // namespace hrnn

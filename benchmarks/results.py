@@ -1,0 +1,60 @@
+"""The README's results table: hrnn (defaults and tuned) beside every baseline, on every data set in
+../shared/datasets, under both evaluation protocols. Prints markdown; takes a while on 2 cores.
+
+    python benchmarks/results.py [--tune-trials 8] [--datasets movielens-100k ...] [--jsonl out.jsonl]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+import hrnn
+from hrnn import quickstart
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+NAMES = ["movielens-100k", "movielens-latest-small", "movielens-1m-users1-2999",
+         "taobao-userbehavior-prefix", "yoochoose-rsc15-100k-sample"]
+SHOWN = {"personalize": ["precision@5", "ndcg@10", "ndcg@25", "mrr@25", "coverage"],
+         "next-item": ["recall@20", "mrr@20", "first_recall@20"]}
+TUNE_METRIC = {"personalize": "ndcg@25", "next-item": "recall@20"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", nargs="*", default=NAMES)
+    ap.add_argument("--tune-trials", type=int, default=0, help="trials of hrnn.tune per data set and protocol")
+    ap.add_argument("--jsonl", help="also append every result as a JSON line here")
+    args = ap.parse_args()
+    rows = []
+    for name in args.datasets:
+        cols = {"USER_ID": "session_id"} if name.startswith("yoochoose") else None
+        table = hrnn.read_interactions(DATASETS / name / "interactions.csv.gz", columns=cols)
+        for protocol in SHOWN:
+            models = quickstart.contenders(None, 0)
+            if args.tune_trials:
+                tuned = hrnn.tune(table, n_trials=args.tune_trials, metric=TUNE_METRIC[protocol], refit=False)
+                models["hrnn tuned"] = hrnn.HRNN(**{**tuned.best_params, "show_progress": False, "random_state": 0})
+            for model_name, model in models.items():
+                t0 = time.perf_counter()
+                scores = hrnn.evaluate(model, table, protocol=protocol, random_state=0)
+                row = {"data": name, "protocol": protocol, "model": model_name,
+                       **{m: scores[m] for m in SHOWN[protocol]}, "seconds": time.perf_counter() - t0}
+                if model_name == "hrnn tuned":
+                    row["params"] = tuned.best_params
+                rows.append(row)
+                if args.jsonl:
+                    with open(args.jsonl, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+    df = pd.DataFrame(rows)
+    for protocol, metrics in SHOWN.items():
+        part = df[df.protocol == protocol].set_index(["data", "model"])[metrics].round(4)
+        print(f"\n### {protocol}\n\n{part.to_markdown() if hasattr(part, 'to_markdown') else part.to_string()}")
+
+
+if __name__ == "__main__":
+    main()
