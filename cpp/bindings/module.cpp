@@ -1,7 +1,7 @@
 // The hrnn._core extension module: conversions only; the work is done by the core with the GIL released.
 #include <pybind11/pybind11.h>
 
-#include "hrnn/errors.h"
+#include "hrnn/gemm.h"
 
 namespace py = pybind11;
 
@@ -12,7 +12,6 @@ void bind_window(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "hrnn native core";
-  py::register_exception<hrnn::Interrupted>(m, "Interrupted", PyExc_KeyboardInterrupt);
   m.def("build_info", [] {
     py::dict d;
 #ifdef HRNN_HAVE_OPENMP
@@ -26,6 +25,7 @@ PYBIND11_MODULE(_core, m) {
     d["cuda_compiled"] = false;
 #endif
     d["compiler"] = __VERSION__;
+    d["kernels"] = hrnn::gemm_isa();
     return d;
   });
   hrnn_py::bind_window(m);

@@ -66,7 +66,7 @@ class HRNN(Recommender):
     tie_embeddings : bool
         Use the input item embedding as the output item vectors.
     repeat : bool
-        Learn a repeat score: the user's last 50 items get a boost learned from how many events
+        Learn a repeat score: the user's last 200 items get a boost learned from how many events
         and how much time ago they were seen (docs/engine.md, "Repeat score").
     repeat_negatives : bool
         In training, the user's other recent items are extra candidates with their repeat score,

@@ -6,11 +6,6 @@
 
 namespace hrnn {
 
-// Thrown when a long native loop was asked to stop (Ctrl-C) between two units of work.
-struct Interrupted : std::runtime_error {
-  Interrupted() : std::runtime_error("interrupted") {}
-};
-
 [[noreturn]] inline void invalid(const std::string& what) { throw std::invalid_argument(what); }
 
 inline void require(bool ok, const std::string& what) {

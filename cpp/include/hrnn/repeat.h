@@ -8,7 +8,7 @@
 
 namespace hrnn {
 
-constexpr int kRepeatWindow = 50;  // L: the recent events that can be repeated
+constexpr int kRepeatWindow = 200;  // L: the recent events that can be repeated
 
 inline uint8_t pos_bucket(int64_t events_ago) {
   if (events_ago < 4) return static_cast<uint8_t>(events_ago < 0 ? 0 : events_ago);

@@ -54,7 +54,7 @@ struct Gradients {
   void reset(const Params& P);
 };
 
-constexpr int kMaxExtras = 64;  // extra columns of one lane at one step (at most kRepeatWindow - 1 in training)
+constexpr int kMaxExtras = 256; // extra columns of one lane at one step (at most kRepeatWindow - 1 in training)
 
 struct WindowConfig {
   LossConfig loss;
