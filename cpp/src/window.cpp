@@ -136,19 +136,18 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
   cache_.resize(TB * cf);
   dh_loss_.assign(TB * H, 0.f);
   dx_.resize(TB * H);
-  hout_.assign(static_cast<size_t>(B) * Hp, 0.f);
+  hout_.assign(TB * Hp, 0.f);
   mask_.assign(static_cast<size_t>(B) * H, 1.f);
   R_.resize(static_cast<size_t>(B) * Rs);
   dl_.resize(static_cast<size_t>(B) * Rs);
   dhout_.resize(static_cast<size_t>(B) * Hp);
-  oc_.assign(static_cast<size_t>(Cp) * Hp, 0.f);
-  oct_.assign(static_cast<size_t>(Hp) * Cp, 0.f);
-  doc_.resize(static_cast<size_t>(Cp) * Hp);
-  cbias_.resize(Cp);
-  clq_.resize(Cp);
-  dcb_.resize(Cp);
-  col_items_.assign(Cp, -1);
-  has_loss_.assign(B, 0);
+  ext_g_.assign(w.ext_items.size(), 0.f);
+  col_items_.assign(static_cast<size_t>(T) * Cp, -1);
+  for (int t = 0; t < T; ++t) {  // the candidate columns of every step
+    int32_t* col = col_items_.data() + static_cast<int64_t>(t) * Cp;
+    std::copy_n(w.targets.data() + static_cast<int64_t>(t) * B, B, col);
+    std::copy_n(w.negatives.data() + static_cast<int64_t>(t) * S, S, col + B);
+  }
   dh_carry_.assign(static_cast<size_t>(B) * H, 0.f);
   du_carry_.assign(static_cast<size_t>(B) * H, 0.f);
   last_u_.resize(B);
@@ -158,6 +157,7 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     last_h_[b] = w.h_init.data() + static_cast<int64_t>(b) * H;
   }
   if (thread_grads_.size() < static_cast<size_t>(nt)) thread_grads_.resize(nt);
+  if (thread_out_.size() < static_cast<size_t>(nt)) thread_out_.resize(nt);
   const size_t per_thread_scratch = 8 * H + static_cast<size_t>(Rs);
   scratch_.resize(per_thread_scratch * nt);
   std::vector<double> loss_by_thread(nt, 0.0);
@@ -166,42 +166,46 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
   const float keep = 1.f - cfg.dropout;
   const float* out_rows = P.out_rows();
 
+  // Each thread runs its own lanes through the whole window, with its own copy of each step's
+  // candidate rows and its own output-layer gradient; the threads meet only twice per window (a
+  // barrier per step would stall everyone whenever one thread is descheduled).
   parallel_team(nt, [&](int th, int team) {
-    // Lanes [b0, b1) and candidate columns [c0, c1) belong to this thread; table rows of item i to
-    // thread i % team (so that no two threads ever add into the same gradient row).
+    // Lanes [b0, b1) belong to this thread; table rows of item i to thread i % team (so that no two
+    // threads ever add into the same gradient row).
     const int b0 = static_cast<int>(static_cast<int64_t>(B) * th / team);
     const int b1 = static_cast<int>(static_cast<int64_t>(B) * (th + 1) / team);
-    const int c0 = static_cast<int>(static_cast<int64_t>(Cp) * th / team);
-    const int c1 = static_cast<int>(static_cast<int64_t>(Cp) * (th + 1) / team);
     Dense& gd = thread_grads_[th];
     if (gd.u0.size() != static_cast<size_t>(H)) gd.resize(H);
     gd.zero();
+    OutputBuffers& ob = thread_out_[th];
+    ob.oc.assign(static_cast<size_t>(Cp) * Hp, 0.f);
+    ob.oct.assign(static_cast<size_t>(Hp) * Cp, 0.f);
+    ob.cbias.resize(Cp);
+    ob.clq.resize(Cp);
+    ob.doc.assign(static_cast<size_t>(T) * Cp * Hp, 0.f);
+    ob.dcb.assign(static_cast<size_t>(T) * Cp, 0.f);
     float* scratch = scratch_.data() + per_thread_scratch * th;
     uint8_t* inc = reinterpret_cast<uint8_t*>(scratch + 8 * H);  // Rs bytes fit in Rs floats
     double loss = 0.0;
 
     for (int t = 0; t < T; ++t) {
-      const int32_t* tg = w.targets.data() + static_cast<int64_t>(t) * B;
-      const int32_t* ng = w.negatives.data() + static_cast<int64_t>(t) * S;
-      // The step's candidate rows, gathered (and transposed) once for all lanes.
-      for (int c = c0; c < c1; ++c) {
-        const int32_t it = c < B ? tg[c] : c < C ? ng[c - B] : -1;
-        col_items_[c] = it;
-        float* row = oc_.data() + static_cast<int64_t>(c) * Hp;
-        if (it >= 0) {
-          const float* src = out_rows + static_cast<int64_t>(it) * H;
-          std::copy(src, src + H, row);
-          for (int k = 0; k < H; ++k) oct_[static_cast<int64_t>(k) * Cp + c] = src[k];
-        }
-        cbias_[c] = it >= 0 ? P.bo[it] : 0.f;
-        clq_[c] = it >= 0 && cfg.loss.logq ? logq[it] : 0.f;
+      const int32_t* col = col_items_.data() + static_cast<int64_t>(t) * Cp;
+      bool any = false;
+      for (int b = b0; b < b1; ++b) any |= w.items[static_cast<int64_t>(t) * B + b] >= 0;
+      if (!any) continue;
+      for (int c = 0; c < Cp; ++c) {  // the step's candidate rows, gathered and transposed
+        const int32_t it = col[c];
+        float* row = ob.oc.data() + static_cast<int64_t>(c) * Hp;
+        const float* src = it >= 0 ? out_rows + static_cast<int64_t>(it) * H : nullptr;
+        for (int k = 0; k < H; ++k) row[k] = src ? src[k] : 0.f;
+        for (int k = 0; k < H; ++k) ob.oct[static_cast<int64_t>(k) * Cp + c] = row[k];
+        ob.cbias[c] = it >= 0 ? P.bo[it] : 0.f;
+        ob.clq[c] = it >= 0 && cfg.loss.logq ? logq[it] : 0.f;
       }
-#pragma omp barrier
+      float* hout = hout_.data() + static_cast<int64_t>(t) * B * Hp;
       for (int b = b0; b < b1; ++b) {
         const int64_t i = static_cast<int64_t>(t) * B + b;
-        float* ho = hout_.data() + static_cast<int64_t>(b) * Hp;
-        has_loss_[b] = 0;
-        std::fill(ho, ho + H, 0.f);
+        float* ho = hout + static_cast<int64_t>(b) * Hp;
         const int32_t item = w.items[i];
         if (item < 0) continue;
         float* cache = cache_.data() + i * cf;
@@ -210,7 +214,6 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
         last_u_[b] = cache + StepCache::U * H;
         last_h_[b] = cache + StepCache::Hout * H;
         if (w.targets[i] < 0) continue;
-        has_loss_[b] = 1;
         std::copy(last_h_[b], last_h_[b] + H, ho);
         if (cfg.dropout > 0.f) {
           Rng rng(cfg.dropout_seed, t + 1, b + 1);
@@ -221,21 +224,19 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
           }
         }
       }
-      if (b1 > b0) {
-        gemm_nn(b1 - b0, Cp, Hp, hout_.data() + static_cast<int64_t>(b0) * Hp, Hp, oct_.data(), Cp,
-                R_.data() + static_cast<int64_t>(b0) * Rs, Rs, false);
-      }
+      gemm_nn(b1 - b0, Cp, Hp, hout + static_cast<int64_t>(b0) * Hp, Hp, ob.oct.data(), Cp,
+              R_.data() + static_cast<int64_t>(b0) * Rs, Rs, false);
       for (int b = b0; b < b1; ++b) {
         const int64_t i = static_cast<int64_t>(t) * B + b;
         float* dlb = dl_.data() + static_cast<int64_t>(b) * Rs;
-        if (!has_loss_[b]) {
+        if (w.items[i] < 0 || w.targets[i] < 0) {
           std::fill(dlb, dlb + Cp, 0.f);
           continue;
         }
         const int32_t y = w.targets[i];
         float* r = R_.data() + static_cast<int64_t>(b) * Rs;
-        for (int c = 0; c < Cp; ++c) r[c] += cbias_[c];
-        const float* ho = hout_.data() + static_cast<int64_t>(b) * Hp;
+        for (int c = 0; c < Cp; ++c) r[c] += ob.cbias[c];
+        const float* ho = hout + static_cast<int64_t>(b) * Hp;
         for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m)
           r[b] += repeat_term(P, ho, w.rep_pos[m], w.rep_age[m]);
         const int32_t e0 = w.ext_offsets[i], ne = w.ext_offsets[i + 1] - e0;
@@ -249,24 +250,23 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
         const float scale = w.weights[i] * scale_base;
         float ce;
         if (cfg.loss.kind == LossKind::Softmax) {
-          ce = softmax_row(Cp, r, clq_.data(), col_items_.data(), y, b, scale, dlb, ne);
+          ce = softmax_row(Cp, r, ob.clq.data(), col, y, b, scale, dlb, ne);
         } else {
-          for (int c = 0; c < Cp; ++c) inc[c] = col_items_[c] >= 0 && (c == b || col_items_[c] != y);
+          for (int c = 0; c < Cp; ++c) inc[c] = col[c] >= 0 && (c == b || col[c] != y);
           std::fill(inc + Cp, inc + Cp + ne, uint8_t{1});
           ce = bpr_max_row(cfg.loss.bpreg, r, inc, Cp + ne, b, scale, dlb);
         }
+        for (int e = 0; e < ne; ++e) ext_g_[e0 + e] = dlb[Cp + e];
         loss += w.weights[i] * ce;
       }
-      if (b1 > b0) {
-        gemm_nn(b1 - b0, Hp, Cp, dl_.data() + static_cast<int64_t>(b0) * Rs, Rs, oc_.data(), Hp,
-                dhout_.data() + static_cast<int64_t>(b0) * Hp, Hp, false);
-      }
+      gemm_nn(b1 - b0, Hp, Cp, dl_.data() + static_cast<int64_t>(b0) * Rs, Rs, ob.oc.data(), Hp,
+              dhout_.data() + static_cast<int64_t>(b0) * Hp, Hp, false);
       for (int b = b0; b < b1; ++b) {
-        if (!has_loss_[b]) continue;
         const int64_t i = static_cast<int64_t>(t) * B + b;
+        if (w.items[i] < 0 || w.targets[i] < 0) continue;
         float* src = dhout_.data() + static_cast<int64_t>(b) * Hp;
         const float* dlb = dl_.data() + static_cast<int64_t>(b) * Rs;
-        const float* ho = hout_.data() + static_cast<int64_t>(b) * Hp;
+        const float* ho = hout + static_cast<int64_t>(b) * Hp;
         const float* V = P.d.rV.data();
         auto repeat_grad = [&](float gv, int pos, int age_bucket) {
           const int age = kPosBuckets + age_bucket;
@@ -280,46 +280,19 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
         };
         for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m) repeat_grad(dlb[b], w.rep_pos[m], w.rep_age[m]);
         for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e) {
-          const float ge = dlb[Cp + e - w.ext_offsets[i]];
-          axpy(ge, out_rows + static_cast<int64_t>(w.ext_items[e]) * H, src, H);
+          axpy(ext_g_[e], out_rows + static_cast<int64_t>(w.ext_items[e]) * H, src, H);
           for (int32_t m = w.ext_occ_offsets[e]; m < w.ext_occ_offsets[e + 1]; ++m)
-            repeat_grad(ge, w.ext_pos[m], w.ext_age[m]);
+            repeat_grad(ext_g_[e], w.ext_pos[m], w.ext_age[m]);
         }
         const float* mask = mask_.data() + static_cast<int64_t>(b) * H;
         float* dho = dh_loss_.data() + i * H;
         for (int k = 0; k < H; ++k) dho[k] = cfg.dropout > 0.f ? src[k] * mask[k] : src[k];
       }
-#pragma omp barrier
-      if (c1 > c0) {
-        gemm_tn(c1 - c0, Hp, B, dl_.data() + c0, Rs, hout_.data(), Hp, doc_.data() + static_cast<int64_t>(c0) * Hp,
-                Hp, false);
-        for (int c = c0; c < c1; ++c) {
-          float sum = 0.f;
-          for (int b = 0; b < B; ++b) sum += dl_[static_cast<int64_t>(b) * Rs + c];
-          dcb_[c] = sum;
-        }
-      }
-#pragma omp barrier
-      for (int c = 0; c < C; ++c) {
-        const int32_t it = col_items_[c];
-        if (it < 0 || it % team != th) continue;
-        float* gr = g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[it]) * (H + 1);
-        axpy(1.f, doc_.data() + static_cast<int64_t>(c) * Hp, gr, H);
-        gr[H] += dcb_[c];
-      }
-      for (int b = 0; b < B; ++b) {  // the extra columns' rows
-        if (!has_loss_[b]) continue;
-        const int64_t i = static_cast<int64_t>(t) * B + b;
-        for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e) {
-          const int32_t it = w.ext_items[e];
-          if (it % team != th) continue;
-          const float ge = dl_[static_cast<int64_t>(b) * Rs + Cp + e - w.ext_offsets[i]];
-          float* gr = g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[it]) * (H + 1);
-          axpy(ge, hout_.data() + static_cast<int64_t>(b) * Hp, gr, H);
-          gr[H] += ge;
-        }
-      }
-#pragma omp barrier
+      // This thread's lanes' share of the candidate rows' gradient (added up across threads below).
+      float* dcb = ob.dcb.data() + static_cast<int64_t>(t) * Cp;
+      gemm_tn(Cp, Hp, b1 - b0, dl_.data() + static_cast<int64_t>(b0) * Rs, Rs, hout + static_cast<int64_t>(b0) * Hp,
+              Hp, ob.doc.data() + static_cast<int64_t>(t) * Cp * Hp, Hp, false);
+      for (int b = b0; b < b1; ++b) axpy(1.f, dl_.data() + static_cast<int64_t>(b) * Rs, dcb, Cp);
     }
 
     for (int t = T - 1; t >= 0; --t) {
@@ -335,6 +308,30 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
       }
     }
 #pragma omp barrier
+    for (int t = 0; t < T; ++t) {
+      const int32_t* col = col_items_.data() + static_cast<int64_t>(t) * Cp;
+      for (int c = 0; c < C; ++c) {
+        const int32_t it = col[c];
+        if (it < 0 || it % team != th) continue;
+        float* gr = g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[it]) * (H + 1);
+        for (int s = 0; s < team; ++s) {
+          const OutputBuffers& os = thread_out_[s];
+          axpy(1.f, os.doc.data() + (static_cast<int64_t>(t) * Cp + c) * Hp, gr, H);
+          gr[H] += os.dcb[static_cast<int64_t>(t) * Cp + c];
+        }
+      }
+      for (int b = 0; b < B; ++b) {  // the extra columns' rows
+        const int64_t i = static_cast<int64_t>(t) * B + b;
+        if (w.items[i] < 0 || w.targets[i] < 0) continue;
+        for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e) {
+          const int32_t it = w.ext_items[e];
+          if (it % team != th) continue;
+          float* gr = g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[it]) * (H + 1);
+          axpy(ext_g_[e], hout_.data() + i * Hp, gr, H);
+          gr[H] += ext_g_[e];
+        }
+      }
+    }
     for (int64_t i = 0; i < TB; ++i) {
       const int32_t item = w.items[i];
       if (item < 0 || item % team != th) continue;

@@ -84,11 +84,17 @@ class WindowEngine {
   const float* cache_at(int t, int b) const;
   int H_ = 0, B_ = 0;
   std::vector<float> cache_, dh_loss_, dx_, dh_carry_, du_carry_, scratch_;
-  // The output layer of one step: lanes' (dropped-out) states, logits and their gradients, and the
-  // candidate rows gathered (oc_) and transposed (oct_), all padded for the GEMM kernels.
-  std::vector<float> hout_, mask_, R_, dl_, dhout_, oc_, oct_, doc_, cbias_, clq_, dcb_;
+  // The output layer: lanes' (dropped-out) states per step, the current step's logits and their
+  // gradients, the extra columns' gradients, and every step's candidate items (all padded for the
+  // GEMM kernels).
+  std::vector<float> hout_, mask_, R_, dl_, dhout_, ext_g_;
   std::vector<int32_t> col_items_;
-  std::vector<uint8_t> has_loss_;
+  // Per thread: the step's candidate rows gathered (oc) and transposed (oct), and the thread's
+  // share of every step's candidate-row gradients (doc, dcb).
+  struct OutputBuffers {
+    std::vector<float> oc, oct, cbias, clq, doc, dcb;
+  };
+  std::vector<OutputBuffers> thread_out_;
   std::vector<const float*> last_u_, last_h_;
   std::vector<Dense> thread_grads_;
 };
