@@ -42,7 +42,7 @@ Trainer::Trainer(Params& P, const TrainConfig& cfg, const double* popularity)
 
 bool Trainer::plan_window(const EventArrays& ev, const float* weights, const std::vector<int64_t>& order,
                           size_t& next_user, Rng& rng) {
-  const int T = cfg_.bptt, B = cfg_.batch_size, S = cfg_.n_sample;
+  const int T = cfg_.bptt, B = static_cast<int>(lanes_.size()), S = cfg_.n_sample;
   bool any = false;
   win_.rep_pos.clear();
   win_.rep_age.clear();
@@ -120,8 +120,14 @@ void Trainer::add_recent(const EventArrays& ev, int64_t start, int64_t p) {
 
 EpochStats Trainer::run_epoch(const EventArrays& ev, const float* weights, const std::vector<int64_t>& users,
                               const StopFn& should_stop) {
-  const int T = cfg_.bptt, B = cfg_.batch_size, H = P_.H;
-  for (int64_t u : users) require(u >= 0 && u < ev.n_users, "training user index out of range: " + std::to_string(u));
+  const int T = cfg_.bptt, H = P_.H;
+  int64_t trainable = 0;
+  for (int64_t u : users) {
+    require(u >= 0 && u < ev.n_users, "training user index out of range: " + std::to_string(u));
+    trainable += ev.offsets[u + 1] - ev.offsets[u] >= 2;
+  }
+  // More lanes than users with something to predict would only be empty lanes (and memory).
+  const int B = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cfg_.batch_size, trainable)));
   Rng rng(cfg_.seed, 0xE90C, static_cast<uint64_t>(epoch_));
   std::vector<int64_t> order(users);
   for (size_t k = order.size(); k > 1; --k) std::swap(order[k - 1], order[rng.below(k)]);

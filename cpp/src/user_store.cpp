@@ -38,11 +38,12 @@ void UserStore::load(UserArrays a) {
   require(a.history_offsets[0] == 0 && a.history_offsets[n] == static_cast<int64_t>(a.history_items.size()) &&
               a.history_ts.size() == a.history_items.size(),
           "user store: history offsets do not match the history");
+  for (size_t u = 0; u < n; ++u)  // all offsets checked before any is used
+    require(a.history_offsets[u] <= a.history_offsets[u + 1], "user store: history offsets must be non-decreasing");
   std::vector<std::vector<int32_t>> hist(n);
   std::vector<std::vector<double>> hist_ts(n);
   for (size_t u = 0; u < n; ++u) {
     const int64_t b = a.history_offsets[u], e = a.history_offsets[u + 1];
-    require(b <= e, "user store: history offsets must be non-decreasing");
     hist[u].assign(a.history_items.begin() + b, a.history_items.begin() + e);
     hist_ts[u].assign(a.history_ts.begin() + b, a.history_ts.begin() + e);
   }

@@ -63,9 +63,10 @@ void Window::validate(int64_t n_items) const {
               ext_occ_offsets.size() == E + 1 && ext_occ_offsets[0] == 0 &&
               ext_occ_offsets[E] == static_cast<int32_t>(ext_pos.size()) && ext_pos.size() == ext_age.size(),
           "extra column arrays do not match the window");
-  for (size_t i = 0; i < tb; ++i) {
+  for (size_t i = 0; i < tb; ++i)  // all offsets checked before any is used
     require(ext_offsets[i] <= ext_offsets[i + 1] && ext_offsets[i + 1] - ext_offsets[i] <= kMaxExtras,
             "extra column offsets must be non-decreasing, at most " + std::to_string(kMaxExtras) + " per step");
+  for (size_t i = 0; i < tb; ++i) {
     for (int32_t e = ext_offsets[i]; e < ext_offsets[i + 1]; ++e)
       require(ext_items[e] >= 0 && ext_items[e] < n_items && ext_items[e] != targets[i],
               "extra column item out of range or equal to the target: " + std::to_string(ext_items[e]));
@@ -237,14 +238,16 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
         float* r = R_.data() + static_cast<int64_t>(b) * Rs;
         for (int c = 0; c < Cp; ++c) r[c] += ob.cbias[c];
         const float* ho = hout + static_cast<int64_t>(b) * Hp;
+        float hv[kRepeatCols];
+        repeat_projection(P, ho, hv);
         for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m)
-          r[b] += repeat_term(P, ho, w.rep_pos[m], w.rep_age[m]);
+          r[b] += repeat_term(P, hv, w.rep_pos[m], w.rep_age[m]);
         const int32_t e0 = w.ext_offsets[i], ne = w.ext_offsets[i + 1] - e0;
         for (int e = 0; e < ne; ++e) {  // the lane's extra columns, scored as at inference
           const int32_t it = w.ext_items[e0 + e];
           float s = dot(ho, out_rows + static_cast<int64_t>(it) * H, H) + P.bo[it];
           for (int32_t m = w.ext_occ_offsets[e0 + e]; m < w.ext_occ_offsets[e0 + e + 1]; ++m)
-            s += repeat_term(P, ho, w.ext_pos[m], w.ext_age[m]);
+            s += repeat_term(P, hv, w.ext_pos[m], w.ext_age[m]);
           r[Cp + e] = s;
         }
         const float scale = w.weights[i] * scale_base;
@@ -267,22 +270,28 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
         float* src = dhout_.data() + static_cast<int64_t>(b) * Hp;
         const float* dlb = dl_.data() + static_cast<int64_t>(b) * Rs;
         const float* ho = hout + static_cast<int64_t>(b) * Hp;
-        const float* V = P.d.rV.data();
+        // The repeat terms' gradient: per occurrence O(1), through ghv[j] = d loss / d (h . rV[:, j]).
+        float ghv[kRepeatCols] = {};
         auto repeat_grad = [&](float gv, int pos, int age_bucket) {
-          const int age = kPosBuckets + age_bucket;
           gd.rc[pos] += gv;
           gd.rd[age_bucket] += gv;
-          for (int k = 0; k < H; ++k) {
-            gd.rV[k * kRepeatCols + pos] += gv * ho[k];
-            gd.rV[k * kRepeatCols + age] += gv * ho[k];
-            src[k] += gv * (V[k * kRepeatCols + pos] + V[k * kRepeatCols + age]);
-          }
+          ghv[pos] += gv;
+          ghv[kPosBuckets + age_bucket] += gv;
         };
         for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m) repeat_grad(dlb[b], w.rep_pos[m], w.rep_age[m]);
         for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e) {
           axpy(ext_g_[e], out_rows + static_cast<int64_t>(w.ext_items[e]) * H, src, H);
           for (int32_t m = w.ext_occ_offsets[e]; m < w.ext_occ_offsets[e + 1]; ++m)
             repeat_grad(ext_g_[e], w.ext_pos[m], w.ext_age[m]);
+        }
+        const float* V = P.d.rV.data();
+        for (int k = 0; k < H; ++k) {
+          float acc = 0.f;
+          for (int j = 0; j < kRepeatCols; ++j) {
+            gd.rV[k * kRepeatCols + j] += ghv[j] * ho[k];
+            acc += ghv[j] * V[k * kRepeatCols + j];
+          }
+          src[k] += acc;
         }
         const float* mask = mask_.data() + static_cast<int64_t>(b) * H;
         float* dho = dh_loss_.data() + i * H;

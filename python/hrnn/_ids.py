@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -13,6 +14,8 @@ def _as_list(values, what: str) -> list:
     """A scalar or a sequence of ids, as a list."""
     if values is None:
         raise TypeError(f"{what} must not be None")
+    if isinstance(values, (set, frozenset, dict)) or (isinstance(values, Iterator) and not isinstance(values, str)):
+        return list(values)
     if isinstance(values, (str, bytes)) or np.ndim(values) == 0:
         return [values.item() if isinstance(values, np.generic) else values]
     if isinstance(values, np.ndarray):
@@ -21,12 +24,13 @@ def _as_list(values, what: str) -> list:
 
 
 def _check_id(value, what: str) -> None:
+    """New ids (created by put_events) must be strings or integers: what a model file can hold."""
     if value is None or (isinstance(value, float) and value != value):
         raise ValueError(f"{what} must not be None or NaN")
-    try:
-        hash(value)
-    except TypeError:
-        raise TypeError(f"{what} must be a string or an integer, got {type(value).__name__}") from None
+    if isinstance(value, bool) or not isinstance(value, (str, numbers.Integral)):
+        raise TypeError(f"{what} must be a string or an integer, got {type(value).__name__}")
+    if isinstance(value, numbers.Integral) and not -2**63 <= int(value) < 2**63:
+        raise ValueError(f"{what} must fit in 64 bits, got {value}")
 
 
 def _check_num_results(num_results) -> None:

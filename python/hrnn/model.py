@@ -233,15 +233,15 @@ class HRNN(Recommender):
                          progress, run)
         except KeyboardInterrupt:  # Ctrl-C while Python code ran between two native epochs
             run["interrupted"] = True
-        finally:
+        finally:  # any other error propagates and leaves the model as it was before fit
             progress.close()
             engine.end_training()
-            if run["best_weights"] is not None:
-                for name, value in run["best_weights"].items():
-                    engine.set_param(name, value)
-                self.best_epoch_ = run["best_epoch"]
-            self._set_catalogue(engine, log, pop)
-            engine.compute_states(*full, num_threads=self.num_threads)
+        if run["best_weights"] is not None:
+            for name, value in run["best_weights"].items():
+                engine.set_param(name, value)
+            self.best_epoch_ = run["best_epoch"]
+        engine.compute_states(*full, num_threads=self.num_threads)
+        self._set_catalogue(engine, log, pop)
         if run["interrupted"]:
             warnings.warn(f"training interrupted by the user during epoch {len(self.history_)}; "
                           "the model holds the parameters of the last completed mini-batch",
@@ -295,7 +295,7 @@ class HRNN(Recommender):
         for j, u in enumerate(self._new_users):
             self._user_index[u] = len(user_ids) + j
         self._item_lookup = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.unknown_item_events_ = Counter(unknown_items or {})
 
     # ---------------------------------------------------------------------------- inspection
@@ -417,6 +417,8 @@ class HRNN(Recommender):
         self._check_fitted()
         items = _as_list(item_ids, "item_ids")
         ts = _timestamps(timestamps, len(items))
+        if (np.diff(ts) < 0).any():  # checked before a new user is created for these events
+            raise ValueError("timestamps must be in time order within one put_events call")
         lookup = self._item_index()
         idx = np.fromiter((lookup.get(i, -1) for i in items), dtype=np.int32, count=len(items))
         sessions = None if session_id is None else _session_hashes(session_id, len(items))

@@ -73,17 +73,19 @@ def _decode_ids(sections: dict, name: str) -> np.ndarray:
 def save(model, path) -> None:
     """Write ``model`` to ``path``: a temporary file in the same folder, then an atomic rename."""
     engine = model._engine
+    with model._lock:  # one consistent snapshot: no user is created meanwhile
+        users = engine.dump_users()
+        user_ids = model.known_user_ids
+        unknown = [[k, v] for k, v in model.unknown_item_events_.items() if isinstance(k, (int, str))]
     meta = {"params": model.get_params(), "hidden": engine.hidden, "tied": engine.tied,
-            "n_items": engine.n_items, "hrnn_version": _version(),
-            "unknown_item_events": [[k, v] for k, v in model.unknown_item_events_.items()
-                                    if isinstance(k, (int, str))]}
+            "n_items": engine.n_items, "hrnn_version": _version(), "unknown_item_events": unknown}
     sections = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
     for name in engine.param_names():
         sections[f"param.{name}"] = engine.get_param(name)
-    for key, value in engine.dump_users().items():
+    for key, value in users.items():
         sections[f"users.{key}"] = value
     sections["popularity"] = np.asarray(model.popularity_, dtype=np.float64)
-    sections.update(_encode_ids(model.known_user_ids, "user_ids"))
+    sections.update(_encode_ids(user_ids, "user_ids"))
     sections.update(_encode_ids(model.item_ids_, "item_ids"))
     _write_atomic(os.fspath(path), sections)
 
@@ -167,13 +169,21 @@ def load(path):
     from .model import HRNN
 
     s = read_sections(path)
+    name = os.fspath(path)
     try:
         meta = json.loads(s["meta"].tobytes().decode("utf-8"))
         try:
             model = HRNN(**meta["params"])
         except TypeError as e:
-            raise ValueError(f"{os.fspath(path)} holds hyperparameters this hrnn does not know: {e}") from None
-        engine = _core.Engine(int(meta["n_items"]), int(meta["hidden"]), bool(meta["tied"]), 0)
+            raise ValueError(f"{name} holds hyperparameters this hrnn does not know: {e}") from None
+        n_items, hidden, tied = int(meta["n_items"]), int(meta["hidden"]), bool(meta["tied"])
+        # The sizes the metadata claims must be those of the stored arrays, before anything is allocated.
+        if s["param.E"].shape != (n_items, hidden) or s["popularity"].shape != (n_items,):
+            raise ValueError(f"{name} is corrupted: its metadata does not match its parameters")
+        for key, arr in s.items():
+            if key.startswith("param.") and arr.dtype != np.float32:
+                raise ValueError(f"{name} is corrupted: {key} is not float32")
+        engine = _core.Engine(n_items, hidden, tied, 0)
         for name in engine.param_names():
             engine.set_param(name, s[f"param.{name}"])
         engine.load_users({k[len("users."):]: v for k, v in s.items() if k.startswith("users.")})
@@ -183,10 +193,11 @@ def load(path):
         if len(user_ids) != n_users or len(item_ids) != engine.n_items:
             raise ValueError("id maps do not match the stored states")
         unknown = {k: v for k, v in meta.get("unknown_item_events", [])}
+        model._attach(engine, user_ids, item_ids, s["popularity"].astype(np.float64), unknown_items=unknown)
     except KeyError as e:
-        raise ValueError(f"{os.fspath(path)} is missing section {e}") from None
+        raise ValueError(f"{name} is missing section {e}") from None
     except UnicodeDecodeError:
-        raise ValueError(f"{os.fspath(path)} is corrupted: ids are not valid UTF-8") from None
-    model._attach(engine, user_ids, item_ids, s["popularity"].copy(),
-                  unknown_items=unknown)
+        raise ValueError(f"{name} is corrupted: ids are not valid UTF-8") from None
+    except (TypeError, OverflowError, AttributeError) as e:
+        raise ValueError(f"{name} is corrupted: {e}") from None
     return model

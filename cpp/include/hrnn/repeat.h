@@ -26,8 +26,14 @@ inline uint8_t age_bucket(double seconds) {
   return b;
 }
 
-// f for one occurrence: rc[pos] + rd[age] + h . (rV[:, pos] + rV[:, 8 + age]).
-float repeat_term(const Params& P, const float* h, uint8_t pos, uint8_t age);
+// hv[j] = h . rV[:, j] for the kRepeatCols columns: computed once per state, it makes each
+// occurrence's term O(1).
+void repeat_projection(const Params& P, const float* h, float* hv);
+
+// f for one occurrence: rc[pos] + rd[age] + h . (rV[:, pos] + rV[:, 8 + age]), given hv.
+inline float repeat_term(const Params& P, const float* hv, uint8_t pos, uint8_t age) {
+  return P.d.rc[pos] + P.d.rd[age] + hv[pos] + hv[kPosBuckets + age];
+}
 
 // The boost of each distinct recent item, for a state h after a user's recent events (items[i],
 // ts[i], oldest first, the last one is the current event). Returns (item, boost) sorted by item;
