@@ -195,20 +195,12 @@ def test_read_interactions_works_or_raises_a_documented_error(source):
     assert (err is None and len(again) == len(out)) or "look like" in str(err), err
 
 
-@pytest.mark.xfail(strict=True, raises=Warning, reason=(
-    "bug: read_interactions takes complex timestamps as numbers (pandas calls complex dtype "
-    "numeric) and casts them with a ComplexWarning, dropping the imaginary part, instead of a "
-    "TypeError"))
 def test_complex_timestamps_are_rejected():
     users, items, ts = planted_log(n_users=3, length=4)
     with strict_warnings(), pytest.raises(TypeError):
         hrnn.read_interactions((users, items, ts.astype(complex)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: read_interactions checks numeric timestamps for negative values (documented: "
-    "ValueError) but not datetime64 ones: a date before 1970 becomes negative unix seconds, which "
-    "fit accepts and put_events then rejects for the same user ('must be finite and >= 0')"))
 def test_datetimes_before_1970_are_rejected():
     users, items, ts = planted_log(n_users=3, length=4)
     dates = pd.to_datetime(ts - 1.7e9, unit="s")  # 1916
@@ -302,10 +294,6 @@ def test_fit_checks_the_minimums_on_small_logs():
     (np.array([2**64 - 1 - k for k in range(40)], dtype=np.uint64), "uint64 above int64"),
     (np.array([2**70 + k for k in range(40)], dtype=object), "Python ints beyond int64"),
 ])
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=(
-    "bug: model_file._encode_ids stores integer ids as int64, so ids above 2**63 - 1 (uint64 "
-    "ids, big Python ints), which fit accepts, make save raise OverflowError: a fitted model "
-    "that cannot be saved"))
 def test_huge_integer_ids_survive_save_and_load(tmp_path, ids, why):
     users, items, ts = planted_log(n_users=40, n_items=30, length=30)
     m = hrnn.HRNN(**FAST).fit((ids[users], items, ts))

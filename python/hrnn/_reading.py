@@ -134,6 +134,8 @@ def check_no_missing(s: pd.Series, label: str) -> None:
 
 def numeric(s: pd.Series, label: str, what: str, hint: str = "") -> np.ndarray:
     """float64 values of a numeric column; TypeError naming the first non-numeric value."""
+    if pd.api.types.is_complex_dtype(s):
+        raise TypeError(f"{label} must hold real numbers ({what}), got dtype {s.dtype}{hint}")
     if pd.api.types.is_bool_dtype(s) or not (
             pd.api.types.is_numeric_dtype(s)
             or (s.dtype == object and pd.api.types.infer_dtype(s, skipna=True)
@@ -150,12 +152,14 @@ def timestamps(s: pd.Series, label: str) -> np.ndarray:
     """float64 unix seconds from a numeric or datetime64 column, checked for plausibility."""
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-    if pd.api.types.is_datetime64_dtype(s):
+    is_date = pd.api.types.is_datetime64_dtype(s)
+    if is_date:
         # Naive datetimes are taken as UTC; the unit (s/ms/us/ns) is whatever pandas stored.
-        return (s.to_numpy() - np.datetime64(0, "s")) / np.timedelta64(1, "s")
-    hint = "; convert date strings with pandas.to_datetime" if s.dtype == object or \
-        pd.api.types.is_string_dtype(s) else ""
-    ts = numeric(s, label, "unix seconds", hint) + 0.0  # + 0.0 turns -0.0 into 0.0
+        ts = (s.to_numpy() - np.datetime64(0, "s")) / np.timedelta64(1, "s") + 0.0
+    else:
+        hint = "; convert date strings with pandas.to_datetime" if s.dtype == object or \
+            pd.api.types.is_string_dtype(s) else ""
+        ts = numeric(s, label, "unix seconds", hint) + 0.0  # + 0.0 turns -0.0 into 0.0
     bad = ~np.isfinite(ts)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -166,6 +170,8 @@ def timestamps(s: pd.Series, label: str) -> np.ndarray:
         first = int(np.flatnonzero(neg)[0])
         raise ValueError(f"{label} has {int(neg.sum()):,} negative timestamps; first "
                          f"{ts[first]:g} at {row(first)}")
+    if is_date:
+        return ts
     median = float(np.median(ts))
     for limit, unit, factor in ((1e17, "nanoseconds", "1e9"), (1e14, "microseconds", "1e6"),
                                 (1e11, "milliseconds", "1000")):

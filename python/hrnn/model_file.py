@@ -36,7 +36,7 @@ _CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
 def _encode_ids(ids: np.ndarray, name: str) -> dict:
     """Ids as arrays: integers as int64, strings as UTF-8 bytes plus offsets."""
     values = ids.tolist()
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and -2**63 <= v < 2**63 for v in values):
         return {f"{name}.int": np.asarray(values, dtype=np.int64)}
     if all(isinstance(v, str) for v in values):
         raw = [v.encode("utf-8") for v in values]
@@ -45,6 +45,7 @@ def _encode_ids(ids: np.ndarray, name: str) -> dict:
         return {f"{name}.utf8": np.frombuffer(b"".join(raw), dtype=np.uint8),
                 f"{name}.offsets": offsets}
     if all(isinstance(v, (str, int, np.integer)) and not isinstance(v, bool) for v in values):
+        # mixed, or integers beyond int64: each id as text with its type
         tagged = [("s:" + v) if isinstance(v, str) else f"i:{int(v)}" for v in values]
         return {f"{k[:-5]}.tagged{k[-5:]}" if k.endswith(".utf8") else f"{name}.tagged.offsets": v
                 for k, v in _encode_ids(np.array(tagged, dtype=object), name).items()}
@@ -164,6 +165,23 @@ def read_sections(path) -> dict:
     return sections
 
 
+_USER_DTYPES = {"U": np.float32, "Hs": np.float32, "last_ts": np.float64, "history_ts": np.float64,
+                "history_items": np.int32}
+
+
+def _expected_dtype(key: str):
+    """The dtype save() writes for a section (anything else is a damaged or foreign file)."""
+    if key.startswith("param."):
+        return np.float32
+    if key.startswith("users."):
+        return _USER_DTYPES.get(key[len("users."):], np.int64)
+    if key == "popularity":
+        return np.float64
+    if key == "meta" or key.endswith(".utf8"):
+        return np.uint8
+    return np.int64  # ids as int64, and offsets
+
+
 def load(path):
     """Read a model written by :meth:`HRNN.save`."""
     from .model import HRNN
@@ -181,8 +199,8 @@ def load(path):
         if s["param.E"].shape != (n_items, hidden) or s["popularity"].shape != (n_items,):
             raise ValueError(f"{name} is corrupted: its metadata does not match its parameters")
         for key, arr in s.items():
-            if key.startswith("param.") and arr.dtype != np.float32:
-                raise ValueError(f"{name} is corrupted: {key} is not float32")
+            if arr.dtype != _expected_dtype(key):
+                raise ValueError(f"{name} is corrupted: section {key} has dtype {arr.dtype}")
         engine = _core.Engine(n_items, hidden, tied, 0)
         for name in engine.param_names():
             engine.set_param(name, s[f"param.{name}"])
