@@ -1,5 +1,5 @@
 // The training and scoring hot paths (small dense matrix products, softmax rows), with runtime CPU dispatch
-// (AVX-512, AVX2+FMA, or portable SSE) instead of -march=native. Row-major, leading dimensions in
+// (AVX-512, AVX2+FMA, or portable SSE) instead of a machine-specific -march. Row-major, leading dimensions in
 // floats. N must be a multiple of kGemmAlign (callers pad their buffers).
 #pragma once
 
