@@ -53,10 +53,6 @@ void sorted_unique(std::vector<int32_t>& v) {
 }
 }  // namespace
 
-void Engine::recommend(int64_t user, const Query& q, int32_t* items, float* scores) const {
-  recommend_batch(&user, 1, q, items, scores, 1);
-}
-
 void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q, int32_t* items, float* scores,
                              int num_threads) const {
   require(q.k >= 1, "k must be >= 1");

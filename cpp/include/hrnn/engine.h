@@ -39,11 +39,9 @@ class Engine {
 
   // Scores for users without a state (popular items), one per item.
   void set_fallback_scores(std::vector<float> scores);
-  const std::vector<float>& fallback_scores() const { return fallback_; }
 
-  // The top k items of one user (user < 0 or without events: the fallback scores).
-  void recommend(int64_t user, const Query& q, int32_t* items, float* scores) const;
-  // The top k of each of n users, over num_threads threads.
+  // The top k of each of n users (user < 0 or without events: the fallback scores), over
+  // num_threads threads.
   void recommend_batch(const int64_t* users, int64_t n, const Query& q, int32_t* items, float* scores,
                        int num_threads) const;
 

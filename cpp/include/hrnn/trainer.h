@@ -44,7 +44,6 @@ class Trainer {
   using StopFn = std::function<bool(const EpochStats&)>;
   EpochStats run_epoch(const EventArrays& ev, const float* weights, const std::vector<int64_t>& users,
                        const StopFn& should_stop);
-  const std::vector<float>& logq() const { return sampler_.logq(); }
 
  private:
   struct Lane {
