@@ -132,3 +132,14 @@ def test_ctrl_c_stops_training_cleanly_and_leaves_a_usable_model():
     assert 1 <= len(m.history_) < 10_000
     ids, scores = m.recommend(users[0], 5)
     assert len(ids) == 5 and np.isfinite(scores).all()
+
+
+def test_the_type_stub_names_what_the_native_module_has():
+    import ast
+    from pathlib import Path
+    stub = ast.parse((Path(hrnn.__file__).parent / "_core.pyi").read_text())
+    names = {n.name for n in stub.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    methods = {n.name for c in stub.body if isinstance(c, ast.ClassDef) for n in c.body
+               if isinstance(n, ast.FunctionDef) and not n.name.startswith("__")}
+    assert names == {n for n in dir(hrnn._core) if not n.startswith("_")}
+    assert methods == {n for n in dir(hrnn._core.Engine) if not n.startswith("_")} - {"session_gap"}
