@@ -63,6 +63,15 @@ hrnn::TrainConfig train_config(int batch_size, int bptt, int n_sample, double sa
   return c;
 }
 
+hrnn::ScoreKernels score_kernels(const std::string& name) {
+  if (name == "auto") return hrnn::ScoreKernels::Auto;
+  if (name == "exact") return hrnn::ScoreKernels::Exact;
+  if (name == "generic") return hrnn::ScoreKernels::Generic;
+  if (name == "avx2") return hrnn::ScoreKernels::Avx2;
+  if (name == "avx512") return hrnn::ScoreKernels::Avx512;
+  throw std::invalid_argument("kernels must be 'auto', 'exact', 'generic', 'avx2' or 'avx512', got '" + name + "'");
+}
+
 py::dict stats_dict(const hrnn::EpochStats& s) {
   py::dict d;
   d["loss"] = s.loss;
@@ -200,11 +209,11 @@ void bind_engine(py::module_& m) {
       .def("recommend_batch",
            [](const Engine& e, const Arr<int64_t>& users, int k, bool exclude_interacted,
               const std::optional<Arr<int32_t>>& exclude, const std::optional<Arr<int32_t>>& include,
-              int num_threads) {
+              int num_threads, const std::string& kernels) {
              const py::ssize_t n = users.size();
              hrnn::ItemSet ex, in;
              hrnn::Query q;
-             q.k = k, q.exclude_interacted = exclude_interacted;
+             q.k = k, q.exclude_interacted = exclude_interacted, q.kernels = score_kernels(kernels);
              auto sorted = [&](const Arr<int32_t>& a, hrnn::ItemSet& dst) {
                dst.assign(a.data(), a.data() + a.size());
                for (int32_t i : dst) hrnn::require(i >= 0 && i < e.params.n_items, "item index out of range");
@@ -225,7 +234,7 @@ void bind_engine(py::module_& m) {
              return py::make_tuple(items, scores);
            },
            py::arg("users"), py::arg("k"), py::arg("exclude_interacted") = false, py::arg("exclude") = py::none(),
-           py::arg("include") = py::none(), py::arg("num_threads") = 0)
+           py::arg("include") = py::none(), py::arg("num_threads") = 0, py::arg("kernels") = "auto")
       .def("dump_users",
            [](const Engine& e) {
              hrnn::UserArrays a;

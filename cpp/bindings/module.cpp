@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 
 #include "hrnn/gemm.h"
+#include "hrnn/quant.h"
 
 namespace py = pybind11;
 
@@ -26,6 +27,7 @@ PYBIND11_MODULE(_core, m) {
 #endif
     d["compiler"] = __VERSION__;
     d["kernels"] = hrnn::gemm_isa();
+    d["scoring_kernels"] = hrnn::score_isa();
     return d;
   });
   hrnn_py::bind_window(m);

@@ -91,7 +91,7 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   std::vector<float> ws(wi.size());
   const auto table = scoring_table();  // held for the whole query, even if the parameters change meanwhile
   score_topk(params, *table, hs.data(), M, q.k, &excl, q.include, &boosts, wi.data(), ws.data(),
-             num_threads);
+             num_threads, q.kernels);
   for (int64_t j = 0; j < M; ++j) {
     std::copy_n(wi.data() + j * q.k, q.k, items + warm[j] * q.k);
     std::copy_n(ws.data() + j * q.k, q.k, scores + warm[j] * q.k);

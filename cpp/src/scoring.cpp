@@ -1,18 +1,32 @@
 #include "hrnn/scoring.h"
 
 #include <algorithm>
+#include <numeric>
 
-#include "hrnn/gemm.h"
-#include "hrnn/kernels.h"
 #include "hrnn/parallel.h"
 #include "hrnn/topk.h"
 
 namespace hrnn {
 namespace {
 
-constexpr int64_t kTile = 1024;       // items per tile: the tile's scores stay in cache while scanned
-constexpr int64_t kRows = 16;        // states scored together against one tile
-constexpr int64_t kMinChunk = 32768;  // items worth a thread of their own for a single query
+constexpr int64_t kTileBlocks = 128;      // blocks per kernel call: 2,048 items, whose codes stay in L2
+                                          // while every row of a task is scanned against them
+constexpr int64_t kFirstBlocks = 2;       // the first call is short and each next one twice as long
+                                          // (up to kTileBlocks), so that the threshold rises early
+constexpr int64_t kRowsPerTask = 48;      // rows of a batch scanned together by one thread
+constexpr int64_t kMinSplitItems = 65536;  // items worth a thread of their own for a single query
+constexpr int64_t kExactTile = 1024;       // items per call of the exact kernel in an exact scan
+
+struct Candidate {
+  int32_t item;
+  float ub;
+};
+
+// One row's pass over a range of items.
+struct RowScan {
+  KthLargest lower;             // of the lower bounds: at most the k-th best exact score
+  std::vector<Candidate> kept;  // the items whose upper bound reached it when scanned
+};
 
 bool contains(const ItemSet* s, int32_t item) {
   return s != nullptr && std::binary_search(s->begin(), s->end(), item);
@@ -25,91 +39,149 @@ bool boosted(const Boosts* b, int32_t item) {
 
 }  // namespace
 
-void ScoringTable::build(const Params& P) {
-  H = P.H, Hp = pad_to_gemm(P.H), N = P.n_items, Np = (P.n_items + kGemmAlign - 1) / kGemmAlign * kGemmAlign;
-  OT.assign(static_cast<size_t>(Hp) * Np, 0.f);
-  const float* O = P.out_rows();
-  for (int64_t i = 0; i < N; ++i)
-    for (int k = 0; k < H; ++k) OT[static_cast<size_t>(k) * Np + i] = O[i * H + k];
-  bias.assign(P.bo.begin(), P.bo.end());
-}
-
 void score_topk(const Params& P, const ScoringTable& T, const float* hs, int64_t M, int k,
                 const std::vector<ItemSet>* exclude, const ItemSet* include, const std::vector<Boosts>* boosts,
-                int32_t* out_items, float* out_scores, int num_threads) {
-  const int H = P.H, Hp = T.Hp;
+                int32_t* out_items, float* out_scores, int num_threads, ScoreKernels kernels) {
+  const ScoreKernelSet& K = score_kernels(kernels);
+  const int H = P.H;
+  const int64_t N = T.N, n_blocks = T.n_blocks;
   const float* O = P.out_rows();
-  const int64_t N = T.N;
-  auto exact = [&](int64_t r, int32_t item) {
-    return dot(hs + r * H, O + static_cast<int64_t>(item) * H, H) + P.bo[item];
-  };
-  // Rows in blocks; when there are fewer blocks than threads, the catalogue is split too, and the
-  // partial top-k lists are merged.
-  const int nt = resolve_threads(num_threads);
-  const int64_t blocks = (M + kRows - 1) / kRows;
-  const int64_t chunks = include || blocks >= nt ? 1 : std::max<int64_t>(1, std::min<int64_t>(nt, N / kMinChunk));
-  const int64_t chunk_items = (N + chunks - 1) / chunks / kTile * kTile + kTile;
-  std::vector<float> hsp(static_cast<size_t>(M) * Hp, 0.f);
-  for (int64_t r = 0; r < M; ++r) std::copy(hs + r * H, hs + (r + 1) * H, hsp.begin() + r * Hp);
-  std::vector<int32_t> part_items(static_cast<size_t>(chunks) * M * k);
-  std::vector<float> part_scores(part_items.size());
+  const QuantView view = T.view();
+  std::vector<QuantQuery> qs(M);  // ok == false: the row is scanned exactly
+  if (kernels != ScoreKernels::Exact && T.finite && !include)
+    for (int64_t r = 0; r < M; ++r) qs[r].prepare(T, hs + r * H);
 
-  parallel_for(blocks * chunks, num_threads, [&](int64_t task) {
-    const int64_t blk = task / chunks, ch = task % chunks;
-    const int64_t r0 = blk * kRows, r1 = std::min(M, r0 + kRows), rows = r1 - r0;
-    thread_local std::vector<TopK> heaps;
-    thread_local std::vector<float> buf;
-    heaps.resize(kRows);
-    buf.resize(static_cast<size_t>(kRows) * kTile);
-    for (int64_t r = r0; r < r1; ++r) heaps[r - r0].reset(k);
-    // Boosted items are skipped by the scan and offered once, with their boost, at the merge.
-    auto offer = [&](int64_t r, int32_t item, float s) {
-      TopK& t = heaps[r - r0];
-      if (s <= t.threshold()) return;
-      if (exclude && contains(&(*exclude)[r], item)) return;
-      if (boosts && boosted(&(*boosts)[r], item)) return;
-      t.push(s, item);
-    };
-    if (include) {
-      for (int32_t item : *include)
-        for (int64_t r = r0; r < r1; ++r) offer(r, item, exact(r, item));
-    } else {
-      const int64_t end = std::min(T.Np, (ch + 1) * chunk_items);
-      for (int64_t i0 = ch * chunk_items; i0 < end; i0 += kTile) {
-        const int64_t width = std::min(kTile, end - i0);
-        gemm_nn(static_cast<int>(rows), static_cast<int>(width), Hp, hsp.data() + r0 * Hp, Hp, T.OT.data() + i0,
-                static_cast<int>(T.Np), buf.data(), static_cast<int>(width), false);
-        const int64_t valid = std::min(width, N - i0);
-        for (int64_t r = r0; r < r1; ++r) {
-          const float* sc = buf.data() + (r - r0) * width;
-          const float thr = heaps[r - r0].threshold();
-          for (int64_t j = 0; j < valid; ++j) {
-            const float s = sc[j] + T.bias[i0 + j];
-            if (s > thr) offer(r, static_cast<int32_t>(i0 + j), s);
+  // Boosted items are left out of the scan and scored, with their boost, when the row is finished.
+  auto skip = [&](int64_t r, int32_t item) {
+    return (exclude && contains(&(*exclude)[r], item)) || (boosts && boosted(&(*boosts)[r], item));
+  };
+  // An item that would raise the row's k-th lower bound is checked at once (an excluded or boosted one
+  // must not raise it); the others only if they are still candidates when the row is finished.
+  auto keep = [&](int64_t r, RowScan& s, int32_t item, float ub, float lb) {
+    if (lb > s.lower.value()) {
+      if (skip(r, item)) return;
+      s.lower.push(lb);
+    }
+    s.kept.push_back({item, ub});
+    if (s.kept.size() >= 4096 + 4 * static_cast<size_t>(k)) {  // drop what the threshold has passed
+      const float thr = s.lower.value();
+      s.kept.erase(std::remove_if(s.kept.begin(), s.kept.end(), [&](const Candidate& c) { return c.ub < thr; }),
+                   s.kept.end());
+    }
+  };
+
+  // Rows [r0, r1) over blocks [b0, b1); row r's state is st[(r - r0) * stride].
+  auto scan = [&](int64_t r0, int64_t r1, int64_t b0, int64_t b1, RowScan* st, int64_t stride) {
+    thread_local std::vector<int32_t> items;
+    thread_local std::vector<float> ubs;
+    thread_local std::vector<int64_t> live;
+    live.clear();
+    for (int64_t r = r0; r < r1; ++r) {
+      RowScan& s = st[(r - r0) * stride];
+      s.lower.reset(k);
+      s.kept.clear();
+      if (qs[r].ok) {
+        live.push_back(r);
+        continue;
+      }
+      items.resize(kExactTile);
+      ubs.resize(kExactTile);
+      for (int64_t i0 = b0 * kQuantBlock; i0 < std::min(N, b1 * kQuantBlock); i0 += kExactTile) {
+        const int64_t n = std::min(kExactTile, N - i0);
+        std::iota(items.begin(), items.begin() + n, static_cast<int32_t>(i0));
+        K.exact(O, P.bo.data(), H, hs + r * H, items.data(), n, ubs.data());
+        for (int64_t j = 0; j < n; ++j)
+          if (ubs[j] >= s.lower.value()) keep(r, s, items[j], ubs[j], ubs[j]);
+      }
+    }
+    items.resize(static_cast<size_t>(kMaxScanRows) * kTileBlocks * kQuantBlock);
+    ubs.resize(items.size());
+    for (int64_t b = b0, tile = kFirstBlocks; b < b1; tile = std::min(2 * tile, kTileBlocks)) {
+      const int64_t nb = std::min(tile, b1 - b), cap = nb * kQuantBlock;
+      for (size_t g = 0; g < live.size(); g += kMaxScanRows) {
+        const int R = static_cast<int>(std::min<size_t>(kMaxScanRows, live.size() - g));
+        QuantRow rows[kMaxScanRows];
+        int64_t n_out[kMaxScanRows];
+        for (int j = 0; j < R; ++j) rows[j] = qs[live[g + j]].row(st[(live[g + j] - r0) * stride].lower.value());
+        K.scan(view, rows, R, b, b + nb, items.data(), ubs.data(), cap, n_out);
+        for (int j = 0; j < R; ++j) {
+          const int64_t r = live[g + j];
+          RowScan& s = st[(r - r0) * stride];
+          for (int64_t c = 0; c < n_out[j]; ++c) {
+            const int32_t item = items[j * cap + c];
+            const float ub = ubs[j * cap + c];
+            if (item < N) keep(r, s, item, ub, qs[r].lower(ub, T.scale[item]));
           }
         }
       }
+      b += nb;
     }
-    for (int64_t r = r0; r < r1; ++r) {
-      const size_t at = (static_cast<size_t>(ch) * M + r) * k;
-      heaps[r - r0].write(part_items.data() + at, part_scores.data() + at);
-    }
-  }, 1);
+  };
 
-  for (int64_t r = 0; r < M; ++r) {
-    TopK t(k);
-    for (int64_t ch = 0; ch < chunks; ++ch) {
-      const size_t at = (static_cast<size_t>(ch) * M + r) * k;
-      for (int j = 0; j < k && part_items[at + j] >= 0; ++j) t.push(part_scores[at + j], part_items[at + j]);
+  // Row r's answer from its scans of the item ranges (none when include restricts the candidates):
+  // the kept items whose upper bound reaches the k-th best lower bound, scored exactly.
+  auto finish = [&](int64_t r, const RowScan* parts, int64_t n_parts) {
+    thread_local std::vector<int32_t> cand;
+    thread_local std::vector<float> exact;
+    thread_local KthLargest merged;
+    thread_local TopK best;
+    const float* h = hs + r * H;
+    cand.clear();
+    if (include) {
+      for (int32_t item : *include)
+        if (!skip(r, item)) cand.push_back(item);
+    } else {
+      float L = parts[0].lower.value();
+      if (n_parts > 1) {
+        merged.reset(k);
+        for (int64_t p = 0; p < n_parts; ++p)
+          for (float x : parts[p].lower.values()) merged.push(x);
+        L = merged.value();
+      }
+      for (int64_t p = 0; p < n_parts; ++p)
+        for (const Candidate& c : parts[p].kept)
+          if (c.ub >= L && !skip(r, c.item)) cand.push_back(c.item);
     }
+    exact.resize(cand.size());
+    K.exact(O, P.bo.data(), H, h, cand.data(), static_cast<int64_t>(cand.size()), exact.data());
+    best.reset(k);
+    for (size_t j = 0; j < cand.size(); ++j) best.push(exact[j], cand[j]);
     if (boosts) {
       for (const auto& [item, boost] : (*boosts)[r]) {
         if ((exclude && contains(&(*exclude)[r], item)) || (include && !contains(include, item))) continue;
-        t.push(exact(r, item) + boost, item);
+        float s;
+        K.exact(O, P.bo.data(), H, h, &item, 1, &s);
+        best.push(s + boost, item);
       }
     }
-    t.write(out_items + r * k, out_scores + r * k);
+    best.write(out_items + r * k, out_scores + r * k);
+  };
+
+  const int nt = resolve_threads(num_threads);
+  if (include) {
+    parallel_for(M, num_threads, [&](int64_t r) { finish(r, nullptr, 0); });
+    return;
   }
+  // Rows in tasks; with fewer rows than threads, the catalogue is split too and each row's
+  // scans are merged.
+  const int64_t chunks = M < nt ? std::clamp<int64_t>(N / kMinSplitItems, 1, nt) : 1;
+  if (chunks == 1) {
+    const int64_t per_task = std::clamp<int64_t>((M + nt - 1) / nt, 1, kRowsPerTask);
+    parallel_for((M + per_task - 1) / per_task, num_threads, [&](int64_t task) {
+      thread_local std::vector<RowScan> st;
+      const int64_t r0 = task * per_task, r1 = std::min(M, r0 + per_task);
+      st.resize(r1 - r0);
+      scan(r0, r1, 0, n_blocks, st.data(), 1);
+      for (int64_t r = r0; r < r1; ++r) finish(r, &st[r - r0], 1);
+    });
+    return;
+  }
+  std::vector<RowScan> st(M * chunks);
+  const int64_t per_chunk = (n_blocks + chunks - 1) / chunks;
+  parallel_for(chunks, num_threads, [&](int64_t ch) {
+    scan(0, M, ch * per_chunk, std::min(n_blocks, (ch + 1) * per_chunk), st.data() + ch, chunks);
+  });
+  for (int64_t r = 0; r < M; ++r) finish(r, st.data() + r * chunks, chunks);
 }
 
 void fixed_topk(const float* scores, int64_t n_items, int k, const ItemSet* exclude, const ItemSet* include,

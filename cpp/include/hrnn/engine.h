@@ -18,6 +18,7 @@ struct Query {
   bool exclude_interacted = false;
   const ItemSet* exclude = nullptr;  // sorted
   const ItemSet* include = nullptr;  // sorted
+  ScoreKernels kernels = ScoreKernels::Auto;
 };
 
 class Engine {

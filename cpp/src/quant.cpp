@@ -1,0 +1,135 @@
+#include "hrnn/quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string_view>
+
+#include "hrnn/errors.h"
+
+namespace hrnn {
+
+void QuantTable::build(const Params& P) {
+  H = P.H, G = (P.H + kQuantGroup - 1) / kQuantGroup, N = P.n_items;
+  n_blocks = (N + kQuantBlock - 1) / kQuantBlock;
+  const int64_t padded = n_blocks * kQuantBlock;
+  codes.assign(static_cast<size_t>(n_blocks) * G * 64, 128);  // 128: q = 0
+  scale.assign(padded, 0.f);
+  bias.assign(padded, -std::numeric_limits<float>::infinity());
+  rmax = 0, bmax = 0, finite = true;
+  const float* O = P.out_rows();
+  for (int64_t i = 0; i < N; ++i) {
+    const float* row = O + i * H;
+    float m = 0.f;
+    for (int k = 0; k < H; ++k) {
+      finite = finite && std::isfinite(row[k]);
+      m = std::max(m, std::fabs(row[k]));
+    }
+    finite = finite && std::isfinite(P.bo[i]);
+    bias[i] = P.bo[i];
+    bmax = std::max(bmax, static_cast<double>(std::fabs(P.bo[i])));
+    const float s = m / 127.f;
+    scale[i] = s;
+    if (!(s > 0.f) || !std::isfinite(s)) continue;  // a zero row: q = 0 and no error
+    uint8_t* blk = codes.data() + (i / kQuantBlock) * G * 64 + (i % kQuantBlock) * kQuantGroup;
+    for (int k = 0; k < H; ++k) {
+      const long q = std::clamp(std::lround(row[k] / s), -127L, 127L);
+      blk[(k / kQuantGroup) * 64 + k % kQuantGroup] = static_cast<uint8_t>(q + 128);
+      rmax = std::max(rmax, std::fabs(static_cast<double>(row[k]) - static_cast<double>(s) * q) / s);
+    }
+  }
+}
+
+int64_t QuantTable::bytes() const {
+  return static_cast<int64_t>(codes.size() + sizeof(float) * (scale.size() + bias.size()));
+}
+
+void QuantQuery::prepare(const QuantTable& T, const float* h) {
+  const int H = T.H, n = T.G * kQuantGroup;
+  float m = 0.f;
+  ok = true;
+  for (int k = 0; k < H; ++k) {
+    ok = ok && std::isfinite(h[k]);
+    m = std::max(m, std::fabs(h[k]));
+  }
+  if (!ok) return;
+  // v = 256 * hi + lo with hi, lo in int8 needs |v| <= 32639; q . v must also fit in int32.
+  const int32_t vmax = static_cast<int32_t>(
+      std::min<int64_t>(32639, std::numeric_limits<int32_t>::max() / (127 * static_cast<int64_t>(n))));
+  t = m > 0.f ? m / static_cast<float>(vmax) : 1.f;
+  v.assign(n, 0), hi.assign(n, 0), lo.assign(n, 0);
+  double nh = 0, nd = 0;
+  int64_t sum = 0;
+  for (int k = 0; k < H; ++k) {
+    const int32_t x = std::clamp(static_cast<int32_t>(std::lround(h[k] / t)), -vmax, vmax);
+    v[k] = static_cast<int16_t>(x);
+    lo[k] = static_cast<int8_t>(static_cast<uint8_t>(x & 0xff));
+    hi[k] = static_cast<int8_t>((x - lo[k]) / 256);
+    sum += x;
+    const double d = static_cast<double>(h[k]) - static_cast<double>(t) * x;
+    nh += static_cast<double>(h[k]) * h[k];
+    nd += d * d;
+  }
+  corr = static_cast<int32_t>(static_cast<uint32_t>(128 * sum));  // modulo 2^32, like the kernels
+  nh = std::sqrt(nh), nd = std::sqrt(nd);
+  // Exact score = O.h + b with O = scale (q + e), |e| <= rmax, and h = t v + d, so
+  //   O.h + b - (scale t q.v + b) = scale (e.h + q.d),  |e.h| <= sqrt(H) rmax |h|,  |q.d| <= 127 sqrt(H) |d|.
+  // eps covers the float32 rounding of the exact score (an H-term fused chain and the bias) and of
+  // the estimate (a few operations), relative to the magnitudes 128 sqrt(H) scale (|h| + |d|) and
+  // |b|; the 1.01 keeps the bound generous.
+  const double sq = std::sqrt(static_cast<double>(H)), eps = (H + 8) * std::ldexp(1.0, -22);
+  C = static_cast<float>(1.01 * (sq * (T.rmax * nh + 127.0 * nd) + eps * 128.0 * sq * (nh + nd)));
+  D = static_cast<float>(1.01 * eps * T.bmax);
+}
+
+namespace {
+
+bool cpu_has(const char* what) {
+#if defined(__x86_64__) && defined(HRNN_X86_KERNELS)
+  __builtin_cpu_init();
+  if (std::string_view(what) == "avx512")
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni") &&
+           __builtin_cpu_supports("fma");
+  if (std::string_view(what) == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  return std::string_view(what) == "generic";
+}
+
+const ScoreKernelSet kGeneric{detail::quant_scan_generic, detail::exact_scores_generic, "generic"};
+#if defined(__x86_64__) && defined(HRNN_X86_KERNELS)
+const ScoreKernelSet kAvx2{detail::quant_scan_avx2, detail::exact_scores_avx2, "avx2"};
+const ScoreKernelSet kAvx512{detail::quant_scan_avx512, detail::exact_scores_avx512, "avx512-vnni"};
+#endif
+
+const ScoreKernelSet& best() {
+#if defined(__x86_64__) && defined(HRNN_X86_KERNELS)
+  static const ScoreKernelSet& b = cpu_has("avx512") ? kAvx512 : cpu_has("avx2") ? kAvx2 : kGeneric;
+  return b;
+#else
+  return kGeneric;
+#endif
+}
+
+}  // namespace
+
+const ScoreKernelSet& score_kernels(ScoreKernels which) {
+  switch (which) {
+    case ScoreKernels::Generic: return kGeneric;
+#if defined(__x86_64__) && defined(HRNN_X86_KERNELS)
+    case ScoreKernels::Avx2:
+      require(cpu_has("avx2"), "this CPU has no AVX2+FMA: the 'avx2' scoring kernels cannot run here");
+      return kAvx2;
+    case ScoreKernels::Avx512:
+      require(cpu_has("avx512"), "this CPU has no AVX-512 VNNI: the 'avx512' scoring kernels cannot run here");
+      return kAvx512;
+#else
+    case ScoreKernels::Avx2:
+    case ScoreKernels::Avx512: invalid("the AVX scoring kernels are not built on this platform");
+#endif
+    default: return best();
+  }
+}
+
+const char* score_isa() { return best().name; }
+
+}  // namespace hrnn
