@@ -77,6 +77,48 @@ def test_put_events_moves_the_state_like_training(model):
     np.testing.assert_array_equal(m.user_state("u9")[1], m2.user_state("u9")[1])
 
 
+def test_one_scalar_event_equals_the_list_form(model):
+    m, df = fresh(model)
+    t = float(df.TIMESTAMP.max() + 100)
+    scalar_forms = [("i10", t), (np.str_("i10"), np.float64(t)), ("i10", int(t)), ("i10", np.int64(t)),
+                    ("i10", np.float32(t))]
+    for j, (item, ts) in enumerate(scalar_forms):
+        m.put_events(f"scalar{j}", item, ts)
+        m.put_events(f"list{j}", [str(item)], [float(ts)])
+        np.testing.assert_array_equal(m.user_state(f"scalar{j}")[1], m.user_state(f"list{j}")[1])
+        m.put_events("u9", item, t + 10 * j)  # an existing user, inside its session
+    m2, _ = fresh(model)
+    for j in range(len(scalar_forms)):
+        m2.put_events("u9", ["i10"], [t + 10 * j])
+    np.testing.assert_array_equal(m.user_state("u9")[1], m2.user_state("u9")[1])
+    m.put_events("u9", "not an item", t + 100)
+    m.put_events("u9", np.str_("not an item"), t + 101)
+    assert m.unknown_item_events_["not an item"] == 2
+    assert all(type(k) is str for k in m.unknown_item_events_)
+
+
+@pytest.mark.parametrize("item, ts, err, match", [
+    ("i1", "yesterday", TypeError, "timestamps must be numbers"),
+    ("i1", True, TypeError, "timestamps must be numbers"),
+    ("i1", float("nan"), ValueError, "finite and >= 0"),
+    ("i1", float("inf"), ValueError, "finite and >= 0"),
+    ("i1", -5.0, ValueError, "finite and >= 0"),
+    ("i1", -5, ValueError, "finite and >= 0"),
+    ("i1", 1.0, ValueError, "older than this user's last event"),
+    (None, 1.0, TypeError, "item_ids must not be None"),
+])
+def test_one_scalar_event_bad_arguments(model, item, ts, err, match):
+    m, _ = fresh(model)
+    before = m.user_state("u1")
+    with pytest.raises(err, match=match):
+        m.put_events("u1", item, ts)
+    np.testing.assert_array_equal(before[1], m.user_state("u1")[1])
+    with pytest.raises(ValueError, match="user_id must not be None"):
+        m.put_events(None, "i1", 2e9)
+    with pytest.raises(TypeError, match="unhashable"):
+        m.put_events(["a list"], "i1", 2e9)
+
+
 def test_put_events_new_user_and_unknown_items(model):
     m, _ = fresh(model)
     m.put_events("brand new", ["i20", "i21"], [1000.0, 1010.0])

@@ -188,7 +188,7 @@ def test_a_large_hidden_dimension_narrows_the_query_integers():
 
 
 def test_a_single_query_split_over_two_threads():
-    e = make_engine(140_000, 32, seed=8, n_users=6, events=3)  # large enough to be split
+    e = make_engine(1_100_000, 4, seed=8, n_users=6, events=3)  # large enough to be split
     assert_same_as_exact(e, range(6), 25, threads=(2,))
     for u in range(6):
         one = e.recommend_batch(np.array([u]), k=25, num_threads=2)

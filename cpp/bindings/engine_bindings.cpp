@@ -72,6 +72,25 @@ hrnn::ScoreKernels score_kernels(const std::string& name) {
   throw std::invalid_argument("kernels must be 'auto', 'exact', 'generic', 'avx2' or 'avx512', got '" + name + "'");
 }
 
+// A query's arguments, with the exclude / include sets validated, sorted and deduplicated.
+struct QueryArgs {
+  hrnn::ItemSet ex, in;
+  hrnn::Query q;
+  QueryArgs(const hrnn::Engine& e, int k, bool exclude_interacted, const std::optional<Arr<int32_t>>& exclude,
+            const std::optional<Arr<int32_t>>& include, const std::string& kernels) {
+    q.k = k, q.exclude_interacted = exclude_interacted, q.kernels = score_kernels(kernels);
+    auto sorted = [&](const Arr<int32_t>& a, hrnn::ItemSet& dst) {
+      dst.assign(a.data(), a.data() + a.size());
+      for (int32_t i : dst) hrnn::require(i >= 0 && i < e.params.n_items, "item index out of range");
+      std::sort(dst.begin(), dst.end());
+      dst.erase(std::unique(dst.begin(), dst.end()), dst.end());
+    };
+    if (exclude) sorted(*exclude, ex), q.exclude = &ex;
+    if (include) sorted(*include, in), q.include = &in;
+  }
+  QueryArgs(const QueryArgs&) = delete;  // q points into ex and in
+};
+
 py::dict stats_dict(const hrnn::EpochStats& s) {
   py::dict d;
   d["loss"] = s.loss;
@@ -201,27 +220,40 @@ void bind_engine(py::module_& m) {
              e.users.put_events(e.params, user, items.data(), ts.data(), sess, n, e.session_gap);
            },
            py::arg("user"), py::arg("items"), py::arg("timestamps"), py::arg("session") = py::none())
+      .def("put_event",
+           [](Engine& e, int64_t user, int32_t item, double timestamp) {
+             py::gil_scoped_release release;
+             e.users.put_events(e.params, user, &item, &timestamp, nullptr, 1, e.session_gap);
+           },
+           py::arg("user"), py::arg("item"), py::arg("timestamp"))
       .def("set_fallback_scores",
            [](Engine& e, const Arr<float>& s) {
              const float* p = checked(s, {e.params.n_items}, "fallback scores");
              e.set_fallback_scores(std::vector<float>(p, p + e.params.n_items));
            })
+      .def("recommend",
+           [](const Engine& e, int64_t user, int k, bool exclude_interacted,
+              const std::optional<Arr<int32_t>>& exclude, const std::optional<Arr<int32_t>>& include,
+              int num_threads) {
+             QueryArgs a(e, k, exclude_interacted, exclude, include, "auto");
+             std::vector<int32_t> items(std::max(k, 0));
+             std::vector<float> scores(items.size());
+             {
+               py::gil_scoped_release release;
+               e.recommend_batch(&user, 1, a.q, items.data(), scores.data(), num_threads);
+             }
+             const auto n = static_cast<py::ssize_t>(std::find(items.begin(), items.end(), -1) - items.begin());
+             return py::make_tuple(copy_out(items.data(), {n}), copy_out(scores.data(), {n}));
+           },
+           py::arg("user"), py::arg("k"), py::arg("exclude_interacted") = false, py::arg("exclude") = py::none(),
+           py::arg("include") = py::none(), py::arg("num_threads") = 0)
       .def("recommend_batch",
            [](const Engine& e, const Arr<int64_t>& users, int k, bool exclude_interacted,
               const std::optional<Arr<int32_t>>& exclude, const std::optional<Arr<int32_t>>& include,
               int num_threads, const std::string& kernels) {
              const py::ssize_t n = users.size();
-             hrnn::ItemSet ex, in;
-             hrnn::Query q;
-             q.k = k, q.exclude_interacted = exclude_interacted, q.kernels = score_kernels(kernels);
-             auto sorted = [&](const Arr<int32_t>& a, hrnn::ItemSet& dst) {
-               dst.assign(a.data(), a.data() + a.size());
-               for (int32_t i : dst) hrnn::require(i >= 0 && i < e.params.n_items, "item index out of range");
-               std::sort(dst.begin(), dst.end());
-               dst.erase(std::unique(dst.begin(), dst.end()), dst.end());
-             };
-             if (exclude) sorted(*exclude, ex), q.exclude = &ex;
-             if (include) sorted(*include, in), q.include = &in;
+             QueryArgs a(e, k, exclude_interacted, exclude, include, kernels);
+             const hrnn::Query& q = a.q;
              py::array_t<int32_t> items({n, static_cast<py::ssize_t>(k)});
              py::array_t<float> scores({n, static_cast<py::ssize_t>(k)});
              int32_t* ip = items.mutable_data();

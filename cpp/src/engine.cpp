@@ -57,6 +57,11 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
                              int num_threads) const {
   require(q.k >= 1, "k must be >= 1");
   const int H = params.H;
+  // With every repeat parameter zero (a model trained without it) no item gets a boost.
+  auto nonzero = [](const std::vector<float>& v) {
+    return std::any_of(v.begin(), v.end(), [](float x) { return x != 0.f; });
+  };
+  const bool repeat = nonzero(params.d.rc) || nonzero(params.d.rd) || nonzero(params.d.rV);
   // Gather the states of the users that have one; the others get the fallback.
   std::vector<int64_t> warm;
   std::vector<float> hs;
@@ -68,7 +73,7 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   for (int64_t r = 0; r < n; ++r) {
     const int64_t u = user_idx[r];
     const bool has_state = u >= 0 && users.read(u, h.data(), q.exclude_interacted ? &hist : nullptr,
-                                                 kRepeatWindow, &recent_items, &recent_ts);
+                                                 repeat ? kRepeatWindow : 0, &recent_items, &recent_ts);
     ItemSet ex = q.exclude ? *q.exclude : ItemSet{};
     if (has_state && q.exclude_interacted) {
       for (int32_t i : hist)
@@ -82,16 +87,17 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
     warm.push_back(r);
     hs.insert(hs.end(), h.begin(), h.end());
     excl.push_back(std::move(ex));
-    boosts.push_back(repeat_boosts(params, h.data(), recent_items.data(), recent_ts.data(),
-                                   static_cast<int64_t>(recent_items.size())));
+    if (repeat)
+      boosts.push_back(repeat_boosts(params, h.data(), recent_items.data(), recent_ts.data(),
+                                     static_cast<int64_t>(recent_items.size())));
   }
   if (warm.empty()) return;
   const int64_t M = static_cast<int64_t>(warm.size());
   std::vector<int32_t> wi(static_cast<size_t>(M) * q.k);
   std::vector<float> ws(wi.size());
   const auto table = scoring_table();  // held for the whole query, even if the parameters change meanwhile
-  score_topk(params, *table, hs.data(), M, q.k, &excl, q.include, &boosts, wi.data(), ws.data(),
-             num_threads, q.kernels);
+  score_topk(params, *table, hs.data(), M, q.k, &excl, q.include, repeat ? &boosts : nullptr, wi.data(),
+             ws.data(), num_threads, q.kernels);
   for (int64_t j = 0; j < M; ++j) {
     std::copy_n(wi.data() + j * q.k, q.k, items + warm[j] * q.k);
     std::copy_n(ws.data() + j * q.k, q.k, scores + warm[j] * q.k);

@@ -15,6 +15,10 @@ from ._ids import _as_list, _check_id, _check_num_results, _session_hashes, _tim
 from ._progress import Progress
 from .base import Recommender
 
+# put_events takes this fast path for one event given as scalars (bools go the general way)
+_ONE_ID = (str, int, np.integer, np.str_)
+_ONE_TIMESTAMP = (int, float, np.integer, np.floating)
+
 
 class HRNN(Recommender):
     """Hierarchical recurrent recommender with a learned, time-aware discount gate.
@@ -371,11 +375,9 @@ class HRNN(Recommender):
         """
         self._check_fitted()
         q = self._query(num_results, exclude_items, include_items)
-        user = np.array([self._user_index.get(user_id, -1)], dtype=np.int64)
-        items, scores = self._engine.recommend_batch(user, exclude_interacted=exclude_interacted,
-                                                     num_threads=self.num_threads, **q)
-        keep = items[0] >= 0
-        return self.item_ids_[items[0][keep]], scores[0][keep]
+        items, scores = self._engine.recommend(self._user_index.get(user_id, -1), q.pop("k"),
+                                               exclude_interacted, num_threads=self.num_threads, **q)
+        return self.item_ids_[items], scores
 
     def recommend_batch(self, user_ids, num_results: int = 25, exclude_interacted: bool = False,
                         exclude_items=None, include_items=None) -> tuple:
@@ -415,6 +417,17 @@ class HRNN(Recommender):
             One session id for all these events, or one per event.
         """
         self._check_fitted()
+        if (session_id is None and isinstance(item_ids, _ONE_ID) and type(item_ids) is not bool
+                and isinstance(timestamps, _ONE_TIMESTAMP) and type(timestamps) is not bool
+                and 0 <= timestamps < 1e18):
+            # one event as plain scalars, the usual real-time call: the checks below, without arrays
+            item = item_ids.item() if isinstance(item_ids, np.generic) else item_ids
+            idx = self._item_index().get(item, -1)
+            self._engine.put_event(self._user_for_events(user_id), idx, float(timestamps))
+            if idx < 0:
+                with self._lock:
+                    self.unknown_item_events_[item] += 1
+            return
         items = _as_list(item_ids, "item_ids")
         ts = _timestamps(timestamps, len(items))
         if (np.diff(ts) < 0).any():  # checked before a new user is created for these events
@@ -422,6 +435,16 @@ class HRNN(Recommender):
         lookup = self._item_index()
         idx = np.fromiter((lookup.get(i, -1) for i in items), dtype=np.int32, count=len(items))
         sessions = None if session_id is None else _session_hashes(session_id, len(items))
+        self._engine.put_events(self._user_for_events(user_id), idx, ts, sessions)
+        if (idx < 0).any():
+            with self._lock:
+                self.unknown_item_events_.update(i for i, j in zip(items, idx) if j < 0)
+
+    def _user_for_events(self, user_id) -> int:
+        """The user's index, creating the user (from the learned initial state) when new."""
+        user = self._user_index.get(user_id)  # users are only ever added: no lock to find one
+        if user is not None:
+            return user
         with self._lock:
             user = self._user_index.get(user_id)
             if user is None:
@@ -430,10 +453,7 @@ class HRNN(Recommender):
                 self._engine.ensure_users(user + 1)
                 self._user_index[user_id] = user
                 self._new_users.append(user_id)
-        self._engine.put_events(user, idx, ts, sessions)
-        if (idx < 0).any():
-            with self._lock:
-                self.unknown_item_events_.update(i for i, j in zip(items, idx) if j < 0)
+        return user
 
     @property
     def known_user_ids(self) -> np.ndarray:

@@ -55,10 +55,14 @@ template <class F>
 void parallel_for(int64_t n, int num_threads, F&& fn, int64_t chunk = 1) {
   ExceptionCollector errors;
   const int nt = resolve_threads(num_threads);
-  (void)nt;
   (void)chunk;
+  if (nt <= 1 || n <= 1) {  // no parallel region: it costs more than a small query's work
+    for (int64_t i = 0; i < n; ++i) errors.run([&] { fn(i); });
+    errors.rethrow();
+    return;
+  }
 #ifdef HRNN_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) schedule(dynamic, chunk) if (nt > 1 && n > 1)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, chunk)
 #endif
   for (int64_t i = 0; i < n; ++i) errors.run([&] { fn(i); });
   errors.rethrow();
