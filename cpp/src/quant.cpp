@@ -21,16 +21,17 @@ void QuantTable::build(const Params& P) {
   for (int64_t i = 0; i < N; ++i) {
     const float* row = O + i * H;
     float m = 0.f;
+    bool row_finite = std::isfinite(P.bo[i]);
     for (int k = 0; k < H; ++k) {
-      finite = finite && std::isfinite(row[k]);
+      row_finite = row_finite && std::isfinite(row[k]);
       m = std::max(m, std::fabs(row[k]));
     }
-    finite = finite && std::isfinite(P.bo[i]);
+    finite = finite && row_finite;
     bias[i] = P.bo[i];
     bmax = std::max(bmax, static_cast<double>(std::fabs(P.bo[i])));
     const float s = m / 127.f;
     scale[i] = s;
-    if (!(s > 0.f) || !std::isfinite(s)) continue;  // a zero row: q = 0 and no error
+    if (!row_finite || !(s > 0.f)) continue;  // not used / a zero row: q = 0 and no error
     uint8_t* blk = codes.data() + (i / kQuantBlock) * G * 64 + (i % kQuantBlock) * kQuantGroup;
     for (int k = 0; k < H; ++k) {
       const long q = std::clamp(std::lround(row[k] / s), -127L, 127L);
