@@ -219,6 +219,13 @@ def test_a_non_finite_state_returns_nothing_rather_than_nan():
     assert (items[1] >= 0).all() and np.isfinite(scores[1]).all()
 
 
+@pytest.mark.parametrize("n_items, hidden", [(1, 1), (37, 32), (5_003, 43), (1_000, 256)])
+def test_the_scoring_table_is_a_byte_per_weight_plus_a_scale_and_a_bias(n_items, hidden):
+    e = _core.Engine(n_items, hidden, True, 0)
+    padded_items = -(-n_items // 16) * 16
+    assert e.scoring_table_bytes() == padded_items * (-(-hidden // 4) * 4 + 8)
+
+
 def test_unknown_kernel_names_are_rejected():
     e = make_engine(100, 32, n_users=1)
     with pytest.raises(ValueError, match="kernels must be"):

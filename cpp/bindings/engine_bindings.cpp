@@ -231,6 +231,7 @@ void bind_engine(py::module_& m) {
              const float* p = checked(s, {e.params.n_items}, "fallback scores");
              e.set_fallback_scores(std::vector<float>(p, p + e.params.n_items));
            })
+      .def("scoring_table_bytes", &Engine::scoring_table_bytes)
       .def("recommend",
            [](const Engine& e, int64_t user, int k, bool exclude_interacted,
               const std::optional<Arr<int32_t>>& exclude, const std::optional<Arr<int32_t>>& include,

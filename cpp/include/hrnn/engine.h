@@ -41,6 +41,9 @@ class Engine {
   // Scores for users without a state (popular items), one per item.
   void set_fallback_scores(std::vector<float> scores);
 
+  // Memory of the table that scoring reads (built now if it is not yet), in bytes.
+  int64_t scoring_table_bytes() const { return scoring_table()->bytes(); }
+
   // The top k of each of n users (user < 0 or without events: the fallback scores), over
   // num_threads threads.
   void recommend_batch(const int64_t* users, int64_t n, const Query& q, int32_t* items, float* scores,
