@@ -174,7 +174,7 @@ def test_a_zero_state_ranks_by_the_bias():
     assert (scores == np.sort(bo)[::-1][:20]).all()
 
 
-@pytest.mark.parametrize("scale", [1e-6, 1e3])
+@pytest.mark.parametrize("scale", [1e-38, 1e-30, 1e-6, 1e3, 1e30, 1e36, 2e37, 1e38])
 def test_very_small_and_large_weights(scale):
     e = make_engine(3_000, 43, seed=6)
     e.set_param("E", e.get_param("E") * np.float32(scale))

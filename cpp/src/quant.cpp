@@ -16,7 +16,7 @@ void QuantTable::build(const Params& P) {
   codes.assign(static_cast<size_t>(n_blocks) * G * 64, 128);  // 128: q = 0
   scale.assign(padded, 0.f);
   bias.assign(padded, -std::numeric_limits<float>::infinity());
-  rmax = 0, bmax = 0, finite = true;
+  rmax = 0, bmax = 0, smax = 0, finite = true;
   const float* O = P.out_rows();
   for (int64_t i = 0; i < N; ++i) {
     const float* row = O + i * H;
@@ -32,6 +32,7 @@ void QuantTable::build(const Params& P) {
     const float s = m / 127.f;
     scale[i] = s;
     if (!row_finite || !(s > 0.f)) continue;  // not used / a zero row: q = 0 and no error
+    smax = std::max(smax, static_cast<double>(s));
     uint8_t* blk = codes.data() + (i / kQuantBlock) * G * 64 + (i % kQuantBlock) * kQuantGroup;
     for (int k = 0; k < H; ++k) {
       const long q = std::clamp(std::lround(row[k] / s), -127L, 127L);
@@ -77,10 +78,13 @@ void QuantQuery::prepare(const QuantTable& T, const float* h) {
   //   O.h + b - (scale t q.v + b) = scale (e.h + q.d),  |e.h| <= sqrt(H) rmax |h|,  |q.d| <= 127 sqrt(H) |d|.
   // eps covers the float32 rounding of the exact score (an H-term fused chain and the bias) and of
   // the estimate (a few operations), relative to the magnitudes 128 sqrt(H) scale (|h| + |d|) and
-  // |b|; the 1.01 keeps the bound generous.
+  // |b|, and the last term their absolute error where results are subnormal (2^-149 per
+  // operation); the 1.01 keeps the bound generous.
   const double sq = std::sqrt(static_cast<double>(H)), eps = (H + 8) * std::ldexp(1.0, -22);
   C = static_cast<float>(1.01 * (sq * (T.rmax * nh + 127.0 * nd) + eps * 128.0 * sq * (nh + nd)));
-  D = static_cast<float>(1.01 * eps * T.bmax);
+  D = static_cast<float>(1.01 * eps * T.bmax + (H + 16) * std::ldexp(1.0, -149));
+  // Every estimate, bound and score stays below this, far from the float32 overflow.
+  ok = 128.0 * sq * T.smax * (nh + nd) * 4.0 + 4.0 * T.bmax < 1e37;
 }
 
 namespace {

@@ -23,13 +23,15 @@ struct QuantTable {
   std::vector<float> scale, bias;
   double rmax = 0;     // max over all entries of |O - scale * q| / scale (0.5 up to rounding)
   double bmax = 0;     // max |bo|
+  double smax = 0;     // max scale
   bool finite = true;  // false: some output weight or bias is not finite, and only exact scoring is used
   void build(const Params& P);
   QuantView view() const { return {codes.data(), scale.data(), bias.data(), G}; }
   int64_t bytes() const;
 };
 
-// One state, quantized for a scan. ok is false when h has a non-finite value (exact scoring then).
+// One state, quantized for a scan. ok is false when h has a non-finite value or the scores could come
+// near the float32 overflow (exact scoring then).
 struct QuantQuery {
   std::vector<int16_t> v;
   std::vector<int8_t> hi, lo;
