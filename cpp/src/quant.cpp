@@ -34,11 +34,14 @@ void QuantTable::build(const Params& P) {
     if (!row_finite || !(s > 0.f)) continue;  // not used / a zero row: q = 0 and no error
     smax = std::max(smax, static_cast<double>(s));
     uint8_t* blk = codes.data() + (i / kQuantBlock) * G * 64 + (i % kQuantBlock) * kQuantGroup;
+    const float inv = 127.f / m;  // q may miss the nearest integer by a rounding: rmax records it
+    double err = 0;
     for (int k = 0; k < H; ++k) {
-      const long q = std::clamp(std::lround(row[k] / s), -127L, 127L);
-      blk[(k / kQuantGroup) * 64 + k % kQuantGroup] = static_cast<uint8_t>(q + 128);
-      rmax = std::max(rmax, std::fabs(static_cast<double>(row[k]) - static_cast<double>(s) * q) / s);
+      const float q = std::clamp(std::nearbyint(row[k] * inv), -127.f, 127.f);
+      blk[(k / kQuantGroup) * 64 + k % kQuantGroup] = static_cast<uint8_t>(static_cast<int>(q) + 128);
+      err = std::max(err, std::fabs(static_cast<double>(row[k]) - static_cast<double>(s) * q));
     }
+    rmax = std::max(rmax, err / s);
   }
 }
 
