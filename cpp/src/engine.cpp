@@ -31,11 +31,11 @@ void Engine::params_changed() {
   table_.reset();
 }
 
-std::shared_ptr<const ScoringTable> Engine::scoring_table() const {
+std::shared_ptr<const ScoringTable> Engine::scoring_table(int num_threads) const {
   std::lock_guard<std::mutex> lock(table_mu_);
   if (!table_) {
     auto t = std::make_shared<ScoringTable>();
-    t->build(params);
+    t->build(params, num_threads);
     table_ = std::move(t);
   }
   return table_;
@@ -95,7 +95,8 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   const int64_t M = static_cast<int64_t>(warm.size());
   std::vector<int32_t> wi(static_cast<size_t>(M) * q.k);
   std::vector<float> ws(wi.size());
-  const auto table = scoring_table();  // held for the whole query, even if the parameters change meanwhile
+  // held for the whole query, even if the parameters change meanwhile
+  const auto table = scoring_table(num_threads);
   score_topk(params, *table, hs.data(), M, q.k, &excl, q.include, repeat ? &boosts : nullptr, wi.data(),
              ws.data(), num_threads, q.kernels);
   for (int64_t j = 0; j < M; ++j) {

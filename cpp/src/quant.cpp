@@ -6,43 +6,54 @@
 #include <string_view>
 
 #include "hrnn/errors.h"
+#include "hrnn/parallel.h"
 
 namespace hrnn {
 
-void QuantTable::build(const Params& P) {
+void QuantTable::build(const Params& P, int num_threads) {
   H = P.H, G = (P.H + kQuantGroup - 1) / kQuantGroup, N = P.n_items;
   n_blocks = (N + kQuantBlock - 1) / kQuantBlock;
   const int64_t padded = n_blocks * kQuantBlock;
   codes.assign(static_cast<size_t>(n_blocks) * G * 64, 128);  // 128: q = 0
   scale.assign(padded, 0.f);
   bias.assign(padded, -std::numeric_limits<float>::infinity());
-  rmax = 0, bmax = 0, smax = 0, finite = true;
   const float* O = P.out_rows();
-  for (int64_t i = 0; i < N; ++i) {
-    const float* row = O + i * H;
-    float m = 0.f;
-    bool row_finite = std::isfinite(P.bo[i]);
-    for (int k = 0; k < H; ++k) {
-      row_finite = row_finite && std::isfinite(row[k]);
-      m = std::max(m, std::fabs(row[k]));
+  // Chunks of items in parallel, each with its own maxima, combined afterwards.
+  constexpr int64_t kChunk = 4096;
+  const int64_t n_chunks = (N + kChunk - 1) / kChunk;
+  std::vector<double> rm(n_chunks, 0.0), bm(n_chunks, 0.0), sm(n_chunks, 0.0);
+  std::vector<uint8_t> fin(n_chunks, 1);
+  parallel_for(n_chunks, num_threads, [&](int64_t c) {
+    for (int64_t i = c * kChunk; i < std::min(N, (c + 1) * kChunk); ++i) {
+      const float* row = O + i * H;
+      float m = 0.f;
+      bool row_finite = std::isfinite(P.bo[i]);
+      for (int k = 0; k < H; ++k) {
+        row_finite = row_finite && std::isfinite(row[k]);
+        m = std::max(m, std::fabs(row[k]));
+      }
+      fin[c] = fin[c] && row_finite;
+      bias[i] = P.bo[i];
+      bm[c] = std::max(bm[c], static_cast<double>(std::fabs(P.bo[i])));
+      const float s = m / 127.f;
+      scale[i] = s;
+      if (!row_finite || !(s > 0.f)) continue;  // not used / a zero row: q = 0 and no error
+      sm[c] = std::max(sm[c], static_cast<double>(s));
+      uint8_t* blk = codes.data() + (i / kQuantBlock) * G * 64 + (i % kQuantBlock) * kQuantGroup;
+      const float inv = 127.f / m;  // q may miss the nearest integer by a rounding: rmax records it
+      double err = 0;
+      for (int k = 0; k < H; ++k) {
+        const float q = std::clamp(std::nearbyint(row[k] * inv), -127.f, 127.f);
+        blk[(k / kQuantGroup) * 64 + k % kQuantGroup] = static_cast<uint8_t>(static_cast<int>(q) + 128);
+        err = std::max(err, std::fabs(static_cast<double>(row[k]) - static_cast<double>(s) * q));
+      }
+      rm[c] = std::max(rm[c], err / s);
     }
-    finite = finite && row_finite;
-    bias[i] = P.bo[i];
-    bmax = std::max(bmax, static_cast<double>(std::fabs(P.bo[i])));
-    const float s = m / 127.f;
-    scale[i] = s;
-    if (!row_finite || !(s > 0.f)) continue;  // not used / a zero row: q = 0 and no error
-    smax = std::max(smax, static_cast<double>(s));
-    uint8_t* blk = codes.data() + (i / kQuantBlock) * G * 64 + (i % kQuantBlock) * kQuantGroup;
-    const float inv = 127.f / m;  // q may miss the nearest integer by a rounding: rmax records it
-    double err = 0;
-    for (int k = 0; k < H; ++k) {
-      const float q = std::clamp(std::nearbyint(row[k] * inv), -127.f, 127.f);
-      blk[(k / kQuantGroup) * 64 + k % kQuantGroup] = static_cast<uint8_t>(static_cast<int>(q) + 128);
-      err = std::max(err, std::fabs(static_cast<double>(row[k]) - static_cast<double>(s) * q));
-    }
-    rmax = std::max(rmax, err / s);
-  }
+  });
+  rmax = *std::max_element(rm.begin(), rm.end());
+  bmax = *std::max_element(bm.begin(), bm.end());
+  smax = *std::max_element(sm.begin(), sm.end());
+  finite = std::all_of(fin.begin(), fin.end(), [](uint8_t f) { return f != 0; });
 }
 
 int64_t QuantTable::bytes() const {

@@ -42,7 +42,7 @@ class Engine {
   void set_fallback_scores(std::vector<float> scores);
 
   // Memory of the table that scoring reads (built now if it is not yet), in bytes.
-  int64_t scoring_table_bytes() const { return scoring_table()->bytes(); }
+  int64_t scoring_table_bytes() const { return scoring_table(0)->bytes(); }
 
   // The top k of each of n users (user < 0 or without events: the fallback scores), over
   // num_threads threads.
@@ -50,7 +50,7 @@ class Engine {
                        int num_threads) const;
 
  private:
-  std::shared_ptr<const ScoringTable> scoring_table() const;
+  std::shared_ptr<const ScoringTable> scoring_table(int num_threads) const;  // built on num_threads
 
   std::unique_ptr<Trainer> trainer_;
   std::vector<float> fallback_;

@@ -25,7 +25,7 @@ struct QuantTable {
   double bmax = 0;     // max |bo|
   double smax = 0;     // max scale
   bool finite = true;  // false: some output weight or bias is not finite, and only exact scoring is used
-  void build(const Params& P);
+  void build(const Params& P, int num_threads);
   QuantView view() const { return {codes.data(), scale.data(), bias.data(), G}; }
   int64_t bytes() const;
 };
