@@ -3,9 +3,9 @@
 #include <cmath>
 #include <cstdint>
 
-namespace hrnn {
+#include "hrnn/fast_math.h"
 
-inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+namespace hrnn {
 
 inline float dot(const float* __restrict a, const float* __restrict b, int n) {
   float s = 0.f;
