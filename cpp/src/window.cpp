@@ -212,16 +212,15 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
       // transposed a panel of kGemmAlign columns at a time.
       for (int c0 = 0; any && c0 < Cp; c0 += kGemmAlign) {
         for (int c = c0; c < c0 + kGemmAlign; ++c) {
-          if (c + kGemmAlign < Cp && col[c + kGemmAlign] >= 0) {
-            const char* ahead = reinterpret_cast<const char*>(out_rows + static_cast<int64_t>(col[c + kGemmAlign]) * H);
-            for (int64_t off = 0; off < static_cast<int64_t>(sizeof(float)) * H; off += 64) __builtin_prefetch(ahead + off);
-          }
+          if (c + kGemmAlign < Cp && col[c + kGemmAlign] >= 0)
+            prefetch_row(out_rows + static_cast<int64_t>(col[c + kGemmAlign]) * H, H);
           const int32_t it = col[c];
           float* row = ob.oc.data() + static_cast<int64_t>(c) * Hp;
           if (it >= 0) std::memcpy(row, out_rows + static_cast<int64_t>(it) * H, sizeof(float) * H);
           else std::fill(row, row + H, 0.f);
           ob.cbias[c] = it >= 0 ? P.bo[it] : 0.f;
-          ob.clq[c] = it >= 0 && cfg.loss.logq ? logq[it] : 0.f;
+          // The softmax subtracts clq from the raw scores: the bias enters there.
+          ob.clq[c] = (it >= 0 && cfg.loss.logq ? logq[it] : 0.f) - ob.cbias[c];
         }
         for (int k = 0; k < H; ++k) {
           float* dst = ob.oct.data() + static_cast<int64_t>(k) * Cp + c0;
@@ -260,7 +259,6 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
           }
           const int32_t y = w.targets[i];
           float* r = R_.data() + static_cast<int64_t>(b) * Rs;
-          for (int c = 0; c < Cp; ++c) r[c] += ob.cbias[c];
           const float* ho = hout + static_cast<int64_t>(b) * Hp;
           float hv[kRepeatCols];
           repeat_projection(P, ho, hv);
@@ -279,6 +277,7 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
           if (cfg.loss.kind == LossKind::Softmax) {
             ce = softmax_row(Cp, r, ob.clq.data(), col, y, b, scale, dlb, ne);
           } else {
+            for (int c = 0; c < Cp; ++c) r[c] += ob.cbias[c];
             for (int c = 0; c < Cp; ++c) inc[c] = col[c] >= 0 && (c == b || col[c] != y);
             std::fill(inc + Cp, inc + Cp + ne, uint8_t{1});
             ce = bpr_max_row(cfg.loss.bpreg, r, inc, Cp + ne, b, scale, dlb);
@@ -327,6 +326,8 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
         for (int b = b0; b < b1; ++b) axpy(1.f, dl_.data() + static_cast<int64_t>(b) * Rs, ob.dcb.data(), Cp);
       }
       for (int c = 0; any && c < C; ++c) {
+        if (c + 8 < C && col[c + 8] >= 0)  // the rows are scattered over the table
+          prefetch_row(acc + static_cast<int64_t>(g.out.slot_of[col[c + 8]]) * (H + 1), H + 1);
         if (col[c] < 0) continue;
         float* gr = acc + static_cast<int64_t>(g.out.slot_of[col[c]]) * (H + 1);
         axpy(1.f, ob.doc.data() + static_cast<int64_t>(c) * Hp, gr, H);

@@ -19,6 +19,12 @@ inline void axpy(float a, const float* __restrict x, float* __restrict y, int n)
   for (int i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+// Asks for the cache lines of n floats at p ahead of their use.
+inline void prefetch_row(const float* p, int n) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (int off = 0; off < n * static_cast<int>(sizeof(float)); off += 64) __builtin_prefetch(c + off);
+}
+
 // y[j] += W[j, :] . x  for j in [0, J)
 void matvec_add(const float* W, int J, int K, const float* x, float* y);
 // y[k] += sum_j d[j] W[j, k]
