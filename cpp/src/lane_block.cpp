@@ -63,6 +63,12 @@ void PackedWeights::pack(const Dense& d, int H_) {
     pack_blocks(d.Wuh, 3, H, Hp, tr ? WuhT.data() : Wuh.data(), tr ? 3 * Hp : Hp, 0, tr);
     pack_blocks(d.W0, 1, H, Hp, tr ? W0T.data() : W0.data(), Hp, 0, tr);
   }
+  bias4.assign(4 * hp, 0.f);
+  Vg0.assign(hp, 0.f);
+  Vg1.assign(hp, 0.f);
+  for (int blk = 0; blk < 3; ++blk) std::copy_n(d.bs.data() + blk * H, H, bias4.data() + blk * Hp);
+  std::copy_n(d.bg.data(), H, bias4.data() + 3 * Hp);
+  for (int k = 0; k < H; ++k) Vg0[k] = d.Vg[2 * k], Vg1[k] = d.Vg[2 * k + 1];
   pack_blocks(d.Wg, 1, H, Hp, WxT.data(), 4 * Hp, 3 * Hp, true);
   pack_blocks(d.Wg, 1, H, Hp, Wx.data() + 3 * hp * hp, Hp, 0, false);
 }
@@ -97,6 +103,7 @@ void LaneBlock::start(const Params& P, const PackedWeights& W, const Window& w) 
       else std::fill(x, x + H, 0.f);
     }
   gemm_nn(T_ * nb_, 4 * Hp, H, x_.data(), Hp, W.WxT.data(), 4 * Hp, xa_.data(), 4 * Hp, false);
+  for (int64_t r = 0; r < static_cast<int64_t>(T_) * nb_; ++r) axpy(1.f, W.bias4.data(), xa_.data() + r * 4 * Hp, 4 * Hp);
   std::fill(dhl_.begin(), dhl_.begin() + static_cast<int64_t>(T_) * nb_ * Hp, 0.f);
   std::fill(dhc_.begin(), dhc_.end(), 0.f);
   std::fill(duc_.begin(), duc_.end(), 0.f);
@@ -142,7 +149,8 @@ void LaneBlock::forward(const Params& P, const PackedWeights& W, const Window& w
     if (w.items[i] < 0) continue;
     float* sr = s_.data() + r * Hp;
     float* ht = htil_.data() + r * Hp;
-    for (int k = 0; k < H; ++k) sr[k] = fast_tanh(sr[k] + d.b0[k]);
+    axpy(1.f, d.b0.data(), sr, H);
+    tanh_inplace(sr, H);
     if (w.flags[i] & kFresh) {
       std::memcpy(ht, sr, sizeof(float) * H);
       continue;
@@ -152,10 +160,10 @@ void LaneBlock::forward(const Params& P, const PackedWeights& W, const Window& w
     const float* xg = xa_.data() + r * 4 * Hp + 3 * Hp;
     const float* hp = hprev_.data() + r * Hp;
     float* g = g_.data() + r * Hp;
-    for (int k = 0; k < H; ++k) {
-      g[k] = fast_sigmoid(xg[k] + d.bg[k] + d.Vg[2 * k] * phi[0] + d.Vg[2 * k + 1] * phi[1]);
-      ht[k] = g[k] * hp[k] + (1.f - g[k]) * sr[k];
-    }
+    const float p0 = phi[0], p1 = phi[1];
+    for (int k = 0; k < H; ++k) g[k] = xg[k] + W.Vg0[k] * p0 + W.Vg1[k] * p1;
+    sigmoid_inplace(g, H);
+    for (int k = 0; k < H; ++k) ht[k] = g[k] * hp[k] + (1.f - g[k]) * sr[k];
   }
 
   // The session GRU.
@@ -171,11 +179,11 @@ void LaneBlock::forward(const Params& P, const PackedWeights& W, const Window& w
     float* sr = sr_.data() + r * Hp;
     float* sz = sz_.data() + r * Hp;
     float* shr = shr_.data() + r * Hp;
-    for (int k = 0; k < H; ++k) {
-      sr[k] = fast_sigmoid(xa[k] + d.bs[k] + a[k]);
-      sz[k] = fast_sigmoid(xa[Hp + k] + d.bs[H + k] + a[Hp + k]);
-      shr[k] = sr[k] * ht[k];
-    }
+    for (int k = 0; k < H; ++k) sr[k] = xa[k] + a[k];
+    for (int k = 0; k < H; ++k) sz[k] = xa[Hp + k] + a[Hp + k];
+    sigmoid_inplace(sr, H);
+    sigmoid_inplace(sz, H);
+    for (int k = 0; k < H; ++k) shr[k] = sr[k] * ht[k];
   }
   gemm_nn(nb_, Hp, H, shr_.data() + r0 * Hp, Hp, W.WshT.data() + 2 * Hp, 3 * Hp, an, Hp, false);
   for (int j = 0; j < nb_; ++j) {
@@ -188,10 +196,9 @@ void LaneBlock::forward(const Params& P, const PackedWeights& W, const Window& w
     const float* sz = sz_.data() + r * Hp;
     float* sn = sn_.data() + r * Hp;
     float* h = hout_.data() + r * Hp;
-    for (int k = 0; k < H; ++k) {
-      sn[k] = fast_tanh(xa[k] + d.bs[2 * H + k] + a[k]);
-      h[k] = (1.f - sz[k]) * sn[k] + sz[k] * ht[k];
-    }
+    for (int k = 0; k < H; ++k) sn[k] = xa[k] + a[k];
+    tanh_inplace(sn, H);
+    for (int k = 0; k < H; ++k) h[k] = (1.f - sz[k]) * sn[k] + sz[k] * ht[k];
     last_u[b] = u_.data() + r * Hp;
     last_h[b] = h;
   }
@@ -212,11 +219,13 @@ void LaneBlock::user_forward(const Params& P, const PackedWeights& W, int64_t r0
     const float* ae = a + static_cast<int64_t>(e) * 3 * Hp;
     const float* he = ah + static_cast<int64_t>(e) * 2 * Hp;
     const int64_t o = (e0 + e) * Hp;
-    for (int k = 0; k < H; ++k) {
-      ur_[o + k] = fast_sigmoid(ae[k] + d.bu[k] + he[k]);
-      uz_[o + k] = fast_sigmoid(ae[Hp + k] + d.bu[H + k] + he[Hp + k]);
-      uhr_[o + k] = ur_[o + k] * uu_[o + k];
-    }
+    float* ur = ur_.data() + o;
+    float* uz = uz_.data() + o;
+    for (int k = 0; k < H; ++k) ur[k] = ae[k] + d.bu[k] + he[k];
+    for (int k = 0; k < H; ++k) uz[k] = ae[Hp + k] + d.bu[H + k] + he[Hp + k];
+    sigmoid_inplace(ur, H);
+    sigmoid_inplace(uz, H);
+    for (int k = 0; k < H; ++k) uhr_[o + k] = ur[k] * uu_[o + k];
   }
   gemm_nn(m, Hp, H, uhr_.data() + e0 * Hp, Hp, W.WuhT.data() + 2 * Hp, 3 * Hp, ah, Hp, false);
   for (int e = 0; e < m; ++e) {
@@ -224,10 +233,10 @@ void LaneBlock::user_forward(const Params& P, const PackedWeights& W, int64_t r0
     const float* he = ah + static_cast<int64_t>(e) * Hp;
     const int64_t o = (e0 + e) * Hp;
     float* u = u_.data() + (r0 + ns_lane_[e0 + e]) * Hp;
-    for (int k = 0; k < H; ++k) {
-      un_[o + k] = fast_tanh(ae[k] + d.bu[2 * H + k] + he[k]);
-      u[k] = (1.f - uz_[o + k]) * un_[o + k] + uz_[o + k] * uu_[o + k];
-    }
+    float* un = un_.data() + o;
+    for (int k = 0; k < H; ++k) un[k] = ae[k] + d.bu[2 * H + k] + he[k];
+    tanh_inplace(un, H);
+    for (int k = 0; k < H; ++k) u[k] = (1.f - uz_[o + k]) * un[k] + uz_[o + k] * uu_[o + k];
   }
 }
 

@@ -22,6 +22,8 @@ struct PackedWeights {
   std::vector<float> Wx;                // [4Hp x Hp]: Wsx (r | z | n), Wg: gradients w.r.t. the item vector
   std::vector<float> Wsh, Wux, Wuh;     // [3Hp x Hp]
   std::vector<float> W0;                // [Hp x Hp]
+  std::vector<float> bias4;             // [4Hp]: bs (r | z | n), bg: added to the item vector's products
+  std::vector<float> Vg0, Vg1;          // [Hp]: the gate's time weights, by feature
   void pack(const Dense& d, int H);
 };
 
