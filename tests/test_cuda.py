@@ -170,7 +170,7 @@ def random_engine(n_items, hidden, n_users, seed):
     for name in e.param_names():
         shape = e.get_param(name).shape
         e.set_param(name, rng.normal(0, 0.5, shape).astype(np.float32))
-    E, O, bo = (e.get_param(n) for n in ("E", "O", "bo"))
+    O, bo = e.get_param("O"), e.get_param("bo")
     O[n_items // 2: n_items // 2 + 50] = O[:50]  # exact ties, broken by the lower item index
     bo[n_items // 2: n_items // 2 + 50] = bo[:50]
     e.set_param("O", O)
@@ -228,7 +228,7 @@ def test_a_short_fit_gives_close_losses_and_models(kw):
     assert gpu.device == "cuda"
     for a, b in zip(cpu.history_, gpu.history_):
         assert a["events"] == b["events"]
-        np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-3)
+        np.testing.assert_allclose(b["loss"], a["loss"], rtol=5e-3)
     wc, wg = cpu.get_weights(), gpu.get_weights()
     for name in wc:
         assert norm_rel_err(wg[name].astype(np.float64), wc[name].astype(np.float64)) < 1e-2, name
