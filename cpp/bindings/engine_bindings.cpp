@@ -185,6 +185,13 @@ void bind_engine(py::module_& m) {
            py::arg("offsets"), py::arg("items"), py::arg("timestamps"), py::arg("new_session"), py::arg("weights"),
            py::arg("users"), py::arg("progress") = py::none())
       .def("end_training", &Engine::end_training)
+      .def_property_readonly("device",
+                             [](const Engine& e) {
+                               const auto a = e.accelerator();
+                               return std::string(a ? a->name() : "cpu");
+                             })
+      .def("use_cpu", [](Engine& e) { e.set_accelerator(nullptr); },
+           "Train and score on the CPU (the parameters are on the host either way).")
       .def_readwrite("session_gap", &Engine::session_gap)
       .def("compute_states",
            [](Engine& e, const Arr<int64_t>& offsets, const Arr<int32_t>& items, const Arr<double>& ts,

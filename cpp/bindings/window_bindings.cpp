@@ -2,12 +2,9 @@
 // gradient tests against tests/reference.py.
 #include <string>
 
-#include "convert.h"
-#include "hrnn/errors.h"
-#include "hrnn/window.h"
+#include "window_convert.h"
 
 namespace hrnn_py {
-namespace {
 
 hrnn::Params params_from_dict(const py::dict& d) {
   if (!d.contains("E")) throw std::invalid_argument("params must contain 'E'");
@@ -25,6 +22,8 @@ hrnn::Params params_from_dict(const py::dict& d) {
   return P;
 }
 
+namespace {
+
 template <class T>
 void fill(std::vector<T>& dst, const py::dict& w, const char* key, std::vector<py::ssize_t> shape) {
   if (!w.contains(key)) throw std::invalid_argument(std::string("window is missing '") + key + "'");
@@ -33,9 +32,9 @@ void fill(std::vector<T>& dst, const py::dict& w, const char* key, std::vector<p
   dst.assign(src, src + a.size());
 }
 
-py::dict window_loss_grad(const py::dict& params, const py::dict& w, const std::string& loss, bool logq,
-                          float bpreg, float dropout, int num_threads) {
-  hrnn::Params P = params_from_dict(params);
+}  // namespace
+
+hrnn::Window window_from_dict(const py::dict& w, const hrnn::Params& P, std::vector<float>& logq) {
   const int H = P.H;
   auto items = w["items"].cast<Arr<int32_t>>();
   auto negs = w["negatives"].cast<Arr<int32_t>>();
@@ -55,8 +54,7 @@ py::dict window_loss_grad(const py::dict& params, const py::dict& w, const std::
   fill(fresh, w, "fresh", {T, B});
   fill(news, w, "new_session", {T, B});
   for (size_t i = 0; i < fresh.size(); ++i) win.flags[i] = (fresh[i] ? 1 : 0) | (news[i] ? 2 : 0);
-  std::vector<float> lq;
-  fill(lq, w, "logq", {P.n_items});
+  fill(logq, w, "logq", {P.n_items});
   if (w.contains("rep_offsets")) {
     fill(win.rep_offsets, w, "rep_offsets", {static_cast<py::ssize_t>(T) * B + 1});
     fill(win.rep_pos, w, "rep_pos", {-1});
@@ -70,7 +68,10 @@ py::dict window_loss_grad(const py::dict& params, const py::dict& w, const std::
     fill(win.ext_age, w, "ext_age", {-1});
   }
   win.validate(P.n_items);
+  return win;
+}
 
+hrnn::WindowConfig window_config(const std::string& loss, bool logq, float bpreg, float dropout, int num_threads) {
   hrnn::WindowConfig cfg;
   if (loss == "softmax") cfg.loss.kind = hrnn::LossKind::Softmax;
   else if (loss == "bpr-max") cfg.loss.kind = hrnn::LossKind::BprMax;
@@ -79,6 +80,38 @@ py::dict window_loss_grad(const py::dict& params, const py::dict& w, const std::
   cfg.loss.bpreg = bpreg;
   cfg.dropout = dropout;
   cfg.num_threads = num_threads;
+  return cfg;
+}
+
+py::dict window_outputs(const hrnn::Params& P, const hrnn::Window& win, const hrnn::WindowResult& res,
+                        const float* u_states, const float* h_states, const hrnn::Dense& dense, const float* gE,
+                        const float* gO, const float* gb) {
+  const int T = win.T, B = win.B, H = P.H;
+  py::dict grads;
+  dense.for_each([&](const char* name, const std::vector<float>& v) {
+    auto shape = P.shape(name);
+    grads[name] = copy_out(v.data(), std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  });
+  const py::ssize_t N = P.n_items;
+  grads["E"] = copy_out(gE, {N, H});
+  if (!P.tied) grads["O"] = copy_out(gO, {N, H});
+  grads["bo"] = copy_out(gb, {N});
+  py::dict out;
+  out["loss"] = res.n_targets > 0 ? res.loss_sum / res.n_targets : 0.0;
+  out["h"] = copy_out(h_states, {T, B, H});
+  out["u"] = copy_out(u_states, {T, B, H});
+  out["grads"] = grads;
+  return out;
+}
+
+namespace {
+
+py::dict window_loss_grad(const py::dict& params, const py::dict& w, const std::string& loss, bool logq,
+                          float bpreg, float dropout, int num_threads) {
+  hrnn::Params P = params_from_dict(params);
+  std::vector<float> lq;
+  hrnn::Window win = window_from_dict(w, P, lq);
+  const hrnn::WindowConfig cfg = window_config(loss, logq, bpreg, dropout, num_threads);
 
   hrnn::WindowEngine engine;
   hrnn::Gradients g;
@@ -87,45 +120,28 @@ py::dict window_loss_grad(const py::dict& params, const py::dict& w, const std::
     py::gil_scoped_release release;
     res = engine.run(P, win, lq.data(), cfg, g);
   }
-
-  py::array_t<float> h({T, B, H}), u({T, B, H});
-  for (int b = 0; b < B; ++b) {
+  const int T = win.T, B = win.B, H = P.H;
+  std::vector<float> u(static_cast<size_t>(T) * B * H), h(u.size());
+  for (int b = 0; b < B; ++b) {  // an inactive lane carries its state
     const float* uc = win.u_init.data() + static_cast<int64_t>(b) * H;
     const float* hc = win.h_init.data() + static_cast<int64_t>(b) * H;
     for (int t = 0; t < T; ++t) {
       if (win.items[static_cast<size_t>(t) * B + b] >= 0) uc = engine.u_at(t, b), hc = engine.h_at(t, b);
-      std::copy(uc, uc + H, u.mutable_data(t, b, 0));
-      std::copy(hc, hc + H, h.mutable_data(t, b, 0));
+      std::copy(uc, uc + H, u.begin() + (static_cast<int64_t>(t) * B + b) * H);
+      std::copy(hc, hc + H, h.begin() + (static_cast<int64_t>(t) * B + b) * H);
     }
   }
-  py::dict grads;
-  g.dense.for_each([&](const char* name, const std::vector<float>& v) {
-    auto shape = P.shape(name);
-    grads[name] = copy_out(v.data(), std::vector<py::ssize_t>(shape.begin(), shape.end()));
-  });
   const int64_t N = P.n_items;
-  py::array_t<float> gE({N, static_cast<int64_t>(H)}), gO({N, static_cast<int64_t>(H)}), gb(N);
-  std::fill(gE.mutable_data(), gE.mutable_data() + gE.size(), 0.f);
-  std::fill(gO.mutable_data(), gO.mutable_data() + gO.size(), 0.f);
-  std::fill(gb.mutable_data(), gb.mutable_data() + gb.size(), 0.f);
+  std::vector<float> gE(static_cast<size_t>(N) * H, 0.f), gO(P.tied ? 0 : gE.size(), 0.f), gb(N, 0.f);
   for (int64_t i = 0; i < N; ++i) {
-    if (const float* r = g.emb.row(i)) std::copy(r, r + H, gE.mutable_data(i, 0));
+    if (const float* r = g.emb.row(i)) std::copy(r, r + H, gE.begin() + i * H);
     if (const float* r = g.out.row(i)) {
-      float* dst = P.tied ? gE.mutable_data(i, 0) : gO.mutable_data(i, 0);
+      float* dst = (P.tied ? gE.data() : gO.data()) + i * H;
       for (int k = 0; k < H; ++k) dst[k] += r[k];
-      gb.mutable_data()[i] = r[H];
+      gb[i] = r[H];
     }
   }
-  grads["E"] = gE;
-  if (!P.tied) grads["O"] = gO;
-  grads["bo"] = gb;
-
-  py::dict out;
-  out["loss"] = res.n_targets > 0 ? res.loss_sum / res.n_targets : 0.0;
-  out["h"] = h;
-  out["u"] = u;
-  out["grads"] = grads;
-  return out;
+  return window_outputs(P, win, res, u.data(), h.data(), g.dense, gE.data(), gO.data(), gb.data());
 }
 
 }  // namespace

@@ -15,7 +15,9 @@ Engine::Engine(int64_t n_items, int hidden, bool tied, uint64_t seed) : params(n
 }
 
 void Engine::start_training(const TrainConfig& cfg, const double* popularity) {
-  trainer_ = std::make_unique<Trainer>(params, cfg, popularity);
+  const auto accel = accelerator();
+  trainer_.reset();
+  trainer_ = std::make_unique<Trainer>(params, cfg, popularity, accel ? accel->make_runner(params, cfg) : nullptr);
 }
 
 EpochStats Engine::train_epoch(const EventArrays& ev, const float* weights, const std::vector<int64_t>& users,
@@ -23,12 +25,25 @@ EpochStats Engine::train_epoch(const EventArrays& ev, const float* weights, cons
   require(trainer_ != nullptr, "start_training must be called before train_epoch");
   ev.validate(params.n_items);
   params_changed();
-  return trainer_->run_epoch(ev, weights, users, should_stop);
+  const EpochStats st = trainer_->run_epoch(ev, weights, users, should_stop);
+  params_changed();  // a device engine has just written the epoch's parameters back
+  return st;
 }
 
 void Engine::params_changed() {
   std::lock_guard<std::mutex> lock(table_mu_);
   table_.reset();
+  if (accel_) accel_->params_changed();
+}
+
+void Engine::set_accelerator(std::shared_ptr<Accelerator> a) {
+  std::lock_guard<std::mutex> lock(table_mu_);
+  accel_ = std::move(a);
+}
+
+std::shared_ptr<Accelerator> Engine::accelerator() const {
+  std::lock_guard<std::mutex> lock(table_mu_);
+  return accel_;
 }
 
 std::shared_ptr<const ScoringTable> Engine::scoring_table(int num_threads) const {
@@ -87,18 +102,21 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
     warm.push_back(r);
     hs.insert(hs.end(), h.begin(), h.end());
     excl.push_back(std::move(ex));
-    if (repeat)
-      boosts.push_back(repeat_boosts(params, h.data(), recent_items.data(), recent_ts.data(),
-                                     static_cast<int64_t>(recent_items.size())));
+    boosts.push_back(repeat ? repeat_boosts(params, h.data(), recent_items.data(), recent_ts.data(),
+                                            static_cast<int64_t>(recent_items.size()))
+                            : Boosts{});
   }
   if (warm.empty()) return;
   const int64_t M = static_cast<int64_t>(warm.size());
   std::vector<int32_t> wi(static_cast<size_t>(M) * q.k);
   std::vector<float> ws(wi.size());
-  // held for the whole query, even if the parameters change meanwhile
-  const auto table = scoring_table(num_threads);
-  score_topk(params, *table, hs.data(), M, q.k, &excl, q.include, repeat ? &boosts : nullptr, wi.data(),
-             ws.data(), num_threads, q.kernels);
+  const auto accel = q.kernels == ScoreKernels::Auto ? accelerator() : nullptr;
+  if (!accel || q.include || !accel->score_topk(params, hs.data(), M, q.k, excl, boosts, wi.data(), ws.data())) {
+    // held for the whole query, even if the parameters change meanwhile
+    const auto table = scoring_table(num_threads);
+    score_topk(params, *table, hs.data(), M, q.k, &excl, q.include, &boosts, wi.data(), ws.data(), num_threads,
+               q.kernels);
+  }
   for (int64_t j = 0; j < M; ++j) {
     std::copy_n(wi.data() + j * q.k, q.k, items + warm[j] * q.k);
     std::copy_n(ws.data() + j * q.k, q.k, scores + warm[j] * q.k);

@@ -5,7 +5,9 @@ namespace detail {
 #define HRNN_DECLARE(S)                                                                                     \
   void gemm_nn_##S(int, int, int, const float*, int, const float*, int, float*, int, bool);                 \
   void gemm_tn_##S(int, int, int, const float*, int, const float*, int, float*, int, bool);                 \
-  float softmax_row_##S(int, const float*, const float*, const int*, int, int, float, float*, int);
+  float softmax_row_##S(int, const float*, const float*, const int*, int, int, float, float*, int);          \
+  void sigmoid_inplace_##S(float*, int);                                                                    \
+  void tanh_inplace_##S(float*, int);
 HRNN_DECLARE(generic)
 #if defined(__x86_64__) && defined(HRNN_X86_KERNELS)
 HRNN_DECLARE(avx2)
@@ -18,9 +20,11 @@ namespace {
 
 using Fn = void (*)(int, int, int, const float*, int, const float*, int, float*, int, bool);
 using SoftmaxFn = float (*)(int, const float*, const float*, const int*, int, int, float, float*, int);
+using MapFn = void (*)(float*, int);
 struct Kernels {
   Fn nn, tn;
   SoftmaxFn softmax;
+  MapFn sigmoid, tanh;
   const char* isa;
 };
 
@@ -28,11 +32,14 @@ Kernels pick() {
 #if defined(__x86_64__) && defined(HRNN_X86_KERNELS)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
-    return {detail::gemm_nn_avx512, detail::gemm_tn_avx512, detail::softmax_row_avx512, "avx512"};
+    return {detail::gemm_nn_avx512, detail::gemm_tn_avx512, detail::softmax_row_avx512,
+            detail::sigmoid_inplace_avx512, detail::tanh_inplace_avx512, "avx512"};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {detail::gemm_nn_avx2, detail::gemm_tn_avx2, detail::softmax_row_avx2, "avx2"};
+    return {detail::gemm_nn_avx2, detail::gemm_tn_avx2, detail::softmax_row_avx2, detail::sigmoid_inplace_avx2,
+            detail::tanh_inplace_avx2, "avx2"};
 #endif
-  return {detail::gemm_nn_generic, detail::gemm_tn_generic, detail::softmax_row_generic, "generic"};
+  return {detail::gemm_nn_generic, detail::gemm_tn_generic, detail::softmax_row_generic,
+          detail::sigmoid_inplace_generic, detail::tanh_inplace_generic, "generic"};
 }
 
 const Kernels& kernels() {
@@ -56,6 +63,10 @@ float softmax_row(int C, const float* r, const float* lq, const int* items, int 
                   float* dr, int n_extra) {
   return kernels().softmax(C, r, lq, items, y, own, scale, dr, n_extra);
 }
+
+void sigmoid_inplace(float* x, int n) { kernels().sigmoid(x, n); }
+
+void tanh_inplace(float* x, int n) { kernels().tanh(x, n); }
 
 const char* gemm_isa() { return kernels().isa; }
 

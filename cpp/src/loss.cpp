@@ -22,7 +22,7 @@ float bpr_max_row(float bpreg, const float* r, const uint8_t* inc, int C, int ow
   for (int c = 0; c < C; ++c) {
     if (dr[c] == 0.f) continue;
     dr[c] = static_cast<float>(dr[c] / Z);
-    const double sig = sigmoidf(r[own] - r[c]);
+    const double sig = fast_sigmoid(r[own] - r[c]);
     A += dr[c] * sig;
     R += dr[c] * double(r[c]) * r[c];
     Bsum += dr[c] * sig * (1.0 - sig);
@@ -32,7 +32,7 @@ float bpr_max_row(float bpreg, const float* r, const uint8_t* inc, int C, int ow
   for (int c = 0; c < C; ++c) {
     const double s = dr[c];
     if (s == 0.0) continue;
-    const double sig = sigmoidf(r[own] - r[c]);
+    const double sig = fast_sigmoid(r[own] - r[c]);
     const double g = -inv * (s * (sig - A) - s * sig * (1.0 - sig)) +
                      bpreg * s * (2.0 * r[c] + double(r[c]) * r[c] - R);
     dr[c] = static_cast<float>(scale * g);

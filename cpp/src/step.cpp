@@ -22,13 +22,13 @@ void gru_forward(const GruRefs& w, int H, const float* x, const float* h, float*
   matvec_add(w.Wx, 3 * H, H, x, a);
   matvec_add(w.Wh, 2 * H, H, h, a);
   for (int k = 0; k < H; ++k) {
-    r[k] = sigmoidf(a[k]);
-    z[k] = sigmoidf(a[H + k]);
+    r[k] = fast_sigmoid(a[k]);
+    z[k] = fast_sigmoid(a[H + k]);
     hr[k] = r[k] * h[k];
   }
   matvec_add(w.Wh + 2 * static_cast<int64_t>(H) * H, H, H, hr, a + 2 * H);
   for (int k = 0; k < H; ++k) {
-    n[k] = std::tanh(a[2 * H + k]);
+    n[k] = fast_tanh(a[2 * H + k]);
     out[k] = (1.f - z[k]) * n[k] + z[k] * h[k];
   }
 }
@@ -96,7 +96,7 @@ void step_forward(const Params& P, const float* x, float gap, uint8_t flags, con
   }
   std::memcpy(s, d.b0.data(), sizeof(float) * H);
   matvec_add(d.W0.data(), H, H, u, s);
-  for (int k = 0; k < H; ++k) s[k] = std::tanh(s[k]);
+  for (int k = 0; k < H; ++k) s[k] = fast_tanh(s[k]);
 
   if (fresh) {
     std::fill(g, g + H, 0.f);
@@ -108,7 +108,7 @@ void step_forward(const Params& P, const float* x, float gap, uint8_t flags, con
     matvec_add(d.Wg.data(), H, H, x, g);
     matvec_add(d.Vg.data(), H, kTimeFeatures, phi, g);
     for (int k = 0; k < H; ++k) {
-      g[k] = sigmoidf(g[k]);
+      g[k] = fast_sigmoid(g[k]);
       htil[k] = g[k] * h_prev[k] + (1.f - g[k]) * s[k];
     }
   }

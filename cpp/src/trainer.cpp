@@ -35,9 +35,24 @@ void EventArrays::validate(int64_t n_items) const {
   }
 }
 
-Trainer::Trainer(Params& P, const TrainConfig& cfg, const double* popularity)
-    : P_(P), cfg_(cfg), sampler_(popularity, P.n_items, cfg.sample_alpha), opt_(P, cfg.opt) {
+CpuWindowRunner::CpuWindowRunner(Params& P, const OptConfig& opt, int num_threads)
+    : P_(P), opt_(P, opt), num_threads_(num_threads) {}
+
+WindowResult CpuWindowRunner::train(Window& w, const float* logq, const WindowConfig& cfg) {
+  const WindowResult r = engine_.run(P_, w, logq, cfg, grads_);
+  if (r.n_targets > 0) opt_.step(P_, grads_, num_threads_);
+  const int H = P_.H;
+  for (int b = 0; b < w.B; ++b) {  // carry the lane states into the next window, without gradient
+    std::memmove(w.u_init.data() + static_cast<int64_t>(b) * H, engine_.final_u(b), sizeof(float) * H);
+    std::memmove(w.h_init.data() + static_cast<int64_t>(b) * H, engine_.final_h(b), sizeof(float) * H);
+  }
+  return r;
+}
+
+Trainer::Trainer(Params& P, const TrainConfig& cfg, const double* popularity, std::unique_ptr<WindowRunner> runner)
+    : P_(P), cfg_(cfg), sampler_(popularity, P.n_items, cfg.sample_alpha) {
   cfg_.validate();
+  runner_ = runner ? std::move(runner) : std::make_unique<CpuWindowRunner>(P, cfg.opt, cfg.num_threads);
 }
 
 bool Trainer::plan_window(const EventArrays& ev, const float* weights, const std::vector<int64_t>& order,
@@ -140,12 +155,7 @@ EpochStats Trainer::run_epoch(const EventArrays& ev, const float* weights, const
   size_t next_user = 0;
   while (plan_window(ev, weights, order, next_user, rng)) {
     wc.dropout_seed = cfg_.seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(++window_counter_));
-    const WindowResult r = engine_.run(P_, win_, sampler_.logq().data(), wc, grads_);
-    if (r.n_targets > 0) opt_.step(P_, grads_, cfg_.num_threads);
-    for (int b = 0; b < B; ++b) {  // carry the lane states into the next window, without gradient
-      std::memmove(win_.u_init.data() + static_cast<int64_t>(b) * H, engine_.final_u(b), sizeof(float) * H);
-      std::memmove(win_.h_init.data() + static_cast<int64_t>(b) * H, engine_.final_h(b), sizeof(float) * H);
-    }
+    const WindowResult r = runner_->train(win_, sampler_.logq().data(), wc);
     loss_sum += r.loss_sum;
     st.events += r.n_targets;
     ++st.windows;
@@ -155,6 +165,7 @@ EpochStats Trainer::run_epoch(const EventArrays& ev, const float* weights, const
       break;
     }
   }
+  runner_->finish_epoch();
   ++epoch_;
   st.loss = st.events > 0 ? loss_sum / st.events : 0.0;
   return st;

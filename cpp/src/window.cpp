@@ -7,10 +7,10 @@
 #include "hrnn/errors.h"
 #include "hrnn/gemm.h"
 #include "hrnn/kernels.h"
+#include "hrnn/lane_block.h"
 #include "hrnn/parallel.h"
 #include "hrnn/repeat.h"
 #include "hrnn/rng.h"
-#include "hrnn/step.h"
 
 namespace hrnn {
 
@@ -100,17 +100,13 @@ void Gradients::reset(const Params& P) {
   out.reset(P.n_items, P.H + 1);
 }
 
-const float* WindowEngine::cache_at(int t, int b) const {
-  return cache_.data() + (static_cast<int64_t>(t) * B_ + b) * StepCache::floats(H_);
-}
-const float* WindowEngine::u_at(int t, int b) const { return cache_at(t, b) + StepCache::U * H_; }
-const float* WindowEngine::h_at(int t, int b) const { return cache_at(t, b) + StepCache::Hout * H_; }
+const float* WindowEngine::u_at(int t, int b) const { return blocks_[lane_block_[b]].u(t, b); }
+const float* WindowEngine::h_at(int t, int b) const { return blocks_[lane_block_[b]].h(t, b); }
 
 WindowResult WindowEngine::run(const Params& P, const Window& w, const float* logq,
                                const WindowConfig& cfg, Gradients& g) {
   const int H = P.H, T = w.T, B = w.B, S = w.S, C = B + S;
   const int64_t TB = static_cast<int64_t>(T) * B;
-  H_ = H, B_ = B;
   require(w.u_init.size() == static_cast<size_t>(B) * H && w.h_init.size() == w.u_init.size(),
           "window initial states do not match the hidden dimension");
   require(cfg.dropout >= 0.f && cfg.dropout < 1.f, "dropout must be in [0, 1)");
@@ -132,11 +128,7 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
   g.out.zero_grads();
   g.dense.zero();
 
-  const size_t cf = StepCache::floats(H);
   const int Hp = pad_to_gemm(H), Cp = pad_to_gemm(C), Rs = Cp + kMaxExtras;
-  cache_.resize(TB * cf);
-  dh_loss_.assign(TB * H, 0.f);
-  dx_.resize(TB * H);
   hout_.assign(TB * Hp, 0.f);
   mask_.assign(static_cast<size_t>(B) * H, 1.f);
   R_.resize(static_cast<size_t>(B) * Rs);
@@ -149,186 +141,211 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     std::copy_n(w.targets.data() + static_cast<int64_t>(t) * B, B, col);
     std::copy_n(w.negatives.data() + static_cast<int64_t>(t) * S, S, col + B);
   }
-  dh_carry_.assign(static_cast<size_t>(B) * H, 0.f);
-  du_carry_.assign(static_cast<size_t>(B) * H, 0.f);
   last_u_.resize(B);
   last_h_.resize(B);
   for (int b = 0; b < B; ++b) {
     last_u_[b] = w.u_init.data() + static_cast<int64_t>(b) * H;
     last_h_[b] = w.h_init.data() + static_cast<int64_t>(b) * H;
   }
+  // Lanes are split into nt blocks, lanes [B*p/nt, B*(p+1)/nt) in block p; everything is sized here,
+  // outside the parallel region.
+  packed_.pack(P.d, H);
+  if (blocks_.size() < static_cast<size_t>(nt)) blocks_.resize(nt);
+  lane_block_.resize(B);
+  auto block_lanes = [&](int p) {
+    return std::make_pair(static_cast<int>(static_cast<int64_t>(B) * p / nt),
+                          static_cast<int>(static_cast<int64_t>(B) * (p + 1) / nt));
+  };
+  for (int p = 0; p < nt; ++p) {
+    const auto [b0, b1] = block_lanes(p);
+    blocks_[p].allocate(T, b0, b1, H);
+    for (int b = b0; b < b1; ++b) lane_block_[b] = p;
+  }
   if (thread_grads_.size() < static_cast<size_t>(nt)) thread_grads_.resize(nt);
   if (thread_out_.size() < static_cast<size_t>(nt)) thread_out_.resize(nt);
-  const size_t per_thread_scratch = 8 * H + static_cast<size_t>(Rs);
-  scratch_.resize(per_thread_scratch * nt);
+  for (int th = 0; th < nt; ++th) {
+    Dense& gd = thread_grads_[th];
+    if (gd.u0.size() != static_cast<size_t>(H)) gd.resize(H);
+    OutputBuffers& ob = thread_out_[th];
+    ob.oc.assign(static_cast<size_t>(Cp) * Hp, 0.f);
+    ob.oct.assign(static_cast<size_t>(Hp) * Cp, 0.f);
+    ob.cbias.resize(Cp);
+    ob.clq.resize(Cp);
+    ob.doc.resize(static_cast<size_t>(Cp) * Hp);
+    ob.dcb.resize(Cp);
+    if (th > 0) ob.acc.resize(g.out.rows.size() * (H + 1));
+  }
+  inc_.resize(static_cast<size_t>(Rs) * nt);
   std::vector<double> loss_by_thread(nt, 0.0);
 
   const float scale_base = n_targets > 0 ? 1.f / static_cast<float>(n_targets) : 0.f;
   const float keep = 1.f - cfg.dropout;
   const float* out_rows = P.out_rows();
 
-  // Each thread runs its own lanes through the whole window, with its own copy of each step's
+  // Each thread runs its blocks of lanes through the whole window, with its own copy of each step's
   // candidate rows and its own output-layer gradient; the threads meet only twice per window (a
   // barrier per step would stall everyone whenever one thread is descheduled).
   parallel_team(nt, [&](int th, int team) {
-    // Lanes [b0, b1) belong to this thread; table rows of item i to thread i % team (so that no two
-    // threads ever add into the same gradient row).
-    const int b0 = static_cast<int>(static_cast<int64_t>(B) * th / team);
-    const int b1 = static_cast<int>(static_cast<int64_t>(B) * (th + 1) / team);
+    // Blocks th, th + team, ... belong to this thread (all of them when the runtime gave fewer threads
+    // than asked); table rows of item i to thread i % team (so that no two threads ever add into the
+    // same gradient row).
+    std::vector<int> mine;
+    for (int p = th; p < nt; p += team) mine.push_back(p);
     Dense& gd = thread_grads_[th];
-    if (gd.u0.size() != static_cast<size_t>(H)) gd.resize(H);
     gd.zero();
     OutputBuffers& ob = thread_out_[th];
-    ob.oc.assign(static_cast<size_t>(Cp) * Hp, 0.f);
-    ob.oct.assign(static_cast<size_t>(Hp) * Cp, 0.f);
-    ob.cbias.resize(Cp);
-    ob.clq.resize(Cp);
-    ob.doc.assign(static_cast<size_t>(T) * Cp * Hp, 0.f);
-    ob.dcb.assign(static_cast<size_t>(T) * Cp, 0.f);
-    float* scratch = scratch_.data() + per_thread_scratch * th;
-    uint8_t* inc = reinterpret_cast<uint8_t*>(scratch + 8 * H);  // Rs bytes fit in Rs floats
+    // Thread 0 adds its candidate-row gradients straight into g.out, the others into their own table
+    // (added up after the barrier).
+    std::fill(ob.acc.begin(), ob.acc.end(), 0.f);
+    float* acc = th == 0 ? g.out.grad.data() : ob.acc.data();
+    uint8_t* inc = inc_.data() + static_cast<size_t>(Rs) * th;
     double loss = 0.0;
+    for (int p : mine) blocks_[p].start(P, packed_, w);
 
     for (int t = 0; t < T; ++t) {
       const int32_t* col = col_items_.data() + static_cast<int64_t>(t) * Cp;
       bool any = false;
-      for (int b = b0; b < b1; ++b) any |= w.items[static_cast<int64_t>(t) * B + b] >= 0;
-      if (!any) continue;
-      for (int c = 0; c < Cp; ++c) {  // the step's candidate rows, gathered and transposed
-        const int32_t it = col[c];
-        float* row = ob.oc.data() + static_cast<int64_t>(c) * Hp;
-        const float* src = it >= 0 ? out_rows + static_cast<int64_t>(it) * H : nullptr;
-        for (int k = 0; k < H; ++k) row[k] = src ? src[k] : 0.f;
-        for (int k = 0; k < H; ++k) ob.oct[static_cast<int64_t>(k) * Cp + c] = row[k];
-        ob.cbias[c] = it >= 0 ? P.bo[it] : 0.f;
-        ob.clq[c] = it >= 0 && cfg.loss.logq ? logq[it] : 0.f;
+      for (int p : mine)
+        for (int b = block_lanes(p).first; b < block_lanes(p).second; ++b)
+          any |= w.items[static_cast<int64_t>(t) * B + b] >= 0;
+      // The step's candidate rows, gathered (fetching ahead: they are scattered over the table) and
+      // transposed a panel of kGemmAlign columns at a time.
+      for (int c0 = 0; any && c0 < Cp; c0 += kGemmAlign) {
+        for (int c = c0; c < c0 + kGemmAlign; ++c) {
+          if (c + kGemmAlign < Cp && col[c + kGemmAlign] >= 0)
+            prefetch_row(out_rows + static_cast<int64_t>(col[c + kGemmAlign]) * H, H);
+          const int32_t it = col[c];
+          float* row = ob.oc.data() + static_cast<int64_t>(c) * Hp;
+          if (it >= 0) std::memcpy(row, out_rows + static_cast<int64_t>(it) * H, sizeof(float) * H);
+          else std::fill(row, row + H, 0.f);
+          ob.cbias[c] = it >= 0 ? P.bo[it] : 0.f;
+          // The softmax subtracts clq from the raw scores: the bias enters there.
+          ob.clq[c] = (it >= 0 && cfg.loss.logq ? logq[it] : 0.f) - ob.cbias[c];
+        }
+        for (int k = 0; k < H; ++k) {
+          float* dst = ob.oct.data() + static_cast<int64_t>(k) * Cp + c0;
+          for (int j = 0; j < kGemmAlign; ++j) dst[j] = ob.oc[static_cast<int64_t>(c0 + j) * Hp + k];
+        }
       }
       float* hout = hout_.data() + static_cast<int64_t>(t) * B * Hp;
-      for (int b = b0; b < b1; ++b) {
-        const int64_t i = static_cast<int64_t>(t) * B + b;
-        float* ho = hout + static_cast<int64_t>(b) * Hp;
-        const int32_t item = w.items[i];
-        if (item < 0) continue;
-        float* cache = cache_.data() + i * cf;
-        step_forward(P, P.E.data() + static_cast<int64_t>(item) * H, w.gaps[i], w.flags[i], last_u_[b],
-                     last_h_[b], cache);
-        last_u_[b] = cache + StepCache::U * H;
-        last_h_[b] = cache + StepCache::Hout * H;
-        if (w.targets[i] < 0) continue;
-        std::copy(last_h_[b], last_h_[b] + H, ho);
-        if (cfg.dropout > 0.f) {
-          Rng rng(cfg.dropout_seed, t + 1, b + 1);
-          float* mask = mask_.data() + static_cast<int64_t>(b) * H;
+      std::fill(ob.dcb.begin(), ob.dcb.end(), 0.f);
+      for (int p : mine) {
+        const auto [b0, b1] = block_lanes(p);
+        LaneBlock& lb = blocks_[p];
+        lb.forward(P, packed_, w, t, last_u_.data(), last_h_.data());
+        if (!any) continue;
+        for (int b = b0; b < b1; ++b) {
+          const int64_t i = static_cast<int64_t>(t) * B + b;
+          if (w.items[i] < 0 || w.targets[i] < 0) continue;
+          float* ho = hout + static_cast<int64_t>(b) * Hp;
+          std::copy(last_h_[b], last_h_[b] + H, ho);
+          if (cfg.dropout > 0.f) {
+            Rng rng(cfg.dropout_seed, t + 1, b + 1);
+            float* mask = mask_.data() + static_cast<int64_t>(b) * H;
+            for (int k = 0; k < H; ++k) {
+              mask[k] = rng.uniformf() < keep ? 1.f / keep : 0.f;
+              ho[k] *= mask[k];
+            }
+          }
+        }
+        gemm_nn(b1 - b0, Cp, Hp, hout + static_cast<int64_t>(b0) * Hp, Hp, ob.oct.data(), Cp,
+                R_.data() + static_cast<int64_t>(b0) * Rs, Rs, false);
+        for (int b = b0; b < b1; ++b) {
+          const int64_t i = static_cast<int64_t>(t) * B + b;
+          float* dlb = dl_.data() + static_cast<int64_t>(b) * Rs;
+          if (w.items[i] < 0 || w.targets[i] < 0) {
+            std::fill(dlb, dlb + Cp, 0.f);
+            continue;
+          }
+          const int32_t y = w.targets[i];
+          float* r = R_.data() + static_cast<int64_t>(b) * Rs;
+          const float* ho = hout + static_cast<int64_t>(b) * Hp;
+          float hv[kRepeatCols];
+          repeat_projection(P, ho, hv);
+          for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m)
+            r[b] += repeat_term(P, hv, w.rep_pos[m], w.rep_age[m]);
+          const int32_t e0 = w.ext_offsets[i], ne = w.ext_offsets[i + 1] - e0;
+          for (int e = 0; e < ne; ++e) {  // the lane's extra columns, scored as at inference
+            const int32_t it = w.ext_items[e0 + e];
+            float s = dot(ho, out_rows + static_cast<int64_t>(it) * H, H) + P.bo[it];
+            for (int32_t m = w.ext_occ_offsets[e0 + e]; m < w.ext_occ_offsets[e0 + e + 1]; ++m)
+              s += repeat_term(P, hv, w.ext_pos[m], w.ext_age[m]);
+            r[Cp + e] = s;
+          }
+          const float scale = w.weights[i] * scale_base;
+          float ce;
+          if (cfg.loss.kind == LossKind::Softmax) {
+            ce = softmax_row(Cp, r, ob.clq.data(), col, y, b, scale, dlb, ne);
+          } else {
+            for (int c = 0; c < Cp; ++c) r[c] += ob.cbias[c];
+            for (int c = 0; c < Cp; ++c) inc[c] = col[c] >= 0 && (c == b || col[c] != y);
+            std::fill(inc + Cp, inc + Cp + ne, uint8_t{1});
+            ce = bpr_max_row(cfg.loss.bpreg, r, inc, Cp + ne, b, scale, dlb);
+          }
+          for (int e = 0; e < ne; ++e) ext_g_[e0 + e] = dlb[Cp + e];
+          loss += w.weights[i] * ce;
+        }
+        gemm_nn(b1 - b0, Hp, Cp, dl_.data() + static_cast<int64_t>(b0) * Rs, Rs, ob.oc.data(), Hp,
+                dhout_.data() + static_cast<int64_t>(b0) * Hp, Hp, false);
+        for (int b = b0; b < b1; ++b) {
+          const int64_t i = static_cast<int64_t>(t) * B + b;
+          if (w.items[i] < 0 || w.targets[i] < 0) continue;
+          float* src = dhout_.data() + static_cast<int64_t>(b) * Hp;
+          const float* dlb = dl_.data() + static_cast<int64_t>(b) * Rs;
+          const float* ho = hout + static_cast<int64_t>(b) * Hp;
+          // The repeat terms' gradient: per occurrence O(1), through ghv[j] = d loss / d (h . rV[:, j]).
+          float ghv[kRepeatCols] = {};
+          auto repeat_grad = [&](float gv, int pos, int age_bucket) {
+            gd.rc[pos] += gv;
+            gd.rd[age_bucket] += gv;
+            ghv[pos] += gv;
+            ghv[kPosBuckets + age_bucket] += gv;
+          };
+          for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m) repeat_grad(dlb[b], w.rep_pos[m], w.rep_age[m]);
+          for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e) {
+            axpy(ext_g_[e], out_rows + static_cast<int64_t>(w.ext_items[e]) * H, src, H);
+            for (int32_t m = w.ext_occ_offsets[e]; m < w.ext_occ_offsets[e + 1]; ++m)
+              repeat_grad(ext_g_[e], w.ext_pos[m], w.ext_age[m]);
+          }
+          const float* V = P.d.rV.data();
           for (int k = 0; k < H; ++k) {
-            mask[k] = rng.uniformf() < keep ? 1.f / keep : 0.f;
-            ho[k] *= mask[k];
+            float acc = 0.f;
+            for (int j = 0; j < kRepeatCols; ++j) {
+              gd.rV[k * kRepeatCols + j] += ghv[j] * ho[k];
+              acc += ghv[j] * V[k * kRepeatCols + j];
+            }
+            src[k] += acc;
           }
+          const float* mask = mask_.data() + static_cast<int64_t>(b) * H;
+          float* dho = lb.dh_loss(t, b);
+          for (int k = 0; k < H; ++k) dho[k] = cfg.dropout > 0.f ? src[k] * mask[k] : src[k];
         }
+        // This thread's lanes' share of the candidate rows' gradient.
+        gemm_tn(Cp, Hp, b1 - b0, dl_.data() + static_cast<int64_t>(b0) * Rs, Rs, hout + static_cast<int64_t>(b0) * Hp,
+                Hp, ob.doc.data(), Hp, p != mine.front());
+        for (int b = b0; b < b1; ++b) axpy(1.f, dl_.data() + static_cast<int64_t>(b) * Rs, ob.dcb.data(), Cp);
       }
-      gemm_nn(b1 - b0, Cp, Hp, hout + static_cast<int64_t>(b0) * Hp, Hp, ob.oct.data(), Cp,
-              R_.data() + static_cast<int64_t>(b0) * Rs, Rs, false);
-      for (int b = b0; b < b1; ++b) {
-        const int64_t i = static_cast<int64_t>(t) * B + b;
-        float* dlb = dl_.data() + static_cast<int64_t>(b) * Rs;
-        if (w.items[i] < 0 || w.targets[i] < 0) {
-          std::fill(dlb, dlb + Cp, 0.f);
-          continue;
-        }
-        const int32_t y = w.targets[i];
-        float* r = R_.data() + static_cast<int64_t>(b) * Rs;
-        for (int c = 0; c < Cp; ++c) r[c] += ob.cbias[c];
-        const float* ho = hout + static_cast<int64_t>(b) * Hp;
-        float hv[kRepeatCols];
-        repeat_projection(P, ho, hv);
-        for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m)
-          r[b] += repeat_term(P, hv, w.rep_pos[m], w.rep_age[m]);
-        const int32_t e0 = w.ext_offsets[i], ne = w.ext_offsets[i + 1] - e0;
-        for (int e = 0; e < ne; ++e) {  // the lane's extra columns, scored as at inference
-          const int32_t it = w.ext_items[e0 + e];
-          float s = dot(ho, out_rows + static_cast<int64_t>(it) * H, H) + P.bo[it];
-          for (int32_t m = w.ext_occ_offsets[e0 + e]; m < w.ext_occ_offsets[e0 + e + 1]; ++m)
-            s += repeat_term(P, hv, w.ext_pos[m], w.ext_age[m]);
-          r[Cp + e] = s;
-        }
-        const float scale = w.weights[i] * scale_base;
-        float ce;
-        if (cfg.loss.kind == LossKind::Softmax) {
-          ce = softmax_row(Cp, r, ob.clq.data(), col, y, b, scale, dlb, ne);
-        } else {
-          for (int c = 0; c < Cp; ++c) inc[c] = col[c] >= 0 && (c == b || col[c] != y);
-          std::fill(inc + Cp, inc + Cp + ne, uint8_t{1});
-          ce = bpr_max_row(cfg.loss.bpreg, r, inc, Cp + ne, b, scale, dlb);
-        }
-        for (int e = 0; e < ne; ++e) ext_g_[e0 + e] = dlb[Cp + e];
-        loss += w.weights[i] * ce;
+      for (int c = 0; any && c < C; ++c) {
+        if (c + 8 < C && col[c + 8] >= 0)  // the rows are scattered over the table
+          prefetch_row(acc + static_cast<int64_t>(g.out.slot_of[col[c + 8]]) * (H + 1), H + 1);
+        if (col[c] < 0) continue;
+        float* gr = acc + static_cast<int64_t>(g.out.slot_of[col[c]]) * (H + 1);
+        axpy(1.f, ob.doc.data() + static_cast<int64_t>(c) * Hp, gr, H);
+        gr[H] += ob.dcb[c];
       }
-      gemm_nn(b1 - b0, Hp, Cp, dl_.data() + static_cast<int64_t>(b0) * Rs, Rs, ob.oc.data(), Hp,
-              dhout_.data() + static_cast<int64_t>(b0) * Hp, Hp, false);
-      for (int b = b0; b < b1; ++b) {
-        const int64_t i = static_cast<int64_t>(t) * B + b;
-        if (w.items[i] < 0 || w.targets[i] < 0) continue;
-        float* src = dhout_.data() + static_cast<int64_t>(b) * Hp;
-        const float* dlb = dl_.data() + static_cast<int64_t>(b) * Rs;
-        const float* ho = hout + static_cast<int64_t>(b) * Hp;
-        // The repeat terms' gradient: per occurrence O(1), through ghv[j] = d loss / d (h . rV[:, j]).
-        float ghv[kRepeatCols] = {};
-        auto repeat_grad = [&](float gv, int pos, int age_bucket) {
-          gd.rc[pos] += gv;
-          gd.rd[age_bucket] += gv;
-          ghv[pos] += gv;
-          ghv[kPosBuckets + age_bucket] += gv;
-        };
-        for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m) repeat_grad(dlb[b], w.rep_pos[m], w.rep_age[m]);
-        for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e) {
-          axpy(ext_g_[e], out_rows + static_cast<int64_t>(w.ext_items[e]) * H, src, H);
-          for (int32_t m = w.ext_occ_offsets[e]; m < w.ext_occ_offsets[e + 1]; ++m)
-            repeat_grad(ext_g_[e], w.ext_pos[m], w.ext_age[m]);
-        }
-        const float* V = P.d.rV.data();
-        for (int k = 0; k < H; ++k) {
-          float acc = 0.f;
-          for (int j = 0; j < kRepeatCols; ++j) {
-            gd.rV[k * kRepeatCols + j] += ghv[j] * ho[k];
-            acc += ghv[j] * V[k * kRepeatCols + j];
-          }
-          src[k] += acc;
-        }
-        const float* mask = mask_.data() + static_cast<int64_t>(b) * H;
-        float* dho = dh_loss_.data() + i * H;
-        for (int k = 0; k < H; ++k) dho[k] = cfg.dropout > 0.f ? src[k] * mask[k] : src[k];
-      }
-      // This thread's lanes' share of the candidate rows' gradient (added up across threads below).
-      float* dcb = ob.dcb.data() + static_cast<int64_t>(t) * Cp;
-      gemm_tn(Cp, Hp, b1 - b0, dl_.data() + static_cast<int64_t>(b0) * Rs, Rs, hout + static_cast<int64_t>(b0) * Hp,
-              Hp, ob.doc.data() + static_cast<int64_t>(t) * Cp * Hp, Hp, false);
-      for (int b = b0; b < b1; ++b) axpy(1.f, dl_.data() + static_cast<int64_t>(b) * Rs, dcb, Cp);
     }
 
-    for (int t = T - 1; t >= 0; --t) {
-      for (int b = b0; b < b1; ++b) {
-        const int64_t i = static_cast<int64_t>(t) * B + b;
-        const int32_t item = w.items[i];
-        if (item < 0) continue;
-        float* dh = dh_carry_.data() + static_cast<int64_t>(b) * H;
-        float* du = du_carry_.data() + static_cast<int64_t>(b) * H;
-        axpy(1.f, dh_loss_.data() + i * H, dh, H);
-        step_backward(P, P.E.data() + static_cast<int64_t>(item) * H, w.gaps[i], w.flags[i],
-                      cache_.data() + i * cf, dh, du, dx_.data() + i * H, gd, scratch);
-      }
+    for (int p : mine) {
+      for (int t = T - 1; t >= 0; --t) blocks_[p].backward(packed_, w, t, gd);
+      blocks_[p].finish(packed_, gd);
     }
 #pragma omp barrier
+    for (size_t slot = 0; slot < g.out.rows.size(); ++slot) {
+      if (g.out.rows[slot] % team != th) continue;
+      for (int s = 1; s < team; ++s)
+        axpy(1.f, thread_out_[s].acc.data() + slot * (H + 1), g.out.grad.data() + slot * (H + 1), H + 1);
+    }
     for (int t = 0; t < T; ++t) {
-      const int32_t* col = col_items_.data() + static_cast<int64_t>(t) * Cp;
-      for (int c = 0; c < C; ++c) {
-        const int32_t it = col[c];
-        if (it < 0 || it % team != th) continue;
-        float* gr = g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[it]) * (H + 1);
-        for (int s = 0; s < team; ++s) {
-          const OutputBuffers& os = thread_out_[s];
-          axpy(1.f, os.doc.data() + (static_cast<int64_t>(t) * Cp + c) * Hp, gr, H);
-          gr[H] += os.dcb[static_cast<int64_t>(t) * Cp + c];
-        }
-      }
       for (int b = 0; b < B; ++b) {  // the extra columns' rows
         const int64_t i = static_cast<int64_t>(t) * B + b;
         if (w.items[i] < 0 || w.targets[i] < 0) continue;
@@ -344,7 +361,9 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     for (int64_t i = 0; i < TB; ++i) {
       const int32_t item = w.items[i];
       if (item < 0 || item % team != th) continue;
-      axpy(1.f, dx_.data() + i * H, g.emb.grad.data() + static_cast<int64_t>(g.emb.slot_of[item]) * H, H);
+      const int t = static_cast<int>(i / B), b = static_cast<int>(i % B);
+      axpy(1.f, blocks_[lane_block_[b]].dx(t, b),
+           g.emb.grad.data() + static_cast<int64_t>(g.emb.slot_of[item]) * H, H);
     }
     loss_by_thread[th] = loss;
   });

@@ -9,7 +9,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from . import _core, _params
+from . import _core, _device, _params
 from . import data as _data
 from ._ids import _as_list, _check_id, _check_num_results, _session_hashes, _timestamps
 from ._progress import Progress
@@ -85,7 +85,9 @@ class HRNN(Recommender):
     random_state : int, optional
         Seed; with ``num_threads=1`` two fits give bit-identical models.
     device : {"cpu", "cuda"}
-        Where to train and score.
+        Where to train and score (``recommend_batch``); "cuda" needs hrnn built with CUDA and a
+        visible device (ValueError naming which is missing). Model files are the same for both;
+        see also :meth:`to`.
     show_progress : bool
         Show a progress line (events/s, loss) while training.
     """
@@ -141,9 +143,7 @@ class HRNN(Recommender):
         if et is not None and not isinstance(et, str) and not (
                 isinstance(et, (list, tuple)) and et and all(isinstance(e, str) for e in et)):
             raise TypeError(f"event_type must be a string or a list of strings, got {et!r}")
-        if self.device == "cuda" and not _core.build_info()["cuda_compiled"]:
-            raise ValueError("device='cuda' needs hrnn built with CUDA: "
-                             "pip install . -Ccmake.define.HRNN_CUDA=ON")
+        _device.require(self.device)
 
     # ------------------------------------------------------------------------------- training
 
@@ -214,6 +214,7 @@ class HRNN(Recommender):
                split: Optional[tuple], patience: Optional[int], metric: str) -> None:
         seed = self._seed()
         engine = _core.Engine(log.n_items, self.hidden_dimension, self.tie_embeddings, seed)
+        _device.attach(engine, self.device)
         full = (log.offsets, log.items, log.timestamps, log.new_session)
         arrays = split[0] if split else full
         weights = _data.recency_weights(arrays[2], self._half_life(arrays[2]))
@@ -286,6 +287,8 @@ class HRNN(Recommender):
     def _attach(self, engine, user_ids: np.ndarray, item_ids: np.ndarray,
                 popularity: np.ndarray, new_users=(), unknown_items=None) -> None:
         """Make ``engine`` this model's, with its id maps (used by fit and by load)."""
+        if engine.device != self.device:
+            _device.attach(engine, self.device)
         self._engine = engine
         engine.session_gap = float(self.session_gap)
         self.user_ids_ = user_ids
@@ -301,6 +304,20 @@ class HRNN(Recommender):
         self._item_lookup = None
         self._lock = threading.RLock()
         self.unknown_item_events_ = Counter(unknown_items or {})
+
+    def to(self, device: str) -> "HRNN":
+        """Train and score on ``device`` ("cpu" or "cuda") from now on; returns self.
+
+        A fitted model moves its batch scoring there at once; its parameters and user states stay
+        on the host either way, so model files do not depend on the device. ValueError, naming
+        the reason, when CUDA is not available here.
+        """
+        _params.check("device", device)
+        _device.require(device)
+        if self._engine is not None:
+            _device.attach(self._engine, device)
+        self.device = device
+        return self
 
     # ---------------------------------------------------------------------------- inspection
 

@@ -17,11 +17,12 @@ import json
 import os
 import struct
 import tempfile
+import warnings
 import zlib
 
 import numpy as np
 
-from . import _core
+from . import _core, _device
 
 MAGIC = b"HRNNMODL"
 END = b"HRNNEND\0"
@@ -182,16 +183,28 @@ def _expected_dtype(key: str):
     return np.int64  # ids as int64, and offsets
 
 
-def load(path):
-    """Read a model written by :meth:`HRNN.save`."""
+def load(path, device=None):
+    """Read a model written by :meth:`HRNN.save`.
+
+    device: "cpu" or "cuda" to train and score there; None keeps the device the model was saved
+    with, or the CPU (with a RuntimeWarning) when that was "cuda" and CUDA is not available here.
+    """
     from .model import HRNN
 
     s = read_sections(path)
     name = os.fspath(path)
     try:
         meta = json.loads(s["meta"].tobytes().decode("utf-8"))
+        params = meta["params"]
+        if isinstance(params, dict):
+            params = dict(params, **({"device": device} if device is not None else {}))
+            if device is None and params.get("device") == "cuda" and _device.cuda_unavailable_reason():
+                warnings.warn(f"{name} was saved with device='cuda', which is not available here "
+                              f"({_device.cuda_unavailable_reason()}); it is loaded on the CPU",
+                              RuntimeWarning, stacklevel=2)
+                params["device"] = "cpu"
         try:
-            model = HRNN(**meta["params"])
+            model = HRNN(**params)
         except TypeError as e:
             raise ValueError(f"{name} holds hyperparameters this hrnn does not know: {e}") from None
         n_items, hidden, tied = int(meta["n_items"]), int(meta["hidden"]), bool(meta["tied"])

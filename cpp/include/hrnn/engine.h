@@ -6,6 +6,7 @@
 #include <mutex>
 #include <vector>
 
+#include "hrnn/accelerator.h"
 #include "hrnn/params.h"
 #include "hrnn/scoring.h"
 #include "hrnn/trainer.h"
@@ -38,6 +39,11 @@ class Engine {
   // To be called after the parameters change (the scoring table is rebuilt on the next query).
   void params_changed();
 
+  // The device engine that trains (from the next start_training on) and answers recommend_batch;
+  // nullptr: the CPU does.
+  void set_accelerator(std::shared_ptr<Accelerator> a);
+  std::shared_ptr<Accelerator> accelerator() const;
+
   // Scores for users without a state (popular items), one per item.
   void set_fallback_scores(std::vector<float> scores);
 
@@ -53,6 +59,7 @@ class Engine {
   std::shared_ptr<const ScoringTable> scoring_table(int num_threads) const;  // built on num_threads
 
   std::unique_ptr<Trainer> trainer_;
+  std::shared_ptr<Accelerator> accel_;  // guarded by table_mu_
   std::vector<float> fallback_;
   mutable std::mutex table_mu_;
   mutable std::shared_ptr<const ScoringTable> table_;

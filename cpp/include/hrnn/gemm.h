@@ -23,6 +23,10 @@ void gemm_tn(int M, int N, int K, const float* A, int lda, const float* B, int l
 float softmax_row(int C, const float* r, const float* lq, const int* items, int y, int own, float scale,
                   float* dr, int n_extra);
 
+// x[k] = sigmoid(x[k]) / tanh(x[k]) for k < n (hrnn/fast_math.h's approximations).
+void sigmoid_inplace(float* x, int n);
+void tanh_inplace(float* x, int n);
+
 // Which kernel set runs here: "avx512", "avx2" or "generic".
 const char* gemm_isa();
 

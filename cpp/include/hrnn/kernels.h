@@ -3,9 +3,9 @@
 #include <cmath>
 #include <cstdint>
 
-namespace hrnn {
+#include "hrnn/fast_math.h"
 
-inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+namespace hrnn {
 
 inline float dot(const float* __restrict a, const float* __restrict b, int n) {
   float s = 0.f;
@@ -17,6 +17,12 @@ inline float dot(const float* __restrict a, const float* __restrict b, int n) {
 inline void axpy(float a, const float* __restrict x, float* __restrict y, int n) {
 #pragma omp simd
   for (int i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// Asks for the cache lines of n floats at p ahead of their use.
+inline void prefetch_row(const float* p, int n) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (int off = 0; off < n * static_cast<int>(sizeof(float)); off += 64) __builtin_prefetch(c + off);
 }
 
 // y[j] += W[j, :] . x  for j in [0, J)

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "hrnn/events.h"
@@ -33,10 +34,38 @@ struct EpochStats {
   bool interrupted = false;
 };
 
+// What runs each planned window: forward, loss, backward and the optimizer step. The CPU engine by
+// default; a device engine (cpp/cuda) keeps the parameters on the device during an epoch.
+class WindowRunner {
+ public:
+  virtual ~WindowRunner() = default;
+  // Trains on w (logq: one entry per item, the same array for the trainer's whole life) and writes
+  // each lane's state after the window into w.u_init / w.h_init, where the next window starts.
+  virtual WindowResult train(Window& w, const float* logq, const WindowConfig& cfg) = 0;
+  // Brings the host parameters up to date; called at the end of every epoch.
+  virtual void finish_epoch() {}
+};
+
+// The CPU engine: WindowEngine, then the optimizer on the host parameters.
+class CpuWindowRunner : public WindowRunner {
+ public:
+  CpuWindowRunner(Params& P, const OptConfig& opt, int num_threads);
+  WindowResult train(Window& w, const float* logq, const WindowConfig& cfg) override;
+
+ private:
+  Params& P_;
+  Optimizer opt_;
+  int num_threads_;
+  WindowEngine engine_;
+  Gradients grads_;
+};
+
 class Trainer {
  public:
   // popularity: one weight per item (recency-weighted counts) for negative sampling and logQ.
-  Trainer(Params& P, const TrainConfig& cfg, const double* popularity);
+  // runner: what trains on each window (nullptr: the CPU engine).
+  Trainer(Params& P, const TrainConfig& cfg, const double* popularity,
+          std::unique_ptr<WindowRunner> runner = nullptr);
   // users: the users to train on, in any order (those with fewer than 2 events are skipped);
   // weights: per-event loss weights, or nullptr for 1. should_stop is asked between windows with the
   // epoch's figures so far; when it says true the epoch ends after the current window's update, with
@@ -63,9 +92,7 @@ class Trainer {
   Params& P_;
   TrainConfig cfg_;
   AliasSampler sampler_;
-  Optimizer opt_;
-  WindowEngine engine_;
-  Gradients grads_;
+  std::unique_ptr<WindowRunner> runner_;
   Window win_;
   std::vector<Lane> lanes_;
   int64_t epoch_ = 0, window_counter_ = 0;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "hrnn/lane_block.h"
 #include "hrnn/loss.h"
 #include "hrnn/params.h"
 
@@ -81,20 +82,22 @@ class WindowEngine {
   const float* final_h(int b) const { return last_h_[b]; }
 
  private:
-  const float* cache_at(int t, int b) const;
-  int H_ = 0, B_ = 0;
-  std::vector<float> cache_, dh_loss_, dx_, dh_carry_, du_carry_, scratch_;
   // The output layer: lanes' (dropped-out) states per step, the current step's logits and their
   // gradients, the extra columns' gradients, and every step's candidate items (all padded for the
   // GEMM kernels).
   std::vector<float> hout_, mask_, R_, dl_, dhout_, ext_g_;
   std::vector<int32_t> col_items_;
-  // Per thread: the step's candidate rows gathered (oc) and transposed (oct), and the thread's
-  // share of every step's candidate-row gradients (doc, dcb).
+  std::vector<uint8_t> inc_;  // per thread: which columns a BPR-max row includes
+  // Per thread: the step's candidate rows gathered (oc) and transposed (oct), the thread's share of
+  // their gradients (doc, dcb), and (threads > 0) its sum of the window's candidate-row gradients,
+  // by g.out slot.
   struct OutputBuffers {
-    std::vector<float> oc, oct, cbias, clq, doc, dcb;
+    std::vector<float> oc, oct, cbias, clq, doc, dcb, acc;
   };
   std::vector<OutputBuffers> thread_out_;
+  PackedWeights packed_;
+  std::vector<LaneBlock> blocks_;  // the recurrent part, one block of lanes per thread
+  std::vector<int> lane_block_;
   std::vector<const float*> last_u_, last_h_;
   std::vector<Dense> thread_grads_;
 };
