@@ -117,8 +117,8 @@ def queries(hidden_sizes, calls: int, batch_rounds: int, cache, blas, rates) -> 
     for hidden, (model, O, bo, users, states) in built.items():
         table = getattr(model._engine, "scoring_table_bytes", None)  # absent in older versions
         if table is not None:
-            print(f"  hidden {hidden}: scoring table {table() / 1e6:.1f} MB (int8 codes, a scale and a "
-                  f"bias per item) beside the float32 output layer's {O.nbytes / 1e6:.1f} MB")
+            print(f"  hidden {hidden}: scoring table {table() / 1e6:.1f} MB (int8 codes, a scale "
+                  f"and a bias per item) beside the float32 output layer's {O.nbytes / 1e6:.1f} MB")
 
     header(f"recommend: one user, top {K} of {N_ITEMS:,} items ({calls} calls each)",
            f"{'p50 us':>10}{'p99 us':>10}   hrnn speed-up (p50)")

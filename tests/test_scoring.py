@@ -42,20 +42,23 @@ def supported(engine, kernels):
 
 def assert_same_as_exact(engine, users, k, threads=(1, 2), **query):
     users = np.asarray(users, dtype=np.int64)
-    ref_items, ref_scores = engine.recommend_batch(users, k=k, kernels="exact", num_threads=1, **query)
+    ref_items, ref_scores = engine.recommend_batch(users, k=k, kernels="exact", num_threads=1,
+                                                   **query)
     assert not np.isnan(ref_scores).any()
     checked = 0
     for kernels in KERNELS:
         if not supported(engine, kernels):
             continue
         for nt in threads:
-            items, scores = engine.recommend_batch(users, k=k, kernels=kernels, num_threads=nt, **query)
+            items, scores = engine.recommend_batch(users, k=k, kernels=kernels, num_threads=nt,
+                                                   **query)
             np.testing.assert_array_equal(items, ref_items, err_msg=f"{kernels}, {nt} threads")
             np.testing.assert_array_equal(scores, ref_scores, err_msg=f"{kernels}, {nt} threads")
             checked += 1
         one = np.stack([engine.recommend_batch(users[j:j + 1], k=k, kernels=kernels, **query)[0][0]
                         for j in range(min(len(users), 5))])
-        np.testing.assert_array_equal(one, ref_items[:len(one)], err_msg=f"{kernels}, one user per call")
+        np.testing.assert_array_equal(one, ref_items[:len(one)],
+                                      err_msg=f"{kernels}, one user per call")
     assert checked >= 2 * 2  # generic and auto at least
     return ref_items, ref_scores
 

@@ -392,8 +392,9 @@ class HRNN(Recommender):
         """
         self._check_fitted()
         q = self._query(num_results, exclude_items, include_items)
-        items, scores = self._engine.recommend(self._user_index.get(user_id, -1), q.pop("k"),
-                                               exclude_interacted, num_threads=self.num_threads, **q)
+        user = self._user_index.get(user_id, -1)
+        items, scores = self._engine.recommend(user, q.pop("k"), exclude_interacted,
+                                               num_threads=self.num_threads, **q)
         return self.item_ids_[items], scores
 
     def recommend_batch(self, user_ids, num_results: int = 25, exclude_interacted: bool = False,
