@@ -2,7 +2,8 @@
 measured side by side in one run, as one table.
 
     PYTHONPATH=python python benchmarks/compare.py            # queries: about 1-3 minutes
-    PYTHONPATH=python python benchmarks/compare.py --train    # + training events/s
+    PYTHONPATH=python python benchmarks/compare.py --train    # + training events/s, beside
+                                                              # PyTorch when torch is installed
 
 Variants are measured interleaved (blocks of calls, rotating), so a load spike from another
 process hits all of them; read the ratios, not the absolute times. See benchmarks/README.md for
@@ -184,32 +185,92 @@ def queries(hidden_sizes, calls: int, batch_rounds: int, cache, blas, rates) -> 
     print("  (speed-up: the faster hrnn row against each numpy row)")
 
 
-def training(n_events: int, rates) -> None:
+TORCH_VERSION = "2.13.0"
+
+
+def _torch_model():
+    """benchmarks/torch_hrnn.py, or None (with the line that says how to get it) without torch."""
+    try:
+        import torch_hrnn
+    except ImportError as exc:
+        if getattr(exc, "name", None) != "torch":
+            raise
+        print(f"  pip install torch=={TORCH_VERSION} (or hrnn[bench]) to add the PyTorch column")
+        return None
+    return torch_hrnn
+
+
+def training(n_events: int, rates, rounds: int) -> None:
+    import warnings
+
     from hrnn.synthetic import make_log
 
     B, S, T = 64, 2048, 32
     df = make_log(n_events=n_events, seed=0)
     header(f"training: {n_events:,}-event synthetic log ({df['ITEM_ID'].nunique():,} items), "
-           f"one epoch, batch_size {B}, bptt {T}, n_sample {S}",
-           f"{'events/s':>10}{'GFLOP/s':>10}   of sgemm")
+           f"one epoch, batch_size {B}, bptt {T}, n_sample {S}, best of {rounds} (interleaved)",
+           f"{'events/s':>10}{'GFLOP/s':>10}{'of sgemm':>10}{'loss':>8}   hrnn speed-up")
     print(f"  {'':<{LABEL}}(GFLOP/s estimated as events/s x (2*3*(B+S)*H + 2*3*10*H^2); sgemm "
           f"{rates['default']:.0f} GFLOP/s, {rates['1 thread']:.0f} on 1 thread)")
-    import warnings
+    base = dict(batch_size=B, bptt=T, n_sample=S, epochs=1, show_progress=False, random_state=0)
+    th = _torch_model()
+    if th is not None:
+        import torch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            errors = th.check_same_math()
+            events = th.Events.like_hrnn(hrnn.HRNN(**base), df)
+        pad = " " * (2 + LABEL)
+        print(f"{pad}PyTorch {torch.__version__} (benchmarks/torch_hrnn.py): the same model with "
+              "hrnn's defaults (repeat score,\n"
+              f"{pad}extra columns, tied embeddings, logQ, recency weights, Adagrad), checked "
+              "first against hrnn: states,\n"
+              f"{pad}loss and gradients of training windows, user states, recommend scores "
+              f"(largest relative error {max(errors.values()):.1e})")
+        t0 = time.perf_counter()
+        recent = th.RecentLists(events)
+        print(f"{pad}(its repeat lists of each event, built once per data set, not timed: "
+              f"{time.perf_counter() - t0:.1f} s)")
+
+    def run_hrnn(hidden, threads):
+        model = hrnn.HRNN(hidden_dimension=hidden, num_threads=threads, **base)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(df)
+        return model.history_[0]
+
+    def run_torch(hidden, threads, r):
+        torch.set_num_threads(threads)
+        return th.Trainer(events, hidden, batch_size=B, bptt=T, n_sample=S, seed=r,
+                          recent=recent).epoch()
+
     for hidden in (43, 100):
         flop_per_event = 2 * 3 * (B + S) * hidden + 2 * 3 * 10 * hidden ** 2
         for threads in (1, 2):
-            model = hrnn.HRNN(hidden_dimension=hidden, batch_size=B, bptt=T, n_sample=S,
-                              num_threads=threads, epochs=1, show_progress=False,
-                              random_state=0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model.fit(df)
-            eps = model.history_[0]["events_per_second"]
-            gflops = eps * flop_per_event / 1e9
+            runs = {"hrnn": [], "torch": []}
+            for r in range(rounds):  # alternate which goes first: a load spike hits both
+                order = ("hrnn", "torch") if r % 2 == 0 else ("torch", "hrnn")
+                for name in order:
+                    if name == "hrnn":
+                        runs[name].append(run_hrnn(hidden, threads))
+                    elif th is not None:
+                        runs[name].append(run_torch(hidden, threads, r))
+            best = {n: max(v, key=lambda st: st["events_per_second"]) for n, v in runs.items() if v}
+            if "torch" in best and best["torch"]["events"] != best["hrnn"]["events"]:
+                raise AssertionError(f"hrnn trained on {best['hrnn']['events']:,} events, the "
+                                     f"PyTorch model on {best['torch']['events']:,}")
             ref = rates["1 thread"] if threads == 1 else rates["default"]
-            label = f"hidden {hidden:<4}" if threads == 1 else ""
-            print(f"  {label:<{LABEL}}{f'num_threads={threads}':<{NAME}}{eps:>10,.0f}{gflops:>10,.1f}"
-                  f"   {gflops / ref:6.1%}", flush=True)
+            for i, (name, st) in enumerate(best.items()):
+                eps = st["events_per_second"]
+                gflops = eps * flop_per_event / 1e9
+                label = f"hidden {hidden:<4}" if threads == 1 and i == 0 else ""
+                what = (f"hrnn num_threads={threads}" if name == "hrnn" else
+                        f"PyTorch, set_num_threads({threads})")
+                ratio = (f"   {best['hrnn']['events_per_second'] / eps:5.2f}x"
+                         if name == "torch" else "")
+                print(f"  {label:<{LABEL}}{what:<{NAME}}{eps:>10,.0f}{gflops:>10,.1f}"
+                      f"{gflops / ref:>10.1%}{st['loss']:>8.3f}{ratio}", flush=True)
 
 
 def main(argv=None) -> int:
@@ -228,6 +289,9 @@ def main(argv=None) -> int:
     p.add_argument("--train", action="store_true", help="also measure training events/s")
     p.add_argument("--train-events", type=int, default=300_000,
                    help="events in the training log (default: 300,000)")
+    p.add_argument("--train-rounds", type=int, default=2,
+                   help="epochs of each training variant, interleaved; the best counts "
+                        "(default: 2)")
     p.add_argument("--no-queries", action="store_true", help="skip the query benchmarks")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
@@ -237,7 +301,7 @@ def main(argv=None) -> int:
     if not args.no_queries:
         queries(args.hidden, args.calls, args.batch_rounds, args.cache, blas, rates)
     if args.train:
-        training(args.train_events, rates)
+        training(args.train_events, rates, args.train_rounds)
     print(f"\ndone in {time.perf_counter() - t0:.0f} s; load average now "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0

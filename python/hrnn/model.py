@@ -180,6 +180,21 @@ class HRNN(Recommender):
         HRNN
             self, trained; every user in ``data`` has a state.
         """
+        log, train_users = self._training_log(data, columns, check_minimums)
+        if metric not in ("recall@20", "mrr@20"):
+            raise ValueError(f"metric must be 'recall@20' or 'mrr@20', got {metric!r}")
+        if early_stopping_rounds is not None:
+            if not validation:
+                raise ValueError("early_stopping_rounds needs validation=True")
+            _params.check_positive_int("early_stopping_rounds", early_stopping_rounds)
+        split = _validation_split(log, train_users) if validation else None
+        self._train(log, np.flatnonzero(train_users), list(callbacks), split,
+                    early_stopping_rounds, metric)
+        return self
+
+    def _training_log(self, data, columns: Optional[dict] = None,
+                      check_minimums: bool = True) -> tuple:
+        """(event log, boolean mask of its training users): what ``fit`` trains on."""
         table = _data.read_interactions(data, columns)
         events, users = _data.featurize(table, self.min_user_history_length_percentile,
                                         self.max_user_history_length_percentile,
@@ -192,16 +207,17 @@ class HRNN(Recommender):
         if check_minimums:
             _data.check_minimums(int(lengths[train_users].sum()),
                                  int(((lengths >= 2) & train_users).sum()))
-        if metric not in ("recall@20", "mrr@20"):
-            raise ValueError(f"metric must be 'recall@20' or 'mrr@20', got {metric!r}")
-        if early_stopping_rounds is not None:
-            if not validation:
-                raise ValueError("early_stopping_rounds needs validation=True")
-            _params.check_positive_int("early_stopping_rounds", early_stopping_rounds)
-        split = _validation_split(log, train_users) if validation else None
-        self._train(log, np.flatnonzero(train_users), list(callbacks), split,
-                    early_stopping_rounds, metric)
-        return self
+        return log, train_users
+
+    def _loss_weights_and_popularity(self, arrays: tuple, n_items: int,
+                                     train_users: np.ndarray) -> tuple:
+        """(per-event loss weights or None without ``recency_mask``, float64 item popularity of
+        the training users' events) for the event arrays (offsets, items, timestamps, ...)."""
+        offsets, items, timestamps = arrays[:3]
+        weights = _data.recency_weights(timestamps, self._half_life(timestamps))
+        in_train = np.repeat(np.isin(np.arange(len(offsets) - 1), train_users), np.diff(offsets))
+        pop = _data.popularity(items[in_train], n_items, weights[in_train])
+        return (weights if self.recency_mask else None), pop
 
     def _half_life(self, timestamps: np.ndarray) -> Optional[float]:
         if not self.recency_mask or timestamps.size == 0:
@@ -217,9 +233,7 @@ class HRNN(Recommender):
         _device.attach(engine, self.device)
         full = (log.offsets, log.items, log.timestamps, log.new_session)
         arrays = split[0] if split else full
-        weights = _data.recency_weights(arrays[2], self._half_life(arrays[2]))
-        in_train = np.repeat(np.isin(np.arange(log.n_users), train_users), np.diff(arrays[0]))
-        pop = _data.popularity(arrays[1][in_train], log.n_items, weights[in_train])
+        w, pop = self._loss_weights_and_popularity(arrays, log.n_items, train_users)
         engine.start_training(pop, batch_size=self.batch_size, bptt=self.bptt,
                               n_sample=self.n_sample, sample_alpha=self.sample_alpha,
                               loss=self.loss, logq=self.logq, bpreg=self.bpreg,
@@ -228,7 +242,6 @@ class HRNN(Recommender):
                               repeat_negatives=self.repeat_negatives,
                               seed=seed,
                               num_threads=self.num_threads)
-        w = weights if self.recency_mask else None
         n_targets = int(np.maximum(np.diff(arrays[0])[train_users] - 1, 0).sum())
         progress = Progress(self.epochs, n_targets, enabled=self.show_progress)
         self.history_ = []

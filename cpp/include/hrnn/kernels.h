@@ -27,9 +27,5 @@ inline void prefetch_row(const float* p, int n) {
 
 // y[j] += W[j, :] . x  for j in [0, J)
 void matvec_add(const float* W, int J, int K, const float* x, float* y);
-// y[k] += sum_j d[j] W[j, k]
-void matvec_t_add(const float* W, int J, int K, const float* d, float* y);
-// dW[j, k] += d[j] x[k]
-void outer_add(float* dW, int J, int K, const float* d, const float* x);
 
 }  // namespace hrnn
