@@ -30,7 +30,9 @@ LABEL, NAME = 12, 42  # widths of the two label columns of the tables
 
 def interleaved(variants: dict, calls: int, block: int = 25, warmup: int = 5) -> dict:
     """name -> per-call seconds; ``variants`` maps a name to (function, BLAS threads or None).
-    Blocks of ``block`` calls of each variant in turn, the order rotating every round."""
+    Blocks of ``block`` calls of each variant in turn, the order rotating every round; a block of
+    several calls starts with one untimed call, which pays for what the previous variant left
+    behind (BLAS threads still spinning, its own data in the caches)."""
     blas = _common.Blas()
     names = list(variants)
     times = {n: [] for n in names}
@@ -45,6 +47,8 @@ def interleaved(variants: dict, calls: int, block: int = 25, warmup: int = 5) ->
             f, threads = variants[n]
             out = times[n]
             with blas.threads(threads):
+                if block > 1:
+                    f()
                 for _ in range(block):
                     t = time.perf_counter_ns()
                     f()
