@@ -139,6 +139,10 @@ def queries(hidden_sizes, calls: int, batch_rounds: int, cache, blas, rates) -> 
             label = f"hidden {hidden:<4}" if i == 0 else ""
             ratio = "" if i == 0 else f"   {pct_us(v, 50) / base:5.2f}x"
             print(f"  {label:<{LABEL}}{name:<{NAME}}{pct_us(v, 50):>10,.0f}{pct_us(v, 99):>10,.0f}{ratio}")
+        # as a server runs it: one call after another, nothing else in between
+        v = interleaved({"": (lambda: model.recommend(u, K), None)}, 5 * calls, block=5 * calls)[""]
+        name = f"hrnn recommend, {5 * calls:,} calls back to back"
+        print(f"  {'':<{LABEL}}{name:<{NAME}}{pct_us(v, 50):>10,.0f}{pct_us(v, 99):>10,.0f}")
 
     header(f"put_events: one event per call, inside a session ({4 * calls} calls each)",
            f"{'p50 us':>10}{'p99 us':>10}   hrnn speed-up (p50)")
