@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import hrnn
 from hrnn.base import Recommender
 from hrnn.baselines import Markov, Popularity, RepeatRule, SessionKNN
 from hrnn.data import read_interactions
@@ -310,3 +311,23 @@ class TestRealData:
         assert evaluate(SessionKNN(), frames["yoochoose-rsc15-100k-sample"],
                         protocol="next-item")["recall@20"] > 0.6
         assert evaluate(Markov(), frames["movielens-100k"])["precision@10"] > 0.03
+
+
+def test_a_repeated_target_with_a_negative_boost_is_not_ranked_below_itself():
+    """The target's own unboosted score must not count against its boosted one."""
+    H, n_items = 8, 50
+    eng = hrnn._core.Engine(n_items, H, True, 5)
+    eng.set_param("rc", np.full(8, -1e4, np.float32))  # every recent item is pushed far down
+    prefix_items = np.array([3, 7, 11, 19, 23], np.int32)
+    ts = np.arange(5, dtype=np.float64) * 60.0
+    new = np.array([1, 0, 0, 0, 0], np.uint8)
+    y = 11  # seen once in the prefix, like every other recent item
+    ranks = eng.next_item_ranks(np.array([0, 5], np.int64), prefix_items, ts, new,
+                                np.array([0, 1], np.int64), np.array([y], np.int32),
+                                np.array([300.0]), np.array([0], np.uint8), num_threads=1)
+    u, h = eng.advance(eng.get_param("u0"), np.zeros(H, np.float32), True, prefix_items,
+                       np.diff(ts, prepend=ts[0]).astype(np.float32), new)
+    base = eng.get_param("E") @ h + eng.get_param("bo")
+    others = [i for i in prefix_items if i != y]
+    want = 1 + (n_items - len(prefix_items)) + int((base[others] > base[y]).sum())
+    assert ranks[0] == want

@@ -53,7 +53,8 @@ void next_item_ranks(const Params& P, const EventArrays& prefix, const EventArra
         for (const auto& [item, boost] : boosts)
           if (item == y) sy += boost;
         int32_t higher = 0;
-        for (int64_t i = 0; i < P.n_items; ++i) higher += score(static_cast<int32_t>(i)) > sy;
+        for (int64_t i = 0; i < P.n_items; ++i)  // y itself never counts (its own boost may be negative)
+          higher += i != y && score(static_cast<int32_t>(i)) > sy;
         for (const auto& [item, boost] : boosts)  // the boosted items' own scores replace their base ones
           if (item != y) higher += (score(item) + boost > sy) - (score(item) > sy);
         ranks[j] = higher + 1;
