@@ -115,8 +115,8 @@ void compute_states(const Params& P, const EventArrays& ev, float* U, float* Hs,
     advance(P, U + user * H, Hs + user * H, true, ev.items + a, gaps.data(), ev.new_session + a, b - a);
   }, 16);
   if (batched.empty()) return;
-  const int nt = static_cast<int>(std::min<int64_t>(resolve_threads(num_threads),
-                                                    (static_cast<int64_t>(batched.size()) + kStateLanes - 1) / kStateLanes));
+  const int64_t lanes_needed = (static_cast<int64_t>(batched.size()) + kStateLanes - 1) / kStateLanes;
+  const int nt = static_cast<int>(std::min<int64_t>(resolve_threads(num_threads), lanes_needed));
   PackedWeights W;
   W.pack(P.d, H);
   std::vector<LaneBlock> blocks(nt);

@@ -103,7 +103,8 @@ void LaneBlock::start(const Params& P, const PackedWeights& W, const Window& w) 
       else std::fill(x, x + H, 0.f);
     }
   gemm_nn(T_ * nb_, 4 * Hp, H, x_.data(), Hp, W.WxT.data(), 4 * Hp, xa_.data(), 4 * Hp, false);
-  for (int64_t r = 0; r < static_cast<int64_t>(T_) * nb_; ++r) axpy(1.f, W.bias4.data(), xa_.data() + r * 4 * Hp, 4 * Hp);
+  for (int64_t r = 0; r < static_cast<int64_t>(T_) * nb_; ++r)
+    axpy(1.f, W.bias4.data(), xa_.data() + r * 4 * Hp, 4 * Hp);
   std::fill(dhl_.begin(), dhl_.begin() + static_cast<int64_t>(T_) * nb_ * Hp, 0.f);
   std::fill(dhc_.begin(), dhc_.end(), 0.f);
   std::fill(duc_.begin(), duc_.end(), 0.f);

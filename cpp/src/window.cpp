@@ -301,7 +301,8 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
             ghv[pos] += gv;
             ghv[kPosBuckets + age_bucket] += gv;
           };
-          for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m) repeat_grad(dlb[b], w.rep_pos[m], w.rep_age[m]);
+          for (int32_t m = w.rep_offsets[i]; m < w.rep_offsets[i + 1]; ++m)
+            repeat_grad(dlb[b], w.rep_pos[m], w.rep_age[m]);
           for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e) {
             axpy(ext_g_[e], out_rows + static_cast<int64_t>(w.ext_items[e]) * H, src, H);
             for (int32_t m = w.ext_occ_offsets[e]; m < w.ext_occ_offsets[e + 1]; ++m)
