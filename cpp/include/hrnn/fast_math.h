@@ -9,7 +9,10 @@ namespace hrnn {
 static inline float fast_exp(float x) {
   x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
   const float t = x * 1.44269504088896341f;
-  const int i = static_cast<int>(t + 0.5f * __builtin_copysignf(1.0f, t));
+  // Rounded to the nearest integer. A NaN fails the comparison and converts as -126 (converting a
+  // NaN is undefined); it stays NaN in f, so the result is NaN.
+  const float r = t + 0.5f * __builtin_copysignf(1.0f, t);
+  const int i = static_cast<int>(r >= -126.0f ? r : -126.0f);
   const float f = t - static_cast<float>(i);
   const float p =
       1.0f + f * (0.693147182f + f * (0.240226507f + f * (0.0555041087f + f * (0.00961812911f +
