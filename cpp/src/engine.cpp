@@ -31,11 +31,20 @@ void Engine::params_changed() {
   table_.reset();
 }
 
+void Engine::set_transitions(float weight, std::vector<int64_t> offsets, std::vector<int32_t> successors,
+                             std::vector<float> counts, std::vector<float> out, const double* popularity) {
+  transitions.set(params.n_items, weight, std::move(offsets), std::move(successors), std::move(counts),
+                  std::move(out), popularity);
+  params_changed();  // the prior's dense part lives in the scoring table's biases
+}
+
 std::shared_ptr<const ScoringTable> Engine::scoring_table() const {
   std::lock_guard<std::mutex> lock(table_mu_);
   if (!table_) {
     auto t = std::make_shared<ScoringTable>();
     t->build(params);
+    if (transitions.active())
+      for (int64_t i = 0; i < params.n_items; ++i) t->bias[i] += transitions.dense(static_cast<int32_t>(i));
     table_ = std::move(t);
   }
   return table_;
@@ -84,6 +93,7 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
     excl.push_back(std::move(ex));
     boosts.push_back(repeat_boosts(params, h.data(), recent_items.data(), recent_ts.data(),
                                    static_cast<int64_t>(recent_items.size())));
+    transitions.add_boosts(recent_items.data(), static_cast<int64_t>(recent_items.size()), boosts.back());
   }
   if (warm.empty()) return;
   const int64_t M = static_cast<int64_t>(warm.size());

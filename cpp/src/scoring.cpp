@@ -41,7 +41,7 @@ void score_topk(const Params& P, const ScoringTable& T, const float* hs, int64_t
   const float* O = P.out_rows();
   const int64_t N = T.N;
   auto exact = [&](int64_t r, int32_t item) {
-    return dot(hs + r * H, O + static_cast<int64_t>(item) * H, H) + P.bo[item];
+    return dot(hs + r * H, O + static_cast<int64_t>(item) * H, H) + T.bias[item];
   };
   // Rows in blocks; when there are fewer blocks than threads, the catalogue is split too, and the
   // partial top-k lists are merged.

@@ -13,7 +13,9 @@ using ItemSet = std::vector<int32_t>;
 using Boosts = std::vector<std::pair<int32_t, float>>;
 
 // The output layer laid out for scoring many items at once: O transposed and zero-padded for the GEMM
-// kernels ([Hp x Np]), with the biases. Built from the parameters; rebuild after they change.
+// kernels ([Hp x Np]), with the biases (bo, plus whatever per-item term the owner adds after
+// build: every score, scanned or exact, uses `bias`). Built from the parameters; rebuild after they
+// change.
 struct ScoringTable {
   int H = 0, Hp = 0;
   int64_t N = 0, Np = 0;
