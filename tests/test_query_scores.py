@@ -12,13 +12,14 @@ from hrnn._transitions import top_successors, transition_counts
 from hrnn.synthetic import make_log
 
 WEIGHT = 0.7
-FIT = dict(hidden_dimension=32, n_sample=32, batch_size=8, bptt=8, epochs=2, random_state=0, num_threads=1,
-           show_progress=False, max_user_history_length_percentile=1.0)
+FIT = dict(hidden_dimension=32, n_sample=32, batch_size=8, bptt=8, epochs=2, random_state=0,
+           num_threads=1, show_progress=False, max_user_history_length_percentile=1.0)
 
 
 @pytest.fixture(scope="module")
 def log():
-    return make_log(n_events=3000, n_users=40, n_items=80, repeat=0.3, cover_items=True, seed=1).drop_duplicates()
+    df = make_log(n_events=3000, n_users=40, n_items=80, repeat=0.3, cover_items=True, seed=1)
+    return df.drop_duplicates()
 
 
 def fitted(log, weight=WEIGHT):
@@ -170,8 +171,8 @@ def test_bad_tables_raise_and_change_nothing(log):
     before = all_scores(m, [sorted(histories(m, log))[0]])
     n = len(m.item_ids_)
     pop = m.popularity_
-    good = dict(weight=0.5, offsets=t["offsets"], successors=t["successors"], counts=t["counts"], out=t["out"],
-                popularity=pop)
+    good = dict(weight=0.5, offsets=t["offsets"], successors=t["successors"], counts=t["counts"],
+                out=t["out"], popularity=pop)
     bad_succ = t["successors"].copy()
     bad_succ[0] = n
     bad_counts = t["counts"].copy()

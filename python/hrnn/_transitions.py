@@ -27,8 +27,8 @@ def transition_counts(items: np.ndarray, new_session: np.ndarray, n_items: int) 
 
 
 def top_successors(indptr, succ, count, cap=MAX_SUCCESSORS):
-    """Each row's ``cap`` most frequent successors, sorted by decreasing count (ties: the lower item index first), and each row's total count
-    before the cut."""
+    """Each row's ``cap`` most frequent successors, sorted by decreasing count (ties: the lower
+    item index first), and each row's total count before the cut."""
     n = len(indptr) - 1
     rows = np.repeat(np.arange(n), np.diff(indptr))
     total = np.bincount(rows, weights=count, minlength=n)

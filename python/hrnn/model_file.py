@@ -214,19 +214,21 @@ def load(path):
         for name in engine.param_names():
             engine.set_param(name, s[f"param.{name}"])
         engine.load_users({k[len("users."):]: v for k, v in s.items() if k.startswith("users.")})
-        table = {key: s[f"transitions.{key}"] for key in _TRANSITION_DTYPES}
+        # Copies: the sections are views at any byte offset of the file, the core reads aligned arrays.
+        table = {key: s[f"transitions.{key}"].copy() for key in _TRANSITION_DTYPES}
+        popularity = s["popularity"].astype(np.float64)
         if len(table["out"]) or len(table["weight"]):
             if table["weight"].shape != (1,):
                 raise ValueError(f"{name} is corrupted: bad transition weight")
             engine.set_transitions(float(table["weight"][0]), table["offsets"], table["successors"],
-                                   table["counts"], table["out"], s["popularity"])
+                                   table["counts"], table["out"], popularity)
         item_ids = _decode_ids(s, "item_ids")
         user_ids = _decode_ids(s, "user_ids")
         n_users = engine.n_users()
         if len(user_ids) != n_users or len(item_ids) != engine.n_items:
             raise ValueError("id maps do not match the stored states")
         unknown = {k: v for k, v in meta.get("unknown_item_events", [])}
-        model._attach(engine, user_ids, item_ids, s["popularity"].astype(np.float64), unknown_items=unknown)
+        model._attach(engine, user_ids, item_ids, popularity, unknown_items=unknown)
     except KeyError as e:
         raise ValueError(f"{name} is missing section {e}") from None
     except UnicodeDecodeError:
