@@ -120,13 +120,17 @@ def test_put_events_move_the_prior(log):
     np.testing.assert_allclose(all_scores(m, [uid])[0], want, rtol=1e-4, atol=1e-4)
 
 
-def test_weight_zero_means_no_prior(log):
+def test_weight_zero_means_no_prior(log, tmp_path):
     m = fitted(log, weight=0.0)
     assert len(m._engine.get_transitions()["out"]) == 0
     hist = histories(m, log)
     uid = sorted(hist)[3]
     want = ref.query_scores(params64(m), m.user_state(uid)[1], *hist[uid])
     np.testing.assert_allclose(all_scores(m, [uid])[0], want, rtol=1e-4, atol=1e-4)
+    m.save(tmp_path / "m.hrnn")
+    back = hrnn.load(tmp_path / "m.hrnn")
+    assert len(back._engine.get_transitions()["out"]) == 0
+    np.testing.assert_array_equal(all_scores(back, [uid]), all_scores(m, [uid]))
 
 
 def test_validation_ranks_use_the_query_scores(model, log):
