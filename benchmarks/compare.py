@@ -220,7 +220,9 @@ def training(n_events: int, rates, rounds: int) -> None:
            f"{'events/s':>10}{'GFLOP/s':>10}{'of sgemm':>10}{'loss':>8}   hrnn speed-up")
     print(f"  {'':<{LABEL}}(GFLOP/s estimated as events/s x (2*3*(B+S)*H + 2*3*10*H^2); sgemm "
           f"{rates['default']:.0f} GFLOP/s, {rates['1 thread']:.0f} on 1 thread)")
-    base = dict(batch_size=B, bptt=T, n_sample=S, epochs=1, show_progress=False, random_state=0)
+    # dropout off: the PyTorch model has none (hrnn's default is 0.2)
+    base = dict(batch_size=B, bptt=T, n_sample=S, epochs=1, dropout=0.0, show_progress=False,
+                random_state=0)
     th = _torch_model()
     if th is not None:
         import torch
@@ -232,7 +234,7 @@ def training(n_events: int, rates, rounds: int) -> None:
         pad = " " * (2 + LABEL)
         print(f"{pad}PyTorch {torch.__version__} (benchmarks/torch_hrnn.py): the same model with "
               "hrnn's defaults (repeat score,\n"
-              f"{pad}extra columns, tied embeddings, logQ, recency weights, Adagrad), checked "
+              f"{pad}extra columns, tied embeddings, logQ, Adagrad; dropout off in both), checked "
               "first against hrnn: states,\n"
               f"{pad}loss and gradients of training windows, user states, recommend scores "
               f"(largest relative error {max(errors.values()):.1e})")

@@ -490,8 +490,9 @@ def _check_same_math(seed: int, rtol: float) -> dict:
 
     df = make_log(n_events=3000, n_users=250, n_items=120, seed=seed).drop_duplicates()
     B, T, S, H = 8, 6, 24, 32
-    model = hrnn.HRNN(hidden_dimension=H, batch_size=B, bptt=T, n_sample=S, epochs=2,
-                      num_threads=1, random_state=seed, show_progress=False)
+    # No dropout (this model has none) and no transition prior (a query-time term it lacks).
+    model = hrnn.HRNN(hidden_dimension=H, batch_size=B, bptt=T, n_sample=S, epochs=2, dropout=0.0,
+                      transition_weight=0.0, num_threads=1, random_state=seed, show_progress=False)
     model.fit(df, check_minimums=False)
     weights = model.get_weights()
     ev = Events.like_hrnn(model, df)

@@ -292,6 +292,81 @@ def extra_scores(h, window, params, extras=None):
     return r.reshape(T, B, width), mask.reshape(T, B, width)
 
 
+# ----------------------------------------------------------------------------------------------
+# query scores: the repeat boosts and the transition prior (docs/engine.md)
+# ----------------------------------------------------------------------------------------------
+
+REPEAT_WINDOW = 200                                          # L of "Repeat score"
+TRANSITION_SOURCES = 10
+TRANSITION_DECAY = 0.8
+TRANSITION_SMOOTHING = 30.0
+TRANSITION_SUCCESSORS = 100
+
+
+def transition_table(sessions, n_items, cap=TRANSITION_SUCCESSORS):
+    """docs/engine.md, "Transition prior": from lists of item indices (each one session, -1 =
+    unknown), (kept, out): kept[i] = [(j, count)] the cap most frequent successors of i (ties: the
+    lower index first), out[i] = every transition out of i."""
+    counts = {}
+    for items in sessions:
+        for a, b in zip(items[:-1], items[1:]):
+            if a >= 0 and b >= 0:
+                counts[(a, b)] = counts.get((a, b), 0) + 1
+    out = np.zeros(n_items)
+    rows = {i: [] for i in range(n_items)}
+    for (a, b), c in counts.items():
+        out[a] += c
+        rows[a].append((b, c))
+    kept = {i: sorted(r, key=lambda bc: (-bc[1], bc[0]))[:cap] for i, r in rows.items()}
+    return kept, out
+
+
+def transition_prior(kept, out, popularity, weight, recent_items):
+    """[N]: weight * (log pop_j + log(1 + S_j / (G pop_j))) for the recent items (oldest first)."""
+    pop = np.maximum(np.asarray(popularity, np.float64) / np.sum(popularity), 1e-12)
+    term = weight * np.log(pop)
+    n = len(recent_items)
+    sources = [(k, recent_items[n - 1 - k]) for k in range(min(TRANSITION_SOURCES, n))
+               if recent_items[n - 1 - k] >= 0]
+    if not sources:
+        return term
+    a = np.array([TRANSITION_DECAY ** k for k, _ in sources])
+    a /= a.sum()
+    g = sum(ak * TRANSITION_SMOOTHING / (out[i] + TRANSITION_SMOOTHING) for ak, (_, i) in zip(a, sources))
+    s = np.zeros(len(pop))
+    for ak, (_, i) in zip(a, sources):
+        for j, c in kept[i]:
+            s[j] += ak * c / (out[i] + TRANSITION_SMOOTHING)
+    return term + weight * np.log1p(s / (g * pop))
+
+
+def repeat_boosts(params, h, recent_items, recent_ts):
+    """[N]: each item's sum over its occurrences among the last L events of
+    rc[pos] + rd[age] + h . (rV[:, pos] + rV[:, 8 + age]), ages from the last event."""
+    n = len(recent_items)
+    boost = np.zeros(params["bo"].shape[0])
+    for j in range(max(0, n - REPEAT_WINDOW), n):
+        item = recent_items[j]
+        if item < 0:
+            continue
+        pos = pos_bucket(n - 1 - j)
+        age = age_bucket((recent_ts[n - 1] - recent_ts[j]) / 60.0)
+        boost[item] += (params["rc"][pos] + params["rd"][age]
+                        + h @ (params["rV"][:, pos] + params["rV"][:, N_POS_BUCKETS + age]))
+    return boost
+
+
+def query_scores(params, h, recent_items, recent_ts, prior=None):
+    """[N] float64: every item's score for a user with session state h and the given history
+    (items oldest first, -1 = unknown; timestamps): O h + bo + repeat boosts (+ the transition
+    prior, given as (kept, out, popularity, weight))."""
+    h = np.asarray(h, np.float64)
+    scores = output_matrix(params) @ h + params["bo"] + repeat_boosts(params, h, recent_items, recent_ts)
+    if prior is not None:
+        kept, out, popularity, weight = prior
+        scores = scores + transition_prior(kept, out, popularity, weight, recent_items)
+    return scores
+
 
 # ----------------------------------------------------------------------------------------------
 # the window

@@ -60,7 +60,7 @@ class Section:
 def layout(data: bytes) -> list:
     """The sections of a well-formed model file, with their offsets."""
     magic, version, count = HEAD.unpack_from(data, 0)
-    assert magic == b"HRNNMODL" and version == 1
+    assert magic == b"HRNNMODL" and version == model_file.VERSION
     pos, out = HEAD.size, []
     for _ in range(count):
         raw, code, ndim, *rest = SECTION.unpack_from(data, pos)

@@ -233,6 +233,34 @@ void bind_engine(py::module_& m) {
              e.users.put_events(e.params, user, &item, &timestamp, nullptr, 1, e.session_gap);
            },
            py::arg("user"), py::arg("item"), py::arg("timestamp"))
+      .def("set_transitions",
+           [](Engine& e, float weight, const Arr<int64_t>& offsets, const Arr<int32_t>& successors,
+              const Arr<float>& counts, const Arr<float>& out, const Arr<double>& popularity) {
+             const py::ssize_t n = e.params.n_items, m = successors.size();
+             const int64_t* off = checked(offsets, {n + 1}, "transition offsets");
+             const int32_t* succ = checked(successors, {m}, "transition successors");
+             const float* cnt = checked(counts, {m}, "transition counts");
+             const float* o = checked(out, {n}, "transition totals");
+             const double* pop = checked(popularity, {n}, "popularity");
+             std::vector<int64_t> off_v(off, off + n + 1);
+             std::vector<int32_t> succ_v(succ, succ + m);
+             std::vector<float> cnt_v(cnt, cnt + m), out_v(o, o + n);
+             py::gil_scoped_release release;
+             e.set_transitions(weight, std::move(off_v), std::move(succ_v), std::move(cnt_v), std::move(out_v), pop);
+           },
+           py::arg("weight"), py::arg("offsets"), py::arg("successors"), py::arg("counts"), py::arg("out"),
+           py::arg("popularity"))
+      .def("get_transitions",
+           [](const Engine& e) {
+             const auto& t = e.transitions;
+             py::dict d;
+             d["weight"] = t.weight();
+             d["offsets"] = copy_out(t.offsets().data(), {static_cast<py::ssize_t>(t.offsets().size())});
+             d["successors"] = copy_out(t.successors().data(), {static_cast<py::ssize_t>(t.successors().size())});
+             d["counts"] = copy_out(t.counts().data(), {static_cast<py::ssize_t>(t.counts().size())});
+             d["out"] = copy_out(t.out().data(), {static_cast<py::ssize_t>(t.out().size())});
+             return d;
+           })
       .def("set_fallback_scores",
            [](Engine& e, const Arr<float>& s) {
              const float* p = checked(s, {e.params.n_items}, "fallback scores");
@@ -330,7 +358,7 @@ void bind_engine(py::module_& m) {
              int32_t* out = ranks.mutable_data();
              {
                py::gil_scoped_release release;
-               hrnn::next_item_ranks(e.params, prefix.view(), test.view(), out, num_threads);
+               hrnn::next_item_ranks(e.params, e.transitions, prefix.view(), test.view(), out, num_threads);
              }
              return ranks;
            },

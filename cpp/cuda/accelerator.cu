@@ -74,12 +74,13 @@ class CudaAccelerator : public Accelerator {
     return std::make_unique<CudaRunner>(device_, P, cfg);
   }
 
-  bool score_topk(const Params& P, const float* hs, int64_t M, int k, const std::vector<ItemSet>& exclude,
+  bool score_topk(const Params& P, const float* bias, const float* hs, int64_t M, int k,
+                  const std::vector<ItemSet>& exclude,
                   const std::vector<Boosts>& boosts, int32_t* out_items, float* out_scores) override {
     if (k > kMaxDeviceK || P.n_items > 0x7fffffff) return false;
     std::lock_guard<std::mutex> lock(mu_);
     use_device(device_);
-    if (!scorer_.ready()) scorer_.upload(P, stream_->get());
+    if (!scorer_.ready()) scorer_.upload(P, bias, stream_->get());
     scorer_.top_k(P, hs, M, k, exclude, boosts, out_items, out_scores, stream_->get());
     // Boosted items, which the device skipped, with their exact score plus boost (as score_topk).
     const int H = P.H;
@@ -93,7 +94,7 @@ class CudaAccelerator : public Accelerator {
       for (int j = 0; j < k && items[j] >= 0; ++j) top.push(scores[j], items[j]);
       for (const auto& [item, boost] : boosts[r]) {
         if (std::binary_search(exclude[r].begin(), exclude[r].end(), item)) continue;
-        top.push(dot(hs + r * H, O + static_cast<int64_t>(item) * H, H) + P.bo[item] + boost, item);
+        top.push(dot(hs + r * H, O + static_cast<int64_t>(item) * H, H) + bias[item] + boost, item);
       }
       top.write(items, scores);
     }

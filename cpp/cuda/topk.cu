@@ -151,16 +151,16 @@ __global__ void mask_kernel(float* S, int64_t ld, const int32_t* pairs, int64_t 
 
 }  // namespace
 
-void DeviceScorer::upload(const Params& P, cudaStream_t s) {
+void DeviceScorer::upload(const Params& P, const float* bias, cudaStream_t s) {
   O_.upload(P.out_rows(), static_cast<size_t>(P.n_items) * P.H, s);
-  bo_.upload(P.bo.data(), P.bo.size(), s);
+  bias_.upload(bias, static_cast<size_t>(P.n_items), s);
   check(cudaStreamSynchronize(s), "cudaStreamSynchronize (scoring upload)");
   ready_ = true;
 }
 
 void DeviceScorer::release() {
   O_ = {};
-  bo_ = {};
+  bias_ = {};
   hs_ = {};
   scores_ = {};
   masked_ = {};
@@ -189,7 +189,7 @@ void DeviceScorer::top_k(const Params& P, const float* hs, int64_t M, int k, con
   top_scores_.reserve(static_cast<size_t>(chunk) * k);
   std::vector<int32_t> pairs;
   Epilogue bias;
-  bias.col_bias = bo_.get();
+  bias.col_bias = bias_.get();
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
     const int64_t rows = std::min(chunk, M - r0);
     gemm(s, Op::N, Op::T, static_cast<int>(rows), static_cast<int>(N), H, hs_.get() + r0 * H, H, O_.get(), H,

@@ -21,14 +21,15 @@ class DeviceScorer {
   // -1 / -inf. P: the parameters whose output layer is on the device (see upload).
   void top_k(const Params& P, const float* hs, int64_t M, int k, const std::vector<ItemSet>& exclude,
              const std::vector<Boosts>& boosts, int32_t* out_items, float* out_scores, cudaStream_t s);
-  // Copies the output layer (O or E when tied, and bo) to the device.
-  void upload(const Params& P, cudaStream_t s);
+  // Copies the output layer (O or E when tied) and every item's bias (n_items values: bo plus the
+  // transition prior's dense part) to the device.
+  void upload(const Params& P, const float* bias, cudaStream_t s);
   bool ready() const { return ready_; }
   void release();  // frees the device copy
 
  private:
   bool ready_ = false;
-  DeviceBuffer<float> O_, bo_, hs_, scores_;
+  DeviceBuffer<float> O_, bias_, hs_, scores_;
   DeviceBuffer<int32_t> masked_, items_;
   DeviceBuffer<float> top_scores_;
 };

@@ -46,11 +46,21 @@ std::shared_ptr<Accelerator> Engine::accelerator() const {
   return accel_;
 }
 
+void Engine::set_transitions(float weight, std::vector<int64_t> offsets, std::vector<int32_t> successors,
+                             std::vector<float> counts, std::vector<float> out, const double* popularity) {
+  transitions.set(params.n_items, weight, std::move(offsets), std::move(successors), std::move(counts),
+                  std::move(out), popularity);
+  params_changed();
+}
+
 std::shared_ptr<const ScoringTable> Engine::scoring_table(int num_threads) const {
   std::lock_guard<std::mutex> lock(table_mu_);
   if (!table_) {
     auto t = std::make_shared<ScoringTable>();
-    t->build(params, num_threads);
+    std::vector<float> bias(params.bo);  // the prior's dense part is an item's constant: a bias
+    if (transitions.active())
+      for (int64_t i = 0; i < params.n_items; ++i) bias[i] += transitions.dense(static_cast<int32_t>(i));
+    t->build(params, bias.data(), num_threads);
     table_ = std::move(t);
   }
   return table_;
@@ -88,7 +98,8 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   for (int64_t r = 0; r < n; ++r) {
     const int64_t u = user_idx[r];
     const bool has_state = u >= 0 && users.read(u, h.data(), q.exclude_interacted ? &hist : nullptr,
-                                                 repeat ? kRepeatWindow : 0, &recent_items, &recent_ts);
+                                                 repeat ? kRepeatWindow : transitions.active() ? kTransitionSources : 0,
+                                                 &recent_items, &recent_ts);
     ItemSet ex = q.exclude ? *q.exclude : ItemSet{};
     if (has_state && q.exclude_interacted) {
       for (int32_t i : hist)
@@ -105,15 +116,16 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
     boosts.push_back(repeat ? repeat_boosts(params, h.data(), recent_items.data(), recent_ts.data(),
                                             static_cast<int64_t>(recent_items.size()))
                             : Boosts{});
+    transitions.add_boosts(recent_items.data(), static_cast<int64_t>(recent_items.size()), boosts.back());
   }
   if (warm.empty()) return;
   const int64_t M = static_cast<int64_t>(warm.size());
   std::vector<int32_t> wi(static_cast<size_t>(M) * q.k);
   std::vector<float> ws(wi.size());
+  const auto table = scoring_table(num_threads);  // held for the whole query, even if the parameters change
   const auto accel = q.kernels == ScoreKernels::Auto ? accelerator() : nullptr;
-  if (!accel || q.include || !accel->score_topk(params, hs.data(), M, q.k, excl, boosts, wi.data(), ws.data())) {
-    // held for the whole query, even if the parameters change meanwhile
-    const auto table = scoring_table(num_threads);
+  if (!accel || q.include ||
+      !accel->score_topk(params, table->bias.data(), hs.data(), M, q.k, excl, boosts, wi.data(), ws.data())) {
     score_topk(params, *table, hs.data(), M, q.k, &excl, q.include, &boosts, wi.data(), ws.data(), num_threads,
                q.kernels);
   }

@@ -10,7 +10,7 @@
 
 namespace hrnn {
 
-void QuantTable::build(const Params& P, int num_threads) {
+void QuantTable::build(const Params& P, const float* item_bias, int num_threads) {
   H = P.H, G = (P.H + kQuantGroup - 1) / kQuantGroup, N = P.n_items;
   n_blocks = (N + kQuantBlock - 1) / kQuantBlock;
   const int64_t padded = n_blocks * kQuantBlock;
@@ -27,14 +27,14 @@ void QuantTable::build(const Params& P, int num_threads) {
     for (int64_t i = c * kChunk; i < std::min(N, (c + 1) * kChunk); ++i) {
       const float* row = O + i * H;
       float m = 0.f;
-      bool row_finite = std::isfinite(P.bo[i]);
+      bool row_finite = std::isfinite(item_bias[i]);
       for (int k = 0; k < H; ++k) {
         row_finite = row_finite && std::isfinite(row[k]);
         m = std::max(m, std::fabs(row[k]));
       }
       fin[c] = fin[c] && row_finite;
-      bias[i] = P.bo[i];
-      bm[c] = std::max(bm[c], static_cast<double>(std::fabs(P.bo[i])));
+      bias[i] = item_bias[i];
+      bm[c] = std::max(bm[c], static_cast<double>(std::fabs(item_bias[i])));
       const float s = m / 127.f;
       scale[i] = s;
       if (!row_finite || !(s > 0.f)) continue;  // not used / a zero row: q = 0 and no error

@@ -12,13 +12,16 @@
 
 namespace hrnn {
 
-void next_item_ranks(const Params& P, const EventArrays& prefix, const EventArrays& test, int32_t* ranks,
-                     int num_threads) {
+void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& prefix, const EventArrays& test,
+                     int32_t* ranks, int num_threads) {
   prefix.validate(P.n_items);
   test.validate(P.n_items);
   require(prefix.n_users == test.n_users, "prefix and test must have the same users");
   const int H = P.H;
   const float* O = P.out_rows();
+  std::vector<float> bias(P.bo);  // bo plus the prior's dense part, as in the scoring table
+  if (tr.active())
+    for (int64_t i = 0; i < P.n_items; ++i) bias[i] += tr.dense(static_cast<int32_t>(i));
   parallel_for(test.n_users, num_threads, [&](int64_t user) {
     const int64_t a = prefix.offsets[user], b = prefix.offsets[user + 1];
     const int64_t ta = test.offsets[user], tb = test.offsets[user + 1];
@@ -37,7 +40,7 @@ void next_item_ranks(const Params& P, const EventArrays& prefix, const EventArra
       if (y < 0) {
         ranks[j] = 0;
       } else {
-        // Recent events (prefix and test so far, oldest first) give the repeat boosts.
+        // Recent events (prefix and test so far, oldest first) give the repeat and transition boosts.
         const int64_t seen = (b - a) + (j - ta);
         const int64_t n_recent = seen < kRepeatWindow ? seen : kRepeatWindow;
         recent_items.clear();
@@ -47,8 +50,9 @@ void next_item_ranks(const Params& P, const EventArrays& prefix, const EventArra
           recent_items.push_back(in_prefix ? prefix.items[a + q] : test.items[ta + q - (b - a)]);
           recent_ts.push_back(in_prefix ? prefix.timestamps[a + q] : test.timestamps[ta + q - (b - a)]);
         }
-        const auto boosts = repeat_boosts(P, h.data(), recent_items.data(), recent_ts.data(), n_recent);
-        auto score = [&](int32_t i) { return dot(h.data(), O + static_cast<int64_t>(i) * H, H) + P.bo[i]; };
+        auto boosts = repeat_boosts(P, h.data(), recent_items.data(), recent_ts.data(), n_recent);
+        tr.add_boosts(recent_items.data(), n_recent, boosts);
+        auto score = [&](int32_t i) { return dot(h.data(), O + static_cast<int64_t>(i) * H, H) + bias[i]; };
         float sy = score(y);
         for (const auto& [item, boost] : boosts)
           if (item == y) sy += boost;

@@ -92,7 +92,7 @@ void score_topk(const Params& P, const ScoringTable& T, const float* hs, int64_t
       for (int64_t i0 = b0 * kQuantBlock; i0 < std::min(N, b1 * kQuantBlock); i0 += kExactTile) {
         const int64_t n = std::min(kExactTile, N - i0);
         std::iota(items.begin(), items.begin() + n, static_cast<int32_t>(i0));
-        K.exact(O, P.bo.data(), H, hs + r * H, items.data(), n, ubs.data());
+        K.exact(O, T.bias.data(), H, hs + r * H, items.data(), n, ubs.data());
         for (int64_t j = 0; j < n; ++j)
           if (ubs[j] >= s.lower.value()) keep(r, s, items[j], ubs[j], ubs[j]);
       }
@@ -154,7 +154,7 @@ void score_topk(const Params& P, const ScoringTable& T, const float* hs, int64_t
       }
     }
     exact.resize(cand.size());
-    K.exact(O, P.bo.data(), H, h, cand.data(), static_cast<int64_t>(cand.size()), exact.data());
+    K.exact(O, T.bias.data(), H, h, cand.data(), static_cast<int64_t>(cand.size()), exact.data());
     best.reset(k);
     for (size_t j = 0; j < cand.size(); ++j) best.push(exact[j] + boost[j], cand[j]);
     best.write(out_items + r * k, out_scores + r * k);

@@ -18,21 +18,10 @@ import numpy as np
 
 from ._baseline_base import Baseline, check_gap, check_range, lift
 from ._baseline_history import coalesce, csr_gather
+from ._transitions import top_successors, transition_counts
 from .data import popularity, recency_weights, session_offsets
 
 __all__ = ["Popularity", "Markov", "RepeatRule", "SessionKNN"]
-
-
-def _transitions(log):
-    """CSR (indptr, successors, counts) of i -> j between consecutive events of a session."""
-    # new_session is set at every user's first event, so no pair spans two users.
-    same = log.new_session[1:] == 0
-    src, dst = log.items[:-1][same].astype(np.int64), log.items[1:][same].astype(np.int64)
-    ok = (src >= 0) & (dst >= 0)
-    keys, counts = np.unique(src[ok] * log.n_items + dst[ok], return_counts=True)
-    indptr = np.zeros(log.n_items + 1, dtype=np.int64)
-    np.cumsum(np.bincount(keys // log.n_items, minlength=log.n_items), out=indptr[1:])
-    return indptr, keys % log.n_items, counts.astype(np.float64)
 
 
 class Popularity(Baseline):
@@ -81,7 +70,7 @@ class Markov(Baseline):
         check_gap("session_gap", self.session_gap)
 
     def _fit_model(self, log, df):
-        self._indptr, self._succ, self._count = _transitions(log)
+        self._indptr, self._succ, self._count = transition_counts(log.items, log.new_session, log.n_items)
 
     def _evidence(self, users):
         # Score = count(last -> i) + back-off in [0, 1): counts rank first, popularity breaks
@@ -90,19 +79,6 @@ class Markov(Baseline):
         rows = np.flatnonzero(last >= 0)
         owner, flat = csr_gather(self._indptr, last[rows])
         return rows[owner], self._succ[flat], self._count[flat], np.ones(len(users))
-
-
-def _top_successors(indptr, succ, count, cap):
-    """Each row's ``cap`` most frequent successors (a bound on the work per history position),
-    sorted by decreasing count, and each row's total count before the cut."""
-    n = len(indptr) - 1
-    rows = np.repeat(np.arange(n), np.diff(indptr))
-    total = np.bincount(rows, weights=count, minlength=n)
-    order = np.lexsort((succ, -count, rows))
-    keep = (np.arange(len(rows)) - indptr[rows]) < cap
-    new_ptr = np.zeros_like(indptr)
-    np.cumsum(np.minimum(np.diff(indptr), cap), out=new_ptr[1:])
-    return new_ptr, succ[order][keep], count[order][keep], total
 
 
 def _repeat_curve(log, length: int) -> np.ndarray:
@@ -183,8 +159,8 @@ class RepeatRule(Baseline):
         check_gap("session_gap", self.session_gap)
 
     def _fit_model(self, log, df):
-        self._indptr, self._succ, self._count, self._out = _top_successors(*_transitions(log),
-                                                                            cap=100)
+        self._indptr, self._succ, self._count, self._out = top_successors(
+            *transition_counts(log.items, log.new_session, log.n_items))
         self._curve = _repeat_curve(log, self.history_length)
         if self.decay is not None:  # a fixed shape with the learned total
             shape = np.asarray(self.decay, np.float64) ** np.arange(self.history_length)

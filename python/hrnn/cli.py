@@ -131,9 +131,9 @@ _TRAIN_FLAGS = [
      "(default: {default})"),
     (("--bptt",), "bptt", dict(type=int, metavar="STEPS"),
      "steps of truncated back-propagation through time, 1..32 (default: {default})"),
-    (("--no-recency-mask",), "recency_mask", dict(action="store_false"),
-     "weigh every event alike (by default recent events weigh more in the loss and in the "
-     "popularity used for negatives and unknown users)"),
+    (("--recency-mask",), "recency_mask", dict(action=argparse.BooleanOptionalAction),
+     "weigh recent events more, in the loss and in the popularity used for negatives and "
+     "unknown users (default: {default})"),
     (("--recency-half-life",), "recency_half_life", dict(type=float, metavar="SECONDS"),
      "half-life of the recency weights (default: a quarter of the log's time span)"),
     (("--min-pct", "--min-user-history-length-percentile"),
@@ -180,6 +180,9 @@ _TRAIN_FLAGS = [
     (("--repeat-negatives",), "repeat_negatives", dict(action=argparse.BooleanOptionalAction),
      "in training, also score the user's other recent items, so that the repeat score learns "
      "how often they do not come back (default: {default})"),
+    (("--transition-weight",), "transition_weight", dict(type=float, metavar="W"),
+     "weight of the transition prior added to every query's scores: W * log P(item | the "
+     "user's last items), counted on the training sessions; 0 = off (default: {default})"),
     (("--session-gap",), "session_gap", dict(type=float, metavar="SECONDS"),
      "inactivity that starts a new session when the data has no SESSION_ID "
      "(default: {default})"),

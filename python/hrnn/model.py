@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _core, _device, _params
 from . import data as _data
+from ._transitions import top_successors, transition_counts
 from ._ids import _as_list, _check_id, _check_num_results, _session_hashes, _timestamps
 from ._progress import Progress
 from .base import Recommender
@@ -18,6 +19,11 @@ from .base import Recommender
 # put_events takes this fast path for one event given as scalars (bools go the general way)
 _ONE_ID = (str, int, np.integer, np.str_)
 _ONE_TIMESTAMP = (int, float, np.integer, np.floating)
+
+
+def _events_of(offsets: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """bool mask of the events (users one after another, ``offsets`` [n_users + 1]) of ``users``."""
+    return np.repeat(np.isin(np.arange(len(offsets) - 1), users), np.diff(offsets))
 
 
 class HRNN(Recommender):
@@ -33,9 +39,11 @@ class HRNN(Recommender):
         Size of every state and embedding, in [32, 256] (Personalize's range).
     bptt : int, default 32
         Steps of truncated back-propagation through time, in [1, 32].
-    recency_mask : bool, default True
+    recency_mask : bool, default False
         Weigh each event's loss, and the popularity used for negatives and cold users, by how
-        recent it is (halving every ``recency_half_life`` seconds before the log's end).
+        recent it is (halving every ``recency_half_life`` seconds before the log's end). Off by
+        default (Personalize's recipe has it on): it teaches the model the *recent* popularity,
+        which misleads it about users whose activity lies further back (README, "Model").
     min_user_history_length_percentile, max_user_history_length_percentile : float
         Users whose history length falls outside these percentiles of the length distribution
         (defaults 0.0 and 0.99) are left out of training; they still get states.
@@ -76,6 +84,11 @@ class HRNN(Recommender):
         In training, the user's other recent items are extra candidates with their repeat score,
         so the model also learns how often recent items do *not* come back (helps where
         re-consumption is rare, e.g. ratings).
+    transition_weight : float, default 0.5
+        Weight of the transition prior, in [0, 10]: at query time every item's score gets
+        ``transition_weight * log P(item | the user's last 10 items)``, a smoothed item-to-item
+        transition probability counted on the training sessions (docs/engine.md, "Transition
+        prior"). 0 turns it off. Training does not depend on it.
     session_gap : float
         Seconds of inactivity that end a session (when the data has no SESSION_ID).
     recency_half_life : float, optional
@@ -92,15 +105,15 @@ class HRNN(Recommender):
         Show a progress line (events/s, loss) while training.
     """
 
-    def __init__(self, hidden_dimension: int = 43, bptt: int = 32, recency_mask: bool = True,
+    def __init__(self, hidden_dimension: int = 43, bptt: int = 32, recency_mask: bool = False,
                  min_user_history_length_percentile: float = 0.0,
                  max_user_history_length_percentile: float = 0.99,
                  event_type=None, event_value_threshold: Optional[float] = None,
-                 epochs: int = 5, batch_size: int = 16, learning_rate: float = 0.1,
+                 epochs: int = 10, batch_size: int = 16, learning_rate: float = 0.1,
                  optimizer: str = "adagrad", momentum: float = 0.0, n_sample: int = 512,
                  sample_alpha: float = 0.5, loss: str = "softmax", bpreg: float = 1.0,
-                 logq: bool = True, dropout: float = 0.0, tie_embeddings: bool = True,
-                 repeat: bool = True, repeat_negatives: bool = True,
+                 logq: bool = True, dropout: float = 0.2, tie_embeddings: bool = True,
+                 repeat: bool = True, repeat_negatives: bool = True, transition_weight: float = 0.5,
                  session_gap: float = 1800.0, recency_half_life: Optional[float] = None,
                  num_threads: int = 0, random_state: Optional[int] = None, device: str = "cpu",
                  show_progress: bool = True):
@@ -125,6 +138,7 @@ class HRNN(Recommender):
         self.tie_embeddings = tie_embeddings
         self.repeat = repeat
         self.repeat_negatives = repeat_negatives
+        self.transition_weight = transition_weight
         self.session_gap = session_gap
         self.recency_half_life = recency_half_life
         self.num_threads = num_threads
@@ -215,7 +229,7 @@ class HRNN(Recommender):
         the training users' events) for the event arrays (offsets, items, timestamps, ...)."""
         offsets, items, timestamps = arrays[:3]
         weights = _data.recency_weights(timestamps, self._half_life(timestamps))
-        in_train = np.repeat(np.isin(np.arange(len(offsets) - 1), train_users), np.diff(offsets))
+        in_train = _events_of(offsets, train_users)
         pop = _data.popularity(items[in_train], n_items, weights[in_train])
         return (weights if self.recency_mask else None), pop
 
@@ -234,6 +248,7 @@ class HRNN(Recommender):
         full = (log.offsets, log.items, log.timestamps, log.new_session)
         arrays = split[0] if split else full
         w, pop = self._loss_weights_and_popularity(arrays, log.n_items, train_users)
+        self._set_transitions(engine, arrays, train_users, pop)
         engine.start_training(pop, batch_size=self.batch_size, bptt=self.bptt,
                               n_sample=self.n_sample, sample_alpha=self.sample_alpha,
                               loss=self.loss, logq=self.logq, bpreg=self.bpreg,
@@ -264,6 +279,18 @@ class HRNN(Recommender):
             warnings.warn(f"training interrupted by the user during epoch {len(self.history_)}; "
                           "the model holds the parameters of the last completed mini-batch",
                           RuntimeWarning, stacklevel=3)
+
+    def _set_transitions(self, engine, arrays: tuple, train_users: np.ndarray,
+                         popularity: np.ndarray) -> None:
+        """The transition prior from the training users' events, before the epochs, so that
+        validation scores see it too."""
+        if self.transition_weight > 0:
+            offsets, items, _, new_session = arrays
+            in_train = _events_of(offsets, train_users)
+            offsets, successors, counts, out = top_successors(
+                *transition_counts(items[in_train], new_session[in_train], engine.n_items))
+            engine.set_transitions(self.transition_weight, offsets, successors.astype(np.int32),
+                                   counts.astype(np.float32), out.astype(np.float32), popularity)
 
     def _epochs(self, engine, arrays, w, train_users, callbacks, split, patience, metric,
                 progress, run: dict) -> None:

@@ -26,7 +26,7 @@ from . import _core, _device
 
 MAGIC = b"HRNNMODL"
 END = b"HRNNEND\0"
-VERSION = 1
+VERSION = 2  # 2: the transition prior's table
 _HEAD = struct.Struct("<8sII")
 _SECTION = struct.Struct("<48sBB6x4QQ")
 _TRAILER = struct.Struct("<I8s")
@@ -87,6 +87,10 @@ def save(model, path) -> None:
     for key, value in users.items():
         sections[f"users.{key}"] = value
     sections["popularity"] = np.asarray(model.popularity_, dtype=np.float64)
+    transitions = engine.get_transitions()
+    transitions["weight"] = np.array([transitions["weight"]] if len(transitions["out"]) else [], np.float32)
+    for key in _TRANSITION_DTYPES:
+        sections[f"transitions.{key}"] = transitions[key]
     sections.update(_encode_ids(user_ids, "user_ids"))
     sections.update(_encode_ids(model.item_ids_, "item_ids"))
     _write_atomic(os.fspath(path), sections)
@@ -168,6 +172,9 @@ def read_sections(path) -> dict:
 
 _USER_DTYPES = {"U": np.float32, "Hs": np.float32, "last_ts": np.float64, "history_ts": np.float64,
                 "history_items": np.int32}
+# The transition prior: its weight (one value) and table, all empty when the model has none.
+_TRANSITION_DTYPES = {"weight": np.float32, "offsets": np.int64, "successors": np.int32, "counts": np.float32,
+                      "out": np.float32}
 
 
 def _expected_dtype(key: str):
@@ -176,6 +183,8 @@ def _expected_dtype(key: str):
         return np.float32
     if key.startswith("users."):
         return _USER_DTYPES.get(key[len("users."):], np.int64)
+    if key.startswith("transitions."):
+        return _TRANSITION_DTYPES.get(key[len("transitions."):], np.int64)
     if key == "popularity":
         return np.float64
     if key == "meta" or key.endswith(".utf8"):
@@ -218,13 +227,21 @@ def load(path, device=None):
         for name in engine.param_names():
             engine.set_param(name, s[f"param.{name}"])
         engine.load_users({k[len("users."):]: v for k, v in s.items() if k.startswith("users.")})
+        # Copies: the sections are views at any byte offset of the file, the core reads aligned arrays.
+        table = {key: s[f"transitions.{key}"].copy() for key in _TRANSITION_DTYPES}
+        popularity = s["popularity"].astype(np.float64)
+        if len(table["out"]) or len(table["weight"]):
+            if table["weight"].shape != (1,):
+                raise ValueError(f"{name} is corrupted: bad transition weight")
+            engine.set_transitions(float(table["weight"][0]), table["offsets"], table["successors"],
+                                   table["counts"], table["out"], popularity)
         item_ids = _decode_ids(s, "item_ids")
         user_ids = _decode_ids(s, "user_ids")
         n_users = engine.n_users()
         if len(user_ids) != n_users or len(item_ids) != engine.n_items:
             raise ValueError("id maps do not match the stored states")
         unknown = {k: v for k, v in meta.get("unknown_item_events", [])}
-        model._attach(engine, user_ids, item_ids, s["popularity"].astype(np.float64), unknown_items=unknown)
+        model._attach(engine, user_ids, item_ids, popularity, unknown_items=unknown)
     except KeyError as e:
         raise ValueError(f"{name} is missing section {e}") from None
     except UnicodeDecodeError:

@@ -25,6 +25,7 @@ SPACE = {
     "learning_rate": ("float_log", (0.01, 0.5)),
     "dropout": ("float", (0.0, 0.5)),
     "n_sample": ("categorical", (128, 512, 2048)),
+    "transition_weight": ("float", (0.0, 1.0)),
 }
 
 
@@ -91,7 +92,7 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     space : dict, optional
         ``{name: (kind, spec)}`` with kind "int", "int_log", "float", "float_log" or
         "categorical"; defaults to :data:`SPACE` (hidden_dimension, recency_mask, bptt,
-        learning_rate, dropout, n_sample).
+        learning_rate, dropout, n_sample, transition_weight).
     base_params : dict, optional
         Fixed HRNN hyperparameters for every trial (e.g. ``{"epochs": 5}``).
     random_state : int

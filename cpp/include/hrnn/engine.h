@@ -10,6 +10,7 @@
 #include "hrnn/params.h"
 #include "hrnn/scoring.h"
 #include "hrnn/trainer.h"
+#include "hrnn/transitions.h"
 #include "hrnn/user_store.h"
 
 namespace hrnn {
@@ -28,6 +29,7 @@ class Engine {
 
   Params params;
   UserStore users;
+  Transitions transitions;  // the query-time transition prior (off until set)
   double session_gap = 1800.0;
 
   // Training. start_training builds the sampler and the optimizer state (discarding any earlier).
@@ -43,6 +45,10 @@ class Engine {
   // nullptr: the CPU does.
   void set_accelerator(std::shared_ptr<Accelerator> a);
   std::shared_ptr<Accelerator> accelerator() const;
+
+  // Replaces the transition prior (see Transitions::set); popularity has one entry per item.
+  void set_transitions(float weight, std::vector<int64_t> offsets, std::vector<int32_t> successors,
+                       std::vector<float> counts, std::vector<float> out, const double* popularity);
 
   // Scores for users without a state (popular items), one per item.
   void set_fallback_scores(std::vector<float> scores);

@@ -22,10 +22,12 @@ struct QuantTable {
   std::vector<uint8_t> codes;
   std::vector<float> scale, bias;
   double rmax = 0;     // max over all entries of |O - scale * q| / scale (0.5 up to rounding)
-  double bmax = 0;     // max |bo|
+  double bmax = 0;     // max |bias|
   double smax = 0;     // max scale
   bool finite = true;  // false: some output weight or bias is not finite, and only exact scoring is used
-  void build(const Params& P, int num_threads);
+  // bias: every item's additive term (the output bias, plus the transition prior's dense part when
+  // the model has one), n_items values; every score, scanned or exact, uses it.
+  void build(const Params& P, const float* item_bias, int num_threads);
   QuantView view() const { return {codes.data(), scale.data(), bias.data(), G}; }
   int64_t bytes() const;
 };

@@ -5,6 +5,7 @@
 
 #include "hrnn/events.h"
 #include "hrnn/params.h"
+#include "hrnn/transitions.h"
 
 namespace hrnn {
 
@@ -12,8 +13,8 @@ namespace hrnn {
 // (from the learned initial state), then every test event is ranked before it is consumed:
 // ranks[j] = 1 + the number of items that score strictly higher than test item j (ties count in the
 // item's favour), 0 for an item the model does not know (-1). Users with test events need a
-// non-empty prefix.
-void next_item_ranks(const Params& P, const EventArrays& prefix, const EventArrays& test, int32_t* ranks,
-                     int num_threads);
+// non-empty prefix. Scores are those of a query: the repeat boosts and the transition prior included.
+void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& prefix, const EventArrays& test,
+                     int32_t* ranks, int num_threads);
 
 }  // namespace hrnn

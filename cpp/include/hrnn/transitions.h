@@ -1,0 +1,47 @@
+// The transition prior (docs/engine.md, "Transition prior"): at query time the model's scores are
+// combined with a smoothed item-to-item transition probability out of the user's last events,
+// counted on the training events. Training does not use it.
+#pragma once
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace hrnn {
+
+constexpr int kTransitionSources = 10;        // the last events whose successors count
+constexpr float kTransitionDecay = 0.8f;      // weight of a source k events ago: decay^k
+constexpr float kTransitionSmoothing = 30.f;  // pseudo-counts pulling each row towards popularity
+
+class Transitions {
+ public:
+  // weight: the prior's exponent (0 = off). offsets [n_items + 1], successors / counts: each source
+  // item's kept successors (CSR, counts > 0); out [n_items]: every transition out of each item,
+  // including those not kept (>= the kept ones' sum); popularity [n_items]: >= 0, positive sum.
+  // Throws std::invalid_argument (changing nothing) when the arrays are inconsistent.
+  void set(int64_t n_items, float weight, std::vector<int64_t> offsets, std::vector<int32_t> successors,
+           std::vector<float> counts, std::vector<float> out, const double* popularity);
+  void clear() { *this = Transitions(); }
+
+  bool active() const { return weight_ > 0.f && !out_.empty(); }
+  float weight() const { return weight_; }
+  // The dense part of item j's term: weight * log(popularity share of j).
+  float dense(int32_t item) const { return dense_[item]; }
+  // Adds the sparse part, weight * log(1 + S_j / (G * pop_j)), of each successor j of the last
+  // kTransitionSources of the recent events (items oldest first, -1 = unknown) to `boosts`, which
+  // is sorted by item with one entry per item before and after.
+  void add_boosts(const int32_t* items, int64_t n, std::vector<std::pair<int32_t, float>>& boosts) const;
+
+  const std::vector<int64_t>& offsets() const { return offsets_; }
+  const std::vector<int32_t>& successors() const { return successors_; }
+  const std::vector<float>& counts() const { return counts_; }
+  const std::vector<float>& out() const { return out_; }
+
+ private:
+  float weight_ = 0.f;
+  std::vector<int64_t> offsets_;
+  std::vector<int32_t> successors_;
+  std::vector<float> counts_, out_;
+  std::vector<float> pop_, dense_;  // popularity shares, and weight * their log
+};
+
+}  // namespace hrnn

@@ -1,0 +1,92 @@
+#include "hrnn/transitions.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "hrnn/errors.h"
+
+namespace hrnn {
+
+void Transitions::set(int64_t n_items, float weight, std::vector<int64_t> offsets, std::vector<int32_t> successors,
+                      std::vector<float> counts, std::vector<float> out, const double* popularity) {
+  require(std::isfinite(weight) && weight >= 0.f, "transition weight must be a finite number >= 0");
+  require(static_cast<int64_t>(offsets.size()) == n_items + 1 && offsets[0] == 0 &&
+              offsets[n_items] == static_cast<int64_t>(successors.size()) && counts.size() == successors.size() &&
+              static_cast<int64_t>(out.size()) == n_items,
+          "transition table sizes do not match the catalogue");
+  for (int64_t i = 0; i < n_items; ++i) {
+    require(offsets[i] <= offsets[i + 1], "transition offsets must be non-decreasing (item " + std::to_string(i) + ")");
+    double kept = 0.0;
+    for (int64_t e = offsets[i]; e < offsets[i + 1]; ++e) {
+      require(successors[e] >= 0 && successors[e] < n_items,
+              "transition successor out of range: " + std::to_string(successors[e]));
+      require(std::isfinite(counts[e]) && counts[e] > 0.f, "transition counts must be finite and > 0");
+      kept += counts[e];
+    }
+    require(std::isfinite(out[i]) && out[i] >= kept * (1.0 - 1e-6),
+            "transitions out of item " + std::to_string(i) + " must be finite and >= its kept counts");
+  }
+  double total = 0.0;
+  for (int64_t i = 0; i < n_items; ++i) {
+    require(std::isfinite(popularity[i]) && popularity[i] >= 0.0, "popularity must be finite and >= 0");
+    total += popularity[i];
+  }
+  require(total > 0.0, "popularity must have a positive sum");
+  std::vector<float> pop(n_items), dense(n_items);
+  for (int64_t i = 0; i < n_items; ++i) {
+    const double share = std::max(popularity[i] / total, 1e-12);  // log(0) would rule an item out for good
+    pop[i] = static_cast<float>(share);
+    dense[i] = static_cast<float>(weight * std::log(share));
+  }
+  weight_ = weight;
+  offsets_ = std::move(offsets);
+  successors_ = std::move(successors);
+  counts_ = std::move(counts);
+  out_ = std::move(out);
+  pop_ = std::move(pop);
+  dense_ = std::move(dense);
+}
+
+void Transitions::add_boosts(const int32_t* items, int64_t n, std::vector<std::pair<int32_t, float>>& boosts) const {
+  if (!active()) return;
+  // Source weights a_k = decay^k / (their sum over the known sources); G = sum_k a_k s / (out_k + s).
+  double a[kTransitionSources], sum_a = 0.0, g = 0.0;
+  int32_t src[kTransitionSources];
+  int m = 0;
+  double decay_k = 1.0;
+  for (int64_t k = 0; k < kTransitionSources && k < n; ++k, decay_k *= kTransitionDecay) {
+    const int32_t i = items[n - 1 - k];
+    if (i < 0) continue;
+    src[m] = i;
+    a[m++] = decay_k;
+    sum_a += decay_k;
+  }
+  if (m == 0) return;
+  std::vector<std::pair<int32_t, double>> s;  // (successor, a_k c / (out_k + s)) before merging
+  for (int q = 0; q < m; ++q) {
+    const double denom = static_cast<double>(out_[src[q]]) + kTransitionSmoothing;
+    const double aq = a[q] / sum_a;
+    g += aq * kTransitionSmoothing / denom;
+    for (int64_t e = offsets_[src[q]]; e < offsets_[src[q] + 1]; ++e)
+      s.emplace_back(successors_[e], aq * counts_[e] / denom);
+  }
+  if (s.empty()) return;
+  std::sort(s.begin(), s.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  std::vector<std::pair<int32_t, float>> merged;
+  merged.reserve(boosts.size() + s.size());
+  size_t b = 0;
+  for (size_t r = 0; r < s.size();) {
+    const int32_t j = s[r].first;
+    double v = 0.0;
+    for (; r < s.size() && s[r].first == j; ++r) v += s[r].second;
+    const float term = static_cast<float>(weight_ * std::log1p(v / (g * pop_[j])));
+    for (; b < boosts.size() && boosts[b].first < j; ++b) merged.push_back(boosts[b]);
+    if (b < boosts.size() && boosts[b].first == j) merged.emplace_back(j, boosts[b++].second + term);
+    else merged.emplace_back(j, term);
+  }
+  merged.insert(merged.end(), boosts.begin() + static_cast<std::ptrdiff_t>(b), boosts.end());
+  boosts = std::move(merged);
+}
+
+}  // namespace hrnn

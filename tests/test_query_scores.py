@@ -1,0 +1,232 @@
+"""Query scores (docs/engine.md, "Repeat score" and "Transition prior"): what recommend_batch and the
+validation ranks score equals the float64 reference, O h + bo + the repeat boosts + the transition
+prior counted on the training sessions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hrnn
+import reference as ref
+from hrnn._transitions import top_successors, transition_counts
+from hrnn.synthetic import make_log
+
+WEIGHT = 0.7
+FIT = dict(hidden_dimension=32, n_sample=32, batch_size=8, bptt=8, epochs=2, random_state=0,
+           num_threads=1, show_progress=False, max_user_history_length_percentile=1.0)
+
+
+@pytest.fixture(scope="module")
+def log():
+    df = make_log(n_events=3000, n_users=40, n_items=80, repeat=0.3, cover_items=True, seed=1)
+    return df.drop_duplicates()
+
+
+def fitted(log, weight=WEIGHT):
+    m = hrnn.HRNN(transition_weight=weight, **FIT).fit(log)
+    # Random repeat parameters, so that every bucket moves the scores (training leaves some at 0).
+    rng = np.random.default_rng(3)
+    for name in ("rc", "rd", "rV"):
+        m._engine.set_param(name, rng.normal(0, 0.5, m.get_weights()[name].shape).astype(np.float32))
+    return m
+
+
+@pytest.fixture(scope="module")
+def model(log):
+    return fitted(log)
+
+
+def histories(model, log):
+    """Every user's (item indices, timestamps), in time order, as the model holds them."""
+    index = model._item_index()
+    out = {}
+    for uid, g in log.sort_values(["USER_ID", "TIMESTAMP"], kind="stable").groupby("USER_ID", sort=False):
+        out[uid] = ([index.get(i, -1) for i in g["ITEM_ID"]], g["TIMESTAMP"].to_numpy(np.float64))
+    return out
+
+
+def sessions_of(histories, gap=1800.0):
+    """Each user's sessions (a new one when the gap exceeds `gap`), as lists of item indices."""
+    out = []
+    for items, ts in histories.values():
+        cuts = np.flatnonzero(np.diff(ts) > gap) + 1
+        out += [list(s) for s in np.split(np.asarray(items), cuts)]
+    return out
+
+
+def prior_of(model, hist, weight=WEIGHT):
+    kept, out = ref.transition_table(sessions_of(hist), len(model.item_ids_))
+    return kept, out, model.popularity_, weight
+
+
+def params64(model):
+    return {k: v.astype(np.float64) for k, v in model.get_weights().items()}
+
+
+def all_scores(model, users):
+    """Every item's score for each user, from recommend_batch asked for the whole catalogue."""
+    n = len(model.item_ids_)
+    idx, sc = model._engine.recommend_batch(np.array([model._user_index[u] for u in users]), n)
+    out = np.full((len(users), n), np.nan)
+    np.put_along_axis(out, idx.astype(np.int64), sc.astype(np.float64), axis=1)
+    return out
+
+
+def test_transition_table_is_counted_on_the_training_sessions(model, log):
+    kept, out = ref.transition_table(sessions_of(histories(model, log)), len(model.item_ids_))
+    t = model._engine.get_transitions()
+    assert t["weight"] == pytest.approx(WEIGHT)
+    np.testing.assert_allclose(t["out"], out)
+    for i in range(len(model.item_ids_)):
+        a, b = t["offsets"][i], t["offsets"][i + 1]
+        assert list(zip(t["successors"][a:b].tolist(), t["counts"][a:b].tolist())) == kept[i]
+
+
+def test_table_keeps_the_most_frequent_successors():
+    # 0 -> 1 three times, 0 -> 2 twice, 0 -> j once for 150 others: 100 are kept, ties to the lower index.
+    sessions = [[0, 1]] * 3 + [[0, 2]] * 2 + [[0, j] for j in range(3, 153)]
+    kept, out = ref.transition_table(sessions, 160)
+    assert out[0] == 155 and len(kept[0]) == 100
+    assert kept[0][:3] == [(1, 3), (2, 2), (3, 1)] and kept[0][-1] == (100, 1)
+    items = np.concatenate([np.asarray(s) for s in sessions])
+    new_session = np.tile([1, 0], len(sessions)).astype(np.uint8)
+    offsets, succ, counts, total = top_successors(*transition_counts(items, new_session, 160))
+    assert total[0] == 155
+    assert list(zip(succ[offsets[0]:offsets[1]].tolist(), counts[offsets[0]:offsets[1]].tolist())) == kept[0]
+
+
+def test_recommend_scores_equal_the_reference(model, log):
+    hist = histories(model, log)
+    users = sorted(hist)[:12]
+    got = all_scores(model, users)
+    p, prior = params64(model), prior_of(model, hist)
+    for r, uid in enumerate(users):
+        items, ts = hist[uid]
+        h = model.user_state(uid)[1]
+        want = ref.query_scores(p, h, items, ts, prior)
+        np.testing.assert_allclose(got[r], want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernels", ["auto", "exact"])
+def test_top_k_is_the_reference_top_k(model, log, kernels):
+    # A short list: the int8 pass prunes by bounds that must include the prior's per-item part.
+    hist = histories(model, log)
+    users = sorted(hist)[:12]
+    idx, sc = model._engine.recommend_batch(np.array([model._user_index[u] for u in users]), 5,
+                                            kernels=kernels)
+    p, prior = params64(model), prior_of(model, hist)
+    for r, uid in enumerate(users):
+        want = ref.query_scores(p, model.user_state(uid)[1], *hist[uid], prior)
+        top = np.argsort(-want, kind="stable")[:5]
+        np.testing.assert_array_equal(idx[r], top)
+        np.testing.assert_allclose(sc[r], want[top], rtol=1e-4, atol=1e-4)
+
+
+def test_prior_without_repeat_score(log):
+    # All repeat parameters zero: the query reads only the last events the prior needs.
+    m = fitted(log)
+    for name in ("rc", "rd", "rV"):
+        m._engine.set_param(name, np.zeros(m.get_weights()[name].shape, np.float32))
+    hist = histories(m, log)
+    users = sorted(hist)[:5]
+    got = all_scores(m, users)
+    p, prior = params64(m), prior_of(m, hist)
+    for r, uid in enumerate(users):
+        want = ref.query_scores(p, m.user_state(uid)[1], *hist[uid], prior)
+        np.testing.assert_allclose(got[r], want, rtol=1e-4, atol=1e-4)
+
+
+def test_put_events_move_the_prior(log):
+    m = fitted(log)
+    hist = histories(m, log)
+    uid = sorted(hist)[0]
+    new_items = m.item_ids_[[5, 7, 9]]
+    t0 = hist[uid][1][-1]
+    m.put_events(uid, new_items, [t0 + 10, t0 + 20, t0 + 30])
+    items = hist[uid][0] + [5, 7, 9]
+    ts = np.concatenate([hist[uid][1], [t0 + 10, t0 + 20, t0 + 30]])
+    want = ref.query_scores(params64(m), m.user_state(uid)[1], items, ts, prior_of(m, hist))
+    np.testing.assert_allclose(all_scores(m, [uid])[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_weight_zero_means_no_prior(log, tmp_path):
+    m = fitted(log, weight=0.0)
+    assert len(m._engine.get_transitions()["out"]) == 0
+    hist = histories(m, log)
+    uid = sorted(hist)[3]
+    want = ref.query_scores(params64(m), m.user_state(uid)[1], *hist[uid])
+    np.testing.assert_allclose(all_scores(m, [uid])[0], want, rtol=1e-4, atol=1e-4)
+    m.save(tmp_path / "m.hrnn")
+    back = hrnn.load(tmp_path / "m.hrnn")
+    assert len(back._engine.get_transitions()["out"]) == 0
+    np.testing.assert_array_equal(all_scores(back, [uid]), all_scores(m, [uid]))
+
+
+def test_validation_ranks_use_the_query_scores(model, log):
+    """next_item_ranks (validation, early stopping) ranks by the same scores as the queries."""
+    hist = histories(model, log)
+    users = sorted(hist)[:10]
+    p, prior = params64(model), prior_of(model, hist)
+    e = model._engine
+    parts = []  # (items, timestamps, session starts) of each user, split into prefix and the last 4
+    for uid in users:
+        items, ts = hist[uid]
+        new = np.r_[1, np.diff(ts) > 1800].astype(np.uint8)  # the gap rule; each user's first event new
+        parts.append((np.asarray(items, np.int32), ts, new))
+
+    def arrays(take):
+        chosen = [(i[take(len(i))], t[take(len(i))], n[take(len(i))]) for i, t, n in parts]
+        offsets = np.concatenate([[0], np.cumsum([len(c[0]) for c in chosen])]).astype(np.int64)
+        return (offsets, *(np.concatenate([c[k] for c in chosen]) for k in range(3)))
+
+    ranks = e.next_item_ranks(*arrays(lambda n: slice(0, n - 4)), *arrays(lambda n: slice(n - 4, n)),
+                              num_threads=1)
+    checked = 0
+    for k, (items, ts, new) in enumerate(parts):
+        cut = len(items) - 4
+        gaps = np.r_[0.0, np.diff(ts)].astype(np.float32)
+        u, h = e.advance(p["u0"].astype(np.float32), np.zeros(len(p["u0"]), np.float32), True, items[:cut],
+                         gaps[:cut], new[:cut])
+        for j in range(cut, len(items)):
+            scores = ref.query_scores(p, h, items[:j].tolist(), ts[:j], prior)
+            y = items[j]
+            if np.min(np.abs(np.delete(scores, y) - scores[y])) > 1e-3:  # no near-tie to round either way
+                assert ranks[k * 4 + j - cut] == 1 + np.sum(scores > scores[y])
+                checked += 1
+            u, h = e.advance(u, h, False, items[j:j + 1], gaps[j:j + 1], new[j:j + 1])
+    assert checked >= 30
+
+
+def test_bad_tables_raise_and_change_nothing(log):
+    m = fitted(log)
+    e = m._engine
+    t = e.get_transitions()
+    before = all_scores(m, [sorted(histories(m, log))[0]])
+    n = len(m.item_ids_)
+    pop = m.popularity_
+    good = dict(weight=0.5, offsets=t["offsets"], successors=t["successors"], counts=t["counts"],
+                out=t["out"], popularity=pop)
+    bad_succ = t["successors"].copy()
+    bad_succ[0] = n
+    bad_counts = t["counts"].copy()
+    bad_counts[0] = -1
+    bad_out = t["out"].copy()
+    bad_out[int(np.argmax(np.diff(t["offsets"])))] = 0
+    cases = {"out of range": dict(successors=bad_succ), "counts": dict(counts=bad_counts),
+             "kept counts": dict(out=bad_out), "shape": dict(offsets=t["offsets"][:-1]),
+             "popularity": dict(popularity=np.full(n, np.nan)), "weight": dict(weight=-1.0)}
+    for what, change in cases.items():
+        with pytest.raises(ValueError, match=what if what != "counts" else "counts must be"):
+            e.set_transitions(**{**good, **change})
+    np.testing.assert_array_equal(all_scores(m, [sorted(histories(m, log))[0]]), before)
+
+
+def test_model_file_keeps_the_prior(model, log, tmp_path):
+    path = tmp_path / "m.hrnn"
+    model.save(path)
+    back = hrnn.load(path)
+    a, b = model._engine.get_transitions(), back._engine.get_transitions()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    users = sorted(histories(model, log))[:5]
+    np.testing.assert_array_equal(all_scores(back, users), all_scores(model, users))
