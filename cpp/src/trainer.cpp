@@ -1,11 +1,13 @@
 #include "hrnn/trainer.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <string>
 
 #include "hrnn/errors.h"
+#include "hrnn/parallel.h"
 #include "hrnn/repeat.h"
 #include "hrnn/step.h"
 
@@ -56,15 +58,13 @@ Trainer::Trainer(Params& P, const TrainConfig& cfg, const double* popularity, st
 }
 
 bool Trainer::plan_window(const EventArrays& ev, const float* weights, const std::vector<int64_t>& order,
-                          size_t& next_user, Rng& rng) {
+                          size_t& next_user, uint64_t window) {
   const int T = cfg_.bptt, B = static_cast<int>(lanes_.size()), S = cfg_.n_sample;
+  const int64_t TB = static_cast<int64_t>(T) * B;
+  plan_pos_.assign(TB, -1);
+  plan_start_.resize(TB);
   bool any = false;
-  win_.rep_pos.clear();
-  win_.rep_age.clear();
-  win_.ext_items.clear();
-  win_.ext_occ_offsets.assign(1, 0);
-  win_.ext_pos.clear();
-  win_.ext_age.clear();
+  // Serial: which event each lane is at (lanes take the next user as they run out).
   for (int t = 0; t < T; ++t) {
     for (int b = 0; b < B; ++b) {
       Lane& L = lanes_[b];
@@ -83,8 +83,6 @@ bool Trainer::plan_window(const EventArrays& ev, const float* weights, const std
         if (L.user < 0) {
           win_.items[i] = win_.targets[i] = -1;
           win_.flags[i] = 0;
-          win_.rep_offsets[i + 1] = static_cast<int32_t>(win_.rep_pos.size());
-          win_.ext_offsets[i + 1] = static_cast<int32_t>(win_.ext_items.size());
           continue;
         }
       }
@@ -95,42 +93,104 @@ bool Trainer::plan_window(const EventArrays& ev, const float* weights, const std
       win_.flags[i] = flags;
       win_.gaps[i] = flags & kFresh ? 0.f : static_cast<float>(ev.timestamps[p] - ev.timestamps[p - 1]);
       win_.weights[i] = weights ? weights[p + 1] : 1.f;
-      if (cfg_.repeat) add_recent(ev, L.start, p);
-      win_.rep_offsets[i + 1] = static_cast<int32_t>(win_.rep_pos.size());
-      win_.ext_offsets[i + 1] = static_cast<int32_t>(win_.ext_items.size());
+      plan_pos_[i] = p;
+      plan_start_[i] = L.start;
       any = true;
     }
-    for (int s = 0; s < S; ++s) win_.negatives[static_cast<int64_t>(t) * S + s] = sampler_.draw(rng);
   }
+  // In parallel: every step's negatives (each step its own random stream, so that the draws do not
+  // depend on the thread count) and the recent lists.
+  parallel_for(T, cfg_.num_threads, [&](int64_t t) {
+    Rng rng(cfg_.seed ^ 0x4E4547ull, window, static_cast<uint64_t>(t));
+    for (int s = 0; s < S; ++s) win_.negatives[t * S + s] = sampler_.draw(rng);
+  });
+  build_recent_lists(ev);
   return any;
 }
 
-// The lane's last kRepeatWindow events up to p: the target's occurrences, and the other items as
-// extra candidate columns with their occurrences (docs/engine.md, "Repeat score").
-void Trainer::add_recent(const EventArrays& ev, int64_t start, int64_t p) {
+// The lane's last kRepeatWindow events up to p: the target's occurrences, and (negatives) the other
+// items as extra candidate columns with their occurrences (docs/engine.md, "Repeat score").
+void Trainer::RecentLists::add(const EventArrays& ev, int64_t start, int64_t p, bool negatives) {
   const int32_t y = ev.items[p + 1];
-  recent_.clear();
+  const size_t rep0 = rep_pos.size(), ext0 = ext_items.size();
+  scratch.clear();
   for (int64_t j = std::max(start, p - kRepeatWindow + 1); j <= p; ++j) {
     const int32_t it = ev.items[j];
     if (it < 0) continue;
     const uint8_t pos = pos_bucket(p - j), age = age_bucket(ev.timestamps[p] - ev.timestamps[j]);
     if (it == y) {
-      win_.rep_pos.push_back(pos);
-      win_.rep_age.push_back(age);
-    } else if (cfg_.repeat_negatives) {
-      recent_.push_back({it, pos, age});
+      rep_pos.push_back(pos);
+      rep_age.push_back(age);
+    } else if (negatives) {
+      scratch.push_back({it, pos, age});
     }
   }
-  std::stable_sort(recent_.begin(), recent_.end(), [](const Recent& a, const Recent& b) { return a.item < b.item; });
-  for (size_t k = 0; k < recent_.size(); ++k) {
-    if (k == 0 || recent_[k].item != recent_[k - 1].item) {
-      if (k > 0) win_.ext_occ_offsets.push_back(static_cast<int32_t>(win_.ext_pos.size()));
-      win_.ext_items.push_back(recent_[k].item);
-    }
-    win_.ext_pos.push_back(recent_[k].pos);
-    win_.ext_age.push_back(recent_[k].age);
+  std::stable_sort(scratch.begin(), scratch.end(), [](const Recent& a, const Recent& b) { return a.item < b.item; });
+  for (size_t k = 0; k < scratch.size(); ++k) {
+    if (k > 0 && scratch[k].item != scratch[k - 1].item) ext_occ_end.push_back(static_cast<int32_t>(ext_pos.size()));
+    if (k == 0 || scratch[k].item != scratch[k - 1].item) ext_items.push_back(scratch[k].item);
+    ext_pos.push_back(scratch[k].pos);
+    ext_age.push_back(scratch[k].age);
   }
-  if (!recent_.empty()) win_.ext_occ_offsets.push_back(static_cast<int32_t>(win_.ext_pos.size()));
+  if (!scratch.empty()) ext_occ_end.push_back(static_cast<int32_t>(ext_pos.size()));
+  n_rep.push_back(static_cast<int32_t>(rep_pos.size() - rep0));
+  n_ext.push_back(static_cast<int32_t>(ext_items.size() - ext0));
+}
+
+void Trainer::build_recent_lists(const EventArrays& ev) {
+  const int64_t TB = static_cast<int64_t>(plan_pos_.size());
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(cfg_.num_threads), TB)));
+  if (recent_.size() < static_cast<size_t>(nt)) recent_.resize(nt);
+  // The (t, b) of part k: [TB * k / nt, TB * (k + 1) / nt).
+  auto part = [&](int k) { return std::make_pair(TB * k / nt, TB * (k + 1) / nt); };
+  parallel_for(nt, cfg_.num_threads, [&](int64_t k) {
+    RecentLists& r = recent_[k];
+    for (auto* v : {&r.n_rep, &r.n_ext, &r.ext_items, &r.ext_occ_end}) v->clear();
+    for (auto* v : {&r.rep_pos, &r.rep_age, &r.ext_pos, &r.ext_age}) v->clear();
+    const auto [i0, i1] = part(static_cast<int>(k));
+    for (int64_t i = i0; i < i1; ++i) {
+      if (cfg_.repeat && plan_pos_[i] >= 0) {
+        r.add(ev, plan_start_[i], plan_pos_[i], cfg_.repeat_negatives);
+      } else {
+        r.n_rep.push_back(0);
+        r.n_ext.push_back(0);
+      }
+    }
+  });
+  int64_t n_rep = 0, n_ext = 0, n_occ = 0;
+  for (int k = 0; k < nt; ++k) {
+    RecentLists& r = recent_[k];
+    r.rep_base = n_rep, r.ext_base = n_ext, r.occ_base = n_occ;
+    n_rep += static_cast<int64_t>(r.rep_pos.size());
+    n_ext += static_cast<int64_t>(r.ext_items.size());
+    n_occ += static_cast<int64_t>(r.ext_pos.size());
+  }
+  require(n_rep < INT32_MAX && n_occ < INT32_MAX, "a training window's recent lists exceed 2^31 entries");
+  win_.rep_pos.resize(n_rep);
+  win_.rep_age.resize(n_rep);
+  win_.ext_items.resize(n_ext);
+  win_.ext_occ_offsets.resize(n_ext + 1);
+  win_.ext_occ_offsets[0] = 0;
+  win_.ext_pos.resize(n_occ);
+  win_.ext_age.resize(n_occ);
+  parallel_for(nt, cfg_.num_threads, [&](int64_t k) {
+    const RecentLists& r = recent_[k];
+    const auto [i0, i1] = part(static_cast<int>(k));
+    int64_t rep = r.rep_base, ext = r.ext_base;
+    for (int64_t i = i0; i < i1; ++i) {
+      rep += r.n_rep[i - i0];
+      ext += r.n_ext[i - i0];
+      win_.rep_offsets[i + 1] = static_cast<int32_t>(rep);
+      win_.ext_offsets[i + 1] = static_cast<int32_t>(ext);
+    }
+    std::copy(r.rep_pos.begin(), r.rep_pos.end(), win_.rep_pos.begin() + r.rep_base);
+    std::copy(r.rep_age.begin(), r.rep_age.end(), win_.rep_age.begin() + r.rep_base);
+    std::copy(r.ext_items.begin(), r.ext_items.end(), win_.ext_items.begin() + r.ext_base);
+    for (size_t e = 0; e < r.ext_occ_end.size(); ++e)
+      win_.ext_occ_offsets[r.ext_base + e + 1] = static_cast<int32_t>(r.occ_base + r.ext_occ_end[e]);
+    std::copy(r.ext_pos.begin(), r.ext_pos.end(), win_.ext_pos.begin() + r.occ_base);
+    std::copy(r.ext_age.begin(), r.ext_age.end(), win_.ext_age.begin() + r.occ_base);
+  });
 }
 
 EpochStats Trainer::run_epoch(const EventArrays& ev, const float* weights, const std::vector<int64_t>& users,
@@ -153,7 +213,7 @@ EpochStats Trainer::run_epoch(const EventArrays& ev, const float* weights, const
   EpochStats st;
   double loss_sum = 0.0;
   size_t next_user = 0;
-  while (plan_window(ev, weights, order, next_user, rng)) {
+  while (plan_window(ev, weights, order, next_user, static_cast<uint64_t>(window_counter_ + 1))) {
     wc.dropout_seed = cfg_.seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(++window_counter_));
     const WindowResult r = runner_->train(win_, sampler_.logq().data(), wc);
     loss_sum += r.loss_sum;

@@ -124,8 +124,8 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
   }
   for (int32_t n : w.negatives) g.out.touch(n);
   for (int32_t e : w.ext_items) g.out.touch(e);
-  g.emb.zero_grads();
-  g.out.zero_grads();
+  g.emb.size_grads();  // zeroed in the parallel region, each row by the thread that owns it
+  g.out.size_grads();
   g.dense.zero();
 
   const int Hp = pad_to_gemm(H), Cp = pad_to_gemm(C), Rs = Cp + kMaxExtras;
@@ -162,18 +162,20 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     for (int b = b0; b < b1; ++b) lane_block_[b] = p;
   }
   if (thread_grads_.size() < static_cast<size_t>(nt)) thread_grads_.resize(nt);
-  if (thread_out_.size() < static_cast<size_t>(nt)) thread_out_.resize(nt);
   for (int th = 0; th < nt; ++th) {
     Dense& gd = thread_grads_[th];
     if (gd.u0.size() != static_cast<size_t>(H)) gd.resize(H);
-    OutputBuffers& ob = thread_out_[th];
-    ob.oc.assign(static_cast<size_t>(Cp) * Hp, 0.f);
-    ob.oct.assign(static_cast<size_t>(Hp) * Cp, 0.f);
-    ob.cbias.resize(Cp);
-    ob.clq.resize(Cp);
-    ob.doc.resize(static_cast<size_t>(Cp) * Hp);
-    ob.dcb.resize(Cp);
-    if (th > 0) ob.acc.resize(g.out.rows.size() * (H + 1));
+  }
+  for (Candidates& cd : cand_) {
+    cd.oc.assign(static_cast<size_t>(Cp) * Hp, 0.f);
+    cd.oct.assign(static_cast<size_t>(Hp) * Cp, 0.f);
+    cd.cbias.resize(Cp);
+    cd.clq.resize(Cp);
+  }
+  cand_grads_.resize(2 * static_cast<size_t>(nt));
+  for (CandidateGrads& cg : cand_grads_) {
+    cg.doc.resize(static_cast<size_t>(Cp) * Hp);
+    cg.dcb.resize(Cp);
   }
   inc_.resize(static_cast<size_t>(Rs) * nt);
   std::vector<double> loss_by_thread(nt, 0.0);
@@ -182,53 +184,77 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
   const float keep = 1.f - cfg.dropout;
   const float* out_rows = P.out_rows();
 
-  // Each thread runs its blocks of lanes through the whole window, with its own copy of each step's
-  // candidate rows and its own output-layer gradient; the threads meet only twice per window (a
-  // barrier per step would stall everyone whenever one thread is descheduled).
+  std::vector<uint8_t> step_active(T, 0);
+  for (int64_t i = 0; i < TB; ++i) step_active[i / B] |= w.items[i] >= 0;
+
+  // Each thread runs its blocks of lanes through the window. The threads meet once per step: each
+  // gathers a share of the step's candidate rows, and after the barrier each adds up the previous
+  // step's candidate-row gradients of the items it owns (item % team: no two threads ever add into
+  // the same gradient row).
   parallel_team(nt, [&](int th, int team) {
     // Blocks th, th + team, ... belong to this thread (all of them when the runtime gave fewer threads
-    // than asked); table rows of item i to thread i % team (so that no two threads ever add into the
-    // same gradient row).
+    // than asked).
     std::vector<int> mine;
     for (int p = th; p < nt; p += team) mine.push_back(p);
     Dense& gd = thread_grads_[th];
     gd.zero();
-    OutputBuffers& ob = thread_out_[th];
-    // Thread 0 adds its candidate-row gradients straight into g.out, the others into their own table
-    // (added up after the barrier).
-    std::fill(ob.acc.begin(), ob.acc.end(), 0.f);
-    float* acc = th == 0 ? g.out.grad.data() : ob.acc.data();
     uint8_t* inc = inc_.data() + static_cast<size_t>(Rs) * th;
     double loss = 0.0;
+    for (size_t slot = 0; slot < g.out.rows.size(); ++slot)  // before the first step's barrier
+      if (g.out.rows[slot] % team == th) g.out.zero_row(slot);
     for (int p : mine) blocks_[p].start(P, packed_, w);
+    const int n_panels = Cp / kGemmAlign;
+    const int panel0 = n_panels * th / team, panel1 = n_panels * (th + 1) / team;
+    // Step s's candidate-row gradients, every thread's share, into the rows this thread owns.
+    auto add_candidate_grads = [&](int s) {
+      if (!step_active[s]) return;
+      const int32_t* col = col_items_.data() + static_cast<int64_t>(s) * Cp;
+      for (int c = 0; c < C; ++c) {
+        if (c + 8 < C && col[c + 8] >= 0 && col[c + 8] % team == th)  // the rows are scattered over the table
+          prefetch_row(g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[col[c + 8]]) * (H + 1), H + 1);
+        if (col[c] < 0 || col[c] % team != th) continue;
+        float* gr = g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[col[c]]) * (H + 1);
+        for (int u = 0; u < team; ++u) {
+          const CandidateGrads& cg = cand_grads_[2 * u + (s & 1)];
+          if (!cg.wrote) continue;
+          axpy(1.f, cg.doc.data() + static_cast<int64_t>(c) * Hp, gr, H);
+          gr[H] += cg.dcb[c];
+        }
+      }
+    };
 
     for (int t = 0; t < T; ++t) {
       const int32_t* col = col_items_.data() + static_cast<int64_t>(t) * Cp;
+      Candidates& cd = cand_[t & 1];
+      CandidateGrads& cg = cand_grads_[2 * th + (t & 1)];
       bool any = false;
       for (int p : mine)
         for (int b = block_lanes(p).first; b < block_lanes(p).second; ++b)
           any |= w.items[static_cast<int64_t>(t) * B + b] >= 0;
-      // The step's candidate rows, gathered (fetching ahead: they are scattered over the table) and
-      // transposed a panel of kGemmAlign columns at a time.
-      for (int c0 = 0; any && c0 < Cp; c0 += kGemmAlign) {
+      // This thread's panels of the step's candidate rows, gathered (fetching ahead: they are
+      // scattered over the table) and transposed.
+      for (int c0 = panel0 * kGemmAlign; step_active[t] && c0 < panel1 * kGemmAlign; c0 += kGemmAlign) {
         for (int c = c0; c < c0 + kGemmAlign; ++c) {
           if (c + kGemmAlign < Cp && col[c + kGemmAlign] >= 0)
             prefetch_row(out_rows + static_cast<int64_t>(col[c + kGemmAlign]) * H, H);
           const int32_t it = col[c];
-          float* row = ob.oc.data() + static_cast<int64_t>(c) * Hp;
+          float* row = cd.oc.data() + static_cast<int64_t>(c) * Hp;
           if (it >= 0) std::memcpy(row, out_rows + static_cast<int64_t>(it) * H, sizeof(float) * H);
           else std::fill(row, row + H, 0.f);
-          ob.cbias[c] = it >= 0 ? P.bo[it] : 0.f;
+          cd.cbias[c] = it >= 0 ? P.bo[it] : 0.f;
           // The softmax subtracts clq from the raw scores: the bias enters there.
-          ob.clq[c] = (it >= 0 && cfg.loss.logq ? logq[it] : 0.f) - ob.cbias[c];
+          cd.clq[c] = (it >= 0 && cfg.loss.logq ? logq[it] : 0.f) - cd.cbias[c];
         }
         for (int k = 0; k < H; ++k) {
-          float* dst = ob.oct.data() + static_cast<int64_t>(k) * Cp + c0;
-          for (int j = 0; j < kGemmAlign; ++j) dst[j] = ob.oc[static_cast<int64_t>(c0 + j) * Hp + k];
+          float* dst = cd.oct.data() + static_cast<int64_t>(k) * Cp + c0;
+          for (int j = 0; j < kGemmAlign; ++j) dst[j] = cd.oc[static_cast<int64_t>(c0 + j) * Hp + k];
         }
       }
+#pragma omp barrier
+      if (t > 0) add_candidate_grads(t - 1);
       float* hout = hout_.data() + static_cast<int64_t>(t) * B * Hp;
-      std::fill(ob.dcb.begin(), ob.dcb.end(), 0.f);
+      cg.wrote = any;
+      if (any) std::fill(cg.dcb.begin(), cg.dcb.end(), 0.f);
       for (int p : mine) {
         const auto [b0, b1] = block_lanes(p);
         LaneBlock& lb = blocks_[p];
@@ -248,7 +274,7 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
             }
           }
         }
-        gemm_nn(b1 - b0, Cp, Hp, hout + static_cast<int64_t>(b0) * Hp, Hp, ob.oct.data(), Cp,
+        gemm_nn(b1 - b0, Cp, Hp, hout + static_cast<int64_t>(b0) * Hp, Hp, cd.oct.data(), Cp,
                 R_.data() + static_cast<int64_t>(b0) * Rs, Rs, false);
         for (int b = b0; b < b1; ++b) {
           const int64_t i = static_cast<int64_t>(t) * B + b;
@@ -275,9 +301,9 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
           const float scale = w.weights[i] * scale_base;
           float ce;
           if (cfg.loss.kind == LossKind::Softmax) {
-            ce = softmax_row(Cp, r, ob.clq.data(), col, y, b, scale, dlb, ne);
+            ce = softmax_row(Cp, r, cd.clq.data(), col, y, b, scale, dlb, ne);
           } else {
-            for (int c = 0; c < Cp; ++c) r[c] += ob.cbias[c];
+            for (int c = 0; c < Cp; ++c) r[c] += cd.cbias[c];
             for (int c = 0; c < Cp; ++c) inc[c] = col[c] >= 0 && (c == b || col[c] != y);
             std::fill(inc + Cp, inc + Cp + ne, uint8_t{1});
             ce = bpr_max_row(cfg.loss.bpreg, r, inc, Cp + ne, b, scale, dlb);
@@ -285,7 +311,7 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
           for (int e = 0; e < ne; ++e) ext_g_[e0 + e] = dlb[Cp + e];
           loss += w.weights[i] * ce;
         }
-        gemm_nn(b1 - b0, Hp, Cp, dl_.data() + static_cast<int64_t>(b0) * Rs, Rs, ob.oc.data(), Hp,
+        gemm_nn(b1 - b0, Hp, Cp, dl_.data() + static_cast<int64_t>(b0) * Rs, Rs, cd.oc.data(), Hp,
                 dhout_.data() + static_cast<int64_t>(b0) * Hp, Hp, false);
         for (int b = b0; b < b1; ++b) {
           const int64_t i = static_cast<int64_t>(t) * B + b;
@@ -323,16 +349,8 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
         }
         // This thread's lanes' share of the candidate rows' gradient.
         gemm_tn(Cp, Hp, b1 - b0, dl_.data() + static_cast<int64_t>(b0) * Rs, Rs, hout + static_cast<int64_t>(b0) * Hp,
-                Hp, ob.doc.data(), Hp, p != mine.front());
-        for (int b = b0; b < b1; ++b) axpy(1.f, dl_.data() + static_cast<int64_t>(b) * Rs, ob.dcb.data(), Cp);
-      }
-      for (int c = 0; any && c < C; ++c) {
-        if (c + 8 < C && col[c + 8] >= 0)  // the rows are scattered over the table
-          prefetch_row(acc + static_cast<int64_t>(g.out.slot_of[col[c + 8]]) * (H + 1), H + 1);
-        if (col[c] < 0) continue;
-        float* gr = acc + static_cast<int64_t>(g.out.slot_of[col[c]]) * (H + 1);
-        axpy(1.f, ob.doc.data() + static_cast<int64_t>(c) * Hp, gr, H);
-        gr[H] += ob.dcb[c];
+                Hp, cg.doc.data(), Hp, p != mine.front());
+        for (int b = b0; b < b1; ++b) axpy(1.f, dl_.data() + static_cast<int64_t>(b) * Rs, cg.dcb.data(), Cp);
       }
     }
 
@@ -341,11 +359,9 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
       blocks_[p].finish(packed_, gd);
     }
 #pragma omp barrier
-    for (size_t slot = 0; slot < g.out.rows.size(); ++slot) {
-      if (g.out.rows[slot] % team != th) continue;
-      for (int s = 1; s < team; ++s)
-        axpy(1.f, thread_out_[s].acc.data() + slot * (H + 1), g.out.grad.data() + slot * (H + 1), H + 1);
-    }
+    if (T > 0) add_candidate_grads(T - 1);
+    for (size_t slot = 0; slot < g.emb.rows.size(); ++slot)
+      if (g.emb.rows[slot] % team == th) g.emb.zero_row(slot);
     for (int t = 0; t < T; ++t) {
       for (int b = 0; b < B; ++b) {  // the extra columns' rows
         const int64_t i = static_cast<int64_t>(t) * B + b;

@@ -78,17 +78,28 @@ class Trainer {
   struct Lane {
     int64_t user = -1, pos = 0, end = 0, start = 0;
   };
-  // Fills win_ with the next bptt steps; returns false when no lane has anything left.
+  // Fills win_ with the next bptt steps; returns false when no lane has anything left. `window`
+  // numbers the random streams of the step's negatives.
   bool plan_window(const EventArrays& ev, const float* weights, const std::vector<int64_t>& order,
-                   size_t& next_user, Rng& rng);
-
-  void add_recent(const EventArrays& ev, int64_t start, int64_t p);
+                   size_t& next_user, uint64_t window);
 
   struct Recent {
     int32_t item;
     uint8_t pos, age;
   };
-  std::vector<Recent> recent_;
+  // The recent lists (win_'s rep_* and ext_* arrays) of a range of (t, b), built by one thread:
+  // counts per (t, b), and the entries, to be copied into win_ at `base`.
+  struct RecentLists {
+    std::vector<int32_t> n_rep, n_ext;  // per (t, b) of the range
+    std::vector<uint8_t> rep_pos, rep_age, ext_pos, ext_age;
+    std::vector<int32_t> ext_items, ext_occ_end;  // ext_occ_end[e]: end of item e's occurrences
+    std::vector<Recent> scratch;
+    int64_t rep_base = 0, ext_base = 0, occ_base = 0;
+    void add(const EventArrays& ev, int64_t start, int64_t p, bool negatives);
+  };
+  void build_recent_lists(const EventArrays& ev);
+  std::vector<RecentLists> recent_;  // one per thread
+  std::vector<int64_t> plan_start_, plan_pos_;  // per (t, b): the lane's first event and current one
   Params& P_;
   TrainConfig cfg_;
   AliasSampler sampler_;

@@ -1,6 +1,7 @@
 // A training window (docs/engine.md, "A training window"): T steps of B lanes, forward, loss and the
 // exact backward pass, with gradients for the dense blocks and the touched rows of the item tables.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -41,7 +42,9 @@ struct SparseGrad {
   void reset(int64_t n_items, int width);
   void clear();  // O(touched rows)
   void touch(int32_t item);
-  void zero_grads() { grad.assign(rows.size() * static_cast<size_t>(width), 0.f); }
+  // Sizes grad for the touched rows, leaving their values to whoever zeroes them (zero_row).
+  void size_grads() { grad.resize(rows.size() * static_cast<size_t>(width)); }
+  void zero_row(size_t slot) { std::fill_n(grad.begin() + slot * width, width, 0.f); }
   const float* row(int32_t item) const {
     const int32_t s = slot_of[item];
     return s < 0 ? nullptr : grad.data() + static_cast<int64_t>(s) * width;
@@ -88,13 +91,19 @@ class WindowEngine {
   std::vector<float> hout_, mask_, R_, dl_, dhout_, ext_g_;
   std::vector<int32_t> col_items_;
   std::vector<uint8_t> inc_;  // per thread: which columns a BPR-max row includes
-  // Per thread: the step's candidate rows gathered (oc) and transposed (oct), the thread's share of
-  // their gradients (doc, dcb), and (threads > 0) its sum of the window's candidate-row gradients,
-  // by g.out slot.
-  struct OutputBuffers {
-    std::vector<float> oc, oct, cbias, clq, doc, dcb, acc;
+  // Two of each, for even and odd steps (a step's buffers are rewritten two steps later, when every
+  // thread is done with them). Shared: the step's candidate rows gathered (oc) and transposed (oct),
+  // each thread gathering a share. Per thread: its lanes' share of the rows' gradients (doc, dcb;
+  // `wrote` = 0 when the thread had no active lane at the step), which the owner of each row adds up.
+  struct Candidates {
+    std::vector<float> oc, oct, cbias, clq;
   };
-  std::vector<OutputBuffers> thread_out_;
+  struct CandidateGrads {
+    std::vector<float> doc, dcb;
+    bool wrote = false;
+  };
+  Candidates cand_[2];
+  std::vector<CandidateGrads> cand_grads_;  // [thread * 2 + parity]
   PackedWeights packed_;
   std::vector<LaneBlock> blocks_;  // the recurrent part, one block of lanes per thread
   std::vector<int> lane_block_;
