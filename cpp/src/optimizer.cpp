@@ -1,9 +1,11 @@
 #include "hrnn/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "hrnn/errors.h"
+#include "hrnn/kernels.h"
 #include "hrnn/parallel.h"
 
 namespace hrnn {
@@ -73,26 +75,41 @@ void Optimizer::step(Params& P, const Gradients& g, int num_threads) {
   const int H = P.H;
   const int64_t n_out = static_cast<int64_t>(g.out.rows.size());
   const int64_t n_in = static_cast<int64_t>(g.emb.rows.size());
-  parallel_for(n_out, num_threads, [&](int64_t s) {
-    const int32_t item = g.out.rows[s];
-    const float* gr = g.out.grad.data() + s * (H + 1);
-    const int64_t off = static_cast<int64_t>(item) * H;
-    if (P.tied) {
-      thread_local std::vector<float> sum;
-      sum.assign(gr, gr + H);
-      if (const float* ge = g.emb.row(item))
-        for (int k = 0; k < H; ++k) sum[k] += ge[k];
-      update_row(P.E.data(), sum.data(), E_, off, H, cfg_.lr);
-    } else {
-      update_row(P.O.data(), gr, O_, off, H, cfg_.lr);
+  // Item i's rows are updated by thread i % team, the thread whose cache the training window left
+  // its gradient in; the rows are scattered over the tables, so a few are fetched ahead.
+  constexpr int64_t kAhead = 8;
+  Optimizer::State& table_state = P.tied ? E_ : O_;
+  float* table = P.tied ? P.E.data() : P.O.data();
+  auto prefetch = [&](const SparseGrad& sg, int64_t s, int width) {
+    const int64_t off = static_cast<int64_t>(sg.rows[s]) * H;
+    prefetch_row(table + off, H);
+    prefetch_row(table_state.a.data() + off, H);
+    prefetch_row(sg.grad.data() + s * width, width);
+  };
+  parallel_team(num_threads, [&](int th, int team) {
+    std::vector<float> sum(H);
+    for (int64_t s = 0; s < n_out; ++s) {
+      if (s + kAhead < n_out && g.out.rows[s + kAhead] % team == th) prefetch(g.out, s + kAhead, H + 1);
+      const int32_t item = g.out.rows[s];
+      if (item % team != th) continue;
+      const float* gr = g.out.grad.data() + s * (H + 1);
+      const int64_t off = static_cast<int64_t>(item) * H;
+      if (P.tied) {
+        std::copy(gr, gr + H, sum.begin());
+        if (const float* ge = g.emb.row(item))
+          for (int k = 0; k < H; ++k) sum[k] += ge[k];
+        update_row(P.E.data(), sum.data(), E_, off, H, cfg_.lr);
+      } else {
+        update_row(P.O.data(), gr, O_, off, H, cfg_.lr);
+      }
+      update_row(P.bo.data(), gr + H, bo_, item, 1, cfg_.lr);
     }
-    update_row(P.bo.data(), gr + H, bo_, item, 1, cfg_.lr);
-  }, 64);
-  parallel_for(n_in, num_threads, [&](int64_t s) {
-    const int32_t item = g.emb.rows[s];
-    if (P.tied && g.out.slot_of[item] >= 0) return;  // updated above with both gradients
-    update_row(P.E.data(), g.emb.grad.data() + s * H, E_, static_cast<int64_t>(item) * H, H, cfg_.lr);
-  }, 64);
+    for (int64_t s = 0; s < n_in; ++s) {
+      const int32_t item = g.emb.rows[s];
+      if (item % team != th || (P.tied && g.out.slot_of[item] >= 0)) continue;  // (tied: updated above)
+      update_row(P.E.data(), g.emb.grad.data() + s * H, E_, static_cast<int64_t>(item) * H, H, cfg_.lr);
+    }
+  });
 }
 
 }  // namespace hrnn
