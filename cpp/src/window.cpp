@@ -171,11 +171,14 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     cd.oct.assign(static_cast<size_t>(Hp) * Cp, 0.f);
     cd.cbias.resize(Cp);
     cd.clq.resize(Cp);
+    cd.doc.resize(static_cast<size_t>(Cp) * Hp);
+    cd.dcb.resize(Cp);
   }
-  cand_grads_.resize(2 * static_cast<size_t>(nt));
-  for (CandidateGrads& cg : cand_grads_) {
-    cg.doc.resize(static_cast<size_t>(Cp) * Hp);
-    cg.dcb.resize(Cp);
+  first_col_.resize(static_cast<size_t>(T) * Cp);
+  if (col_seen_.size() < static_cast<size_t>(nt)) col_seen_.resize(nt);
+  for (int th = 0; th < nt; ++th) {
+    col_seen_[th].stamp.assign(g.out.rows.size(), -1);
+    col_seen_[th].first.resize(g.out.rows.size());
   }
   inc_.resize(static_cast<size_t>(Rs) * nt);
   std::vector<double> loss_by_thread(nt, 0.0);
@@ -187,10 +190,9 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
   std::vector<uint8_t> step_active(T, 0);
   for (int64_t i = 0; i < TB; ++i) step_active[i / B] |= w.items[i] >= 0;
 
-  // Each thread runs its blocks of lanes through the window. The threads meet once per step: each
-  // gathers a share of the step's candidate rows, and after the barrier each adds up the previous
-  // step's candidate-row gradients of the items it owns (item % team: no two threads ever add into
-  // the same gradient row).
+  // Each thread runs its blocks of lanes through the window, and owns a range of each step's
+  // candidate columns: it gathers their rows, computes their gradients from every lane's logit
+  // gradients, and (at the next step) adds those into the table rows. The threads meet twice per step.
   parallel_team(nt, [&](int th, int team) {
     // Blocks th, th + team, ... belong to this thread (all of them when the runtime gave fewer threads
     // than asked).
@@ -203,37 +205,52 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     for (size_t slot = 0; slot < g.out.rows.size(); ++slot)  // before the first step's barrier
       if (g.out.rows[slot] % team == th) g.out.zero_row(slot);
     for (int p : mine) blocks_[p].start(P, packed_, w);
-    const int n_panels = Cp / kGemmAlign;
-    const int panel0 = n_panels * th / team, panel1 = n_panels * (th + 1) / team;
-    // Step s's candidate-row gradients, every thread's share, into the rows this thread owns.
+    // An item can fill several columns of a step; the gradient of each goes into its row through
+    // the thread that computed the gradient of the item's first column (so that no two threads add
+    // into a row). first_col_ of this thread's share of the steps, before the first barrier.
+    ColumnsSeen& seen = col_seen_[th];
+    for (int t = th; t < T; t += team) {
+      const int32_t* col = col_items_.data() + static_cast<int64_t>(t) * Cp;
+      int32_t* first = first_col_.data() + static_cast<int64_t>(t) * Cp;
+      for (int c = 0; c < Cp; ++c) {
+        if (col[c] < 0) {
+          first[c] = -1;
+          continue;
+        }
+        const int32_t slot = g.out.slot_of[col[c]];
+        if (seen.stamp[slot] != t) seen.stamp[slot] = t, seen.first[slot] = c;
+        first[c] = seen.first[slot];
+      }
+    }
+    const int n_panels = Cp / kGemmAlign;  // this thread's columns: [c_lo, c_hi), whole panels
+    const int c_lo = n_panels * th / team * kGemmAlign, c_hi = n_panels * (th + 1) / team * kGemmAlign;
+    // Step s's candidate-row gradients into the table rows, for the items whose first column is ours.
     auto add_candidate_grads = [&](int s) {
       if (!step_active[s]) return;
       const int32_t* col = col_items_.data() + static_cast<int64_t>(s) * Cp;
+      const int32_t* first = first_col_.data() + static_cast<int64_t>(s) * Cp;
+      const Candidates& cd = cand_[s & 1];
+      auto ours = [&](int c) { return first[c] >= c_lo && first[c] < c_hi; };
       for (int c = 0; c < C; ++c) {
-        if (c + 8 < C && col[c + 8] >= 0 && col[c + 8] % team == th)  // the rows are scattered over the table
+        if (c + 8 < C && ours(c + 8))  // the rows are scattered over the table
           prefetch_row(g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[col[c + 8]]) * (H + 1), H + 1);
-        if (col[c] < 0 || col[c] % team != th) continue;
+        if (!ours(c)) continue;
         float* gr = g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[col[c]]) * (H + 1);
-        for (int u = 0; u < team; ++u) {
-          const CandidateGrads& cg = cand_grads_[2 * u + (s & 1)];
-          if (!cg.wrote) continue;
-          axpy(1.f, cg.doc.data() + static_cast<int64_t>(c) * Hp, gr, H);
-          gr[H] += cg.dcb[c];
-        }
+        axpy(1.f, cd.doc.data() + static_cast<int64_t>(c) * Hp, gr, H);
+        gr[H] += cd.dcb[c];
       }
     };
 
     for (int t = 0; t < T; ++t) {
       const int32_t* col = col_items_.data() + static_cast<int64_t>(t) * Cp;
       Candidates& cd = cand_[t & 1];
-      CandidateGrads& cg = cand_grads_[2 * th + (t & 1)];
       bool any = false;
       for (int p : mine)
         for (int b = block_lanes(p).first; b < block_lanes(p).second; ++b)
           any |= w.items[static_cast<int64_t>(t) * B + b] >= 0;
       // This thread's panels of the step's candidate rows, gathered (fetching ahead: they are
       // scattered over the table) and transposed.
-      for (int c0 = panel0 * kGemmAlign; step_active[t] && c0 < panel1 * kGemmAlign; c0 += kGemmAlign) {
+      for (int c0 = c_lo; step_active[t] && c0 < c_hi; c0 += kGemmAlign) {
         for (int c = c0; c < c0 + kGemmAlign; ++c) {
           if (c + kGemmAlign < Cp && col[c + kGemmAlign] >= 0)
             prefetch_row(out_rows + static_cast<int64_t>(col[c + kGemmAlign]) * H, H);
@@ -253,13 +270,14 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
 #pragma omp barrier
       if (t > 0) add_candidate_grads(t - 1);
       float* hout = hout_.data() + static_cast<int64_t>(t) * B * Hp;
-      cg.wrote = any;
-      if (any) std::fill(cg.dcb.begin(), cg.dcb.end(), 0.f);
       for (int p : mine) {
         const auto [b0, b1] = block_lanes(p);
         LaneBlock& lb = blocks_[p];
         lb.forward(P, packed_, w, t, last_u_.data(), last_h_.data());
-        if (!any) continue;
+        if (!any) {  // (the column gradients read every lane's logit gradients)
+          for (int b = b0; b < b1; ++b) std::fill_n(dl_.data() + static_cast<int64_t>(b) * Rs, Cp, 0.f);
+          continue;
+        }
         for (int b = b0; b < b1; ++b) {
           const int64_t i = static_cast<int64_t>(t) * B + b;
           if (w.items[i] < 0 || w.targets[i] < 0) continue;
@@ -347,10 +365,14 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
           float* dho = lb.dh_loss(t, b);
           for (int k = 0; k < H; ++k) dho[k] = cfg.dropout > 0.f ? src[k] * mask[k] : src[k];
         }
-        // This thread's lanes' share of the candidate rows' gradient.
-        gemm_tn(Cp, Hp, b1 - b0, dl_.data() + static_cast<int64_t>(b0) * Rs, Rs, hout + static_cast<int64_t>(b0) * Hp,
-                Hp, cg.doc.data(), Hp, p != mine.front());
-        for (int b = b0; b < b1; ++b) axpy(1.f, dl_.data() + static_cast<int64_t>(b) * Rs, cg.dcb.data(), Cp);
+      }
+#pragma omp barrier
+      if (step_active[t]) {  // our columns' gradients, from every lane
+        gemm_tn(c_hi - c_lo, Hp, B, dl_.data() + c_lo, Rs, hout, Hp, cd.doc.data() + static_cast<int64_t>(c_lo) * Hp,
+                Hp, false);
+        std::fill(cd.dcb.begin() + c_lo, cd.dcb.begin() + c_hi, 0.f);
+        for (int b = 0; b < B; ++b)
+          axpy(1.f, dl_.data() + static_cast<int64_t>(b) * Rs + c_lo, cd.dcb.data() + c_lo, c_hi - c_lo);
       }
     }
 
@@ -360,6 +382,7 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     }
 #pragma omp barrier
     if (T > 0) add_candidate_grads(T - 1);
+#pragma omp barrier  // (the extra columns' rows below may be rows of step T - 1's columns)
     for (size_t slot = 0; slot < g.emb.rows.size(); ++slot)
       if (g.emb.rows[slot] % team == th) g.emb.zero_row(slot);
     for (int t = 0; t < T; ++t) {

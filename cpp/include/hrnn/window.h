@@ -91,19 +91,20 @@ class WindowEngine {
   std::vector<float> hout_, mask_, R_, dl_, dhout_, ext_g_;
   std::vector<int32_t> col_items_;
   std::vector<uint8_t> inc_;  // per thread: which columns a BPR-max row includes
-  // Two of each, for even and odd steps (a step's buffers are rewritten two steps later, when every
-  // thread is done with them). Shared: the step's candidate rows gathered (oc) and transposed (oct),
-  // each thread gathering a share. Per thread: its lanes' share of the rows' gradients (doc, dcb;
-  // `wrote` = 0 when the thread had no active lane at the step), which the owner of each row adds up.
+  // A step's candidate rows gathered (oc) and transposed (oct), and their gradients (doc, dcb); two
+  // sets, for even and odd steps (a step's set is rewritten two steps later, when every thread is
+  // done with it).
   struct Candidates {
-    std::vector<float> oc, oct, cbias, clq;
-  };
-  struct CandidateGrads {
-    std::vector<float> doc, dcb;
-    bool wrote = false;
+    std::vector<float> oc, oct, cbias, clq, doc, dcb;
   };
   Candidates cand_[2];
-  std::vector<CandidateGrads> cand_grads_;  // [thread * 2 + parity]
+  // [T x Cp]: the first column of each column's item at its step (-1: no item); and per thread, per
+  // g.out slot, the step where the thread last saw the item and its first column there.
+  std::vector<int32_t> first_col_;
+  struct ColumnsSeen {
+    std::vector<int32_t> stamp, first;
+  };
+  std::vector<ColumnsSeen> col_seen_;
   PackedWeights packed_;
   std::vector<LaneBlock> blocks_;  // the recurrent part, one block of lanes per thread
   std::vector<int> lane_block_;
