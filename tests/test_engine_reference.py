@@ -960,6 +960,25 @@ def test_thread_count_does_not_change_the_result(core, loss, extras):
 
 
 @pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
+def test_threads_split_the_columns_of_repeated_items(core, loss):
+    # 60 candidate columns (4 panels of 16) over 15 items: every item fills columns of several
+    # threads' ranges, and its row must still get each column's gradient exactly once.
+    T, B, H, many = 8, 12, 8, 48
+    p = ref.init_params(N_ITEMS, H, False, seed=10)
+    w = ref.make_window(N_ITEMS, H, T, B, many, seed=11, extras=True)
+    one = run_core(core, p, w, loss=loss, num_threads=1)
+    np.testing.assert_allclose(one["loss"], ref.window_forward(p, w, loss=loss)["loss"], rtol=1e-5)
+    for threads in (2, 3, 4):
+        got = run_core(core, p, w, loss=loss, num_threads=threads)
+        again = run_core(core, p, w, loss=loss, num_threads=threads)
+        np.testing.assert_allclose(got["loss"], one["loss"], rtol=1e-6)
+        for name in p:
+            g = np.asarray(got["grads"][name], np.float64)
+            assert norm_rel_err(g, np.asarray(one["grads"][name], np.float64)) < 1e-5, (threads, name)
+            np.testing.assert_array_equal(g, np.asarray(again["grads"][name], np.float64))
+
+
+@pytest.mark.parametrize("loss", ["softmax", "bpr-max"])
 def test_row_with_every_other_column_excluded(core, loss):
     """Lane 0's target equals every negative and lane 1's target, lane 2 is empty: softmax has only
     its own column (ce = 0), bpr-max has no column j != b (ce = -log(1e-24), no gradient)."""
