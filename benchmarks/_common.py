@@ -23,21 +23,23 @@ BATCH_USERS = 1_000        # users per recommend_batch call
 HIDDEN = (43, 256)         # Personalize's default, and the largest hidden_dimension it allows
 
 
-def bench_model(hidden: int, cache_dir: str | None = None, verbose: bool = False):
+def bench_model(hidden: int, cache_dir: str | None = None, verbose: bool = False,
+                transition_weight: float = 0.0):
     """An HRNN with a ``N_ITEMS``-item catalogue and ``hidden`` dimensions, quickly.
 
     Latency does not depend on how well the model is trained, so it is one epoch over a log in
     which every item appears once (``make_log(cover_items=True)`` with as many events as items),
-    with one thread (robust on a shared machine). ``repeat=False`` when HRNN has that parameter,
-    so that ``recommend`` is exactly ``O h + bo`` and the numpy versions below compute the same
-    thing. With ``cache_dir`` (or the environment variable ``HRNN_BENCH_CACHE``), the fitted
+    with one thread (robust on a shared machine). ``repeat=False`` and (unless asked for)
+    ``transition_weight=0`` when HRNN has those parameters, so that ``recommend`` is exactly
+    ``O h + bo`` and the numpy versions below compute the same thing. With ``cache_dir`` (or the environment variable ``HRNN_BENCH_CACHE``), the fitted
     model is saved there and loaded by later runs (``hrnn.load``: under a second).
     """
     cache_dir = cache_dir or os.environ.get("HRNN_BENCH_CACHE")
     path = None
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
-        path = os.path.join(cache_dir, f"bench-h{hidden}-n{N_ITEMS}-v{hrnn.__version__}.hrnn")
+        path = os.path.join(cache_dir, f"bench-h{hidden}-n{N_ITEMS}-t{transition_weight:g}"
+                                       f"-v{hrnn.__version__}.hrnn")
         if os.path.exists(path):
             try:
                 model = hrnn.load(path)
@@ -51,8 +53,11 @@ def bench_model(hidden: int, cache_dir: str | None = None, verbose: bool = False
     df = make_log(n_events=N_EVENTS, n_users=N_USERS, n_items=N_ITEMS, cover_items=True)
     params = dict(hidden_dimension=hidden, epochs=1, n_sample=256, num_threads=1,
                   max_user_history_length_percentile=1.0, show_progress=False, random_state=0)
-    if "repeat" in inspect.signature(hrnn.HRNN.__init__).parameters:
+    accepted = inspect.signature(hrnn.HRNN.__init__).parameters
+    if "repeat" in accepted:
         params["repeat"] = False
+    if "transition_weight" in accepted:
+        params["transition_weight"] = transition_weight
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. duplicate rows dropped: harmless here
         model = hrnn.HRNN(**params).fit(df, check_minimums=False)

@@ -12,6 +12,7 @@ what each figure means.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import platform
 import sys
@@ -27,6 +28,7 @@ from _common import K, N_ITEMS
 # ------------------------------------------------------------------------------ measuring
 
 LABEL, NAME = 12, 42  # widths of the two label columns of the tables
+PRIOR = 0.5  # HRNN's default transition_weight
 
 def interleaved(variants: dict, calls: int, block: int = 25, warmup: int = 5) -> dict:
     """name -> per-call seconds; ``variants`` maps a name to (function, BLAS threads or None).
@@ -119,6 +121,10 @@ def queries(hidden_sizes, calls: int, batch_rounds: int, cache, blas, rates) -> 
         states = np.stack([model.user_state(u)[1] for u in users])
         built[hidden] = (model, O, bo, users, states)
     print("  checked: hrnn and numpy give the same top-25 and the same put_events state")
+    # The same models with the default transition prior (extra boosts per query: the successors of
+    # the user's last 10 items); the numpy rows have no such term.
+    prior = {h: _common.bench_model(h, cache_dir=cache, transition_weight=PRIOR)
+             for h in hidden_sizes if "transition_weight" in inspect.signature(hrnn.HRNN).parameters}
     for hidden, (model, O, bo, users, states) in built.items():
         table = getattr(model._engine, "scoring_table_bytes", None)  # absent in older versions
         if table is not None:
@@ -143,6 +149,10 @@ def queries(hidden_sizes, calls: int, batch_rounds: int, cache, blas, rates) -> 
         v = interleaved({"": (lambda: model.recommend(u, K), None)}, 5 * calls, block=5 * calls)[""]
         name = f"hrnn recommend, {5 * calls:,} calls back to back"
         print(f"  {'':<{LABEL}}{name:<{NAME}}{pct_us(v, 50):>10,.0f}{pct_us(v, 99):>10,.0f}")
+        if prior.get(hidden) is not None:  # what a default model adds: the transition prior's boosts
+            v = interleaved({"": (lambda: prior[hidden].recommend(u, K), None)}, calls)[""]
+            name = f"hrnn recommend, transition_weight={PRIOR}"
+            print(f"  {'':<{LABEL}}{name:<{NAME}}{pct_us(v, 50):>10,.0f}{pct_us(v, 99):>10,.0f}")
 
     header(f"put_events: one event per call, inside a session ({4 * calls} calls each)",
            f"{'p50 us':>10}{'p99 us':>10}   hrnn speed-up (p50)")
