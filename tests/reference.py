@@ -321,23 +321,45 @@ def transition_table(sessions, n_items, cap=TRANSITION_SUCCESSORS):
     return kept, out
 
 
-def transition_prior(kept, out, popularity, weight, recent_items):
-    """[N]: weight * (log pop_j + log(1 + S_j / (G pop_j))) for the recent items (oldest first)."""
+def repeat_curve(histories, length):
+    """q[p] = P(next item == the item p + 1 events back | that event is the latest occurrence of
+    its item), counted over the histories (lists of item indices, -1 = unknown, never repeated)."""
+    num, den = np.zeros(length), np.zeros(length)
+    for items in histories:
+        for t in range(1, len(items)):
+            seen = set()
+            for p in range(min(length, t)):  # the event p + 1 back from event t
+                j = items[t - 1 - p]
+                if j < 0 or j in seen:
+                    continue
+                seen.add(j)
+                den[p] += 1
+                num[p] += items[t] == j
+    return np.divide(num, den, out=np.zeros(length), where=den > 0)
+
+
+def transition_prior(kept, out, popularity, weight, recent_items, curve=()):
+    """[N]: log of weight * P_j up to a constant of the row, P_j = R_j + (1 - r) (G pop_j + S_j), as
+    weight * (log pop_j + log(1 + (S_j + R_j / (1 - r)) / (G pop_j))), for the recent items (oldest
+    first); R_j = the sum of curve[p] over j's positions p (0 = the latest), r = min(sum R, 0.95)."""
     pop = np.maximum(np.asarray(popularity, np.float64) / np.sum(popularity), 1e-12)
     term = weight * np.log(pop)
     n = len(recent_items)
     sources = [(k, recent_items[n - 1 - k]) for k in range(min(TRANSITION_SOURCES, n))
                if recent_items[n - 1 - k] >= 0]
-    if not sources:
-        return term
     a = np.array([TRANSITION_DECAY ** k for k, _ in sources])
-    a /= a.sum()
+    a /= max(a.sum(), 1e-300)
     g = sum(ak * TRANSITION_SMOOTHING / (out[i] + TRANSITION_SMOOTHING) for ak, (_, i) in zip(a, sources))
     s = np.zeros(len(pop))
     for ak, (_, i) in zip(a, sources):
         for j, c in kept[i]:
             s[j] += ak * c / (out[i] + TRANSITION_SMOOTHING)
-    return term + weight * np.log1p(s / (g * pop))
+    rep = np.zeros(len(pop))
+    for p in range(min(len(curve), n)):
+        if recent_items[n - 1 - p] >= 0:
+            rep[recent_items[n - 1 - p]] += curve[p]
+    s += rep / (1.0 - min(rep.sum(), 0.95))
+    return term + weight * np.log1p(s / ((g if sources else 1.0) * pop))
 
 
 def repeat_boosts(params, h, recent_items, recent_ts):
@@ -359,12 +381,12 @@ def repeat_boosts(params, h, recent_items, recent_ts):
 def query_scores(params, h, recent_items, recent_ts, prior=None):
     """[N] float64: every item's score for a user with session state h and the given history
     (items oldest first, -1 = unknown; timestamps): O h + bo + repeat boosts (+ the transition
-    prior, given as (kept, out, popularity, weight))."""
+    prior, given as (kept, out, popularity, weight, repeat curve))."""
     h = np.asarray(h, np.float64)
     scores = output_matrix(params) @ h + params["bo"] + repeat_boosts(params, h, recent_items, recent_ts)
     if prior is not None:
-        kept, out, popularity, weight = prior
-        scores = scores + transition_prior(kept, out, popularity, weight, recent_items)
+        kept, out, popularity, weight, curve = prior
+        scores = scores + transition_prior(kept, out, popularity, weight, recent_items, curve)
     return scores
 
 

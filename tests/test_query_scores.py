@@ -56,7 +56,8 @@ def sessions_of(histories, gap=1800.0):
 
 def prior_of(model, hist, weight=WEIGHT):
     kept, out = ref.transition_table(sessions_of(hist), len(model.item_ids_))
-    return kept, out, model.popularity_, weight
+    curve = ref.repeat_curve([items for items, _ in hist.values()], 200)
+    return kept, out, model.popularity_, weight, curve
 
 
 def params64(model):
@@ -73,10 +74,14 @@ def all_scores(model, users):
 
 
 def test_transition_table_is_counted_on_the_training_sessions(model, log):
-    kept, out = ref.transition_table(sessions_of(histories(model, log)), len(model.item_ids_))
+    hist = histories(model, log)
+    kept, out = ref.transition_table(sessions_of(hist), len(model.item_ids_))
     t = model._engine.get_transitions()
     assert t["weight"] == pytest.approx(WEIGHT)
     np.testing.assert_allclose(t["out"], out)
+    curve = ref.repeat_curve([items for items, _ in hist.values()], 200)
+    assert curve[:5].min() > 0  # the log repeats items
+    np.testing.assert_allclose(t["repeat_curve"], curve, rtol=1e-6, atol=1e-7)
     for i in range(len(model.item_ids_)):
         a, b = t["offsets"][i], t["offsets"][i + 1]
         assert list(zip(t["successors"][a:b].tolist(), t["counts"][a:b].tolist())) == kept[i]
@@ -205,7 +210,7 @@ def test_bad_tables_raise_and_change_nothing(log):
     n = len(m.item_ids_)
     pop = m.popularity_
     good = dict(weight=0.5, offsets=t["offsets"], successors=t["successors"], counts=t["counts"],
-                out=t["out"], popularity=pop)
+                out=t["out"], popularity=pop, repeat_curve=t["repeat_curve"])
     bad_succ = t["successors"].copy()
     bad_succ[0] = n
     bad_counts = t["counts"].copy()
@@ -214,7 +219,9 @@ def test_bad_tables_raise_and_change_nothing(log):
     bad_out[int(np.argmax(np.diff(t["offsets"])))] = 0
     cases = {"out of range": dict(successors=bad_succ), "counts": dict(counts=bad_counts),
              "kept counts": dict(out=bad_out), "shape": dict(offsets=t["offsets"][:-1]),
-             "popularity": dict(popularity=np.full(n, np.nan)), "weight": dict(weight=-1.0)}
+             "popularity": dict(popularity=np.full(n, np.nan)), "weight": dict(weight=-1.0),
+             "repeat curve entries": dict(repeat_curve=np.full(3, 1.5, np.float32)),
+             "at most 200": dict(repeat_curve=np.zeros(201, np.float32))}
     for what, change in cases.items():
         with pytest.raises(ValueError, match=what if what != "counts" else "counts must be"):
             e.set_transitions(**{**good, **change})

@@ -235,21 +235,24 @@ void bind_engine(py::module_& m) {
            py::arg("user"), py::arg("item"), py::arg("timestamp"))
       .def("set_transitions",
            [](Engine& e, float weight, const Arr<int64_t>& offsets, const Arr<int32_t>& successors,
-              const Arr<float>& counts, const Arr<float>& out, const Arr<double>& popularity) {
+              const Arr<float>& counts, const Arr<float>& out, const Arr<double>& popularity,
+              const Arr<float>& repeat_curve) {
              const py::ssize_t n = e.params.n_items, m = successors.size();
              const int64_t* off = checked(offsets, {n + 1}, "transition offsets");
              const int32_t* succ = checked(successors, {m}, "transition successors");
              const float* cnt = checked(counts, {m}, "transition counts");
              const float* o = checked(out, {n}, "transition totals");
              const double* pop = checked(popularity, {n}, "popularity");
+             const float* q = checked(repeat_curve, {-1}, "repeat curve");
              std::vector<int64_t> off_v(off, off + n + 1);
              std::vector<int32_t> succ_v(succ, succ + m);
-             std::vector<float> cnt_v(cnt, cnt + m), out_v(o, o + n);
+             std::vector<float> cnt_v(cnt, cnt + m), out_v(o, o + n), q_v(q, q + repeat_curve.size());
              py::gil_scoped_release release;
-             e.set_transitions(weight, std::move(off_v), std::move(succ_v), std::move(cnt_v), std::move(out_v), pop);
+             e.set_transitions(weight, std::move(off_v), std::move(succ_v), std::move(cnt_v), std::move(out_v), pop,
+                               std::move(q_v));
            },
            py::arg("weight"), py::arg("offsets"), py::arg("successors"), py::arg("counts"), py::arg("out"),
-           py::arg("popularity"))
+           py::arg("popularity"), py::arg("repeat_curve"))
       .def("get_transitions",
            [](const Engine& e) {
              const auto& t = e.transitions;
@@ -259,6 +262,7 @@ void bind_engine(py::module_& m) {
              d["successors"] = copy_out(t.successors().data(), {static_cast<py::ssize_t>(t.successors().size())});
              d["counts"] = copy_out(t.counts().data(), {static_cast<py::ssize_t>(t.counts().size())});
              d["out"] = copy_out(t.out().data(), {static_cast<py::ssize_t>(t.out().size())});
+             d["repeat_curve"] = copy_out(t.repeat_curve().data(), {static_cast<py::ssize_t>(t.repeat_curve().size())});
              return d;
            })
       .def("set_fallback_scores",

@@ -47,9 +47,10 @@ std::shared_ptr<Accelerator> Engine::accelerator() const {
 }
 
 void Engine::set_transitions(float weight, std::vector<int64_t> offsets, std::vector<int32_t> successors,
-                             std::vector<float> counts, std::vector<float> out, const double* popularity) {
+                             std::vector<float> counts, std::vector<float> out, const double* popularity,
+                             std::vector<float> repeat_curve) {
   transitions.set(params.n_items, weight, std::move(offsets), std::move(successors), std::move(counts),
-                  std::move(out), popularity);
+                  std::move(out), popularity, std::move(repeat_curve));
   params_changed();
 }
 
@@ -98,7 +99,7 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   for (int64_t r = 0; r < n; ++r) {
     const int64_t u = user_idx[r];
     const bool has_state = u >= 0 && users.read(u, h.data(), q.exclude_interacted ? &hist : nullptr,
-                                                 repeat ? kRepeatWindow : transitions.active() ? kTransitionSources : 0,
+                                                 std::max(repeat ? kRepeatWindow : 0, transitions.history()),
                                                  &recent_items, &recent_ts);
     ItemSet ex = q.exclude ? *q.exclude : ItemSet{};
     if (has_state && q.exclude_interacted) {

@@ -5,12 +5,17 @@
 #include <string>
 
 #include "hrnn/errors.h"
+#include "hrnn/repeat.h"
 
 namespace hrnn {
 
 void Transitions::set(int64_t n_items, float weight, std::vector<int64_t> offsets, std::vector<int32_t> successors,
-                      std::vector<float> counts, std::vector<float> out, const double* popularity) {
+                      std::vector<float> counts, std::vector<float> out, const double* popularity,
+                      std::vector<float> repeat_curve) {
   require(std::isfinite(weight) && weight >= 0.f, "transition weight must be a finite number >= 0");
+  require(repeat_curve.size() <= static_cast<size_t>(kRepeatWindow),
+          "the repeat curve has at most " + std::to_string(kRepeatWindow) + " entries");
+  for (float q : repeat_curve) require(q >= 0.f && q <= 1.f, "repeat curve entries must be in [0, 1]");
   require(static_cast<int64_t>(offsets.size()) == n_items + 1 && offsets[0] == 0 &&
               offsets[n_items] == static_cast<int64_t>(successors.size()) && counts.size() == successors.size() &&
               static_cast<int64_t>(out.size()) == n_items,
@@ -44,8 +49,13 @@ void Transitions::set(int64_t n_items, float weight, std::vector<int64_t> offset
   successors_ = std::move(successors);
   counts_ = std::move(counts);
   out_ = std::move(out);
+  repeat_curve_ = std::move(repeat_curve);
   pop_ = std::move(pop);
   dense_ = std::move(dense);
+}
+
+int Transitions::history() const {
+  return active() ? std::max(kTransitionSources, static_cast<int>(repeat_curve_.size())) : 0;
 }
 
 void Transitions::add_boosts(const int32_t* items, int64_t n, std::vector<std::pair<int32_t, float>>& boosts) const {
@@ -62,8 +72,8 @@ void Transitions::add_boosts(const int32_t* items, int64_t n, std::vector<std::p
     a[m++] = decay_k;
     sum_a += decay_k;
   }
-  if (m == 0) return;
-  std::vector<std::pair<int32_t, double>> s;  // (successor, a_k c / (out_k + s)) before merging
+  // (item, a_k c / (out_k + s) of a successor, or q[p] / (1 - r) of a recent item) before merging
+  std::vector<std::pair<int32_t, double>> s;
   for (int q = 0; q < m; ++q) {
     const double denom = static_cast<double>(out_[src[q]]) + kTransitionSmoothing;
     const double aq = a[q] / sum_a;
@@ -71,6 +81,20 @@ void Transitions::add_boosts(const int32_t* items, int64_t n, std::vector<std::p
     for (int64_t e = offsets_[src[q]]; e < offsets_[src[q] + 1]; ++e)
       s.emplace_back(successors_[e], aq * counts_[e] / denom);
   }
+  if (m == 0) g = 1.0;  // no known source: the transition part is the popularity alone
+  // The repeat part: R_j = the sum of q[p] over j's positions p among the last events (0 = the
+  // latest), and r = the total, at most 0.95, the chance of a repeat.
+  const int64_t L = std::min<int64_t>(n, static_cast<int64_t>(repeat_curve_.size()));
+  const size_t first_repeat = s.size();
+  double repeat_total = 0.0;
+  for (int64_t p = 0; p < L; ++p) {
+    const int32_t i = items[n - 1 - p];
+    if (i < 0 || !(repeat_curve_[p] > 0.f)) continue;
+    s.emplace_back(i, repeat_curve_[p]);
+    repeat_total += repeat_curve_[p];
+  }
+  const double keep_new = 1.0 - std::min(repeat_total, 0.95);
+  for (size_t e = first_repeat; e < s.size(); ++e) s[e].second /= keep_new;
   if (s.empty()) return;
   std::sort(s.begin(), s.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   std::vector<std::pair<int32_t, float>> merged;

@@ -1,5 +1,6 @@
-"""Item-to-item transition counts between consecutive events of a session: the evidence of the
-``Markov`` and ``RepeatRule`` baselines and of HRNN's transition prior.
+"""Item-to-item transition counts between consecutive events of a session, and the repeat curve of
+the users' histories: the evidence of the ``Markov`` and ``RepeatRule`` baselines and of HRNN's
+transition prior.
 
 Private; kept apart so that the baselines and the model share one definition.
 """
@@ -37,3 +38,27 @@ def top_successors(indptr, succ, count, cap=MAX_SUCCESSORS):
     new_ptr = np.zeros_like(indptr)
     np.cumsum(np.minimum(np.diff(indptr), cap), out=new_ptr[1:])
     return new_ptr, succ[order][keep], count[order][keep], total
+
+
+def repeat_curve(offsets: np.ndarray, items: np.ndarray, n_items: int, length: int) -> np.ndarray:
+    """float64 [length]: q[p] = P(next item == the item p + 1 events back | that event is the
+    latest occurrence of its item), measured on the histories (``offsets`` [n_users + 1], users one
+    after another, time order). Events of unknown items (-1) are never repeated."""
+    n = int(offsets[-1])
+    idx = np.arange(n, dtype=np.int64)
+    users = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+    items = np.asarray(items, dtype=np.int64)
+    key = np.where(items >= 0, users * n_items + items, -1 - idx)  # an unknown item matches nothing
+    order = np.lexsort((idx, key))
+    same = key[order][1:] == key[order][:-1]
+    prev = np.full(n, -1, dtype=np.int64)
+    nxt = np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64)
+    prev[order[1:][same]] = order[:-1][same]
+    nxt[order[:-1][same]] = order[1:][same]
+    dist = idx - prev
+    num = np.bincount(dist[(prev >= 0) & (dist <= length)], minlength=length + 1)[1:]
+    # Event j is the latest occurrence of its item for the next min(nxt - j, events left) events,
+    # so it counts in the denominator of every distance up to that.
+    reach = np.minimum(np.minimum(nxt - idx, offsets[users + 1] - 1 - idx), length)
+    den = np.cumsum(np.bincount(reach, minlength=length + 1)[::-1])[::-1][1:]
+    return np.divide(num, den, out=np.zeros(length), where=den > 0)

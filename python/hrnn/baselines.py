@@ -18,7 +18,7 @@ import numpy as np
 
 from ._baseline_base import Baseline, check_gap, check_range, lift
 from ._baseline_history import coalesce, csr_gather
-from ._transitions import top_successors, transition_counts
+from ._transitions import repeat_curve, top_successors, transition_counts
 from .data import popularity, recency_weights, session_offsets
 
 __all__ = ["Popularity", "Markov", "RepeatRule", "SessionKNN"]
@@ -81,28 +81,6 @@ class Markov(Baseline):
         return rows[owner], self._succ[flat], self._count[flat], np.ones(len(users))
 
 
-def _repeat_curve(log, length: int) -> np.ndarray:
-    """float64 [length]: q[p] = P(next item == the item p + 1 events back | that event is the
-    latest occurrence of its item), measured on the training histories."""
-    n = log.n_events
-    idx = np.arange(n, dtype=np.int64)
-    users = log.event_users()
-    key = users * log.n_items + log.items
-    order = np.lexsort((idx, key))
-    same = key[order][1:] == key[order][:-1]
-    prev = np.full(n, -1, dtype=np.int64)
-    nxt = np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64)
-    prev[order[1:][same]] = order[:-1][same]
-    nxt[order[:-1][same]] = order[1:][same]
-    dist = idx - prev
-    num = np.bincount(dist[(prev >= 0) & (dist <= length)], minlength=length + 1)[1:]
-    # Event j is the latest occurrence of its item for the next min(nxt - j, events left) events,
-    # so it counts in the denominator of every distance up to that.
-    reach = np.minimum(np.minimum(nxt - idx, log.offsets[users + 1] - 1 - idx), length)
-    den = np.cumsum(np.bincount(reach, minlength=length + 1)[::-1])[::-1][1:]
-    return np.divide(num, den, out=np.zeros(length), where=den > 0)
-
-
 class RepeatRule(Baseline):
     """Repeat-aware sequential rule: a mixture of "consume again" and "try something new".
 
@@ -161,7 +139,7 @@ class RepeatRule(Baseline):
     def _fit_model(self, log, df):
         self._indptr, self._succ, self._count, self._out = top_successors(
             *transition_counts(log.items, log.new_session, log.n_items))
-        self._curve = _repeat_curve(log, self.history_length)
+        self._curve = repeat_curve(log.offsets, log.items, log.n_items, self.history_length)
         if self.decay is not None:  # a fixed shape with the learned total
             shape = np.asarray(self.decay, np.float64) ** np.arange(self.history_length)
             self._curve = shape * self._curve.sum() / shape.sum()

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _core, _device, _params
 from . import data as _data
-from ._transitions import top_successors, transition_counts
+from ._transitions import repeat_curve, top_successors, transition_counts
 from ._ids import _as_list, _check_id, _check_num_results, _session_hashes, _timestamps
 from ._progress import Progress
 from .base import Recommender
@@ -19,6 +19,9 @@ from .base import Recommender
 # put_events takes this fast path for one event given as scalars (bools go the general way)
 _ONE_ID = (str, int, np.integer, np.str_)
 _ONE_TIMESTAMP = (int, float, np.integer, np.floating)
+
+
+REPEAT_HISTORY = 200  # the recent events the transition prior's repeat part reads (kRepeatWindow)
 
 
 def _events_of(offsets: np.ndarray, users: np.ndarray) -> np.ndarray:
@@ -86,8 +89,9 @@ class HRNN(Recommender):
         re-consumption is rare, e.g. ratings).
     transition_weight : float, default 0.5
         Weight of the transition prior, in [0, 10]: at query time every item's score gets
-        ``transition_weight * log P(item | the user's last 10 items)``, a smoothed item-to-item
-        transition probability counted on the training sessions (docs/engine.md, "Transition
+        ``transition_weight * log P(item | the user's recent items)``: a smoothed item-to-item
+        transition probability out of the last 10 items, mixed with the chance of consuming one of
+        the last 200 again, both counted on the training events (docs/engine.md, "Transition
         prior"). 0 turns it off. Training does not depend on it.
     session_gap : float
         Seconds of inactivity that end a session (when the data has no SESSION_ID).
@@ -287,10 +291,14 @@ class HRNN(Recommender):
         if self.transition_weight > 0:
             offsets, items, _, new_session = arrays
             in_train = _events_of(offsets, train_users)
+            lengths = np.diff(offsets)[np.isin(np.arange(len(offsets) - 1), train_users)]
+            curve = repeat_curve(np.concatenate([[0], np.cumsum(lengths)]), items[in_train],
+                                 engine.n_items, REPEAT_HISTORY)
             offsets, successors, counts, out = top_successors(
                 *transition_counts(items[in_train], new_session[in_train], engine.n_items))
             engine.set_transitions(self.transition_weight, offsets, successors.astype(np.int32),
-                                   counts.astype(np.float32), out.astype(np.float32), popularity)
+                                   counts.astype(np.float32), out.astype(np.float32), popularity,
+                                   curve.astype(np.float32))
 
     def _epochs(self, engine, arrays, w, train_users, callbacks, split, patience, metric,
                 progress, run: dict) -> None:

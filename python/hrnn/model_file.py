@@ -174,7 +174,7 @@ _USER_DTYPES = {"U": np.float32, "Hs": np.float32, "last_ts": np.float64, "histo
                 "history_items": np.int32}
 # The transition prior: its weight (one value) and table, all empty when the model has none.
 _TRANSITION_DTYPES = {"weight": np.float32, "offsets": np.int64, "successors": np.int32, "counts": np.float32,
-                      "out": np.float32}
+                      "out": np.float32, "repeat_curve": np.float32}
 
 
 def _expected_dtype(key: str):
@@ -234,7 +234,7 @@ def load(path, device=None):
             if table["weight"].shape != (1,):
                 raise ValueError(f"{name} is corrupted: bad transition weight")
             engine.set_transitions(float(table["weight"][0]), table["offsets"], table["successors"],
-                                   table["counts"], table["out"], popularity)
+                                   table["counts"], table["out"], popularity, table["repeat_curve"])
         item_ids = _decode_ids(s, "item_ids")
         user_ids = _decode_ids(s, "user_ids")
         n_users = engine.n_users()

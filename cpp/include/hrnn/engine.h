@@ -48,7 +48,8 @@ class Engine {
 
   // Replaces the transition prior (see Transitions::set); popularity has one entry per item.
   void set_transitions(float weight, std::vector<int64_t> offsets, std::vector<int32_t> successors,
-                       std::vector<float> counts, std::vector<float> out, const double* popularity);
+                       std::vector<float> counts, std::vector<float> out, const double* popularity,
+                       std::vector<float> repeat_curve);
 
   // Scores for users without a state (popular items), one per item.
   void set_fallback_scores(std::vector<float> scores);

@@ -1,6 +1,7 @@
 // The transition prior (docs/engine.md, "Transition prior"): at query time the model's scores are
-// combined with a smoothed item-to-item transition probability out of the user's last events,
-// counted on the training events. Training does not use it.
+// combined with a smoothed item-to-item transition probability out of the user's last events, mixed
+// with the chance of consuming a recent item again (the repeat curve), both counted on the training
+// events. Training does not use it.
 #pragma once
 #include <cstdint>
 #include <utility>
@@ -16,31 +17,38 @@ class Transitions {
  public:
   // weight: the prior's exponent (0 = off). offsets [n_items + 1], successors / counts: each source
   // item's kept successors (CSR, counts > 0); out [n_items]: every transition out of each item,
-  // including those not kept (>= the kept ones' sum); popularity [n_items]: >= 0, positive sum.
-  // Throws std::invalid_argument (changing nothing) when the arrays are inconsistent.
+  // including those not kept (>= the kept ones' sum); popularity [n_items]: >= 0, positive sum;
+  // repeat_curve: q[p] in [0, 1], the chance that the next item is the one p + 1 events back, for
+  // p < kRepeatWindow (may be empty). Throws std::invalid_argument (changing nothing) when the
+  // arrays are inconsistent.
   void set(int64_t n_items, float weight, std::vector<int64_t> offsets, std::vector<int32_t> successors,
-           std::vector<float> counts, std::vector<float> out, const double* popularity);
+           std::vector<float> counts, std::vector<float> out, const double* popularity,
+           std::vector<float> repeat_curve);
   void clear() { *this = Transitions(); }
 
   bool active() const { return weight_ > 0.f && !out_.empty(); }
   float weight() const { return weight_; }
   // The dense part of item j's term: weight * log(popularity share of j).
   float dense(int32_t item) const { return dense_[item]; }
-  // Adds the sparse part, weight * log(1 + S_j / (G * pop_j)), of each successor j of the last
-  // kTransitionSources of the recent events (items oldest first, -1 = unknown) to `boosts`, which
-  // is sorted by item with one entry per item before and after.
+  // The recent events a query reads (0 when off).
+  int history() const;
+  // Adds the sparse part, weight * log(1 + (S_j + R_j / (1 - r)) / (G * pop_j)), of each successor j
+  // of the last kTransitionSources of the recent events and of each item j among the last
+  // |repeat_curve| of them (items oldest first, -1 = unknown) to `boosts`, which is sorted by item
+  // with one entry per item before and after.
   void add_boosts(const int32_t* items, int64_t n, std::vector<std::pair<int32_t, float>>& boosts) const;
 
   const std::vector<int64_t>& offsets() const { return offsets_; }
   const std::vector<int32_t>& successors() const { return successors_; }
   const std::vector<float>& counts() const { return counts_; }
   const std::vector<float>& out() const { return out_; }
+  const std::vector<float>& repeat_curve() const { return repeat_curve_; }
 
  private:
   float weight_ = 0.f;
   std::vector<int64_t> offsets_;
   std::vector<int32_t> successors_;
-  std::vector<float> counts_, out_;
+  std::vector<float> counts_, out_, repeat_curve_;
   std::vector<float> pop_, dense_;  // popularity shares, and weight * their log
 };
 
