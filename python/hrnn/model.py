@@ -19,14 +19,7 @@ from .base import Recommender
 # put_events takes this fast path for one event given as scalars (bools go the general way)
 _ONE_ID = (str, int, np.integer, np.str_)
 _ONE_TIMESTAMP = (int, float, np.integer, np.floating)
-
-
 REPEAT_HISTORY = 200  # the recent events the transition prior's repeat part reads (kRepeatWindow)
-
-
-def _events_of(offsets: np.ndarray, users: np.ndarray) -> np.ndarray:
-    """bool mask of the events (users one after another, ``offsets`` [n_users + 1]) of ``users``."""
-    return np.repeat(np.isin(np.arange(len(offsets) - 1), users), np.diff(offsets))
 
 
 class HRNN(Recommender):
@@ -233,7 +226,7 @@ class HRNN(Recommender):
         the training users' events) for the event arrays (offsets, items, timestamps, ...)."""
         offsets, items, timestamps = arrays[:3]
         weights = _data.recency_weights(timestamps, self._half_life(timestamps))
-        in_train = _events_of(offsets, train_users)
+        in_train = np.repeat(np.isin(np.arange(len(offsets) - 1), train_users), np.diff(offsets))
         pop = _data.popularity(items[in_train], n_items, weights[in_train])
         return (weights if self.recency_mask else None), pop
 
@@ -290,9 +283,10 @@ class HRNN(Recommender):
         validation scores see it too."""
         if self.transition_weight > 0:
             offsets, items, _, new_session = arrays
-            in_train = _events_of(offsets, train_users)
-            lengths = np.diff(offsets)[np.isin(np.arange(len(offsets) - 1), train_users)]
-            curve = repeat_curve(np.concatenate([[0], np.cumsum(lengths)]), items[in_train],
+            lengths = np.diff(offsets)
+            is_train = np.isin(np.arange(len(lengths)), train_users)
+            in_train = np.repeat(is_train, lengths)
+            curve = repeat_curve(np.concatenate([[0], np.cumsum(lengths[is_train])]), items[in_train],
                                  engine.n_items, REPEAT_HISTORY)
             offsets, successors, counts, out = top_successors(
                 *transition_counts(items[in_train], new_session[in_train], engine.n_items))
