@@ -182,7 +182,8 @@ _TRAIN_FLAGS = [
      "how often they do not come back (default: {default})"),
     (("--transition-weight",), "transition_weight", dict(type=float, metavar="W"),
      "weight of the transition prior added to every query's scores: W * log P(item | the "
-     "user's last items), counted on the training sessions; 0 = off (default: {default})"),
+     "user's last items), transitions and repeats counted on the training events; 0 = off "
+     "(default: {default})"),
     (("--session-gap",), "session_gap", dict(type=float, metavar="SECONDS"),
      "inactivity that starts a new session when the data has no SESSION_ID "
      "(default: {default})"),
