@@ -151,6 +151,9 @@ def test_ctrl_c_stops_training_cleanly_and_leaves_a_usable_model():
     import threading
     users, items, ts = planted_log(n_users=400, length=60)
     m = hrnn.HRNN(epochs=10_000, random_state=0, num_threads=1, **FAST)
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored: make
+    # sure Ctrl-C raises KeyboardInterrupt here, as in a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -158,6 +161,7 @@ def test_ctrl_c_stops_training_cleanly_and_leaves_a_usable_model():
             m.fit((users, items, ts))
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert 1 <= len(m.history_) < 10_000
     ids, scores = m.recommend(users[0], 5)
     assert len(ids) == 5 and np.isfinite(scores).all()
