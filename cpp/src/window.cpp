@@ -103,6 +103,24 @@ void Gradients::reset(const Params& P) {
 const float* WindowEngine::u_at(int t, int b) const { return blocks_[lane_block_[b]].u(t, b); }
 const float* WindowEngine::h_at(int t, int b) const { return blocks_[lane_block_[b]].h(t, b); }
 
+namespace {
+// The blocks first, first + step, ... below stop, for a range-for.
+struct BlockRange {
+  int first, step, stop;
+  struct It {
+    int p, step;
+    int operator*() const { return p; }
+    It& operator++() {
+      p += step;
+      return *this;
+    }
+    bool operator!=(const It& o) const { return p < o.p; }
+  };
+  It begin() const { return {first, step}; }
+  It end() const { return {stop, step}; }
+};
+}  // namespace
+
 WindowResult WindowEngine::run(const Params& P, const Window& w, const float* logq,
                                const WindowConfig& cfg, Gradients& g) {
   const int H = P.H, T = w.T, B = w.B, S = w.S, C = B + S;
@@ -195,9 +213,9 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
   // gradients, and (at the next step) adds those into the table rows. The threads meet twice per step.
   parallel_team(nt, [&](int th, int team) {
     // Blocks th, th + team, ... belong to this thread (all of them when the runtime gave fewer threads
-    // than asked).
-    std::vector<int> mine;
-    for (int p = th; p < nt; p += team) mine.push_back(p);
+    // than asked). Nothing in the region may throw: a thread that left early would leave the others
+    // waiting at the next barrier.
+    const BlockRange mine{th, team, nt};
     Dense& gd = thread_grads_[th];
     gd.zero();
     uint8_t* inc = inc_.data() + static_cast<size_t>(Rs) * th;
