@@ -33,6 +33,21 @@ def test_tune_finds_params_and_refits(log_csv):
     assert len(r.model.recommend(r.model.user_ids_[0], 5)[0]) == 5
 
 
+def test_tune_starts_from_the_defaults(log_csv):
+    pytest.importorskip("optuna")
+    space = {"learning_rate": ("float_log", (0.01, 0.3)), "dropout": ("float", (0.0, 0.5))}
+    r = hrnn.tune(log_csv, n_trials=2, metric="recall@20", space=space, base_params=FAST, random_state=0,
+                  refit=False)
+    defaults = hrnn.HRNN(**FAST).get_params()
+    first = r.trials.iloc[0]
+    assert first["learning_rate"] == defaults["learning_rate"] and first["dropout"] == defaults["dropout"]
+    assert r.best_score >= first["recall@20"]
+    # A space without the defaults (learning_rate 0.1 is outside) starts wherever the sampler goes.
+    r = hrnn.tune(log_csv, n_trials=1, metric="recall@20", space={"learning_rate": ("float", (0.2, 0.3))},
+                  base_params=FAST, random_state=0, refit=False)
+    assert 0.2 <= r.trials.iloc[0]["learning_rate"] <= 0.3
+
+
 def test_tune_rejects_bad_arguments(log_csv):
     with pytest.raises(ValueError, match="metric"):
         hrnn.tune(log_csv, metric="auc")

@@ -73,6 +73,13 @@ def _suggest(trial, space: dict) -> dict:
     return out
 
 
+def _inside(kind: str, spec, value) -> bool:
+    """Whether ``value`` is a point of the search dimension (kind, spec)."""
+    if kind == "categorical":
+        return value in spec
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and spec[0] <= value <= spec[1]
+
+
 def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict] = None,
          base_params: Optional[dict] = None, columns: Optional[dict] = None, random_state: int = 0,
          timeout: Optional[float] = None, refit: bool = True) -> TuneResult:
@@ -85,7 +92,9 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         carves a validation part out of ``data``, fits on the rest only, and scores; nothing
         outside ``data`` is ever used.
     n_trials : int
-        Trials (Optuna's TPE sampler, seeded with ``random_state``).
+        Trials (Optuna's TPE sampler, seeded with ``random_state``). The first one is the starting
+        point (HRNN's defaults with ``base_params``) when the space contains it, so that the best
+        trial is never worse on validation than not tuning.
     metric : str
         A Personalize metric (``"precision@5"`` .. ``"coverage"``, protocol "personalize") or a
         next-item one (``"recall@20"``, ``"mrr@20"``, ``"first_recall@20"``).
@@ -136,6 +145,9 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=random_state))
+    start = {name: value for name, value in HRNN(**base).get_params().items() if name in space}
+    if all(_inside(*space[name], value) for name, value in start.items()):
+        study.enqueue_trial(start)
     study.optimize(objective, n_trials=n_trials, timeout=timeout)
     best = dict(study.best_params)
     model = HRNN(**{**base, **best})
