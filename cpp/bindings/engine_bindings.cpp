@@ -256,13 +256,14 @@ void bind_engine(py::module_& m) {
       .def("get_transitions",
            [](const Engine& e) {
              const auto& t = e.transitions;
+             auto array = [](const auto& v) { return copy_out(v.data(), {static_cast<py::ssize_t>(v.size())}); };
              py::dict d;
              d["weight"] = t.weight();
-             d["offsets"] = copy_out(t.offsets().data(), {static_cast<py::ssize_t>(t.offsets().size())});
-             d["successors"] = copy_out(t.successors().data(), {static_cast<py::ssize_t>(t.successors().size())});
-             d["counts"] = copy_out(t.counts().data(), {static_cast<py::ssize_t>(t.counts().size())});
-             d["out"] = copy_out(t.out().data(), {static_cast<py::ssize_t>(t.out().size())});
-             d["repeat_curve"] = copy_out(t.repeat_curve().data(), {static_cast<py::ssize_t>(t.repeat_curve().size())});
+             d["offsets"] = array(t.offsets());
+             d["successors"] = array(t.successors());
+             d["counts"] = array(t.counts());
+             d["out"] = array(t.out());
+             d["repeat_curve"] = array(t.repeat_curve());
              return d;
            })
       .def("set_fallback_scores",

@@ -33,6 +33,7 @@ EpochStats Engine::train_epoch(const EventArrays& ev, const float* weights, cons
 void Engine::params_changed() {
   std::lock_guard<std::mutex> lock(table_mu_);
   table_.reset();
+  bias_.reset();
   if (accel_) accel_->params_changed();
 }
 
@@ -54,14 +55,21 @@ void Engine::set_transitions(float weight, std::vector<int64_t> offsets, std::ve
   params_changed();
 }
 
+std::shared_ptr<const std::vector<float>> Engine::bias_locked() const {
+  if (!bias_) bias_ = std::make_shared<const std::vector<float>>(transitions.item_bias(params.bo));
+  return bias_;
+}
+
+std::shared_ptr<const std::vector<float>> Engine::item_bias() const {
+  std::lock_guard<std::mutex> lock(table_mu_);
+  return bias_locked();
+}
+
 std::shared_ptr<const ScoringTable> Engine::scoring_table(int num_threads) const {
   std::lock_guard<std::mutex> lock(table_mu_);
   if (!table_) {
     auto t = std::make_shared<ScoringTable>();
-    std::vector<float> bias(params.bo);  // the prior's dense part is an item's constant: a bias
-    if (transitions.active())
-      for (int64_t i = 0; i < params.n_items; ++i) bias[i] += transitions.dense(static_cast<int32_t>(i));
-    t->build(params, bias.data(), num_threads);
+    t->build(params, bias_locked()->data(), num_threads);
     table_ = std::move(t);
   }
   return table_;
@@ -123,10 +131,11 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   const int64_t M = static_cast<int64_t>(warm.size());
   std::vector<int32_t> wi(static_cast<size_t>(M) * q.k);
   std::vector<float> ws(wi.size());
-  const auto table = scoring_table(num_threads);  // held for the whole query, even if the parameters change
+  // The bias and the table are held for the whole query, even if the parameters change meanwhile.
   const auto accel = q.kernels == ScoreKernels::Auto ? accelerator() : nullptr;
   if (!accel || q.include ||
-      !accel->score_topk(params, table->bias.data(), hs.data(), M, q.k, excl, boosts, wi.data(), ws.data())) {
+      !accel->score_topk(params, item_bias()->data(), hs.data(), M, q.k, excl, boosts, wi.data(), ws.data())) {
+    const auto table = scoring_table(num_threads);
     score_topk(params, *table, hs.data(), M, q.k, &excl, q.include, &boosts, wi.data(), ws.data(), num_threads,
                q.kernels);
   }

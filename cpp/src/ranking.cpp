@@ -19,9 +19,7 @@ void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& 
   require(prefix.n_users == test.n_users, "prefix and test must have the same users");
   const int H = P.H;
   const float* O = P.out_rows();
-  std::vector<float> bias(P.bo);  // bo plus the prior's dense part, as in the scoring table
-  if (tr.active())
-    for (int64_t i = 0; i < P.n_items; ++i) bias[i] += tr.dense(static_cast<int32_t>(i));
+  const std::vector<float> bias = tr.item_bias(P.bo);
   parallel_for(test.n_users, num_threads, [&](int64_t user) {
     const int64_t a = prefix.offsets[user], b = prefix.offsets[user + 1];
     const int64_t ta = test.offsets[user], tb = test.offsets[user + 1];

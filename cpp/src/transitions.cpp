@@ -54,6 +54,13 @@ void Transitions::set(int64_t n_items, float weight, std::vector<int64_t> offset
   dense_ = std::move(dense);
 }
 
+std::vector<float> Transitions::item_bias(const std::vector<float>& bo) const {
+  std::vector<float> bias(bo);
+  if (active())
+    for (size_t i = 0; i < bias.size(); ++i) bias[i] += dense_[i];
+  return bias;
+}
+
 int Transitions::history() const {
   return active() ? std::max(kTransitionSources, static_cast<int>(repeat_curve_.size())) : 0;
 }

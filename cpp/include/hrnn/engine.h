@@ -64,12 +64,16 @@ class Engine {
 
  private:
   std::shared_ptr<const ScoringTable> scoring_table(int num_threads) const;  // built on num_threads
+  // Every item's bias in the query scores (Transitions::item_bias), built once per parameters.
+  std::shared_ptr<const std::vector<float>> item_bias() const;
+  std::shared_ptr<const std::vector<float>> bias_locked() const;  // with table_mu_ held
 
   std::unique_ptr<Trainer> trainer_;
   std::shared_ptr<Accelerator> accel_;  // guarded by table_mu_
   std::vector<float> fallback_;
   mutable std::mutex table_mu_;
   mutable std::shared_ptr<const ScoringTable> table_;
+  mutable std::shared_ptr<const std::vector<float>> bias_;  // guarded by table_mu_
 };
 
 }  // namespace hrnn

@@ -28,8 +28,9 @@ class Transitions {
 
   bool active() const { return weight_ > 0.f && !out_.empty(); }
   float weight() const { return weight_; }
-  // The dense part of item j's term: weight * log(popularity share of j).
-  float dense(int32_t item) const { return dense_[item]; }
+  // Every item's bias in the query scores: bo plus, when active, the prior's per-item part
+  // weight * log(popularity share).
+  std::vector<float> item_bias(const std::vector<float>& bo) const;
   // The recent events a query reads (0 when off).
   int history() const;
   // Adds the sparse part, weight * log(1 + (S_j + R_j / (1 - r)) / (G * pop_j)), of each successor j
