@@ -29,7 +29,6 @@ TUNE_SPACE = {
     "dropout": ("float", (0.0, 0.3)),
     "recency_mask": ("categorical", (True, False)),
     "repeat_negatives": ("categorical", (True, False)),
-    "transition_weight": ("float", (0.0, 1.0)),
 }
 
 

@@ -92,6 +92,9 @@ class TestTrain:
         assert cli._train_params(one) == {"event_type": "x"}
         none = cli.build_parser().parse_args(["train", "d.csv", "-o", "m"])
         assert cli._train_params(none) == {}  # nothing given: HRNN's own defaults
+        for text, value in (("auto", "auto"), ("1.5", 1.5), ("0", 0.0)):
+            w = cli.build_parser().parse_args(["train", "d.csv", "-o", "m", "--transition-weight", text])
+            assert cli._train_params(w) == {"transition_weight": value}
 
     def test_column_overrides_and_string_ids(self, tmp_path, capsys):
         df = make_log(n_events=1500, n_users=40, n_items=100, seed=2)
@@ -307,6 +310,7 @@ class TestErrors:
         ["train", "d.csv", "-o", "m", "--epochs", "two"],
         ["train", "d.csv", "-o", "m", "--optimizer", "sgd"],
         ["train", "d.csv", "-o", "m", "--max-pct", "1.5"],
+        ["train", "d.csv", "-o", "m", "--transition-weight", "heavy"],
         ["recommend", "m.hrnn"],                                  # neither --user nor --users
         ["recommend", "m.hrnn", "--user", "1", "--users", "u.txt"],
         ["recommend", "m.hrnn", "--user", "1", "-n", "0"],

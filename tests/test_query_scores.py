@@ -184,8 +184,13 @@ def test_validation_ranks_use_the_query_scores(model, log):
         offsets = np.concatenate([[0], np.cumsum([len(c[0]) for c in chosen])]).astype(np.int64)
         return (offsets, *(np.concatenate([c[k] for c in chosen]) for k in range(3)))
 
-    ranks = e.next_item_ranks(*arrays(lambda n: slice(0, n - 4)), *arrays(lambda n: slice(n - 4, n)),
-                              num_threads=1)
+    prefix, test = arrays(lambda n: slice(0, n - 4)), arrays(lambda n: slice(n - 4, n))
+    ranks = e.next_item_ranks(*prefix, *test, num_threads=1)
+    # One pass ranks under several prior weights (transition_weight="auto"), the model's own among them.
+    weights = [0.0, WEIGHT, 3.0]
+    by_weight = e.next_item_ranks(*prefix, *test, num_threads=2, weights=weights)
+    assert by_weight.shape == (3, len(ranks))
+    np.testing.assert_array_equal(by_weight[1], ranks)
     checked = 0
     for k, (items, ts, new) in enumerate(parts):
         cut = len(items) - 4
@@ -193,13 +198,17 @@ def test_validation_ranks_use_the_query_scores(model, log):
         u, h = e.advance(p["u0"].astype(np.float32), np.zeros(len(p["u0"]), np.float32), True, items[:cut],
                          gaps[:cut], new[:cut])
         for j in range(cut, len(items)):
-            scores = ref.query_scores(p, h, items[:j].tolist(), ts[:j], prior)
             y = items[j]
-            if np.min(np.abs(np.delete(scores, y) - scores[y])) > 1e-3:  # no near-tie to round either way
-                assert ranks[k * 4 + j - cut] == 1 + np.sum(scores > scores[y])
-                checked += 1
+            for row, w in zip(by_weight, weights):
+                scores = ref.query_scores(p, h, items[:j].tolist(), ts[:j], prior[:3] + (w, prior[4]))
+                if np.min(np.abs(np.delete(scores, y) - scores[y])) > 1e-3:  # no near-tie to round either way
+                    assert row[k * 4 + j - cut] == 1 + np.sum(scores > scores[y])
+                    checked += 1
             u, h = e.advance(u, h, False, items[j:j + 1], gaps[j:j + 1], new[j:j + 1])
-    assert checked >= 30
+    assert checked >= 90
+    for bad in ([], [-1.0], [float("nan")]):
+        with pytest.raises(ValueError, match="weight"):
+            e.next_item_ranks(*prefix, *test, weights=bad)
 
 
 def test_bad_tables_raise_and_change_nothing(log):

@@ -356,20 +356,23 @@ void bind_engine(py::module_& m) {
       .def("next_item_ranks",
            [](const Engine& e, const Arr<int64_t>& p_off, const Arr<int32_t>& p_items, const Arr<double>& p_ts,
               const Arr<uint8_t>& p_new, const Arr<int64_t>& t_off, const Arr<int32_t>& t_items,
-              const Arr<double>& t_ts, const Arr<uint8_t>& t_new, int num_threads) {
+              const Arr<double>& t_ts, const Arr<uint8_t>& t_new, int num_threads,
+              std::optional<std::vector<float>> weights) -> py::array {
              auto prefix = events(p_off, p_items, p_ts, p_new);
              auto test = events(t_off, t_items, t_ts, t_new);
-             py::array_t<int32_t> ranks(t_items.size());
+             const std::vector<float> w = weights ? *weights : std::vector<float>{e.transitions.weight()};
+             py::array_t<int32_t> ranks(std::vector<py::ssize_t>{static_cast<py::ssize_t>(w.size()), t_items.size()});
              int32_t* out = ranks.mutable_data();
              {
                py::gil_scoped_release release;
-               hrnn::next_item_ranks(e.params, e.transitions, prefix.view(), test.view(), out, num_threads);
+               hrnn::next_item_ranks(e.params, e.transitions, prefix.view(), test.view(), w, out, num_threads);
              }
+             if (!weights) return ranks.reshape({t_items.size()});
              return ranks;
            },
            py::arg("p_offsets"), py::arg("p_items"), py::arg("p_timestamps"), py::arg("p_new_session"),
            py::arg("t_offsets"), py::arg("t_items"), py::arg("t_timestamps"), py::arg("t_new_session"),
-           py::arg("num_threads") = 0)
+           py::arg("num_threads") = 0, py::arg("weights") = py::none())
       .def("advance",
            [](const Engine& e, const Arr<float>& u, const Arr<float>& h, bool fresh, const Arr<int32_t>& items,
               const Arr<float>& gaps, const Arr<uint8_t>& new_session) {

@@ -1,6 +1,7 @@
 #include "hrnn/ranking.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -12,31 +13,69 @@
 
 namespace hrnn {
 
+namespace {
+
+// A recent or successor item of a query: its learned repeat boost and its prior term at weight 1.
+struct SparseScore {
+  int32_t item;
+  float repeat;
+  double prior;
+};
+
+// The union of the repeat boosts and the prior terms, both sorted by item.
+void merge_sparse(const std::vector<std::pair<int32_t, float>>& rb, const std::vector<std::pair<int32_t, double>>& terms,
+                  std::vector<SparseScore>& out) {
+  out.clear();
+  size_t a = 0, b = 0;
+  while (a < rb.size() || b < terms.size()) {
+    if (b == terms.size() || (a < rb.size() && rb[a].first < terms[b].first)) {
+      out.push_back({rb[a].first, rb[a].second, 0.0});
+      ++a;
+    } else if (a == rb.size() || terms[b].first < rb[a].first) {
+      out.push_back({terms[b].first, 0.f, terms[b].second});
+      ++b;
+    } else {
+      out.push_back({rb[a].first, rb[a].second, terms[b].second});
+      ++a;
+      ++b;
+    }
+  }
+}
+
+}  // namespace
+
 void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& prefix, const EventArrays& test,
-                     int32_t* ranks, int num_threads) {
+                     const std::vector<float>& weights, int32_t* ranks, int num_threads) {
   prefix.validate(P.n_items);
   test.validate(P.n_items);
   require(prefix.n_users == test.n_users, "prefix and test must have the same users");
+  require(!weights.empty(), "next_item_ranks needs at least one prior weight");
+  for (float w : weights) require(std::isfinite(w) && w >= 0.f, "prior weights must be finite numbers >= 0");
   const int H = P.H;
+  const int K = static_cast<int>(weights.size());
+  const int64_t n_test = test.n_events;
   const float* O = P.out_rows();
-  const std::vector<float> bias = tr.item_bias(P.bo);
+  std::vector<std::vector<float>> bias(K);
+  for (int k = 0; k < K; ++k) bias[k] = tr.item_bias(P.bo, weights[k]);
   parallel_for(test.n_users, num_threads, [&](int64_t user) {
     const int64_t a = prefix.offsets[user], b = prefix.offsets[user + 1];
     const int64_t ta = test.offsets[user], tb = test.offsets[user + 1];
     if (ta == tb) return;
     if (b == a) invalid("next_item_ranks: user " + std::to_string(user) + " has test events but no history");
-    std::vector<float> u(P.d.u0), h(H, 0.f), gaps;
-    std::vector<int32_t> recent_items;
+    std::vector<float> u(P.d.u0), h(H, 0.f), gaps, sy(K), boost(K);
+    std::vector<int32_t> recent_items, higher(K);
     std::vector<double> recent_ts;
+    std::vector<SparseScore> sparse;
     gaps.reserve(b - a);
     for (int64_t i = a; i < b; ++i)
       gaps.push_back(i > a ? static_cast<float>(prefix.timestamps[i] - prefix.timestamps[i - 1]) : 0.f);
     advance(P, u.data(), h.data(), true, prefix.items + a, gaps.data(), prefix.new_session + a, b - a);
     double last = prefix.timestamps[b - 1];
+    auto dot_item = [&](int64_t i) { return dot(h.data(), O + i * H, H); };
     for (int64_t j = ta; j < tb; ++j) {
       const int32_t y = test.items[j];
       if (y < 0) {
-        ranks[j] = 0;
+        for (int k = 0; k < K; ++k) ranks[k * n_test + j] = 0;
       } else {
         // Recent events (prefix and test so far, oldest first) give the repeat and transition boosts.
         const int64_t seen = (b - a) + (j - ta);
@@ -48,18 +87,35 @@ void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& 
           recent_items.push_back(in_prefix ? prefix.items[a + q] : test.items[ta + q - (b - a)]);
           recent_ts.push_back(in_prefix ? prefix.timestamps[a + q] : test.timestamps[ta + q - (b - a)]);
         }
-        auto boosts = repeat_boosts(P, h.data(), recent_items.data(), recent_ts.data(), n_recent);
-        tr.add_boosts(recent_items.data(), n_recent, boosts);
-        auto score = [&](int32_t i) { return dot(h.data(), O + static_cast<int64_t>(i) * H, H) + bias[i]; };
-        float sy = score(y);
-        for (const auto& [item, boost] : boosts)
-          if (item == y) sy += boost;
-        int32_t higher = 0;
-        for (int64_t i = 0; i < P.n_items; ++i)  // y itself never counts (its own boost may be negative)
-          higher += i != y && score(static_cast<int32_t>(i)) > sy;
-        for (const auto& [item, boost] : boosts)  // the boosted items' own scores replace their base ones
-          if (item != y) higher += (score(item) + boost > sy) - (score(item) > sy);
-        ranks[j] = higher + 1;
+        merge_sparse(repeat_boosts(P, h.data(), recent_items.data(), recent_ts.data(), n_recent),
+                     tr.sparse_terms(recent_items.data(), n_recent), sparse);
+        // A boost is the repeat boost plus the weighted prior term, as in a query (Transitions::add_boosts).
+        auto boosts_of = [&](const SparseScore& e) {
+          for (int k = 0; k < K; ++k) boost[k] = e.repeat + static_cast<float>(weights[k] * e.prior);
+        };
+        const float dy = dot_item(y);
+        for (int k = 0; k < K; ++k) sy[k] = dy + bias[k][y];
+        for (const SparseScore& e : sparse)
+          if (e.item == y) {
+            boosts_of(e);
+            for (int k = 0; k < K; ++k) sy[k] += boost[k];
+          }
+        std::fill(higher.begin(), higher.end(), 0);
+        for (int64_t i = 0; i < P.n_items; ++i) {  // y itself never counts (its own boost may be negative)
+          if (i == y) continue;
+          const float d = dot_item(i);
+          for (int k = 0; k < K; ++k) higher[k] += d + bias[k][i] > sy[k];
+        }
+        for (const SparseScore& e : sparse) {  // the boosted items' own scores replace their base ones
+          if (e.item == y) continue;
+          const float d = dot_item(e.item);
+          boosts_of(e);
+          for (int k = 0; k < K; ++k) {
+            const float base = d + bias[k][e.item];
+            higher[k] += (base + boost[k] > sy[k]) - (base > sy[k]);
+          }
+        }
+        for (int k = 0; k < K; ++k) ranks[k * n_test + j] = higher[k] + 1;
       }
       const float gap = static_cast<float>(test.timestamps[j] - last);
       advance(P, u.data(), h.data(), false, test.items + j, &gap, test.new_session + j, 1);

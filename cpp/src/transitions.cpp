@@ -38,11 +38,12 @@ void Transitions::set(int64_t n_items, float weight, std::vector<int64_t> offset
     total += popularity[i];
   }
   require(total > 0.0, "popularity must have a positive sum");
-  std::vector<float> pop(n_items), dense(n_items);
+  std::vector<float> pop(n_items);
+  std::vector<double> log_pop(n_items);
   for (int64_t i = 0; i < n_items; ++i) {
     const double share = std::max(popularity[i] / total, 1e-12);  // log(0) would rule an item out for good
     pop[i] = static_cast<float>(share);
-    dense[i] = static_cast<float>(weight * std::log(share));
+    log_pop[i] = std::log(share);
   }
   weight_ = weight;
   offsets_ = std::move(offsets);
@@ -51,13 +52,13 @@ void Transitions::set(int64_t n_items, float weight, std::vector<int64_t> offset
   out_ = std::move(out);
   repeat_curve_ = std::move(repeat_curve);
   pop_ = std::move(pop);
-  dense_ = std::move(dense);
+  log_pop_ = std::move(log_pop);
 }
 
-std::vector<float> Transitions::item_bias(const std::vector<float>& bo) const {
+std::vector<float> Transitions::item_bias(const std::vector<float>& bo, float w) const {
   std::vector<float> bias(bo);
-  if (active())
-    for (size_t i = 0; i < bias.size(); ++i) bias[i] += dense_[i];
+  if (has_table() && w > 0.f)
+    for (size_t i = 0; i < bias.size(); ++i) bias[i] += static_cast<float>(w * log_pop_[i]);
   return bias;
 }
 
@@ -65,8 +66,9 @@ int Transitions::history() const {
   return active() ? std::max(kTransitionSources, static_cast<int>(repeat_curve_.size())) : 0;
 }
 
-void Transitions::add_boosts(const int32_t* items, int64_t n, std::vector<std::pair<int32_t, float>>& boosts) const {
-  if (!active()) return;
+std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t* items, int64_t n) const {
+  std::vector<std::pair<int32_t, double>> terms;
+  if (!has_table()) return terms;
   // Source weights a_k = decay^k / (their sum over the known sources); G = sum_k a_k s / (out_k + s).
   double a[kTransitionSources], sum_a = 0.0, g = 0.0;
   int32_t src[kTransitionSources];
@@ -102,16 +104,25 @@ void Transitions::add_boosts(const int32_t* items, int64_t n, std::vector<std::p
   }
   const double keep_new = 1.0 - std::min(repeat_total, 0.95);
   for (size_t e = first_repeat; e < s.size(); ++e) s[e].second /= keep_new;
-  if (s.empty()) return;
   std::sort(s.begin(), s.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
-  std::vector<std::pair<int32_t, float>> merged;
-  merged.reserve(boosts.size() + s.size());
-  size_t b = 0;
   for (size_t r = 0; r < s.size();) {
     const int32_t j = s[r].first;
     double v = 0.0;
     for (; r < s.size() && s[r].first == j; ++r) v += s[r].second;
-    const float term = static_cast<float>(weight_ * std::log1p(v / (g * pop_[j])));
+    terms.emplace_back(j, std::log1p(v / (g * pop_[j])));
+  }
+  return terms;
+}
+
+void Transitions::add_boosts(const int32_t* items, int64_t n, std::vector<std::pair<int32_t, float>>& boosts) const {
+  if (!active()) return;
+  const auto terms = sparse_terms(items, n);
+  if (terms.empty()) return;
+  std::vector<std::pair<int32_t, float>> merged;
+  merged.reserve(boosts.size() + terms.size());
+  size_t b = 0;
+  for (const auto& [j, t] : terms) {
+    const float term = static_cast<float>(weight_ * t);
     for (; b < boosts.size() && boosts[b].first < j; ++b) merged.push_back(boosts[b]);
     if (b < boosts.size() && boosts[b].first == j) merged.emplace_back(j, boosts[b++].second + term);
     else merged.emplace_back(j, term);

@@ -1,6 +1,6 @@
 """Type stub of the native module (cpp/bindings). Arrays are numpy arrays; see python/hrnn/model.py
 for how they are used."""
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -62,6 +62,6 @@ class Engine:
     def next_item_ranks(self, p_offsets: np.ndarray, p_items: np.ndarray, p_timestamps: np.ndarray,
                         p_new_session: np.ndarray, t_offsets: np.ndarray, t_items: np.ndarray,
                         t_timestamps: np.ndarray, t_new_session: np.ndarray,
-                        num_threads: int = ...) -> np.ndarray: ...
+                        num_threads: int = ..., weights: Optional[Sequence[float]] = ...) -> np.ndarray: ...
     def advance(self, u: np.ndarray, h: np.ndarray, fresh: bool, items: np.ndarray, gaps: np.ndarray,
                 new_session: np.ndarray) -> tuple: ...

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numbers
 
-# name: (kind, lower, upper) ; kind is "int", "float", "bool" or a tuple of allowed strings.
+# name: (kind, lower, upper) ; kind is "int", "float", "bool" or a tuple of allowed strings; a
+# trailing "?" also allows None, "|auto" also allows the string "auto".
 SPECS = {
     "hidden_dimension": ("int", 32, 256),
     "bptt": ("int", 1, 32),
@@ -25,7 +26,7 @@ SPECS = {
     "tie_embeddings": ("bool", None, None),
     "repeat": ("bool", None, None),
     "repeat_negatives": ("bool", None, None),
-    "transition_weight": ("float", 0.0, 10.0),
+    "transition_weight": ("float|auto", 0.0, 10.0),
     "session_gap": ("float", 1.0, 1e9),
     "recency_half_life": ("float?", 1.0, 1e12),
     "num_threads": ("int", 0, 4096),
@@ -38,6 +39,12 @@ SPECS = {
 def check(name: str, value):
     """Raise TypeError / ValueError naming ``name`` unless ``value`` fits its spec."""
     kind, lo, hi = SPECS[name]
+    if kind == "float|auto":
+        if isinstance(value, str):
+            if value != "auto":
+                raise ValueError(f"{name} must be a number or 'auto', got {value!r}")
+            return
+        kind = "float"
     optional = isinstance(kind, str) and kind.endswith("?")
     if optional:
         if value is None:

@@ -116,6 +116,16 @@ def _hrnn_defaults() -> dict:
             if n != "self"}
 
 
+def _weight(text: str):
+    """A number, or "auto" (HRNN's transition_weight)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
 def _choices(param: str) -> list:
     from ._params import SPECS
 
@@ -180,10 +190,10 @@ _TRAIN_FLAGS = [
     (("--repeat-negatives",), "repeat_negatives", dict(action=argparse.BooleanOptionalAction),
      "in training, also score the user's other recent items, so that the repeat score learns "
      "how often they do not come back (default: {default})"),
-    (("--transition-weight",), "transition_weight", dict(type=float, metavar="W"),
+    (("--transition-weight",), "transition_weight", dict(type=_weight, metavar="W"),
      "weight of the transition prior added to every query's scores: W * log P(item | the "
-     "user's last items), transitions and repeats counted on the training events; 0 = off "
-     "(default: {default})"),
+     "user's last items), transitions and repeats counted on the training events; 0 = off, "
+     "auto = chosen on each user's last session before training on it (default: {default})"),
     (("--session-gap",), "session_gap", dict(type=float, metavar="SECONDS"),
      "inactivity that starts a new session when the data has no SESSION_ID "
      "(default: {default})"),

@@ -103,8 +103,9 @@ def add_tune(sub) -> None:
         sub, "tune", help="search hyperparameters (HPO) and save the best model",
         description="Hyperparameter optimisation like Personalize's performHPO: Optuna (install "
                     "with pip install 'hrnn[tune]') searches hidden_dimension, recency_mask, bptt, "
-                    "learning_rate, dropout, n_sample and transition_weight; each trial is scored on a validation "
-                    "part carved out of DATA (trained on the rest only). The best parameters are "
+                    "learning_rate, dropout and n_sample (each fit chooses transition_weight); each "
+                    "trial is scored on a validation part carved out of DATA (trained on the rest "
+                    "only). The best parameters are "
                     "refitted on all of DATA and saved with -o.",
         epilog="""\
 examples:

@@ -20,6 +20,11 @@ from .base import Recommender
 _ONE_ID = (str, int, np.integer, np.str_)
 _ONE_TIMESTAMP = (int, float, np.integer, np.floating)
 REPEAT_HISTORY = 200  # the recent events the transition prior's repeat part reads (kRepeatWindow)
+# transition_weight="auto" picks the weight with the best validation score among these (training
+# does not depend on it, so each costs one scoring pass, not a fit), or the fallback without
+# held-out sessions to score on.
+AUTO_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+AUTO_FALLBACK = 0.5
 
 
 class HRNN(Recommender):
@@ -80,12 +85,17 @@ class HRNN(Recommender):
         In training, the user's other recent items are extra candidates with their repeat score,
         so the model also learns how often recent items do *not* come back (helps where
         re-consumption is rare, e.g. ratings).
-    transition_weight : float, default 0.5
+    transition_weight : float or "auto", default "auto"
         Weight of the transition prior, in [0, 10]: at query time every item's score gets
         ``transition_weight * log P(item | the user's recent items)``: a smoothed item-to-item
         transition probability out of the last 10 items, mixed with the chance of consuming one of
         the last 200 again, both counted on the training events (docs/engine.md, "Transition
-        prior"). 0 turns it off. Training does not depend on it.
+        prior"). 0 turns it off. Training does not depend on it. "auto" chooses it among
+        0, 0.25, 0.5, 1, 2, 4 and 8 by the validation ``metric`` of ``fit`` on each training
+        user's last session (users with 2+ sessions), scored before the model has trained on
+        it: with ``fit(validation=True)`` on the held-out sessions; otherwise those sessions
+        are held out of every epoch but the last (so ``epochs=1`` and logs without such users
+        get 0.5). The choice is ``transition_weight_``.
     session_gap : float
         Seconds of inactivity that end a session (when the data has no SESSION_ID).
     recency_half_life : float, optional
@@ -110,7 +120,7 @@ class HRNN(Recommender):
                  optimizer: str = "adagrad", momentum: float = 0.0, n_sample: int = 512,
                  sample_alpha: float = 0.5, loss: str = "softmax", bpreg: float = 1.0,
                  logq: bool = True, dropout: float = 0.2, tie_embeddings: bool = True,
-                 repeat: bool = True, repeat_negatives: bool = True, transition_weight: float = 0.5,
+                 repeat: bool = True, repeat_negatives: bool = True, transition_weight="auto",
                  session_gap: float = 1800.0, recency_half_life: Optional[float] = None,
                  num_threads: int = 0, random_state: Optional[int] = None, device: str = "cpu",
                  show_progress: bool = True):
@@ -198,8 +208,15 @@ class HRNN(Recommender):
             if not validation:
                 raise ValueError("early_stopping_rounds needs validation=True")
             _params.check_positive_int("early_stopping_rounds", early_stopping_rounds)
-        split = _validation_split(log, train_users) if validation else None
-        self._train(log, np.flatnonzero(train_users), list(callbacks), split,
+        split = None
+        if validation:
+            split = _validation_split(log, train_users)
+        elif self.transition_weight == "auto" and self.epochs >= 2:
+            try:
+                split = _validation_split(log, train_users)
+            except ValueError:  # nobody to choose on: the fallback weight
+                pass
+        self._train(log, np.flatnonzero(train_users), list(callbacks), split, validation,
                     early_stopping_rounds, metric)
         return self
 
@@ -238,14 +255,18 @@ class HRNN(Recommender):
         return max(float(timestamps.max() - timestamps.min()) / 4.0, 1.0)
 
     def _train(self, log: "_data.EventLog", train_users: np.ndarray, callbacks: list,
-               split: Optional[tuple], patience: Optional[int], metric: str) -> None:
+               split: Optional[tuple], validation: bool, patience: Optional[int],
+               metric: str) -> None:
         seed = self._seed()
         engine = _core.Engine(log.n_items, self.hidden_dimension, self.tie_embeddings, seed)
         _device.attach(engine, self.device)
         full = (log.offsets, log.items, log.timestamps, log.new_session)
         arrays = split[0] if split else full
         w, pop = self._loss_weights_and_popularity(arrays, log.n_items, train_users)
-        self._set_transitions(engine, arrays, train_users, pop)
+        auto = self.transition_weight == "auto"
+        table = (self._transition_table(arrays, train_users, pop)
+                 if auto or self.transition_weight > 0 else None)
+        _apply_transitions(engine, table, AUTO_FALLBACK if auto else self.transition_weight)
         engine.start_training(pop, batch_size=self.batch_size, bptt=self.bptt,
                               n_sample=self.n_sample, sample_alpha=self.sample_alpha,
                               loss=self.loss, logq=self.logq, bpreg=self.bpreg,
@@ -254,13 +275,23 @@ class HRNN(Recommender):
                               repeat_negatives=self.repeat_negatives,
                               seed=seed,
                               num_threads=self.num_threads)
-        n_targets = int(np.maximum(np.diff(arrays[0])[train_users] - 1, 0).sum())
-        progress = Progress(self.epochs, n_targets, enabled=self.show_progress)
+        progress = Progress(self.epochs, _n_targets(arrays, train_users), enabled=self.show_progress)
         self.history_ = []
+        self.transition_weight_scores_ = {}
         run = {"interrupted": False, "best": -1.0, "best_epoch": -1, "best_weights": None}
+        # "auto" without validation: the held-out sessions join the last epoch, after the weight
+        # has been chosen on them.
+        rejoin = auto and split is not None and not validation
+
+        def last_epoch() -> tuple:
+            run["weight"] = self._choose_transition_weight(engine, table, split, metric)
+            full_w, run["pop"] = self._loss_weights_and_popularity(full, log.n_items, train_users)
+            progress.total = max(_n_targets(full, train_users), 1)
+            return full, full_w
+
         try:
-            self._epochs(engine, arrays, w, train_users, callbacks, split, patience, metric,
-                         progress, run)
+            self._epochs(engine, arrays, w, train_users, callbacks, split if validation else None,
+                         patience, metric, progress, run, last_epoch if rejoin else None)
         except KeyboardInterrupt:  # Ctrl-C while Python code ran between two native epochs
             run["interrupted"] = True
         finally:  # any other error propagates and leaves the model as it was before fit
@@ -270,6 +301,14 @@ class HRNN(Recommender):
             for name, value in run["best_weights"].items():
                 engine.set_param(name, value)
             self.best_epoch_ = run["best_epoch"]
+        if auto and split is not None and "weight" not in run:  # not trained on the held-out sessions
+            run["weight"] = self._choose_transition_weight(engine, table, split, metric)
+        if rejoin:  # the prior and the cold users' popularity count every event
+            pop = run["pop"] if "pop" in run else self._loss_weights_and_popularity(
+                full, log.n_items, train_users)[1]
+            table = self._transition_table(full, train_users, pop)
+        self.transition_weight_ = float(run.get("weight", AUTO_FALLBACK if auto else self.transition_weight))
+        _apply_transitions(engine, table, self.transition_weight_)
         engine.compute_states(*full, num_threads=self.num_threads)
         self._set_catalogue(engine, log, pop)
         if run["interrupted"]:
@@ -277,26 +316,38 @@ class HRNN(Recommender):
                           "the model holds the parameters of the last completed mini-batch",
                           RuntimeWarning, stacklevel=3)
 
-    def _set_transitions(self, engine, arrays: tuple, train_users: np.ndarray,
-                         popularity: np.ndarray) -> None:
-        """The transition prior from the training users' events, before the epochs, so that
-        validation scores see it too."""
-        if self.transition_weight > 0:
-            offsets, items, _, new_session = arrays
-            lengths = np.diff(offsets)
-            is_train = np.isin(np.arange(len(lengths)), train_users)
-            in_train = np.repeat(is_train, lengths)
-            curve = repeat_curve(np.concatenate([[0], np.cumsum(lengths[is_train])]), items[in_train],
-                                 engine.n_items, REPEAT_HISTORY)
-            offsets, successors, counts, out = top_successors(
-                *transition_counts(items[in_train], new_session[in_train], engine.n_items))
-            engine.set_transitions(self.transition_weight, offsets, successors.astype(np.int32),
-                                   counts.astype(np.float32), out.astype(np.float32), popularity,
-                                   curve.astype(np.float32))
+    def _transition_table(self, arrays: tuple, train_users: np.ndarray,
+                          popularity: np.ndarray) -> tuple:
+        """The transition prior's arrays (all but its weight), counted on the training users'
+        events."""
+        offsets, items, _, new_session = arrays
+        lengths = np.diff(offsets)
+        is_train = np.isin(np.arange(len(lengths)), train_users)
+        in_train = np.repeat(is_train, lengths)
+        n_items = len(popularity)
+        curve = repeat_curve(np.concatenate([[0], np.cumsum(lengths[is_train])]), items[in_train],
+                             n_items, REPEAT_HISTORY)
+        offsets, successors, counts, out = top_successors(
+            *transition_counts(items[in_train], new_session[in_train], n_items))
+        return (offsets, successors.astype(np.int32), counts.astype(np.float32),
+                out.astype(np.float32), popularity, curve.astype(np.float32))
+
+    def _choose_transition_weight(self, engine, table: tuple, split: tuple, metric: str) -> float:
+        """The weight of AUTO_WEIGHTS with the best validation ``metric`` (ties: the one nearest
+        the fallback), all ranked in one pass; every score is kept in
+        ``transition_weight_scores_``."""
+        _apply_transitions(engine, table, AUTO_FALLBACK)
+        ranks = engine.next_item_ranks(*split[0], *split[1], num_threads=self.num_threads,
+                                       weights=list(AUTO_WEIGHTS))
+        scores = {w: _rank_scores(r)["val_" + metric] for w, r in zip(AUTO_WEIGHTS, ranks)}
+        self.transition_weight_scores_ = scores
+        return max(AUTO_WEIGHTS, key=lambda x: (scores[x], -abs(x - AUTO_FALLBACK)))
 
     def _epochs(self, engine, arrays, w, train_users, callbacks, split, patience, metric,
-                progress, run: dict) -> None:
+                progress, run: dict, last_epoch: Optional[Callable] = None) -> None:
         for epoch in range(self.epochs):
+            if last_epoch is not None and epoch == self.epochs - 1:
+                arrays, w = last_epoch()
             t0 = time.perf_counter()
             stats = engine.train_epoch(*arrays, w, train_users, progress.update)
             stats["seconds"] = time.perf_counter() - t0
@@ -534,6 +585,16 @@ class HRNN(Recommender):
         model_file.save(self, path)
 
 
+def _n_targets(arrays: tuple, train_users: np.ndarray) -> int:
+    """The training targets of one epoch over ``arrays`` (offsets first)."""
+    return int(np.maximum(np.diff(arrays[0])[train_users] - 1, 0).sum())
+
+
+def _apply_transitions(engine, table: Optional[tuple], weight: float) -> None:
+    if table is not None:
+        engine.set_transitions(float(weight), *table)
+
+
 def _validation_split(log: "_data.EventLog", train_users: np.ndarray) -> tuple:
     """(prefix arrays, test arrays): each training user's last session is the test, for users
     with 2+ sessions; everyone else keeps all events in the prefix."""
@@ -554,8 +615,11 @@ def _validation_split(log: "_data.EventLog", train_users: np.ndarray) -> tuple:
             part(~in_prefix, log.offsets[1:] - cut))
 
 
-def _validation_scores(engine, split: tuple, num_threads: int, k: int = 20) -> dict:
-    ranks = engine.next_item_ranks(*split[0], *split[1], num_threads=num_threads)
+def _validation_scores(engine, split: tuple, num_threads: int) -> dict:
+    return _rank_scores(engine.next_item_ranks(*split[0], *split[1], num_threads=num_threads))
+
+
+def _rank_scores(ranks: np.ndarray, k: int = 20) -> dict:
     hit = (ranks >= 1) & (ranks <= k)
     return {f"val_recall@{k}": float(hit.mean()),
             f"val_mrr@{k}": float(np.where(hit, 1.0 / np.maximum(ranks, 1), 0.0).mean())}

@@ -242,6 +242,7 @@ def load(path, device=None):
             raise ValueError("id maps do not match the stored states")
         unknown = {k: v for k, v in meta.get("unknown_item_events", [])}
         model._attach(engine, user_ids, item_ids, popularity, unknown_items=unknown)
+        model.transition_weight_ = float(table["weight"][0]) if len(table["weight"]) else 0.0
     except KeyError as e:
         raise ValueError(f"{name} is missing section {e}") from None
     except UnicodeDecodeError:

@@ -25,8 +25,9 @@ SPACE = {
     "learning_rate": ("float_log", (0.01, 0.5)),
     "dropout": ("float", (0.0, 0.5)),
     "n_sample": ("categorical", (128, 512, 2048)),
-    "transition_weight": ("float", (0.0, 1.0)),
 }
+# transition_weight is not searched: its default, "auto", chooses it inside every trial's fit for the
+# price of one ranking pass.
 
 
 @dataclass
@@ -101,7 +102,8 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     space : dict, optional
         ``{name: (kind, spec)}`` with kind "int", "int_log", "float", "float_log" or
         "categorical"; defaults to :data:`SPACE` (hidden_dimension, recency_mask, bptt,
-        learning_rate, dropout, n_sample, transition_weight).
+        learning_rate, dropout, n_sample; the default ``transition_weight="auto"`` chooses
+        the prior's weight inside every trial's fit).
     base_params : dict, optional
         Fixed HRNN hyperparameters for every trial (e.g. ``{"epochs": 5}``).
     random_state : int

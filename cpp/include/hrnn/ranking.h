@@ -2,6 +2,7 @@
 // by one from the state left by everything before them, against the whole catalogue.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "hrnn/events.h"
 #include "hrnn/params.h"
@@ -13,8 +14,10 @@ namespace hrnn {
 // (from the learned initial state), then every test event is ranked before it is consumed:
 // ranks[j] = 1 + the number of items that score strictly higher than test item j (ties count in the
 // item's favour), 0 for an item the model does not know (-1). Users with test events need a
-// non-empty prefix. Scores are those of a query: the repeat boosts and the transition prior included.
+// non-empty prefix. Scores are those of a query: the repeat boosts and the transition prior included,
+// the prior under each of `weights` (finite, >= 0; tr's own weight makes them a query's scores): ranks
+// is [weights.size()][test.n_events], one row per weight, all from one pass over the catalogue.
 void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& prefix, const EventArrays& test,
-                     int32_t* ranks, int num_threads);
+                     const std::vector<float>& weights, int32_t* ranks, int num_threads);
 
 }  // namespace hrnn

@@ -26,17 +26,22 @@ class Transitions {
            std::vector<float> repeat_curve);
   void clear() { *this = Transitions(); }
 
-  bool active() const { return weight_ > 0.f && !out_.empty(); }
+  bool active() const { return weight_ > 0.f && has_table(); }
+  bool has_table() const { return !out_.empty(); }
   float weight() const { return weight_; }
-  // Every item's bias in the query scores: bo plus, when active, the prior's per-item part
-  // weight * log(popularity share).
-  std::vector<float> item_bias(const std::vector<float>& bo) const;
+  // Every item's bias in the query scores under prior weight w: bo plus w * log(popularity share)
+  // (bo alone without a table).
+  std::vector<float> item_bias(const std::vector<float>& bo, float w) const;
+  std::vector<float> item_bias(const std::vector<float>& bo) const { return item_bias(bo, active() ? weight_ : 0.f); }
   // The recent events a query reads (0 when off).
   int history() const;
-  // Adds the sparse part, weight * log(1 + (S_j + R_j / (1 - r)) / (G * pop_j)), of each successor j
-  // of the last kTransitionSources of the recent events and of each item j among the last
-  // |repeat_curve| of them (items oldest first, -1 = unknown) to `boosts`, which is sorted by item
-  // with one entry per item before and after.
+  // The sparse part at weight 1, log(1 + (S_j + R_j / (1 - r)) / (G * pop_j)), of each successor j of
+  // the last kTransitionSources of the recent events and of each item j among the last
+  // |repeat_curve| of them (items oldest first, -1 = unknown): sorted by item, one entry per item;
+  // empty without a table.
+  std::vector<std::pair<int32_t, double>> sparse_terms(const int32_t* items, int64_t n) const;
+  // Adds weight * sparse_terms to `boosts`, which is sorted by item with one entry per item before
+  // and after (nothing when off).
   void add_boosts(const int32_t* items, int64_t n, std::vector<std::pair<int32_t, float>>& boosts) const;
 
   const std::vector<int64_t>& offsets() const { return offsets_; }
@@ -50,7 +55,8 @@ class Transitions {
   std::vector<int64_t> offsets_;
   std::vector<int32_t> successors_;
   std::vector<float> counts_, out_, repeat_curve_;
-  std::vector<float> pop_, dense_;  // popularity shares, and weight * their log
+  std::vector<float> pop_;       // popularity shares
+  std::vector<double> log_pop_;  // and their logs
 };
 
 }  // namespace hrnn

@@ -1,0 +1,97 @@
+"""transition_weight="auto": the prior's weight is chosen on each training user's last session before
+the model has trained on it, in one ranking pass over AUTO_WEIGHTS (README, "Model")."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hrnn
+from hrnn import model as hm
+from hrnn.synthetic import make_log
+
+FAST = dict(hidden_dimension=32, n_sample=32, batch_size=8, bptt=8, random_state=0, num_threads=1,
+            show_progress=False, max_user_history_length_percentile=1.0)
+
+
+@pytest.fixture(scope="module")
+def log():
+    # ~12 sessions per user and many repeats: the prior matters and every user can be validated on
+    return make_log(n_events=4000, n_users=40, n_items=150, repeat=0.4, cover_items=True, seed=2).drop_duplicates()
+
+
+def held_out_split(model):
+    log = model._log
+    return hm._validation_split(log, np.ones(log.n_users, dtype=bool))
+
+
+def manual_scores(model, split, metric):
+    """Each weight's validation score, one fixed weight at a time on the fitted engine."""
+    e, t = model._engine, model._engine.get_transitions()
+    out = {}
+    for w in hm.AUTO_WEIGHTS:
+        e.set_transitions(w, t["offsets"], t["successors"], t["counts"], t["out"], model.popularity_,
+                          t["repeat_curve"])
+        out[w] = hm._validation_scores(e, split, 1)["val_" + metric]
+    return out
+
+
+@pytest.mark.parametrize("metric", ["recall@20", "mrr@20"])
+def test_auto_with_validation_chooses_the_best_weight_on_the_held_out_sessions(log, metric):
+    m = hrnn.HRNN(epochs=2, **FAST).fit(log, validation=True, metric=metric)
+    scores = m.transition_weight_scores_
+    assert list(scores) == list(hm.AUTO_WEIGHTS)
+    assert scores[m.transition_weight_] == max(scores.values())
+    assert len(set(scores.values())) > 1  # the weight matters on this log
+    assert m._engine.get_transitions()["weight"] == pytest.approx(m.transition_weight_)
+    assert scores == pytest.approx(manual_scores(m, held_out_split(m), metric), abs=1e-12)
+
+
+def test_auto_holds_the_last_sessions_out_of_every_epoch_but_the_last(log):
+    auto = hrnn.HRNN(epochs=3, **FAST).fit(log)
+    fixed = hrnn.HRNN(epochs=3, transition_weight=0.5, **FAST).fit(log)
+    e_auto = [h["events"] for h in auto.history_]
+    e_fixed = [h["events"] for h in fixed.history_]
+    assert e_fixed[0] == e_fixed[1] == e_fixed[2]
+    assert e_auto[0] == e_auto[1] < e_auto[2] == e_fixed[2]
+    split = held_out_split(auto)
+    n_held = int(np.diff(split[1][0]).sum())
+    assert e_fixed[0] - e_auto[0] == n_held  # every held-out event is a target of the last epoch only
+    assert auto.transition_weight_ in hm.AUTO_WEIGHTS
+    assert list(auto.transition_weight_scores_) == list(hm.AUTO_WEIGHTS)
+    assert fixed.transition_weight_ == 0.5 and fixed.transition_weight_scores_ == {}
+    # the final prior counts every event, like a fixed weight's
+    t_auto, t_fixed = auto._engine.get_transitions(), fixed._engine.get_transitions()
+    for key in ("offsets", "successors", "counts", "out", "repeat_curve"):
+        np.testing.assert_array_equal(t_auto[key], t_fixed[key])
+    assert t_auto["weight"] == pytest.approx(auto.transition_weight_)
+
+
+def test_auto_falls_back_without_sessions_to_choose_on(log):
+    one_epoch = hrnn.HRNN(epochs=1, **FAST).fit(log)
+    assert one_epoch.transition_weight_ == hm.AUTO_FALLBACK and one_epoch.transition_weight_scores_ == {}
+    single = log.assign(TIMESTAMP=log.groupby("USER_ID").cumcount() + 1_600_000_000)  # one session each
+    m = hrnn.HRNN(epochs=2, **FAST).fit(single)
+    assert m.transition_weight_ == hm.AUTO_FALLBACK and m.transition_weight_scores_ == {}
+    assert len({h["events"] for h in m.history_}) == 1  # nothing held out
+
+
+def test_zero_weight_and_the_model_file_keep_the_choice(log, tmp_path):
+    m = hrnn.HRNN(epochs=2, **FAST).fit(log)
+    m.save(tmp_path / "m.hrnn")
+    back = hrnn.load(tmp_path / "m.hrnn")
+    assert back.transition_weight == "auto" and back.transition_weight_ == m.transition_weight_
+    users = m.user_ids_[:5]
+    np.testing.assert_array_equal(back.recommend_batch(users, 10)[0], m.recommend_batch(users, 10)[0])
+    off = hrnn.HRNN(epochs=1, transition_weight=0.0, **FAST).fit(log)
+    assert off.transition_weight_ == 0.0
+    off.save(tmp_path / "off.hrnn")
+    assert hrnn.load(tmp_path / "off.hrnn").transition_weight_ == 0.0
+
+
+@pytest.mark.parametrize("bad, error", [("Auto", ValueError), ("", ValueError), (-0.5, ValueError),
+                                        (11.0, ValueError), (None, TypeError), (True, TypeError)])
+def test_bad_weights_are_named(bad, error):
+    with pytest.raises(error, match="transition_weight"):
+        hrnn.HRNN(transition_weight=bad)
+    assert hrnn.HRNN().get_params()["transition_weight"] == "auto"
+    assert hrnn.HRNN(transition_weight="auto").clone().transition_weight == "auto"
