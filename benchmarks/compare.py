@@ -28,7 +28,7 @@ from _common import K, N_ITEMS
 # ------------------------------------------------------------------------------ measuring
 
 LABEL, NAME = 12, 42  # widths of the two label columns of the tables
-PRIOR = 0.5  # HRNN's default transition_weight
+PRIOR = 0.5  # a typical transition_weight (what "auto" falls back to)
 
 def interleaved(variants: dict, calls: int, block: int = 25, warmup: int = 5) -> dict:
     """name -> per-call seconds; ``variants`` maps a name to (function, BLAS threads or None).

@@ -93,9 +93,10 @@ class HRNN(Recommender):
         prior"). 0 turns it off. Training does not depend on it. "auto" chooses it among
         0, 0.25, 0.5, 1, 2, 4 and 8 by the validation ``metric`` of ``fit`` on each training
         user's last session (users with 2+ sessions), scored before the model has trained on
-        it: with ``fit(validation=True)`` on the held-out sessions; otherwise those sessions
-        are held out of every epoch but the last (so ``epochs=1`` and logs without such users
-        get 0.5). The choice is ``transition_weight_``.
+        it: with ``fit(validation=True)`` on the held-out sessions after the last epoch;
+        otherwise those sessions are held out of the first half of the epochs and the choice is
+        made there (``epochs=1`` and logs without such users get 0.5). The choice is
+        ``transition_weight_``.
     session_gap : float
         Seconds of inactivity that end a session (when the data has no SESSION_ID).
     recency_half_life : float, optional
@@ -110,6 +111,16 @@ class HRNN(Recommender):
         see also :meth:`to`.
     show_progress : bool
         Show a progress line (events/s, loss) while training.
+
+    Attributes
+    ----------
+    transition_weight_ : float
+        The prior's weight the fitted model uses (``transition_weight`` itself unless "auto").
+    transition_weight_scores_ : dict
+        With "auto": each weight tried -> its validation score (empty when none was tried).
+    history_ : list of dict
+        One entry per epoch: loss, events, seconds, and the validation scores with
+        ``fit(validation=True)``.
     """
 
     def __init__(self, hidden_dimension: int = 43, bptt: int = 32, recency_mask: bool = False,
@@ -189,7 +200,8 @@ class HRNN(Recommender):
             With ``validation``: stop when ``metric`` has not improved for this many epochs, and
             keep the parameters of the best epoch.
         metric : {"recall@20", "mrr@20"}
-            The validation metric that early stopping watches.
+            The validation metric that early stopping watches and ``transition_weight="auto"``
+            chooses by.
         callbacks : iterable of callables
             Each is called after every epoch as ``cb(model, epoch, stats)`` (stats: a dict with
             ``loss``, ``events``, ``seconds``); returning True stops training.
@@ -279,11 +291,12 @@ class HRNN(Recommender):
         self.history_ = []
         self.transition_weight_scores_ = {}
         run = {"interrupted": False, "best": -1.0, "best_epoch": -1, "best_weights": None}
-        # "auto" without validation: the held-out sessions join the last epoch, after the weight
-        # has been chosen on them.
+        # "auto" without validation: the held-out sessions join the second half of the epochs,
+        # after the weight has been chosen on them (holding them out longer costs accuracy: they
+        # are the most recent sessions).
         rejoin = auto and split is not None and not validation
 
-        def last_epoch() -> tuple:
+        def rejoin_epoch() -> tuple:
             run["weight"] = self._choose_transition_weight(engine, table, split, metric)
             full_w, run["pop"] = self._loss_weights_and_popularity(full, log.n_items, train_users)
             progress.total = max(_n_targets(full, train_users), 1)
@@ -291,7 +304,7 @@ class HRNN(Recommender):
 
         try:
             self._epochs(engine, arrays, w, train_users, callbacks, split if validation else None,
-                         patience, metric, progress, run, last_epoch if rejoin else None)
+                         patience, metric, progress, run, rejoin_epoch if rejoin else None)
         except KeyboardInterrupt:  # Ctrl-C while Python code ran between two native epochs
             run["interrupted"] = True
         finally:  # any other error propagates and leaves the model as it was before fit
@@ -344,10 +357,10 @@ class HRNN(Recommender):
         return max(AUTO_WEIGHTS, key=lambda x: (scores[x], -abs(x - AUTO_FALLBACK)))
 
     def _epochs(self, engine, arrays, w, train_users, callbacks, split, patience, metric,
-                progress, run: dict, last_epoch: Optional[Callable] = None) -> None:
+                progress, run: dict, rejoin: Optional[Callable] = None) -> None:
         for epoch in range(self.epochs):
-            if last_epoch is not None and epoch == self.epochs - 1:
-                arrays, w = last_epoch()
+            if rejoin is not None and epoch == self.epochs // 2:
+                arrays, w = rejoin()
             t0 = time.perf_counter()
             stats = engine.train_epoch(*arrays, w, train_users, progress.update)
             stats["seconds"] = time.perf_counter() - t0
