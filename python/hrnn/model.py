@@ -276,7 +276,7 @@ class HRNN(Recommender):
         arrays = split[0] if split else full
         w, pop = self._loss_weights_and_popularity(arrays, log.n_items, train_users)
         auto = self.transition_weight == "auto"
-        table = (self._transition_table(arrays, train_users, pop)
+        table = (_transition_table(arrays, train_users, pop)
                  if auto or self.transition_weight > 0 else None)
         _apply_transitions(engine, table, AUTO_FALLBACK if auto else self.transition_weight)
         engine.start_training(pop, batch_size=self.batch_size, bptt=self.bptt,
@@ -291,13 +291,12 @@ class HRNN(Recommender):
         self.history_ = []
         self.transition_weight_scores_ = {}
         run = {"interrupted": False, "best": -1.0, "best_epoch": -1, "best_weights": None}
-        # "auto" without validation: the held-out sessions join the second half of the epochs,
-        # after the weight has been chosen on them (holding them out longer costs accuracy: they
-        # are the most recent sessions).
+        # "auto" without validation: the held-out sessions, the most recent ones, join the second
+        # half of the epochs once the weight has been chosen on them.
         rejoin = auto and split is not None and not validation
 
         def rejoin_epoch() -> tuple:
-            run["weight"] = self._choose_transition_weight(engine, table, split, metric)
+            run["weight"] = self._choose_transition_weight(engine, split, metric)
             full_w, run["pop"] = self._loss_weights_and_popularity(full, log.n_items, train_users)
             progress.total = max(_n_targets(full, train_users), 1)
             return full, full_w
@@ -315,12 +314,13 @@ class HRNN(Recommender):
                 engine.set_param(name, value)
             self.best_epoch_ = run["best_epoch"]
         if auto and split is not None and "weight" not in run:  # not trained on the held-out sessions
-            run["weight"] = self._choose_transition_weight(engine, table, split, metric)
+            run["weight"] = self._choose_transition_weight(engine, split, metric)
         if rejoin:  # the prior and the cold users' popularity count every event
             pop = run["pop"] if "pop" in run else self._loss_weights_and_popularity(
                 full, log.n_items, train_users)[1]
-            table = self._transition_table(full, train_users, pop)
-        self.transition_weight_ = float(run.get("weight", AUTO_FALLBACK if auto else self.transition_weight))
+            table = _transition_table(full, train_users, pop)
+        self.transition_weight_ = float(run.get("weight", AUTO_FALLBACK if auto
+                                                else self.transition_weight))
         _apply_transitions(engine, table, self.transition_weight_)
         engine.compute_states(*full, num_threads=self.num_threads)
         self._set_catalogue(engine, log, pop)
@@ -329,27 +329,10 @@ class HRNN(Recommender):
                           "the model holds the parameters of the last completed mini-batch",
                           RuntimeWarning, stacklevel=3)
 
-    def _transition_table(self, arrays: tuple, train_users: np.ndarray,
-                          popularity: np.ndarray) -> tuple:
-        """The transition prior's arrays (all but its weight), counted on the training users'
-        events."""
-        offsets, items, _, new_session = arrays
-        lengths = np.diff(offsets)
-        is_train = np.isin(np.arange(len(lengths)), train_users)
-        in_train = np.repeat(is_train, lengths)
-        n_items = len(popularity)
-        curve = repeat_curve(np.concatenate([[0], np.cumsum(lengths[is_train])]), items[in_train],
-                             n_items, REPEAT_HISTORY)
-        offsets, successors, counts, out = top_successors(
-            *transition_counts(items[in_train], new_session[in_train], n_items))
-        return (offsets, successors.astype(np.int32), counts.astype(np.float32),
-                out.astype(np.float32), popularity, curve.astype(np.float32))
-
-    def _choose_transition_weight(self, engine, table: tuple, split: tuple, metric: str) -> float:
+    def _choose_transition_weight(self, engine, split: tuple, metric: str) -> float:
         """The weight of AUTO_WEIGHTS with the best validation ``metric`` (ties: the one nearest
-        the fallback), all ranked in one pass; every score is kept in
-        ``transition_weight_scores_``."""
-        _apply_transitions(engine, table, AUTO_FALLBACK)
+        the fallback), all ranked in one pass over the held-out sessions with the engine's table;
+        every score is kept in ``transition_weight_scores_``."""
         ranks = engine.next_item_ranks(*split[0], *split[1], num_threads=self.num_threads,
                                        weights=list(AUTO_WEIGHTS))
         scores = {w: _rank_scores(r)["val_" + metric] for w, r in zip(AUTO_WEIGHTS, ranks)}
@@ -601,6 +584,21 @@ class HRNN(Recommender):
 def _n_targets(arrays: tuple, train_users: np.ndarray) -> int:
     """The training targets of one epoch over ``arrays`` (offsets first)."""
     return int(np.maximum(np.diff(arrays[0])[train_users] - 1, 0).sum())
+
+
+def _transition_table(arrays: tuple, train_users: np.ndarray, popularity: np.ndarray) -> tuple:
+    """The transition prior's arrays (all but its weight), counted on the training users' events."""
+    offsets, items, _, new_session = arrays
+    lengths = np.diff(offsets)
+    is_train = np.isin(np.arange(len(lengths)), train_users)
+    in_train = np.repeat(is_train, lengths)
+    n_items = len(popularity)
+    curve = repeat_curve(np.concatenate([[0], np.cumsum(lengths[is_train])]), items[in_train],
+                         n_items, REPEAT_HISTORY)
+    offsets, successors, counts, out = top_successors(
+        *transition_counts(items[in_train], new_session[in_train], n_items))
+    return (offsets, successors.astype(np.int32), counts.astype(np.float32),
+            out.astype(np.float32), popularity, curve.astype(np.float32))
 
 
 def _apply_transitions(engine, table: Optional[tuple], weight: float) -> None:
