@@ -1,5 +1,5 @@
-"""transition_weight="auto": the prior's weight is chosen on each training user's last session before
-the model has trained on it, in one ranking pass over AUTO_WEIGHTS (README, "Model")."""
+"""transition_weight="auto": the prior's weight is chosen on users' last sessions before the model has
+trained on them, in one ranking pass over AUTO_WEIGHTS (docs/engine.md, "Choosing the weight")."""
 from __future__ import annotations
 
 import numpy as np
@@ -97,3 +97,16 @@ def test_bad_weights_are_named(bad, error):
         hrnn.HRNN(transition_weight=bad)
     assert hrnn.HRNN().get_params()["transition_weight"] == "auto"
     assert hrnn.HRNN(transition_weight="auto").clone().transition_weight == "auto"
+
+
+def test_auto_holds_out_random_users_up_to_the_budget(log, monkeypatch):
+    everyone = hrnn.HRNN(epochs=2, **FAST).fit(log)
+    all_held = everyone.history_[1]["events"] - everyone.history_[0]["events"]
+    monkeypatch.setattr(hm, "AUTO_HOLDOUT_MIN", 150)
+    monkeypatch.setattr(hm, "AUTO_HOLDOUT_SHARE", 0.0)
+    runs = [hrnn.HRNN(epochs=2, **FAST).fit(log) for _ in range(2)]
+    held = [m.history_[1]["events"] - m.history_[0]["events"] for m in runs]
+    assert held[0] == held[1]  # the same users for the same random_state
+    assert 150 <= held[0] < all_held
+    other = hrnn.HRNN(epochs=2, **{**FAST, "random_state": 1}).fit(log)
+    assert other.history_[1]["events"] - other.history_[0]["events"] >= 150

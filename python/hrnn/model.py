@@ -25,6 +25,9 @@ REPEAT_HISTORY = 200  # the recent events the transition prior's repeat part rea
 # held-out sessions to score on.
 AUTO_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 AUTO_FALLBACK = 0.5
+# Without fit(validation=True), "auto" holds out the last sessions of random users, up to this share
+# of the events (at least AUTO_HOLDOUT_MIN events): the fewer held out, the less training changes.
+AUTO_HOLDOUT_SHARE, AUTO_HOLDOUT_MIN = 0.02, 2000
 
 
 class HRNN(Recommender):
@@ -91,12 +94,12 @@ class HRNN(Recommender):
         transition probability out of the last 10 items, mixed with the chance of consuming one of
         the last 200 again, both counted on the training events (docs/engine.md, "Transition
         prior"). 0 turns it off. Training does not depend on it. "auto" chooses it among
-        0, 0.25, 0.5, 1, 2, 4 and 8 by the validation ``metric`` of ``fit`` on each training
-        user's last session (users with 2+ sessions), scored before the model has trained on
-        it: with ``fit(validation=True)`` on the held-out sessions after the last epoch;
-        otherwise those sessions are held out of the first half of the epochs and the choice is
-        made there (``epochs=1`` and logs without such users get 0.5). The choice is
-        ``transition_weight_``.
+        0, 0.25, 0.5, 1, 2, 4 and 8 by the validation ``metric`` of ``fit`` on users' last
+        sessions (users with 2+ sessions), scored before the model has trained on them: with
+        ``fit(validation=True)`` on the held-out sessions after the last epoch; otherwise the
+        last sessions of random users (2% of the events, at least 2,000) are held out of the
+        first half of the epochs and the choice is made there (``epochs=1`` and logs without
+        such users get 0.5). The choice is ``transition_weight_`` (docs/engine.md).
     session_gap : float
         Seconds of inactivity that end a session (when the data has no SESSION_ID).
     recency_half_life : float, optional
@@ -224,10 +227,9 @@ class HRNN(Recommender):
         if validation:
             split = _validation_split(log, train_users)
         elif self.transition_weight == "auto" and self.epochs >= 2:
-            try:
-                split = _validation_split(log, train_users)
-            except ValueError:  # nobody to choose on: the fallback weight
-                pass
+            held = _auto_holdout_users(log, train_users, np.random.default_rng(self.random_state))
+            if held.any():  # otherwise nobody to choose on: the fallback weight
+                split = _validation_split(log, held)
         self._train(log, np.flatnonzero(train_users), list(callbacks), split, validation,
                     early_stopping_rounds, metric)
         return self
@@ -604,6 +606,19 @@ def _transition_table(arrays: tuple, train_users: np.ndarray, popularity: np.nda
 def _apply_transitions(engine, table: Optional[tuple], weight: float) -> None:
     if table is not None:
         engine.set_transitions(float(weight), *table)
+
+
+def _auto_holdout_users(log: "_data.EventLog", train_users: np.ndarray, rng) -> np.ndarray:
+    """Boolean [n_users]: random training users with 2+ sessions whose last sessions hold about
+    max(AUTO_HOLDOUT_SHARE of the events, AUTO_HOLDOUT_MIN) events (all of them if fewer)."""
+    starts = _data.last_session_starts(log)
+    eligible = np.flatnonzero(train_users & (starts > log.offsets[:-1]))
+    order = rng.permutation(eligible)
+    held_events = np.cumsum(log.offsets[1:][order] - starts[order])
+    budget = max(AUTO_HOLDOUT_SHARE * log.n_events, AUTO_HOLDOUT_MIN)
+    mask = np.zeros(log.n_users, dtype=bool)
+    mask[order[:int(np.searchsorted(held_events, budget)) + 1]] = True
+    return mask
 
 
 def _validation_split(log: "_data.EventLog", train_users: np.ndarray) -> tuple:
