@@ -3,6 +3,7 @@ trained on them, in one ranking pass over AUTO_WEIGHTS (docs/engine.md, "Choosin
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import hrnn
@@ -110,3 +111,15 @@ def test_auto_holds_out_random_users_up_to_the_budget(log, monkeypatch):
     assert 150 <= held[0] < all_held
     other = hrnn.HRNN(epochs=2, **{**FAST, "random_state": 1}).fit(log)
     assert other.history_[1]["events"] - other.history_[0]["events"] >= 150
+
+
+def test_items_seen_only_in_held_out_sessions_train_like_the_others(log):
+    """They join training in the second half of the epochs: their sampling probability (the logQ
+    correction of their logits) must already be counted, or their loss explodes."""
+    last = log.groupby("USER_ID").tail(1)
+    own = last.assign(ITEM_ID=10_000 + last["USER_ID"], TIMESTAMP=last["TIMESTAMP"] + 30)
+    data = pd.concat([log, own]).sort_values(["USER_ID", "TIMESTAMP"], kind="stable")
+    for epochs in (2, 4):
+        m = hrnn.HRNN(epochs=epochs, **FAST).fit(data)
+        losses = [h["loss"] for h in m.history_]
+        assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses

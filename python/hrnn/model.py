@@ -281,7 +281,14 @@ class HRNN(Recommender):
         table = (_transition_table(arrays, train_users, pop)
                  if auto or self.transition_weight > 0 else None)
         _apply_transitions(engine, table, AUTO_FALLBACK if auto else self.transition_weight)
-        engine.start_training(pop, batch_size=self.batch_size, bptt=self.bptt,
+        # "auto" without validation: the held-out sessions, the most recent ones, join the second
+        # half of the epochs once the weight has been chosen on them. Negatives are drawn by the
+        # popularity of every event from the start: an item seen only in a held-out session must
+        # not have a zero sampling probability (its logQ correction) when it becomes a target.
+        rejoin = auto and split is not None and not validation
+        full_w, full_pop = (self._loss_weights_and_popularity(full, log.n_items, train_users)
+                            if rejoin else (w, pop))
+        engine.start_training(full_pop, batch_size=self.batch_size, bptt=self.bptt,
                               n_sample=self.n_sample, sample_alpha=self.sample_alpha,
                               loss=self.loss, logq=self.logq, bpreg=self.bpreg,
                               optimizer=self.optimizer, learning_rate=self.learning_rate,
@@ -293,13 +300,9 @@ class HRNN(Recommender):
         self.history_ = []
         self.transition_weight_scores_ = {}
         run = {"interrupted": False, "best": -1.0, "best_epoch": -1, "best_weights": None}
-        # "auto" without validation: the held-out sessions, the most recent ones, join the second
-        # half of the epochs once the weight has been chosen on them.
-        rejoin = auto and split is not None and not validation
 
         def rejoin_epoch() -> tuple:
             run["weight"] = self._choose_transition_weight(engine, split, metric)
-            full_w, run["pop"] = self._loss_weights_and_popularity(full, log.n_items, train_users)
             progress.total = max(_n_targets(full, train_users), 1)
             return full, full_w
 
@@ -318,8 +321,7 @@ class HRNN(Recommender):
         if auto and split is not None and "weight" not in run:  # not trained on the held-out sessions
             run["weight"] = self._choose_transition_weight(engine, split, metric)
         if rejoin:  # the prior and the cold users' popularity count every event
-            pop = run["pop"] if "pop" in run else self._loss_weights_and_popularity(
-                full, log.n_items, train_users)[1]
+            pop = full_pop
             table = _transition_table(full, train_users, pop)
         self.transition_weight_ = float(run.get("weight", AUTO_FALLBACK if auto
                                                 else self.transition_weight))
