@@ -334,14 +334,19 @@ class HRNN(Recommender):
                           RuntimeWarning, stacklevel=3)
 
     def _choose_transition_weight(self, engine, split: tuple, metric: str) -> float:
-        """The weight of AUTO_WEIGHTS with the best validation ``metric`` (ties: the one nearest
-        the fallback), all ranked in one pass over the held-out sessions with the engine's table;
-        every score is kept in ``transition_weight_scores_``."""
+        """The weight of AUTO_WEIGHTS with the best validation ``metric``, all ranked in one pass
+        over the held-out sessions with the engine's table, if it beats the fallback by two
+        standard errors of the paired per-event difference (else the fallback: a choice among
+        near-equal weights would only follow the noise of the held-out events); every score is
+        kept in ``transition_weight_scores_``."""
         ranks = engine.next_item_ranks(*split[0], *split[1], num_threads=self.num_threads,
                                        weights=list(AUTO_WEIGHTS))
-        scores = {w: _rank_scores(r)["val_" + metric] for w, r in zip(AUTO_WEIGHTS, ranks)}
-        self.transition_weight_scores_ = scores
-        return max(AUTO_WEIGHTS, key=lambda x: (scores[x], -abs(x - AUTO_FALLBACK)))
+        per_event = {w: _per_event(r, metric) for w, r in zip(AUTO_WEIGHTS, ranks)}
+        self.transition_weight_scores_ = {w: float(v.mean()) for w, v in per_event.items()}
+        best = max(AUTO_WEIGHTS, key=lambda x: (self.transition_weight_scores_[x],
+                                                -abs(x - AUTO_FALLBACK)))
+        d = per_event[best] - per_event[AUTO_FALLBACK]
+        return best if d.mean() > 2.0 * d.std() / np.sqrt(max(len(d), 1)) else AUTO_FALLBACK
 
     def _epochs(self, engine, arrays, w, train_users, callbacks, split, patience, metric,
                 progress, run: dict, rejoin: Optional[Callable] = None) -> None:
@@ -647,7 +652,13 @@ def _validation_scores(engine, split: tuple, num_threads: int) -> dict:
     return _rank_scores(engine.next_item_ranks(*split[0], *split[1], num_threads=num_threads))
 
 
-def _rank_scores(ranks: np.ndarray, k: int = 20) -> dict:
+def _rank_scores(ranks: np.ndarray) -> dict:
+    return {f"val_{m}": float(_per_event(ranks, m).mean()) for m in ("recall@20", "mrr@20")}
+
+
+def _per_event(ranks: np.ndarray, metric: str, k: int = 20) -> np.ndarray:
+    """Each ranked event's share of ``metric`` ("recall@20": hit or not; "mrr@20": 1 / rank)."""
     hit = (ranks >= 1) & (ranks <= k)
-    return {f"val_recall@{k}": float(hit.mean()),
-            f"val_mrr@{k}": float(np.where(hit, 1.0 / np.maximum(ranks, 1), 0.0).mean())}
+    if metric == "recall@20":
+        return hit.astype(np.float64)
+    return np.where(hit, 1.0 / np.maximum(ranks, 1), 0.0)
