@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import hrnn
-from hrnn import model as hm
+from hrnn import _validation as hv
 from hrnn.synthetic import make_log
 
 FAST = dict(hidden_dimension=32, n_sample=32, batch_size=8, bptt=8, random_state=0, num_threads=1,
@@ -22,17 +22,17 @@ def log():
 
 def held_out_split(model):
     log = model._log
-    return hm._validation_split(log, np.ones(log.n_users, dtype=bool))
+    return hv.validation_split(log, np.ones(log.n_users, dtype=bool))
 
 
 def manual_scores(model, split, metric):
     """Each weight's validation score, one fixed weight at a time on the fitted engine."""
     e, t = model._engine, model._engine.get_transitions()
     out = {}
-    for w in hm.AUTO_WEIGHTS:
+    for w in hv.AUTO_WEIGHTS:
         e.set_transitions(w, t["offsets"], t["successors"], t["counts"], t["out"], model.popularity_,
                           t["repeat_curve"])
-        out[w] = hm._validation_scores(e, split, 1)["val_" + metric]
+        out[w] = hv.validation_scores(e, split, 1)["val_" + metric]
     return out
 
 
@@ -40,8 +40,8 @@ def manual_scores(model, split, metric):
 def test_auto_with_validation_chooses_the_best_weight_on_the_held_out_sessions(log, metric):
     m = hrnn.HRNN(epochs=2, **FAST).fit(log, validation=True, metric=metric)
     scores = m.transition_weight_scores_
-    assert list(scores) == list(hm.AUTO_WEIGHTS)
-    assert m.transition_weight_ == hm.AUTO_FALLBACK or scores[m.transition_weight_] == max(scores.values())
+    assert list(scores) == list(hv.AUTO_WEIGHTS)
+    assert m.transition_weight_ == hv.AUTO_FALLBACK or scores[m.transition_weight_] == max(scores.values())
     assert len(set(scores.values())) > 1  # the weight matters on this log
     assert m._engine.get_transitions()["weight"] == pytest.approx(m.transition_weight_)
     assert scores == pytest.approx(manual_scores(m, held_out_split(m), metric), abs=1e-12)
@@ -59,8 +59,8 @@ def test_auto_holds_the_last_sessions_out_of_the_first_half_of_the_epochs(log, e
     split = held_out_split(auto)
     n_held = int(np.diff(split[1][0]).sum())
     assert e_fixed[0] - e_auto[0] == n_held  # every held-out event is a target of the last epoch only
-    assert auto.transition_weight_ in hm.AUTO_WEIGHTS
-    assert list(auto.transition_weight_scores_) == list(hm.AUTO_WEIGHTS)
+    assert auto.transition_weight_ in hv.AUTO_WEIGHTS
+    assert list(auto.transition_weight_scores_) == list(hv.AUTO_WEIGHTS)
     assert fixed.transition_weight_ == 0.5 and fixed.transition_weight_scores_ == {}
     # the final prior counts every event, like a fixed weight's
     t_auto, t_fixed = auto._engine.get_transitions(), fixed._engine.get_transitions()
@@ -71,10 +71,10 @@ def test_auto_holds_the_last_sessions_out_of_the_first_half_of_the_epochs(log, e
 
 def test_auto_falls_back_without_sessions_to_choose_on(log):
     one_epoch = hrnn.HRNN(epochs=1, **FAST).fit(log)
-    assert one_epoch.transition_weight_ == hm.AUTO_FALLBACK and one_epoch.transition_weight_scores_ == {}
+    assert one_epoch.transition_weight_ == hv.AUTO_FALLBACK and one_epoch.transition_weight_scores_ == {}
     single = log.assign(TIMESTAMP=log.groupby("USER_ID").cumcount() + 1_600_000_000)  # one session each
     m = hrnn.HRNN(epochs=2, **FAST).fit(single)
-    assert m.transition_weight_ == hm.AUTO_FALLBACK and m.transition_weight_scores_ == {}
+    assert m.transition_weight_ == hv.AUTO_FALLBACK and m.transition_weight_scores_ == {}
     assert len({h["events"] for h in m.history_}) == 1  # nothing held out
 
 
@@ -103,8 +103,8 @@ def test_bad_weights_are_named(bad, error):
 def test_auto_holds_out_random_users_up_to_the_budget(log, monkeypatch):
     everyone = hrnn.HRNN(epochs=2, **FAST).fit(log)
     all_held = everyone.history_[1]["events"] - everyone.history_[0]["events"]
-    monkeypatch.setattr(hm, "AUTO_HOLDOUT_MIN", 150)
-    monkeypatch.setattr(hm, "AUTO_HOLDOUT_SHARE", 0.0)
+    monkeypatch.setattr(hv, "AUTO_HOLDOUT_MIN", 150)
+    monkeypatch.setattr(hv, "AUTO_HOLDOUT_SHARE", 0.0)
     runs = [hrnn.HRNN(epochs=2, **FAST).fit(log) for _ in range(2)]
     held = [m.history_[1]["events"] - m.history_[0]["events"] for m in runs]
     assert held[0] == held[1]  # the same users for the same random_state
@@ -132,23 +132,23 @@ class _Ranks:
         self.rows = np.asarray(rows)
 
     def next_item_ranks(self, *arrays, num_threads, weights):
-        assert list(weights) == list(hm.AUTO_WEIGHTS)
+        assert list(weights) == list(hv.AUTO_WEIGHTS)
         return self.rows
 
 
 @pytest.mark.parametrize("metric", ["recall@20", "mrr@20"])
 def test_a_weight_other_than_the_fallback_must_win_clearly(metric):
     m, n = hrnn.HRNN(), 1000
-    fallback = hm.AUTO_WEIGHTS.index(hm.AUTO_FALLBACK)
+    fallback = hv.AUTO_WEIGHTS.index(hv.AUTO_FALLBACK)
     base = np.where(np.arange(n) < 100, 1, 50)  # the fallback finds 10% of the events first
-    clear = [base] * len(hm.AUTO_WEIGHTS)
+    clear = [base] * len(hv.AUTO_WEIGHTS)
     clear[5] = np.where(np.arange(n) < 300, 1, 50)  # weight 4 finds 30%
     assert m._choose_transition_weight(_Ranks(clear), ((), ()), metric) == 4.0
     assert m.transition_weight_scores_[4.0] == pytest.approx(0.3)
-    noise = [base] * len(hm.AUTO_WEIGHTS)
+    noise = [base] * len(hv.AUTO_WEIGHTS)
     noise[3] = np.where(np.arange(n) < 101, 1, 50)  # weight 1 finds one event more
-    assert m._choose_transition_weight(_Ranks(noise), ((), ()), metric) == hm.AUTO_FALLBACK
+    assert m._choose_transition_weight(_Ranks(noise), ((), ()), metric) == hv.AUTO_FALLBACK
     assert max(m.transition_weight_scores_, key=m.transition_weight_scores_.get) == 1.0
-    worse = [base] * len(hm.AUTO_WEIGHTS)
+    worse = [base] * len(hv.AUTO_WEIGHTS)
     worse[fallback] = np.where(np.arange(n) < 50, 1, 50)  # every other weight is clearly better
-    assert m._choose_transition_weight(_Ranks(worse), ((), ()), metric) != hm.AUTO_FALLBACK
+    assert m._choose_transition_weight(_Ranks(worse), ((), ()), metric) != hv.AUTO_FALLBACK

@@ -67,8 +67,7 @@ int Transitions::history() const {
 }
 
 std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t* items, int64_t n) const {
-  std::vector<std::pair<int32_t, double>> terms;
-  if (!has_table()) return terms;
+  if (!has_table()) return {};
   // Source weights a_k = decay^k / (their sum over the known sources); G = sum_k a_k s / (out_k + s).
   double a[kTransitionSources], sum_a = 0.0, g = 0.0;
   int32_t src[kTransitionSources];
@@ -105,13 +104,15 @@ std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t*
   const double keep_new = 1.0 - std::min(repeat_total, 0.95);
   for (size_t e = first_repeat; e < s.size(); ++e) s[e].second /= keep_new;
   std::sort(s.begin(), s.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  size_t n_terms = 0;  // each item's entries are summed into one, in place
   for (size_t r = 0; r < s.size();) {
     const int32_t j = s[r].first;
     double v = 0.0;
     for (; r < s.size() && s[r].first == j; ++r) v += s[r].second;
-    terms.emplace_back(j, std::log1p(v / (g * pop_[j])));
+    s[n_terms++] = {j, std::log1p(v / (g * pop_[j]))};
   }
-  return terms;
+  s.resize(n_terms);
+  return s;
 }
 
 void Transitions::add_boosts(const int32_t* items, int64_t n, std::vector<std::pair<int32_t, float>>& boosts) const {

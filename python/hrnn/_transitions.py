@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 MAX_SUCCESSORS = 100  # successors kept per item: a bound on the work per history position
+REPEAT_HISTORY = 200  # the recent events the transition prior's repeat part reads (kRepeatWindow)
 
 
 def transition_counts(items: np.ndarray, new_session: np.ndarray, n_items: int) -> tuple:
@@ -62,3 +63,26 @@ def repeat_curve(offsets: np.ndarray, items: np.ndarray, n_items: int, length: i
     reach = np.minimum(np.minimum(nxt - idx, offsets[users + 1] - 1 - idx), length)
     den = np.cumsum(np.bincount(reach, minlength=length + 1)[::-1])[::-1][1:]
     return np.divide(num, den, out=np.zeros(length), where=den > 0)
+
+
+def transition_table(arrays: tuple, train_users: np.ndarray, popularity: np.ndarray) -> tuple:
+    """HRNN's transition prior (all but its weight), counted on the training users' events of an
+    event log's arrays (offsets, items, timestamps, new_session): the arguments of
+    ``Engine.set_transitions`` after the weight."""
+    offsets, items, _, new_session = arrays
+    lengths = np.diff(offsets)
+    is_train = np.isin(np.arange(len(lengths)), train_users)
+    in_train = np.repeat(is_train, lengths)
+    n_items = len(popularity)
+    curve = repeat_curve(np.concatenate([[0], np.cumsum(lengths[is_train])]), items[in_train],
+                         n_items, REPEAT_HISTORY)
+    offsets, successors, counts, out = top_successors(
+        *transition_counts(items[in_train], new_session[in_train], n_items))
+    return (offsets, successors.astype(np.int32), counts.astype(np.float32),
+            out.astype(np.float32), popularity, curve.astype(np.float32))
+
+
+def apply_table(engine, table, weight: float) -> None:
+    """Give ``engine`` the prior ``table`` at ``weight`` (nothing when there is no table)."""
+    if table is not None:
+        engine.set_transitions(float(weight), *table)

@@ -11,7 +11,9 @@ import numpy as np
 
 from . import _core, _device, _params
 from . import data as _data
-from ._transitions import repeat_curve, top_successors, transition_counts
+from ._transitions import apply_table, transition_table
+from ._validation import (AUTO_FALLBACK, auto_holdout_users, choose_transition_weight, n_targets,
+                          validation_scores, validation_split)
 from ._ids import _as_list, _check_id, _check_num_results, _session_hashes, _timestamps
 from ._progress import Progress
 from .base import Recommender
@@ -19,15 +21,6 @@ from .base import Recommender
 # put_events takes this fast path for one event given as scalars (bools go the general way)
 _ONE_ID = (str, int, np.integer, np.str_)
 _ONE_TIMESTAMP = (int, float, np.integer, np.floating)
-REPEAT_HISTORY = 200  # the recent events the transition prior's repeat part reads (kRepeatWindow)
-# transition_weight="auto" picks the weight with the best validation score among these (training
-# does not depend on it, so each costs one scoring pass, not a fit), or the fallback without
-# held-out sessions to score on.
-AUTO_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-AUTO_FALLBACK = 0.5
-# Without fit(validation=True), "auto" holds out the last sessions of random users, up to this share
-# of the events (at least AUTO_HOLDOUT_MIN events): the fewer held out, the less training changes.
-AUTO_HOLDOUT_SHARE, AUTO_HOLDOUT_MIN = 0.02, 2000
 
 
 class HRNN(Recommender):
@@ -226,11 +219,11 @@ class HRNN(Recommender):
             _params.check_positive_int("early_stopping_rounds", early_stopping_rounds)
         split = None
         if validation:
-            split = _validation_split(log, train_users)
+            split = validation_split(log, train_users)
         elif self.transition_weight == "auto" and self.epochs >= 2:
-            held = _auto_holdout_users(log, train_users, np.random.default_rng(self.random_state))
+            held = auto_holdout_users(log, train_users, np.random.default_rng(self.random_state))
             if held.any():  # otherwise nobody to choose on: the fallback weight
-                split = _validation_split(log, held)
+                split = validation_split(log, held)
         self._train(log, np.flatnonzero(train_users), list(callbacks), split, validation,
                     early_stopping_rounds, metric)
         return self
@@ -279,9 +272,9 @@ class HRNN(Recommender):
         arrays = split[0] if split else full
         w, pop = self._loss_weights_and_popularity(arrays, log.n_items, train_users)
         auto = self.transition_weight == "auto"
-        table = (_transition_table(arrays, train_users, pop)
+        table = (transition_table(arrays, train_users, pop)
                  if auto or self.transition_weight > 0 else None)
-        _apply_transitions(engine, table, AUTO_FALLBACK if auto else self.transition_weight)
+        apply_table(engine, table, AUTO_FALLBACK if auto else self.transition_weight)
         # "auto" without validation: the held-out sessions, the most recent ones, join the second
         # half of the epochs once the weight has been chosen on them. Negatives are drawn by the
         # popularity of every event from the start: an item seen only in a held-out session must
@@ -297,14 +290,14 @@ class HRNN(Recommender):
                               repeat_negatives=self.repeat_negatives,
                               seed=seed,
                               num_threads=self.num_threads)
-        progress = Progress(self.epochs, _n_targets(arrays, train_users), enabled=self.show_progress)
+        progress = Progress(self.epochs, n_targets(arrays, train_users), enabled=self.show_progress)
         self.history_ = []
         self.transition_weight_scores_ = {}
         run = {"interrupted": False, "best": -1.0, "best_epoch": -1, "best_weights": None}
 
         def rejoin_epoch() -> tuple:
             run["weight"] = self._choose_transition_weight(engine, split, metric)
-            progress.total = max(_n_targets(full, train_users), 1)
+            progress.total = max(n_targets(full, train_users), 1)
             return full, full_w
 
         try:
@@ -323,10 +316,10 @@ class HRNN(Recommender):
             run["weight"] = self._choose_transition_weight(engine, split, metric)
         if rejoin:  # the prior and the cold users' popularity count every event
             pop = full_pop
-            table = _transition_table(full, train_users, pop)
+            table = transition_table(full, train_users, pop)
         self.transition_weight_ = float(run.get("weight", AUTO_FALLBACK if auto
                                                 else self.transition_weight))
-        _apply_transitions(engine, table, self.transition_weight_)
+        apply_table(engine, table, self.transition_weight_)
         engine.compute_states(*full, num_threads=self.num_threads)
         self._set_catalogue(engine, log, pop)
         if run["interrupted"]:
@@ -335,19 +328,9 @@ class HRNN(Recommender):
                           RuntimeWarning, stacklevel=3)
 
     def _choose_transition_weight(self, engine, split: tuple, metric: str) -> float:
-        """The weight of AUTO_WEIGHTS with the best validation ``metric``, all ranked in one pass
-        over the held-out sessions with the engine's table, if it beats the fallback by two
-        standard errors of the paired per-event difference (else the fallback: a choice among
-        near-equal weights would only follow the noise of the held-out events); every score is
-        kept in ``transition_weight_scores_``."""
-        ranks = engine.next_item_ranks(*split[0], *split[1], num_threads=self.num_threads,
-                                       weights=list(AUTO_WEIGHTS))
-        per_event = {w: _per_event(r, metric) for w, r in zip(AUTO_WEIGHTS, ranks)}
-        self.transition_weight_scores_ = {w: float(v.mean()) for w, v in per_event.items()}
-        best = max(AUTO_WEIGHTS, key=lambda x: (self.transition_weight_scores_[x],
-                                                -abs(x - AUTO_FALLBACK)))
-        d = per_event[best] - per_event[AUTO_FALLBACK]
-        return best if d.mean() > 2.0 * d.std() / np.sqrt(max(len(d), 1)) else AUTO_FALLBACK
+        weight, self.transition_weight_scores_ = choose_transition_weight(engine, split, metric,
+                                                                          self.num_threads)
+        return weight
 
     def _epochs(self, engine, arrays, w, train_users, callbacks, split, patience, metric,
                 progress, run: dict, rejoin: Optional[Callable] = None) -> None:
@@ -359,7 +342,7 @@ class HRNN(Recommender):
             stats["seconds"] = time.perf_counter() - t0
             stats["events_per_second"] = stats["events"] / max(stats["seconds"], 1e-9)
             if split:
-                stats.update(_validation_scores(engine, split, self.num_threads))
+                stats.update(validation_scores(engine, split, self.num_threads))
             self.history_.append(stats)
             progress.end_epoch(stats)
             if stats["keyboard_interrupt"]:
@@ -589,77 +572,3 @@ class HRNN(Recommender):
         self._check_fitted()
         from . import model_file
         model_file.save(self, path)
-
-
-def _n_targets(arrays: tuple, train_users: np.ndarray) -> int:
-    """The training targets of one epoch over ``arrays`` (offsets first)."""
-    return int(np.maximum(np.diff(arrays[0])[train_users] - 1, 0).sum())
-
-
-def _transition_table(arrays: tuple, train_users: np.ndarray, popularity: np.ndarray) -> tuple:
-    """The transition prior's arrays (all but its weight), counted on the training users' events."""
-    offsets, items, _, new_session = arrays
-    lengths = np.diff(offsets)
-    is_train = np.isin(np.arange(len(lengths)), train_users)
-    in_train = np.repeat(is_train, lengths)
-    n_items = len(popularity)
-    curve = repeat_curve(np.concatenate([[0], np.cumsum(lengths[is_train])]), items[in_train],
-                         n_items, REPEAT_HISTORY)
-    offsets, successors, counts, out = top_successors(
-        *transition_counts(items[in_train], new_session[in_train], n_items))
-    return (offsets, successors.astype(np.int32), counts.astype(np.float32),
-            out.astype(np.float32), popularity, curve.astype(np.float32))
-
-
-def _apply_transitions(engine, table: Optional[tuple], weight: float) -> None:
-    if table is not None:
-        engine.set_transitions(float(weight), *table)
-
-
-def _auto_holdout_users(log: "_data.EventLog", train_users: np.ndarray, rng) -> np.ndarray:
-    """Boolean [n_users]: random training users with 2+ sessions whose last sessions hold about
-    max(AUTO_HOLDOUT_SHARE of the events, AUTO_HOLDOUT_MIN) events (all of them if fewer)."""
-    starts = _data.last_session_starts(log)
-    eligible = np.flatnonzero(train_users & (starts > log.offsets[:-1]))
-    order = rng.permutation(eligible)
-    held_events = np.cumsum(log.offsets[1:][order] - starts[order])
-    budget = max(AUTO_HOLDOUT_SHARE * log.n_events, AUTO_HOLDOUT_MIN)
-    mask = np.zeros(log.n_users, dtype=bool)
-    mask[order[:int(np.searchsorted(held_events, budget)) + 1]] = True
-    return mask
-
-
-def _validation_split(log: "_data.EventLog", train_users: np.ndarray) -> tuple:
-    """(prefix arrays, test arrays): each training user's last session is the test, for users
-    with 2+ sessions; everyone else keeps all events in the prefix."""
-    starts = _data.last_session_starts(log)
-    held = train_users & (starts > log.offsets[:-1])
-    if not held.any():
-        raise ValueError("validation needs training users with at least 2 sessions; none found")
-    cut = np.where(held, starts, log.offsets[1:])
-    user = log.event_users()
-    in_prefix = np.arange(log.n_events) < cut[user]
-
-    def part(mask, counts):
-        offsets = np.zeros(log.n_users + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        return (offsets, log.items[mask], log.timestamps[mask], log.new_session[mask])
-
-    return (part(in_prefix, cut - log.offsets[:-1]),
-            part(~in_prefix, log.offsets[1:] - cut))
-
-
-def _validation_scores(engine, split: tuple, num_threads: int) -> dict:
-    return _rank_scores(engine.next_item_ranks(*split[0], *split[1], num_threads=num_threads))
-
-
-def _rank_scores(ranks: np.ndarray) -> dict:
-    return {f"val_{m}": float(_per_event(ranks, m).mean()) for m in ("recall@20", "mrr@20")}
-
-
-def _per_event(ranks: np.ndarray, metric: str, k: int = 20) -> np.ndarray:
-    """Each ranked event's share of ``metric`` ("recall@20": hit or not; "mrr@20": 1 / rank)."""
-    hit = (ranks >= 1) & (ranks <= k)
-    if metric == "recall@20":
-        return hit.astype(np.float64)
-    return np.where(hit, 1.0 / np.maximum(ranks, 1), 0.0)

@@ -1,0 +1,89 @@
+"""Held-out sessions of a training log: the validation of ``fit(validation=True)`` and the choice of
+``transition_weight="auto"`` (docs/engine.md, "Choosing the weight").
+
+Private; what HRNN.fit uses between its epochs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import data as _data
+
+# "auto" picks the weight with the best validation score among these (training does not depend on
+# it, so all of them cost one ranking pass, not a fit), or the fallback without held-out sessions.
+AUTO_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+AUTO_FALLBACK = 0.5
+# Without fit(validation=True), "auto" holds out the last sessions of random users, up to this share
+# of the events (at least AUTO_HOLDOUT_MIN events): the fewer held out, the less training changes.
+AUTO_HOLDOUT_SHARE, AUTO_HOLDOUT_MIN = 0.02, 2000
+
+
+def n_targets(arrays: tuple, train_users: np.ndarray) -> int:
+    """The training targets of one epoch over ``arrays`` (offsets first)."""
+    return int(np.maximum(np.diff(arrays[0])[train_users] - 1, 0).sum())
+
+
+def _multi_session(log: "_data.EventLog", users: np.ndarray) -> tuple:
+    """(each user's last-session start, boolean [n_users]: ``users`` with 2+ sessions)."""
+    starts = _data.last_session_starts(log)
+    return starts, users & (starts > log.offsets[:-1])
+
+
+def auto_holdout_users(log: "_data.EventLog", train_users: np.ndarray, rng) -> np.ndarray:
+    """Boolean [n_users]: random training users with 2+ sessions whose last sessions hold about
+    max(AUTO_HOLDOUT_SHARE of the events, AUTO_HOLDOUT_MIN) events (all of them if fewer)."""
+    starts, eligible = _multi_session(log, train_users)
+    order = rng.permutation(np.flatnonzero(eligible))
+    held_events = np.cumsum(log.offsets[1:][order] - starts[order])
+    budget = max(AUTO_HOLDOUT_SHARE * log.n_events, AUTO_HOLDOUT_MIN)
+    mask = np.zeros(log.n_users, dtype=bool)
+    mask[order[:int(np.searchsorted(held_events, budget)) + 1]] = True
+    return mask
+
+
+def validation_split(log: "_data.EventLog", train_users: np.ndarray) -> tuple:
+    """(prefix arrays, test arrays): each training user's last session is the test, for users
+    with 2+ sessions; everyone else keeps all events in the prefix."""
+    starts, held = _multi_session(log, train_users)
+    if not held.any():
+        raise ValueError("validation needs training users with at least 2 sessions; none found")
+    cut = np.where(held, starts, log.offsets[1:])
+    user = log.event_users()
+    in_prefix = np.arange(log.n_events) < cut[user]
+
+    def part(mask, counts):
+        offsets = np.zeros(log.n_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return (offsets, log.items[mask], log.timestamps[mask], log.new_session[mask])
+
+    return (part(in_prefix, cut - log.offsets[:-1]),
+            part(~in_prefix, log.offsets[1:] - cut))
+
+
+def validation_scores(engine, split: tuple, num_threads: int) -> dict:
+    """``val_recall@20`` and ``val_mrr@20`` of the split's test events, at the engine's weight."""
+    ranks = engine.next_item_ranks(*split[0], *split[1], num_threads=num_threads)
+    return {f"val_{m}": float(_per_event(ranks, m).mean()) for m in ("recall@20", "mrr@20")}
+
+
+def choose_transition_weight(engine, split: tuple, metric: str, num_threads: int) -> tuple:
+    """(weight, {weight: score}): the weight of AUTO_WEIGHTS with the best validation ``metric``,
+    all ranked in one pass over the split's test events with the engine's table, if it beats the
+    fallback by two standard errors of the paired per-event difference (else the fallback: a choice
+    among near-equal weights would only follow the noise of the held-out events)."""
+    ranks = engine.next_item_ranks(*split[0], *split[1], num_threads=num_threads,
+                                   weights=list(AUTO_WEIGHTS))
+    per_event = {w: _per_event(r, metric) for w, r in zip(AUTO_WEIGHTS, ranks)}
+    scores = {w: float(v.mean()) for w, v in per_event.items()}
+    best = max(AUTO_WEIGHTS, key=lambda x: (scores[x], -abs(x - AUTO_FALLBACK)))
+    d = per_event[best] - per_event[AUTO_FALLBACK]
+    significant = d.mean() > 2.0 * d.std() / np.sqrt(max(len(d), 1))
+    return (best if significant else AUTO_FALLBACK), scores
+
+
+def _per_event(ranks: np.ndarray, metric: str, k: int = 20) -> np.ndarray:
+    """Each ranked event's share of ``metric`` ("recall@20": hit or not; "mrr@20": 1 / rank)."""
+    hit = (ranks >= 1) & (ranks <= k)
+    if metric == "recall@20":
+        return hit.astype(np.float64)
+    return np.where(hit, 1.0 / np.maximum(ranks, 1), 0.0)
