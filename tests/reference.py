@@ -300,6 +300,7 @@ REPEAT_WINDOW = 200                                          # L of "Repeat scor
 TRANSITION_SOURCES = 10
 TRANSITION_DECAY = 0.8
 TRANSITION_SMOOTHING = 30.0
+SEEN_FLOOR = 1e-4  # kSeenFloor
 TRANSITION_SUCCESSORS = 100
 
 
@@ -339,9 +340,11 @@ def repeat_curve(histories, length):
 
 
 def transition_prior(kept, out, popularity, weight, recent_items, curve=()):
-    """[N]: log of weight * P_j up to a constant of the row, P_j = R_j + (1 - r) (G pop_j + S_j), as
-    weight * (log pop_j + log(1 + (S_j + R_j / (1 - r)) / (G pop_j))), for the recent items (oldest
-    first); R_j = the sum of curve[p] over j's positions p (0 = the latest), r = min(sum R, 0.95)."""
+    """[N]: log of weight * P_j up to a constant of the row, for the recent items (oldest first):
+    P_j = R_j + (1 - r) (G pop_j + S_j), R_j = the sum of curve[p] over j's positions p (0 = the
+    latest), r = min(sum R, 0.95), as weight * (log pop_j + log(1 + (S_j + R_j / (1 - r)) / (G pop_j))).
+    With a curve of zeros (a log without repeats) the items among the last len(curve) events get
+    weight * (log pop_j + log SEEN_FLOOR) instead."""
     pop = np.maximum(np.asarray(popularity, np.float64) / np.sum(popularity), 1e-12)
     term = weight * np.log(pop)
     n = len(recent_items)
@@ -355,11 +358,16 @@ def transition_prior(kept, out, popularity, weight, recent_items, curve=()):
         for j, c in kept[i]:
             s[j] += ak * c / (out[i] + TRANSITION_SMOOTHING)
     rep = np.zeros(len(pop))
+    seen = np.zeros(len(pop), dtype=bool)
     for p in range(min(len(curve), n)):
         if recent_items[n - 1 - p] >= 0:
             rep[recent_items[n - 1 - p]] += curve[p]
+            seen[recent_items[n - 1 - p]] = True
     s += rep / (1.0 - min(rep.sum(), 0.95))
-    return term + weight * np.log1p(s / ((g if sources else 1.0) * pop))
+    rel = np.log1p(s / ((g if sources else 1.0) * pop))
+    if len(curve) and not np.any(np.asarray(curve) > 0):
+        rel[seen] = np.log(SEEN_FLOOR)
+    return term + weight * rel
 
 
 def repeat_boosts(params, h, recent_items, recent_ts):

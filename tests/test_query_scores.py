@@ -211,6 +211,42 @@ def test_validation_ranks_use_the_query_scores(model, log):
             e.next_item_ranks(*prefix, *test, weights=bad)
 
 
+def test_a_log_without_repeats_rules_out_recent_items():
+    # Nobody consumes an item twice (MovieLens): the repeat curve is 0 and a recent item is not new
+    # either, so the prior gives it the floor instead of its transition evidence.
+    df = make_log(n_events=3000, n_users=40, n_items=300, repeat=0.0, cover_items=True, seed=2)
+    df = df.drop_duplicates(["USER_ID", "ITEM_ID"])
+    m = fitted(df, weight=4.0)
+    hist = histories(m, df)
+    assert not np.any(m._engine.get_transitions()["repeat_curve"])
+    users = sorted(hist)[:8]
+    got = all_scores(m, users)
+    p, prior = params64(m), prior_of(m, hist, weight=4.0)
+    for r, uid in enumerate(users):
+        items, ts = hist[uid]
+        want = ref.query_scores(p, m.user_state(uid)[1], items, ts, prior)
+        np.testing.assert_allclose(got[r], want, rtol=1e-4, atol=1e-4)
+        recent = set(items[-200:])
+        seen_term = want[items[-1]] - ref.query_scores(p, m.user_state(uid)[1], items, ts,
+                                                         prior[:3] + (0.0, prior[4]))[items[-1]]
+        assert seen_term == pytest.approx(4.0 * (np.log(prior[2][items[-1]] / prior[2].sum())
+                                                 + np.log(ref.SEEN_FLOOR)), rel=1e-6)
+        assert not recent & set(m._engine.recommend_batch(np.array([m._user_index[uid]]), 10)[0][0].tolist())
+    # The validation ranks read the same scores.
+    uid = users[0]
+    items, ts = hist[uid]
+    new = np.r_[1, np.diff(ts) > 1800].astype(np.uint8)
+    cut = len(items) - 1
+    arrays = [(np.array([0, n], np.int64), np.asarray(items[a:b], np.int32), ts[a:b], new[a:b])
+              for a, b, n in ((0, cut, cut), (cut, len(items), 1))]
+    rank = m._engine.next_item_ranks(*arrays[0], *arrays[1], num_threads=1)
+    gaps = np.r_[0.0, np.diff(ts)].astype(np.float32)
+    _, h = m._engine.advance(p["u0"].astype(np.float32), np.zeros(len(p["u0"]), np.float32), True,
+                             np.asarray(items[:cut], np.int32), gaps[:cut], new[:cut])
+    scores = ref.query_scores(p, h, items[:cut], ts[:cut], prior)
+    assert rank[0] == 1 + np.sum(scores > scores[items[cut]])
+
+
 def test_bad_tables_raise_and_change_nothing(log):
     m = fitted(log)
     e = m._engine

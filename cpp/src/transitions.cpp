@@ -50,6 +50,7 @@ void Transitions::set(int64_t n_items, float weight, std::vector<int64_t> offset
   successors_ = std::move(successors);
   counts_ = std::move(counts);
   out_ = std::move(out);
+  has_repeats_ = std::any_of(repeat_curve.begin(), repeat_curve.end(), [](float q) { return q > 0.f; });
   repeat_curve_ = std::move(repeat_curve);
   pop_ = std::move(pop);
   log_pop_ = std::move(log_pop);
@@ -91,25 +92,36 @@ std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t*
   }
   if (m == 0) g = 1.0;  // no known source: the transition part is the popularity alone
   // The repeat part: R_j = the sum of q[p] over j's positions p among the last events (0 = the
-  // latest), and r = the total, at most 0.95, the chance of a repeat.
+  // latest), and r = the total, at most 0.95, the chance of a repeat. On a log without repeats
+  // (q = 0) a recent item is not new either: it is marked (kSeen) and gets the floor.
+  constexpr double kSeen = -1.0;
+  const bool rule_out_seen = !repeat_curve_.empty() && !has_repeats_;
   const int64_t L = std::min<int64_t>(n, static_cast<int64_t>(repeat_curve_.size()));
   const size_t first_repeat = s.size();
   double repeat_total = 0.0;
   for (int64_t p = 0; p < L; ++p) {
     const int32_t i = items[n - 1 - p];
-    if (i < 0 || !(repeat_curve_[p] > 0.f)) continue;
-    s.emplace_back(i, repeat_curve_[p]);
-    repeat_total += repeat_curve_[p];
+    if (i < 0) continue;
+    if (rule_out_seen) {
+      s.emplace_back(i, kSeen);
+    } else if (repeat_curve_[p] > 0.f) {
+      s.emplace_back(i, repeat_curve_[p]);
+      repeat_total += repeat_curve_[p];
+    }
   }
   const double keep_new = 1.0 - std::min(repeat_total, 0.95);
-  for (size_t e = first_repeat; e < s.size(); ++e) s[e].second /= keep_new;
+  for (size_t e = first_repeat; e < s.size(); ++e) s[e].second /= keep_new;  // 1 when seen items are ruled out
   std::sort(s.begin(), s.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   size_t n_terms = 0;  // each item's entries are summed into one, in place
   for (size_t r = 0; r < s.size();) {
     const int32_t j = s[r].first;
     double v = 0.0;
-    for (; r < s.size() && s[r].first == j; ++r) v += s[r].second;
-    s[n_terms++] = {j, std::log1p(v / (g * pop_[j]))};
+    bool seen = false;
+    for (; r < s.size() && s[r].first == j; ++r) {
+      seen = seen || s[r].second == kSeen;
+      v += s[r].second;
+    }
+    s[n_terms++] = {j, seen ? std::log(kSeenFloor) : std::log1p(v / (g * pop_[j]))};
   }
   s.resize(n_terms);
   return s;

@@ -12,6 +12,9 @@ namespace hrnn {
 constexpr int kTransitionSources = 10;        // the last events whose successors count
 constexpr float kTransitionDecay = 0.8f;      // weight of a source k events ago: decay^k
 constexpr float kTransitionSmoothing = 30.f;  // pseudo-counts pulling each row towards popularity
+// On a log without repeats a recent item's prior P_j / ((1 - r) G pop_j) is this, not 0: log(0) would
+// rule the item out whatever the network says.
+constexpr double kSeenFloor = 1e-4;
 
 class Transitions {
  public:
@@ -37,8 +40,8 @@ class Transitions {
   int history() const;
   // The sparse part at weight 1, log(1 + (S_j + R_j / (1 - r)) / (G * pop_j)), of each successor j of
   // the last kTransitionSources of the recent events and of each item j among the last
-  // |repeat_curve| of them (items oldest first, -1 = unknown): sorted by item, one entry per item;
-  // empty without a table.
+  // |repeat_curve| of them (items oldest first, -1 = unknown), or log(kSeenFloor) for the latter when
+  // the curve is all zero: sorted by item, one entry per item; empty without a table.
   std::vector<std::pair<int32_t, double>> sparse_terms(const int32_t* items, int64_t n) const;
   // Adds weight * sparse_terms to `boosts`, which is sorted by item with one entry per item before
   // and after (nothing when off).
@@ -55,6 +58,7 @@ class Transitions {
   std::vector<int64_t> offsets_;
   std::vector<int32_t> successors_;
   std::vector<float> counts_, out_, repeat_curve_;
+  bool has_repeats_ = false;  // some q[p] > 0
   std::vector<float> pop_;       // popularity shares
   std::vector<double> log_pop_;  // and their logs
 };
