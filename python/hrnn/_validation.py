@@ -12,7 +12,7 @@ from . import data as _data
 # "auto" picks the weight with the best validation score among these (training does not depend on
 # it, so all of them cost one ranking pass, not a fit), or the fallback without held-out sessions.
 AUTO_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-AUTO_FALLBACK = 0.5
+AUTO_FALLBACK = 1.0
 # Without fit(validation=True), "auto" holds out the last sessions of random users, up to this share
 # of the events (at least AUTO_HOLDOUT_MIN events): the fewer held out, the less training changes.
 AUTO_HOLDOUT_SHARE, AUTO_HOLDOUT_MIN = 0.02, 2000

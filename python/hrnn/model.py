@@ -89,11 +89,11 @@ class HRNN(Recommender):
         prior"). 0 turns it off. Training does not depend on it. "auto" chooses it among
         0, 0.25, 0.5, 1, 2, 4 and 8 by the validation ``metric`` of ``fit`` on users' last
         sessions (users with 2+ sessions), scored before the model has trained on them, keeping
-        0.5 unless another weight is better by two standard errors: with
+        1 unless another weight is better by two standard errors: with
         ``fit(validation=True)`` on the held-out sessions after the last epoch; otherwise the
         last sessions of random users (2% of the events, at least 2,000) are held out of the
         first half of the epochs and the choice is made there (``epochs=1`` and logs without
-        such users get 0.5). The choice is ``transition_weight_`` (docs/engine.md).
+        such users get 1). The choice is ``transition_weight_`` (docs/engine.md).
     session_gap : float
         Seconds of inactivity that end a session (when the data has no SESSION_ID).
     recency_half_life : float, optional
