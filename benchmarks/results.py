@@ -83,9 +83,10 @@ def markdown(df: pd.DataFrame) -> str:
         lines = [f"\n**{protocol}**\n", "| data set | model | " + " | ".join(metrics) + " |",
                  "|---|---|" + "---:|" * len(metrics)]
         for name, group in part.groupby("data", sort=False):
-            best = group[metrics].max()
-            for _, row in group.iterrows():
-                cells = [f"**{row[m]:.4f}**" if row[m] == best[m] else f"{row[m]:.4f}" for m in metrics]
+            shown = group[metrics].round(4)  # values equal as printed are equally bold
+            best = shown.max()
+            for (_, row), (_, value) in zip(group.iterrows(), shown.iterrows()):
+                cells = [f"**{value[m]:.4f}**" if value[m] == best[m] else f"{value[m]:.4f}" for m in metrics]
                 lines.append(f"| {name} | {row['model']} | " + " | ".join(cells) + " |")
         out.append("\n".join(lines))
     return "\n".join(out)

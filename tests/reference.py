@@ -343,8 +343,8 @@ def transition_prior(kept, out, popularity, weight, recent_items, curve=()):
     """[N]: log of weight * P_j up to a constant of the row, for the recent items (oldest first):
     P_j = R_j + (1 - r) (G pop_j + S_j), R_j = the sum of curve[p] over j's positions p (0 = the
     latest), r = min(sum R, 0.95), as weight * (log pop_j + log(1 + (S_j + R_j / (1 - r)) / (G pop_j))).
-    With a curve of zeros (a log without repeats) the items among the last len(curve) events get
-    weight * (log pop_j + log SEEN_FLOOR) instead."""
+    With a curve of zeros (a log without repeats) every item of recent_items (the whole history)
+    gets weight * (log pop_j + log SEEN_FLOOR) instead."""
     pop = np.maximum(np.asarray(popularity, np.float64) / np.sum(popularity), 1e-12)
     term = weight * np.log(pop)
     n = len(recent_items)
@@ -358,15 +358,13 @@ def transition_prior(kept, out, popularity, weight, recent_items, curve=()):
         for j, c in kept[i]:
             s[j] += ak * c / (out[i] + TRANSITION_SMOOTHING)
     rep = np.zeros(len(pop))
-    seen = np.zeros(len(pop), dtype=bool)
     for p in range(min(len(curve), n)):
         if recent_items[n - 1 - p] >= 0:
             rep[recent_items[n - 1 - p]] += curve[p]
-            seen[recent_items[n - 1 - p]] = True
     s += rep / (1.0 - min(rep.sum(), 0.95))
     rel = np.log1p(s / ((g if sources else 1.0) * pop))
     if len(curve) and not np.any(np.asarray(curve) > 0):
-        rel[seen] = np.log(SEEN_FLOOR)
+        rel[[i for i in recent_items if i >= 0]] = np.log(SEEN_FLOOR)
     return term + weight * rel
 
 

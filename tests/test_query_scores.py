@@ -212,9 +212,10 @@ def test_validation_ranks_use_the_query_scores(model, log):
 
 
 def test_a_log_without_repeats_rules_out_recent_items():
-    # Nobody consumes an item twice (MovieLens): the repeat curve is 0 and a recent item is not new
-    # either, so the prior gives it the floor instead of its transition evidence.
-    df = make_log(n_events=3000, n_users=40, n_items=300, repeat=0.0, cover_items=True, seed=2)
+    # Nobody consumes an item twice (MovieLens): the repeat curve is 0 and an item of the user's
+    # history is not new either, so the prior gives it the floor instead of its transition evidence.
+    # Users of 330-400 events: the rule reaches past the repeat score's 200.
+    df = make_log(n_events=16000, n_users=40, n_items=4000, zipf=0.6, repeat=0.0, cover_items=True, seed=2)
     df = df.drop_duplicates(["USER_ID", "ITEM_ID"])
     m = fitted(df, weight=4.0)
     hist = histories(m, df)
@@ -226,12 +227,13 @@ def test_a_log_without_repeats_rules_out_recent_items():
         items, ts = hist[uid]
         want = ref.query_scores(p, m.user_state(uid)[1], items, ts, prior)
         np.testing.assert_allclose(got[r], want, rtol=1e-4, atol=1e-4)
-        recent = set(items[-200:])
-        seen_term = want[items[-1]] - ref.query_scores(p, m.user_state(uid)[1], items, ts,
-                                                         prior[:3] + (0.0, prior[4]))[items[-1]]
-        assert seen_term == pytest.approx(4.0 * (np.log(prior[2][items[-1]] / prior[2].sum())
-                                                 + np.log(ref.SEEN_FLOOR)), rel=1e-6)
-        assert not recent & set(m._engine.recommend_batch(np.array([m._user_index[uid]]), 10)[0][0].tolist())
+        off = ref.query_scores(p, m.user_state(uid)[1], items, ts, prior[:3] + (0.0, prior[4]))
+        for old in (items[-1], items[0]):  # the latest event and one beyond the last 200
+            assert want[old] - off[old] == pytest.approx(
+                4.0 * (np.log(prior[2][old] / prior[2].sum()) + np.log(ref.SEEN_FLOOR)), rel=1e-6)
+        top = m._engine.recommend_batch(np.array([m._user_index[uid]]), 10)[0][0]
+        assert not set(items) & set(top.tolist())
+    assert min(len(hist[u][0]) for u in users) > 200
     # The validation ranks read the same scores.
     uid = users[0]
     items, ts = hist[uid]

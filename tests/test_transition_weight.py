@@ -78,6 +78,19 @@ def test_auto_falls_back_without_sessions_to_choose_on(log):
     assert len({h["events"] for h in m.history_}) == 1  # nothing held out
 
 
+def test_a_log_without_repeats_falls_back_to_its_own_weight(log):
+    once = log.drop_duplicates(["USER_ID", "ITEM_ID"])  # nobody consumes an item twice
+    single = once.assign(TIMESTAMP=once.groupby("USER_ID").cumcount() + 1_600_000_000)
+    m = hrnn.HRNN(epochs=2, **FAST).fit(single)
+    assert not np.any(m._engine.get_transitions()["repeat_curve"])
+    assert m.transition_weight_ == hv.AUTO_FALLBACK_NO_REPEATS != hv.AUTO_FALLBACK
+    curve = np.zeros(200, np.float32)
+    assert hv.auto_fallback((None,) * 5 + (curve,)) == hv.AUTO_FALLBACK_NO_REPEATS
+    curve[7] = 0.01
+    assert hv.auto_fallback((None,) * 5 + (curve,)) == hv.AUTO_FALLBACK
+    assert hv.auto_fallback(None) == hv.auto_fallback((None,) * 5 + (curve[:0],)) == hv.AUTO_FALLBACK
+
+
 def test_zero_weight_and_the_model_file_keep_the_choice(log, tmp_path):
     m = hrnn.HRNN(epochs=2, **FAST).fit(log)
     m.save(tmp_path / "m.hrnn")
@@ -152,3 +165,8 @@ def test_a_weight_other_than_the_fallback_must_win_clearly(metric):
     worse = [base] * len(hv.AUTO_WEIGHTS)
     worse[fallback] = np.where(np.arange(n) < 50, 1, 50)  # every other weight is clearly better
     assert m._choose_transition_weight(_Ranks(worse), ((), ()), metric) != hv.AUTO_FALLBACK
+    # The same noise around the other fallback: weight 1 is kept, not 0.5.
+    assert m._choose_transition_weight(_Ranks(noise), ((), ()), metric, fallback=1.0) == 1.0
+    noise[2] = np.where(np.arange(n) < 101, 1, 50)
+    noise[3] = base
+    assert m._choose_transition_weight(_Ranks(noise), ((), ()), metric, fallback=1.0) == 1.0

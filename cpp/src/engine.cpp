@@ -107,7 +107,7 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   for (int64_t r = 0; r < n; ++r) {
     const int64_t u = user_idx[r];
     const bool has_state = u >= 0 && users.read(u, h.data(), q.exclude_interacted ? &hist : nullptr,
-                                                 std::max(repeat ? kRepeatWindow : 0, transitions.history()),
+                                                 std::max<int64_t>(repeat ? kRepeatWindow : 0, transitions.history()),
                                                  &recent_items, &recent_ts);
     ItemSet ex = q.exclude ? *q.exclude : ItemSet{};
     if (has_state && q.exclude_interacted) {

@@ -77,9 +77,10 @@ void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& 
       if (y < 0) {
         for (int k = 0; k < K; ++k) ranks[k * n_test + j] = 0;
       } else {
-        // Recent events (prefix and test so far, oldest first) give the repeat and transition boosts.
+        // Recent events (prefix and test so far, oldest first) give the repeat and transition boosts;
+        // all of them when the prior rules out the items seen.
         const int64_t seen = (b - a) + (j - ta);
-        const int64_t n_recent = seen < kRepeatWindow ? seen : kRepeatWindow;
+        const int64_t n_recent = seen < kRepeatWindow || tr.rules_out_seen() ? seen : kRepeatWindow;
         recent_items.clear();
         recent_ts.clear();
         for (int64_t q = seen - n_recent; q < seen; ++q) {

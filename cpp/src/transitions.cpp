@@ -63,8 +63,10 @@ std::vector<float> Transitions::item_bias(const std::vector<float>& bo, float w)
   return bias;
 }
 
-int Transitions::history() const {
-  return active() ? std::max(kTransitionSources, static_cast<int>(repeat_curve_.size())) : 0;
+int64_t Transitions::history() const {
+  if (!active()) return 0;
+  return rules_out_seen() ? std::numeric_limits<int64_t>::max()
+                          : std::max<int64_t>(kTransitionSources, static_cast<int64_t>(repeat_curve_.size()));
 }
 
 std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t* items, int64_t n) const {
@@ -93,10 +95,10 @@ std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t*
   if (m == 0) g = 1.0;  // no known source: the transition part is the popularity alone
   // The repeat part: R_j = the sum of q[p] over j's positions p among the last events (0 = the
   // latest), and r = the total, at most 0.95, the chance of a repeat. On a log without repeats
-  // (q = 0) a recent item is not new either: it is marked (kSeen) and gets the floor.
+  // (q = 0) an item of the history is not new either: it is marked (kSeen) and gets the floor.
   constexpr double kSeen = -1.0;
-  const bool rule_out_seen = !repeat_curve_.empty() && !has_repeats_;
-  const int64_t L = std::min<int64_t>(n, static_cast<int64_t>(repeat_curve_.size()));
+  const bool rule_out_seen = rules_out_seen();
+  const int64_t L = rule_out_seen ? n : std::min<int64_t>(n, static_cast<int64_t>(repeat_curve_.size()));
   const size_t first_repeat = s.size();
   double repeat_total = 0.0;
   for (int64_t p = 0; p < L; ++p) {

@@ -12,7 +12,9 @@ from . import data as _data
 # "auto" picks the weight with the best validation score among these (training does not depend on
 # it, so all of them cost one ranking pass, not a fit), or the fallback without held-out sessions.
 AUTO_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-AUTO_FALLBACK = 1.0
+# The weight kept without clear evidence for another: 0.5 where items recur (yoochoose), 1 where
+# nobody consumed an item twice, the prior then all but ruling out a user's own items (MovieLens).
+AUTO_FALLBACK, AUTO_FALLBACK_NO_REPEATS = 0.5, 1.0
 # Without fit(validation=True), "auto" holds out the last sessions of random users, up to this share
 # of the events (at least AUTO_HOLDOUT_MIN events): the fewer held out, the less training changes.
 AUTO_HOLDOUT_SHARE, AUTO_HOLDOUT_MIN = 0.02, 2000
@@ -66,19 +68,27 @@ def validation_scores(engine, split: tuple, num_threads: int) -> dict:
     return {f"val_{m}": float(_per_event(ranks, m).mean()) for m in ("recall@20", "mrr@20")}
 
 
-def choose_transition_weight(engine, split: tuple, metric: str, num_threads: int) -> tuple:
+def auto_fallback(table) -> float:
+    """The fallback weight for a prior ``table`` (``transition_table``'s, the repeat curve last; or
+    None): AUTO_FALLBACK_NO_REPEATS when its repeat curve is all zero."""
+    no_repeats = table is not None and len(table[-1]) > 0 and not np.any(table[-1] > 0)
+    return AUTO_FALLBACK_NO_REPEATS if no_repeats else AUTO_FALLBACK
+
+
+def choose_transition_weight(engine, split: tuple, metric: str, num_threads: int,
+                             fallback: float = AUTO_FALLBACK) -> tuple:
     """(weight, {weight: score}): the weight of AUTO_WEIGHTS with the best validation ``metric``,
-    all ranked in one pass over the split's test events with the engine's table, if it beats the
-    fallback by two standard errors of the paired per-event difference (else the fallback: a choice
-    among near-equal weights would only follow the noise of the held-out events)."""
+    all ranked in one pass over the split's test events with the engine's table, if it beats
+    ``fallback`` by two standard errors of the paired per-event difference (else the fallback: a
+    choice among near-equal weights would only follow the noise of the held-out events)."""
     ranks = engine.next_item_ranks(*split[0], *split[1], num_threads=num_threads,
                                    weights=list(AUTO_WEIGHTS))
     per_event = {w: _per_event(r, metric) for w, r in zip(AUTO_WEIGHTS, ranks)}
     scores = {w: float(v.mean()) for w, v in per_event.items()}
-    best = max(AUTO_WEIGHTS, key=lambda x: (scores[x], -abs(x - AUTO_FALLBACK)))
-    d = per_event[best] - per_event[AUTO_FALLBACK]
+    best = max(AUTO_WEIGHTS, key=lambda x: (scores[x], -abs(x - fallback)))
+    d = per_event[best] - per_event[fallback]
     significant = d.mean() > 2.0 * d.std() / np.sqrt(max(len(d), 1))
-    return (best if significant else AUTO_FALLBACK), scores
+    return (best if significant else fallback), scores
 
 
 def _per_event(ranks: np.ndarray, metric: str, k: int = 20) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 from . import _core, _device, _params
 from . import data as _data
 from ._transitions import apply_table, transition_table
-from ._validation import (AUTO_FALLBACK, auto_holdout_users, choose_transition_weight, n_targets,
+from ._validation import (AUTO_FALLBACK, auto_fallback, auto_holdout_users, choose_transition_weight, n_targets,
                           validation_scores, validation_split)
 from ._ids import _as_list, _check_id, _check_num_results, _session_hashes, _timestamps
 from ._progress import Progress
@@ -86,14 +86,16 @@ class HRNN(Recommender):
         ``transition_weight * log P(item | the user's recent items)``: a smoothed item-to-item
         transition probability out of the last 10 items, mixed with the chance of consuming one of
         the last 200 again, both counted on the training events (docs/engine.md, "Transition
-        prior"). 0 turns it off. Training does not depend on it. "auto" chooses it among
-        0, 0.25, 0.5, 1, 2, 4 and 8 by the validation ``metric`` of ``fit`` on users' last
-        sessions (users with 2+ sessions), scored before the model has trained on them, keeping
-        1 unless another weight is better by two standard errors: with
-        ``fit(validation=True)`` on the held-out sessions after the last epoch; otherwise the
-        last sessions of random users (2% of the events, at least 2,000) are held out of the
-        first half of the epochs and the choice is made there (``epochs=1`` and logs without
-        such users get 1). The choice is ``transition_weight_`` (docs/engine.md).
+        prior"); on a log where nobody consumed an item twice, the items a user has had are not
+        new either and the prior all but rules them out. 0 turns it off. Training does not
+        depend on it. "auto" chooses it among 0, 0.25, 0.5, 1, 2, 4 and 8 by the validation
+        ``metric`` of ``fit`` on users' last sessions (users with 2+ sessions), scored before the
+        model has trained on them, keeping 0.5 (1 on a log without repeats) unless another weight
+        is better by two standard errors: with ``fit(validation=True)`` on the held-out sessions
+        after the last epoch; otherwise the last sessions of random users (2% of the events, at
+        least 2,000) are held out of the first half of the epochs and the choice is made there
+        (``epochs=1`` and logs without such users get the fallback). The choice is
+        ``transition_weight_`` (docs/engine.md).
     session_gap : float
         Seconds of inactivity that end a session (when the data has no SESSION_ID).
     recency_half_life : float, optional
@@ -274,7 +276,8 @@ class HRNN(Recommender):
         auto = self.transition_weight == "auto"
         table = (transition_table(arrays, train_users, pop)
                  if auto or self.transition_weight > 0 else None)
-        apply_table(engine, table, AUTO_FALLBACK if auto else self.transition_weight)
+        fallback = auto_fallback(table)
+        apply_table(engine, table, fallback if auto else self.transition_weight)
         # "auto" without validation: the held-out sessions, the most recent ones, join the second
         # half of the epochs once the weight has been chosen on them. Negatives are drawn by the
         # popularity of every event from the start: an item seen only in a held-out session must
@@ -296,7 +299,7 @@ class HRNN(Recommender):
         run = {"interrupted": False, "best": -1.0, "best_epoch": -1, "best_weights": None}
 
         def rejoin_epoch() -> tuple:
-            run["weight"] = self._choose_transition_weight(engine, split, metric)
+            run["weight"] = self._choose_transition_weight(engine, split, metric, fallback)
             progress.total = max(n_targets(full, train_users), 1)
             return full, full_w
 
@@ -313,12 +316,11 @@ class HRNN(Recommender):
                 engine.set_param(name, value)
             self.best_epoch_ = run["best_epoch"]
         if auto and split is not None and "weight" not in run:  # not trained on the held-out sessions
-            run["weight"] = self._choose_transition_weight(engine, split, metric)
+            run["weight"] = self._choose_transition_weight(engine, split, metric, fallback)
         if rejoin:  # the prior and the cold users' popularity count every event
             pop = full_pop
             table = transition_table(full, train_users, pop)
-        self.transition_weight_ = float(run.get("weight", AUTO_FALLBACK if auto
-                                                else self.transition_weight))
+        self.transition_weight_ = float(run.get("weight", fallback if auto else self.transition_weight))
         apply_table(engine, table, self.transition_weight_)
         engine.compute_states(*full, num_threads=self.num_threads)
         self._set_catalogue(engine, log, pop)
@@ -327,9 +329,10 @@ class HRNN(Recommender):
                           "the model holds the parameters of the last completed mini-batch",
                           RuntimeWarning, stacklevel=3)
 
-    def _choose_transition_weight(self, engine, split: tuple, metric: str) -> float:
+    def _choose_transition_weight(self, engine, split: tuple, metric: str,
+                                  fallback: float = AUTO_FALLBACK) -> float:
         weight, self.transition_weight_scores_ = choose_transition_weight(engine, split, metric,
-                                                                          self.num_threads)
+                                                                          self.num_threads, fallback)
         return weight
 
     def _epochs(self, engine, arrays, w, train_users, callbacks, split, patience, metric,

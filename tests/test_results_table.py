@@ -1,0 +1,26 @@
+"""benchmarks/results.py's markdown: the README's results table."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+
+
+def load_results():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results.py"
+    spec = importlib.util.spec_from_file_location("results", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_values_equal_as_printed_are_equally_bold():
+    results = load_results()
+    rows = [{"data": "d", "protocol": "next-item", "model": "a", "recall@20": 0.12340425531914895,
+             "mrr@20": 0.05, "first_recall@20": 0.2},
+            {"data": "d", "protocol": "next-item", "model": "b", "recall@20": 0.12340425531914893,
+             "mrr@20": 0.06, "first_recall@20": 0.1}]
+    table = results.markdown(pd.DataFrame(rows))
+    assert "| d | a | **0.1234** | 0.0500 | **0.2000** |" in table
+    assert "| d | b | **0.1234** | **0.0600** | 0.1000 |" in table
