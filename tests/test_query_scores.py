@@ -231,8 +231,14 @@ def test_a_log_without_repeats_rules_out_recent_items():
         for old in (items[-1], items[0]):  # the latest event and one beyond the last 200
             assert want[old] - off[old] == pytest.approx(
                 4.0 * (np.log(prior[2][old] / prior[2].sum()) + np.log(ref.SEEN_FLOOR)), rel=1e-6)
-        top = m._engine.recommend_batch(np.array([m._user_index[uid]]), 10)[0][0]
-        assert not set(items) & set(top.tolist())
+        # The floored items are scanned with their boost, not scored one by one: the top k is still
+        # the reference's.
+        for kernels in ("auto", "exact"):
+            top, sc = m._engine.recommend_batch(np.array([m._user_index[uid]]), 10, kernels=kernels)
+            best = np.argsort(-want, kind="stable")[:10]
+            np.testing.assert_array_equal(top[0], best)
+            np.testing.assert_allclose(sc[0], want[best], rtol=1e-4, atol=1e-4)
+        assert not set(items) & set(top[0].tolist())
     assert min(len(hist[u][0]) for u in users) > 200
     # The validation ranks read the same scores.
     uid = users[0]

@@ -35,9 +35,11 @@ bool contains(const ItemSet* s, int32_t item) {
   return s != nullptr && std::binary_search(s->begin(), s->end(), item);
 }
 
-bool boosted(const Boosts* b, int32_t item) {
-  return b != nullptr && std::binary_search(b->begin(), b->end(), std::make_pair(item, 0.f),
-                                            [](const auto& x, const auto& y) { return x.first < y.first; });
+// The item's entry in a row's boosts (sorted by item), or nullptr.
+const std::pair<int32_t, float>* find_boost(const Boosts* b, int32_t item) {
+  if (b == nullptr) return nullptr;
+  const auto it = std::lower_bound(b->begin(), b->end(), item, [](const auto& x, int32_t i) { return x.first < i; });
+  return it != b->end() && it->first == item ? &*it : nullptr;
 }
 
 }  // namespace
@@ -54,17 +56,20 @@ void score_topk(const Params& P, const ScoringTable& T, const float* hs, int64_t
   if (kernels != ScoreKernels::Exact && T.finite && !include)
     for (int64_t r = 0; r < M; ++r) qs[r].prepare(T, hs + r * H);
 
-  // Boosted items are left out of the scan and scored, with their boost, when the row is finished.
-  auto skip = [&](int64_t r, int32_t item) {
-    return (exclude && contains(&(*exclude)[r], item)) || (boosts && boosted(&(*boosts)[r], item));
-  };
-  // An item that would raise the row's k-th lower bound is checked at once (an excluded or boosted one
-  // must not raise it); the others only if they are still candidates when the row is finished.
+  auto excluded = [&](int64_t r, int32_t item) { return exclude && contains(&(*exclude)[r], item); };
+  auto boost_of = [&](int64_t r, int32_t item) { return boosts ? find_boost(&(*boosts)[r], item) : nullptr; };
+  // Items with a positive boost are left out of the scan (the kernels' threshold does not know their
+  // boost) and scored, with it, when the row is finished. A negative boost (the prior's floor for a
+  // user's own items, a repeat score that says "not again") only lowers both bounds, so such an item
+  // is scanned like any other: a user with thousands of them costs no exact score for each.
   auto keep = [&](int64_t r, RowScan& s, int32_t item, float ub, float lb) {
-    if (lb > s.lower.value()) {
-      if (skip(r, item)) return;
-      s.lower.push(lb);
+    if (excluded(r, item)) return;
+    if (const auto* b = boost_of(r, item)) {
+      if (b->second > 0.f) return;
+      ub += b->second;
+      lb += b->second;
     }
+    if (lb > s.lower.value()) s.lower.push(lb);
     s.kept.push_back({item, ub});
     if (s.kept.size() >= 4096 + 4 * static_cast<size_t>(k)) {  // drop what the threshold has passed
       const float thr = s.lower.value();
@@ -130,9 +135,11 @@ void score_topk(const Params& P, const ScoringTable& T, const float* hs, int64_t
     thread_local TopK best;
     const float* h = hs + r * H;
     cand.clear();
+    boost.clear();
     if (include) {
       for (int32_t item : *include)
-        if (!skip(r, item)) cand.push_back(item);
+        if (!excluded(r, item) && !boost_of(r, item)) cand.push_back(item);
+      boost.assign(cand.size(), 0.f);
     } else {
       float L = parts[0].lower.value();
       if (n_parts > 1) {
@@ -143,12 +150,15 @@ void score_topk(const Params& P, const ScoringTable& T, const float* hs, int64_t
       }
       for (int64_t p = 0; p < n_parts; ++p)
         for (const Candidate& c : parts[p].kept)
-          if (c.ub >= L && !skip(r, c.item)) cand.push_back(c.item);
+          if (c.ub >= L) {
+            const auto* b = boost_of(r, c.item);
+            cand.push_back(c.item);
+            boost.push_back(b ? b->second : 0.f);
+          }
     }
-    boost.assign(cand.size(), 0.f);
-    if (boosts) {
+    if (boosts) {  // the boosted items the scan left out
       for (const auto& [item, b] : (*boosts)[r]) {
-        if ((exclude && contains(&(*exclude)[r], item)) || (include && !contains(include, item))) continue;
+        if (excluded(r, item) || (include ? !contains(include, item) : !(b > 0.f))) continue;
         cand.push_back(item);
         boost.push_back(b);
       }
