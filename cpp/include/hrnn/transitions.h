@@ -13,8 +13,8 @@ namespace hrnn {
 constexpr int kTransitionSources = 10;        // the last events whose successors count
 constexpr float kTransitionDecay = 0.8f;      // weight of a source k events ago: decay^k
 constexpr float kTransitionSmoothing = 30.f;  // pseudo-counts pulling each row towards popularity
-// On a log without repeats a recent item's prior P_j / ((1 - r) G pop_j) is this, not 0: log(0) would
-// rule the item out whatever the network says.
+// On a log without repeats an item of the user's history has the prior P_j / ((1 - r) G pop_j) = this,
+// not 0: log(0) would rule the item out whatever the network says.
 constexpr double kSeenFloor = 1e-4;
 
 class Transitions {
