@@ -239,6 +239,12 @@ def test_a_log_without_repeats_rules_out_recent_items():
             np.testing.assert_array_equal(top[0], best)
             np.testing.assert_allclose(sc[0], want[best], rtol=1e-4, atol=1e-4)
         assert not set(items) & set(top[0].tolist())
+        # Excluding what the user had: the whole history, beyond the last 200 events too.
+        n_items = len(m.item_ids_)
+        ex, _ = m._engine.recommend_batch(np.array([m._user_index[uid]]), n_items, exclude_interacted=True)
+        n_unseen = n_items - len(set(items))  # the float64 reference orders near-ties differently
+        assert set(ex[0][:n_unseen].tolist()) == set(range(n_items)) - set(items)
+        assert (ex[0][n_unseen:] == -1).all()
     assert min(len(hist[u][0]) for u in users) > 200
     # The validation ranks read the same scores.
     uid = users[0]

@@ -1,6 +1,7 @@
 #include "hrnn/engine.h"
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
 #include "hrnn/errors.h"
@@ -104,14 +105,17 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   std::vector<int32_t> hist, recent_items;
   std::vector<double> recent_ts;
   std::vector<float> h(H);
+  // When the prior reads whole histories, the recent items are the history: no second copy.
+  const bool whole = transitions.history() == std::numeric_limits<int64_t>::max();
+  const std::vector<int32_t>& interacted = whole ? recent_items : hist;
   for (int64_t r = 0; r < n; ++r) {
     const int64_t u = user_idx[r];
-    const bool has_state = u >= 0 && users.read(u, h.data(), q.exclude_interacted ? &hist : nullptr,
+    const bool has_state = u >= 0 && users.read(u, h.data(), q.exclude_interacted && !whole ? &hist : nullptr,
                                                  std::max<int64_t>(repeat ? kRepeatWindow : 0, transitions.history()),
                                                  &recent_items, &recent_ts);
     ItemSet ex = q.exclude ? *q.exclude : ItemSet{};
     if (has_state && q.exclude_interacted) {
-      for (int32_t i : hist)
+      for (int32_t i : interacted)
         if (i >= 0) ex.push_back(i);
     }
     sorted_unique(ex);

@@ -94,39 +94,47 @@ std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t*
   }
   if (m == 0) g = 1.0;  // no known source: the transition part is the popularity alone
   // The repeat part: R_j = the sum of q[p] over j's positions p among the last events (0 = the
-  // latest), and r = the total, at most 0.95, the chance of a repeat. On a log without repeats
-  // (q = 0) an item of the history is not new either: it is marked (kSeen) and gets the floor.
-  constexpr double kSeen = -1.0;
-  const bool rule_out_seen = rules_out_seen();
-  const int64_t L = rule_out_seen ? n : std::min<int64_t>(n, static_cast<int64_t>(repeat_curve_.size()));
+  // latest), and r = the total, at most 0.95, the chance of a repeat.
+  const int64_t L = std::min<int64_t>(n, static_cast<int64_t>(repeat_curve_.size()));
   const size_t first_repeat = s.size();
   double repeat_total = 0.0;
   for (int64_t p = 0; p < L; ++p) {
     const int32_t i = items[n - 1 - p];
-    if (i < 0) continue;
-    if (rule_out_seen) {
-      s.emplace_back(i, kSeen);
-    } else if (repeat_curve_[p] > 0.f) {
-      s.emplace_back(i, repeat_curve_[p]);
-      repeat_total += repeat_curve_[p];
-    }
+    if (i < 0 || !(repeat_curve_[p] > 0.f)) continue;
+    s.emplace_back(i, repeat_curve_[p]);
+    repeat_total += repeat_curve_[p];
   }
   const double keep_new = 1.0 - std::min(repeat_total, 0.95);
-  for (size_t e = first_repeat; e < s.size(); ++e) s[e].second /= keep_new;  // 1 when seen items are ruled out
+  for (size_t e = first_repeat; e < s.size(); ++e) s[e].second /= keep_new;
   std::sort(s.begin(), s.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   size_t n_terms = 0;  // each item's entries are summed into one, in place
   for (size_t r = 0; r < s.size();) {
     const int32_t j = s[r].first;
     double v = 0.0;
-    bool seen = false;
-    for (; r < s.size() && s[r].first == j; ++r) {
-      seen = seen || s[r].second == kSeen;
-      v += s[r].second;
-    }
-    s[n_terms++] = {j, seen ? std::log(kSeenFloor) : std::log1p(v / (g * pop_[j]))};
+    for (; r < s.size() && s[r].first == j; ++r) v += s[r].second;
+    s[n_terms++] = {j, std::log1p(v / (g * pop_[j]))};
   }
   s.resize(n_terms);
-  return s;
+  if (!rules_out_seen()) return s;
+  // A log without repeats (q = 0, so no repeat entries above): an item of the history is not new
+  // either, and its term is the floor's, whatever its transition evidence.
+  std::vector<int32_t> seen;
+  seen.reserve(static_cast<size_t>(n));
+  for (int64_t p = 0; p < n; ++p)
+    if (items[p] >= 0) seen.push_back(items[p]);
+  std::sort(seen.begin(), seen.end());
+  seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+  const double floor_term = std::log(kSeenFloor);
+  std::vector<std::pair<int32_t, double>> terms;
+  terms.reserve(s.size() + seen.size());
+  size_t e = 0;
+  for (int32_t j : seen) {
+    for (; e < s.size() && s[e].first < j; ++e) terms.push_back(s[e]);
+    if (e < s.size() && s[e].first == j) ++e;
+    terms.emplace_back(j, floor_term);
+  }
+  terms.insert(terms.end(), s.begin() + static_cast<std::ptrdiff_t>(e), s.end());
+  return terms;
 }
 
 void Transitions::add_boosts(const int32_t* items, int64_t n, std::vector<std::pair<int32_t, float>>& boosts) const {
