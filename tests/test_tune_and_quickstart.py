@@ -1,6 +1,7 @@
 """hrnn.tune, the quickstart, and the quickstart / evaluate / tune commands."""
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 
@@ -26,7 +27,8 @@ def log_csv(tmp_path_factory):
 def test_tune_finds_params_and_refits(log_csv):
     pytest.importorskip("optuna")
     space = {"learning_rate": ("float_log", (0.01, 0.3)), "recency_mask": ("categorical", (True, False))}
-    r = hrnn.tune(log_csv, n_trials=3, metric="recall@20", space=space, base_params=FAST, random_state=0)
+    r = hrnn.tune(log_csv, n_trials=3, metric="recall@20", space=space, base_params=FAST, random_state=0,
+                  min_standard_errors=0)
     assert set(r.best_params) == {"learning_rate", "recency_mask"}
     assert len(r.trials) == 3 and r.best_score == r.trials["recall@20"].max()
     assert r.model.get_params()["learning_rate"] == r.best_params["learning_rate"]
@@ -48,11 +50,49 @@ def test_tune_starts_from_the_defaults(log_csv):
     assert 0.2 <= r.trials.iloc[0]["learning_rate"] <= 0.3
 
 
+def test_tune_keeps_the_defaults_unless_a_trial_is_clearly_better(log_csv):
+    pytest.importorskip("optuna")
+    space = {"learning_rate": ("float_log", (0.01, 0.3)), "recency_mask": ("categorical", (True, False))}
+    kw = dict(n_trials=4, metric="recall@20", space=space, base_params=FAST, random_state=0, refit=False)
+    plain = hrnn.tune(log_csv, min_standard_errors=0, **kw)
+    first = plain.trials.iloc[0]
+    assert plain.best_score == plain.trials["recall@20"].max() > first["recall@20"]  # the case tested
+    kept = hrnn.tune(log_csv, min_standard_errors=1e6, **kw)
+    assert kept.best_params == {"learning_rate": first["learning_rate"], "recency_mask": first["recency_mask"]}
+    assert kept.best_score == first["recall@20"]
+    # Defaults that train badly (learning rate 0.001, 1 epoch) are clearly beaten.
+    r = hrnn.tune(log_csv, n_trials=3, metric="recall@20", space={"learning_rate": ("float_log", (0.001, 0.5))},
+                  base_params={**FAST, "learning_rate": 0.001}, random_state=0, refit=False)
+    assert r.best_params["learning_rate"] != 0.001 and r.best_score > r.trials["recall@20"].iloc[0]
+
+
+@pytest.mark.parametrize("protocol", ["personalize", "next-item"])
+def test_per_unit_shares_average_to_the_metrics(log_csv, protocol):
+    tune_module = importlib.import_module("hrnn.tune")
+    scores, details = hrnn.evaluate(hrnn.HRNN(**FAST, random_state=0), log_csv, protocol=protocol,
+                                    return_details=True)
+    metrics = tune_module.NEXT_ITEM_METRICS if protocol == "next-item" else tune_module.PERSONALIZE_METRICS[:-1]
+    for m in metrics:
+        assert tune_module._per_unit(details, m).mean() == pytest.approx(scores[m], abs=1e-12), m
+
+
+def test_choice_needs_a_mean_above_the_standard_errors():
+    from hrnn._validation import clearly_better
+    noisy = np.array([1.0, -1.0] * 50 + [1.0])  # mean 0.01, standard error about 0.1
+    assert not clearly_better(noisy) and clearly_better(noisy, 0.0)
+    assert clearly_better(np.full(10, 0.1)) and not clearly_better(np.full(10, -0.1))
+    assert clearly_better(np.r_[np.full(90, 0.2), np.full(10, -0.2)])
+    assert not clearly_better(np.zeros(0))
+
+
 def test_tune_rejects_bad_arguments(log_csv):
     with pytest.raises(ValueError, match="metric"):
         hrnn.tune(log_csv, metric="auc")
     with pytest.raises(ValueError, match="n_trials"):
         hrnn.tune(log_csv, n_trials=0)
+    for bad in (-1.0, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(ValueError, match="min_standard_errors"):
+            hrnn.tune(log_csv, min_standard_errors=bad)
     with pytest.raises(ValueError, match="unknown HRNN hyperparameter"):
         hrnn.tune(log_csv, space={"nope": ("float", (0, 1))})
 
@@ -102,8 +142,16 @@ def test_tune_command(log_csv, tmp_path, capsys):
     out_path = tmp_path / "t.hrnn"
     assert cli.main(["tune", str(log_csv), "--trials", "2", "--epochs", "1", "--metric", "mrr@20",
                      "-o", str(out_path)]) == 0
-    assert "best mrr@20" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "chosen mrr@20" in out
     assert hrnn.load(out_path).get_params()["epochs"] == 1
+    # With no evidence demanded, the chosen score is the best trial's.
+    assert cli.main(["tune", str(log_csv), "--trials", "3", "--epochs", "1", "--metric", "recall@20",
+                     "--min-standard-errors", "0"]) == 0
+    out = capsys.readouterr().out
+    header, *rows = [line.split() for line in out.split("\nchosen")[0].splitlines() if line.strip()]
+    best = max(float(row[header.index("recall@20")]) for row in rows)
+    assert f"chosen recall@20: {best:.4f}" in out
 
 
 def test_format_results_marks_the_best():

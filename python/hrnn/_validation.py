@@ -86,9 +86,14 @@ def choose_transition_weight(engine, split: tuple, metric: str, num_threads: int
     per_event = {w: _per_event(r, metric) for w, r in zip(AUTO_WEIGHTS, ranks)}
     scores = {w: float(v.mean()) for w, v in per_event.items()}
     best = max(AUTO_WEIGHTS, key=lambda x: (scores[x], -abs(x - fallback)))
-    d = per_event[best] - per_event[fallback]
-    significant = d.mean() > 2.0 * d.std() / np.sqrt(max(len(d), 1))
-    return (best if significant else fallback), scores
+    return (best if clearly_better(per_event[best] - per_event[fallback]) else fallback), scores
+
+
+def clearly_better(diff: np.ndarray, n_se: float = 2.0) -> bool:
+    """Whether the paired per-event (or per-user) differences ``diff`` have a mean above ``n_se``
+    standard errors: a choice of ``auto`` or ``hrnn.tune`` that must not follow the noise of a
+    small validation split."""
+    return bool(diff.mean() > n_se * diff.std() / np.sqrt(max(len(diff), 1))) if len(diff) else False
 
 
 def _per_event(ranks: np.ndarray, metric: str, k: int = 20) -> np.ndarray:

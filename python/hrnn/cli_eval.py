@@ -118,6 +118,9 @@ examples:
                    help="what to maximise (default: ndcg@25, as Personalize's HPO)")
     p.add_argument("--epochs", type=int, metavar="N", help="fixed training epochs of every trial")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
+    p.add_argument("--min-standard-errors", type=float, default=2.0, metavar="N",
+                   help="keep the defaults unless the best trial beats them by N standard errors on "
+                        "validation (default: 2; 0 takes the plain best)")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="seed (default: 0)")
     cli._add_columns(p)
     p.set_defaults(func=run_tune)
@@ -132,9 +135,9 @@ def run_tune(args: argparse.Namespace) -> int:
     base = {"epochs": args.epochs} if args.epochs is not None else None
     result = tune(args.data, n_trials=args.trials, metric=args.metric, base_params=base,
                   columns=cli._columns(args), random_state=args.random_state, timeout=args.timeout,
-                  refit=bool(args.output))
+                  refit=bool(args.output), min_standard_errors=args.min_standard_errors)
     print(result.trials.round(4).to_string(index=False))
-    print(f"\nbest {args.metric}: {result.best_score:.4f} with {json.dumps(result.best_params)}")
+    print(f"\nchosen {args.metric}: {result.best_score:.4f} with {json.dumps(result.best_params)}")
     if args.output:
         result.model.save(args.output)
         print(f"saved the refitted model to {args.output}")

@@ -6,8 +6,10 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 
+from ._validation import clearly_better
 from .data import read_interactions
 from .evaluate import evaluate
 from .model import HRNN
@@ -37,7 +39,8 @@ class TuneResult:
     Attributes
     ----------
     best_params : dict
-        The winning hyperparameters (only those searched).
+        The chosen hyperparameters (only those searched): the best trial's, unless it beat the
+        first trial (the defaults) by too little to tell from noise (``min_standard_errors``).
     best_score : float
         Its validation score.
     trials : DataFrame
@@ -81,9 +84,23 @@ def _inside(kind: str, spec, value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and spec[0] <= value <= spec[1]
 
 
+def _per_unit(details: pd.DataFrame, metric: str) -> np.ndarray:
+    """Each validation unit's share of ``metric``, from ``evaluate(..., return_details=True)``:
+    per predicted event (next-item; per session for ``first_recall@20``) or per held-out user
+    (personalize), in the split's order, so two trials' arrays pair up. Their mean is the metric."""
+    if "rank" not in details:
+        return details[metric].to_numpy(np.float64)
+    first = details["position"].to_numpy() == 0
+    rank = details["rank"].to_numpy()[first if metric == "first_recall@20" else ~first]
+    if metric == "mrr@20":
+        return np.divide(1.0, rank, out=np.zeros(len(rank)), where=rank > 0)
+    return (rank > 0).astype(np.float64)
+
+
 def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict] = None,
          base_params: Optional[dict] = None, columns: Optional[dict] = None, random_state: int = 0,
-         timeout: Optional[float] = None, refit: bool = True) -> TuneResult:
+         timeout: Optional[float] = None, refit: bool = True,
+         min_standard_errors: float = 2.0) -> TuneResult:
     """Search hyperparameters that maximise ``metric`` on a held-out part of ``data``.
 
     Parameters
@@ -112,6 +129,12 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         Stop starting trials after this many seconds.
     refit : bool
         Fit the best parameters on all of ``data`` (``result.model``).
+    min_standard_errors : float
+        The best trial replaces the first one (the defaults) only if it beats it by this many
+        standard errors of the paired per-event (next-item) or per-user (personalize) difference
+        on the validation part: a small validation split makes the plain best follow noise, and
+        tuning should not leave a model worse than the defaults. 0 takes the plain best; so
+        does ``metric="coverage"``, which has no per-user share.
 
     Returns
     -------
@@ -125,6 +148,9 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         raise ValueError(f"metric must be one of {NEXT_ITEM_METRICS + PERSONALIZE_METRICS}, got {metric!r}")
     if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
         raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
+    if (not isinstance(min_standard_errors, (int, float)) or isinstance(min_standard_errors, bool)
+            or not 0.0 <= min_standard_errors < float("inf")):
+        raise ValueError(f"min_standard_errors must be a finite number >= 0, got {min_standard_errors!r}")
     space = dict(SPACE if space is None else space)
     base = {"show_progress": False, "random_state": random_state, **(base_params or {})}
     unknown = sorted((set(space) | set(base)) - set(HRNN._param_names()))
@@ -133,12 +159,15 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     HRNN(**base)  # fail fast on bad fixed parameters
     optuna = _optuna()
     table = read_interactions(data, columns)
-    rows = []
+    rows, shares = [], {}
 
     def objective(trial):
         params = _suggest(trial, space)
         t0 = time.perf_counter()
-        scores = evaluate(HRNN(**{**base, **params}), table, protocol=protocol, random_state=random_state)
+        scores, details = evaluate(HRNN(**{**base, **params}), table, protocol=protocol,
+                                   random_state=random_state, return_details=True)
+        if metric != "coverage":
+            shares[trial.number] = _per_unit(details, metric)
         rows.append({"trial": trial.number, **params,
                      **{k: v for k, v in scores.items() if isinstance(v, float)},
                      "seconds": time.perf_counter() - t0})
@@ -148,12 +177,17 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=random_state))
     start = {name: value for name, value in HRNN(**base).get_params().items() if name in space}
-    if all(_inside(*space[name], value) for name, value in start.items()):
+    from_start = all(_inside(*space[name], value) for name, value in start.items())
+    if from_start:
         study.enqueue_trial(start)
     study.optimize(objective, n_trials=n_trials, timeout=timeout)
-    best = dict(study.best_params)
+    chosen = study.best_trial
+    if from_start and chosen.number != 0 and metric != "coverage" and min_standard_errors > 0:
+        if not clearly_better(shares[chosen.number] - shares[0], min_standard_errors):
+            chosen = study.trials[0]
+    best = dict(chosen.params)
     model = HRNN(**{**base, **best})
     if refit:
         model.fit(table)
-    return TuneResult(best_params=best, best_score=float(study.best_value), trials=pd.DataFrame(rows),
+    return TuneResult(best_params=best, best_score=float(chosen.value), trials=pd.DataFrame(rows),
                       model=model)
