@@ -188,3 +188,25 @@ def test_recommend_batch_pads_when_candidates_run_out(model):
 def test_not_fitted():
     with pytest.raises(RuntimeError, match="not fitted"):
         hrnn.HRNN().recommend("u1")
+
+
+def test_items_only_users_left_out_of_training_consumed_stay_recommendable():
+    # 60 users alternate between two shared items (so the log repeats); one heavy user, above the
+    # 0.99 percentile of history lengths and so left out of training, alternates between two
+    # items nobody else has. They are in the catalogue, after the trained items, and the prior's
+    # repeat part returns them to that user.
+    rows, t = [], 0
+    for u in range(60):
+        for k in range(20):
+            t += 60
+            rows.append((f"u{u}", f"s{(u + k) % 2 + 2 * (u % 5)}", t))
+    for k in range(500):
+        t += 60
+        rows.append(("heavy", f"p{k % 2}", t))
+    df = pd.DataFrame(rows, columns=["USER_ID", "ITEM_ID", "TIMESTAMP"])
+    m = hrnn.HRNN(random_state=0, num_threads=1, transition_weight=8.0, **FAST).fit(df)
+    assert list(m.item_ids_[-2:]) == ["p0", "p1"]
+    assert set(m.item_ids_[:-2]) == set(df.ITEM_ID[df.USER_ID != "heavy"])
+    ids, _ = m.recommend("heavy", num_results=3)
+    assert ids[0] == "p0"  # seen 2 events back: the repeat curve's peak here
+    assert "p0" not in m.recommend("u1", num_results=3)[0]

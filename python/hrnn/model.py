@@ -43,7 +43,8 @@ class HRNN(Recommender):
         which misleads it about users whose activity lies further back (README, "Model").
     min_user_history_length_percentile, max_user_history_length_percentile : float
         Users whose history length falls outside these percentiles of the length distribution
-        (defaults 0.0 and 0.99) are left out of training; they still get states.
+        (defaults 0.0 and 0.99) are left out of training; they still get states, and items only
+        they consumed stay in the catalogue (recommendable through the transition prior).
     event_type : str or list of str, optional
         Train only on events of this EVENT_TYPE.
     event_value_threshold : float, optional
@@ -238,7 +239,10 @@ class HRNN(Recommender):
                                         self.max_user_history_length_percentile,
                                         self.event_type, self.event_value_threshold)
         train_rows = users.user_mask(events[_data.USER_ID])
-        item_ids = _data.pd.unique(events[_data.ITEM_ID][train_rows])
+        # The catalogue: the training users' items, then those only users left out of training
+        # consumed. The network learns nothing about the latter, but they stay recommendable: the
+        # prior's repeat part returns them to the users who keep coming back to them.
+        item_ids = _data.pd.unique(_data.pd.concat([events[_data.ITEM_ID][train_rows], events[_data.ITEM_ID]]))
         log = _data.build_event_log(events, self.session_gap, item_ids=item_ids)
         train_users = users.user_mask(log.user_ids)
         lengths = log.lengths()
