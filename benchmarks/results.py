@@ -62,11 +62,12 @@ def main() -> None:
                 t0 = time.perf_counter()
                 fits = ([model.clone().set_params(random_state=s) for s in range(args.seeds)]
                         if isinstance(model, hrnn.HRNN) else [model])
-                key = json.dumps(model.get_params(), sort_keys=True, default=str) if isinstance(model, hrnn.HRNN) else None
+                key = (json.dumps(model.get_params(), sort_keys=True, default=str)
+                       if isinstance(model, hrnn.HRNN) else model_name)
                 if key not in measured:
                     measured[key] = ([hrnn.evaluate(m, table, protocol=protocol, random_state=0) for m in fits],
                                      time.perf_counter() - t0)
-                runs, seconds = measured.pop(key) if key is None else measured[key]
+                runs, seconds = measured[key]
                 row = {"data": name, "protocol": protocol, "model": model_name,
                        **{m: float(np.mean([r[m] for r in runs])) for m in SHOWN[protocol]},
                        "seeds": len(runs), "seconds": seconds / len(runs)}
