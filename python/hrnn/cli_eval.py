@@ -105,8 +105,9 @@ def add_tune(sub) -> None:
                     "with pip install 'hrnn[tune]') searches hidden_dimension, recency_mask, bptt, "
                     "learning_rate, dropout and n_sample (each fit chooses transition_weight); each "
                     "trial is scored on a validation part carved out of DATA (trained on the rest "
-                    "only). The best parameters are "
-                    "refitted on all of DATA and saved with -o.",
+                    "only). The chosen parameters (the defaults unless a trial is clearly "
+                    "better, see --min-standard-errors) are refitted on all of DATA and saved "
+                    "with -o.",
         epilog="""\
 examples:
   hrnn tune interactions.csv --trials 20 -o tuned.hrnn

@@ -242,7 +242,8 @@ class HRNN(Recommender):
         # The catalogue: the training users' items, then those only users left out of training
         # consumed. The network learns nothing about the latter, but they stay recommendable: the
         # prior's repeat part returns them to the users who keep coming back to them.
-        item_ids = _data.pd.unique(_data.pd.concat([events[_data.ITEM_ID][train_rows], events[_data.ITEM_ID]]))
+        items = events[_data.ITEM_ID]
+        item_ids = _data.pd.unique(_data.pd.concat([items[train_rows], items[~train_rows]]))
         log = _data.build_event_log(events, self.session_gap, item_ids=item_ids)
         train_users = users.user_mask(log.user_ids)
         lengths = log.lengths()

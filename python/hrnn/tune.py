@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from ._validation import clearly_better
+from ._validation import _per_event, clearly_better
 from .data import read_interactions
 from .evaluate import evaluate
 from .model import HRNN
@@ -92,9 +92,7 @@ def _per_unit(details: pd.DataFrame, metric: str) -> np.ndarray:
         return details[metric].to_numpy(np.float64)
     first = details["position"].to_numpy() == 0
     rank = details["rank"].to_numpy()[first if metric == "first_recall@20" else ~first]
-    if metric == "mrr@20":
-        return np.divide(1.0, rank, out=np.zeros(len(rank)), where=rank > 0)
-    return (rank > 0).astype(np.float64)
+    return _per_event(rank, "mrr@20" if metric == "mrr@20" else "recall@20")
 
 
 def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict] = None,
