@@ -1,7 +1,6 @@
 """hrnn.tune, the quickstart, and the quickstart / evaluate / tune commands."""
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 
@@ -64,16 +63,6 @@ def test_tune_keeps_the_defaults_unless_a_trial_is_clearly_better(log_csv):
     r = hrnn.tune(log_csv, n_trials=3, metric="recall@20", space={"learning_rate": ("float_log", (0.001, 0.5))},
                   base_params={**FAST, "learning_rate": 0.001}, random_state=0, refit=False)
     assert r.best_params["learning_rate"] != 0.001 and r.best_score > r.trials["recall@20"].iloc[0]
-
-
-@pytest.mark.parametrize("protocol", ["personalize", "next-item"])
-def test_per_unit_shares_average_to_the_metrics(log_csv, protocol):
-    tune_module = importlib.import_module("hrnn.tune")
-    scores, details = hrnn.evaluate(hrnn.HRNN(**FAST, random_state=0), log_csv, protocol=protocol,
-                                    return_details=True)
-    metrics = tune_module.NEXT_ITEM_METRICS if protocol == "next-item" else tune_module.PERSONALIZE_METRICS[:-1]
-    for m in metrics:
-        assert tune_module._per_unit(details, m).mean() == pytest.approx(scores[m], abs=1e-12), m
 
 
 def test_choice_needs_a_mean_above_the_standard_errors():

@@ -7,6 +7,7 @@ from .describe import describe
 from .evaluate import evaluate, split_next_item, split_personalize
 from .model import HRNN
 from .model_file import load
+from .paired import paired_difference, per_unit_scores
 from .tune import tune
 
 __version__ = "0.1.0"
@@ -17,5 +18,5 @@ def build_info() -> dict:
     return dict(_core.build_info())
 
 
-__all__ = ["HRNN", "baselines", "build_info", "describe", "evaluate", "load", "read_interactions",
-           "split_next_item", "split_personalize", "tune", "__version__"]
+__all__ = ["HRNN", "baselines", "build_info", "describe", "evaluate", "load", "paired_difference",
+           "per_unit_scores", "read_interactions", "split_next_item", "split_personalize", "tune", "__version__"]

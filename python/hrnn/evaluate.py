@@ -18,10 +18,13 @@ from .data import (ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, build_event_log,
                    last_session_starts, read_interactions)
 
 __all__ = ["evaluate", "split_personalize", "split_next_item", "PersonalizeSplit",
-           "NextItemSplit", "PERSONALIZE_KS", "NEXT_ITEM_K"]
+           "NextItemSplit", "PERSONALIZE_KS", "NEXT_ITEM_K", "NEXT_ITEM_METRICS", "PERSONALIZE_METRICS"]
 
 PERSONALIZE_KS = (5, 10, 25)
 NEXT_ITEM_K = 20
+NEXT_ITEM_METRICS = (f"recall@{NEXT_ITEM_K}", f"mrr@{NEXT_ITEM_K}", f"first_recall@{NEXT_ITEM_K}")
+PERSONALIZE_METRICS = (*(f"precision@{k}" for k in PERSONALIZE_KS), *(f"ndcg@{k}" for k in PERSONALIZE_KS),
+                       f"mrr@{max(PERSONALIZE_KS)}", "coverage")
 
 
 class PersonalizeSplit(NamedTuple):

@@ -6,17 +6,14 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
 import pandas as pd
 
-from ._validation import _per_event, clearly_better
+from ._validation import clearly_better
 from .data import read_interactions
-from .evaluate import evaluate
+from .evaluate import NEXT_ITEM_METRICS, PERSONALIZE_METRICS, evaluate
 from .model import HRNN
+from .paired import per_unit_scores
 
-NEXT_ITEM_METRICS = ("recall@20", "mrr@20", "first_recall@20")
-PERSONALIZE_METRICS = ("precision@5", "precision@10", "precision@25", "ndcg@5", "ndcg@10", "ndcg@25",
-                       "mrr@25", "coverage")
 
 # name: (kind, choices or bounds); the tunable hyperparameters of the recipe plus the training knobs
 # that matter most.
@@ -82,17 +79,6 @@ def _inside(kind: str, spec, value) -> bool:
     if kind == "categorical":
         return value in spec
     return isinstance(value, (int, float)) and not isinstance(value, bool) and spec[0] <= value <= spec[1]
-
-
-def _per_unit(details: pd.DataFrame, metric: str) -> np.ndarray:
-    """Each validation unit's share of ``metric``, from ``evaluate(..., return_details=True)``:
-    per predicted event (next-item; per session for ``first_recall@20``) or per held-out user
-    (personalize), in the split's order, so two trials' arrays pair up. Their mean is the metric."""
-    if "rank" not in details:
-        return details[metric].to_numpy(np.float64)
-    first = details["position"].to_numpy() == 0
-    rank = details["rank"].to_numpy()[first if metric == "first_recall@20" else ~first]
-    return _per_event(rank, "mrr@20" if metric == "mrr@20" else "recall@20")
 
 
 def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict] = None,
@@ -165,7 +151,7 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         scores, details = evaluate(HRNN(**{**base, **params}), table, protocol=protocol,
                                    random_state=random_state, return_details=True)
         if metric != "coverage":
-            shares[trial.number] = _per_unit(details, metric)
+            shares[trial.number] = per_unit_scores(details, metric)
         rows.append({"trial": trial.number, **params,
                      **{k: v for k, v in scores.items() if isinstance(v, float)},
                      "seconds": time.perf_counter() - t0})

@@ -1,0 +1,99 @@
+"""Paired comparison of two models evaluated on the same split.
+
+Two models scored by ``hrnn.evaluate(..., return_details=True)`` on the same data, protocol and
+``random_state`` rank the same events (next-item) or answer the same held-out users (personalize),
+so their difference can be measured unit by unit: the standard error of the mean of the paired
+differences is much smaller than that of either metric when the two models agree on most units, and
+it is what says whether a gap between two rows of a results table is more than the noise of the
+held-out events.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ._validation import _per_event
+from .data import USER_ID
+from .evaluate import NEXT_ITEM_METRICS, PERSONALIZE_METRICS
+
+__all__ = ["per_unit_scores", "paired_difference"]
+
+
+def per_unit_scores(details: pd.DataFrame, metric: str) -> np.ndarray:
+    """Each unit's share of ``metric``, from ``evaluate(..., return_details=True)``'s details.
+
+    Units are the predicted events (next-item ``recall@20`` / ``mrr@20``), the test sessions
+    (``first_recall@20``) or the held-out users (personalize: ``precision@k``, ``ndcg@k``,
+    ``mrr@25``), in the split's order; their mean is the metric. ``coverage`` is a property of all
+    the lists together and has no per-unit share.
+    """
+    if not isinstance(details, pd.DataFrame):
+        raise TypeError(f"details must be a DataFrame from evaluate(..., return_details=True), "
+                        f"got {type(details).__name__}")
+    next_item = "rank" in details
+    allowed = NEXT_ITEM_METRICS if next_item else PERSONALIZE_METRICS[:-1]
+    if metric not in allowed:
+        raise ValueError(f"metric {metric!r} has no per-unit share in {'next-item' if next_item else 'personalize'} "
+                         f"details; use one of {', '.join(allowed)}")
+    if not next_item:
+        return details[metric].to_numpy(np.float64)
+    first = details["position"].to_numpy() == 0
+    rank = details["rank"].to_numpy()[first if metric == "first_recall@20" else ~first]
+    return _per_event(rank, "mrr@20" if metric == "mrr@20" else "recall@20")
+
+
+def _units(details, metric: str) -> tuple:
+    """(per-unit scores averaged over the runs, the units' keys) of one model's details: one
+    DataFrame, or several (e.g. fits with different seeds) of the same split."""
+    runs = [details] if isinstance(details, pd.DataFrame) else list(details)
+    if not runs:
+        raise ValueError("no details given")
+    keys = [_unit_keys(d) for d in runs]
+    if any(not k.equals(keys[0]) for k in keys[1:]):
+        raise ValueError("the details come from different splits: their units do not pair up")
+    return np.mean([per_unit_scores(d, metric) for d in runs], axis=0), keys[0]
+
+
+def _unit_keys(details: pd.DataFrame) -> pd.DataFrame:
+    cols = [USER_ID, "position"] if "rank" in details else [USER_ID]
+    missing = [c for c in cols if c not in details]
+    if missing:
+        raise ValueError(f"details lack the column {missing[0]!r}: pass evaluate(..., return_details=True)'s")
+    return details[cols].reset_index(drop=True)
+
+
+def paired_difference(details_a, details_b, metric: str) -> dict:
+    """How much model A beats model B on ``metric``, with the standard error of the difference.
+
+    Parameters
+    ----------
+    details_a, details_b : DataFrame or sequence of DataFrames
+        ``hrnn.evaluate(..., return_details=True)[1]`` of each model, on the same data, protocol
+        and ``random_state``; a sequence (e.g. one per ``random_state`` of the model) is averaged
+        unit by unit first.
+    metric : str
+        A per-unit metric of the protocol (see :func:`per_unit_scores`).
+
+    Returns
+    -------
+    dict
+        ``difference`` (A's metric minus B's), ``standard_error`` (of the mean of the paired
+        per-unit differences), ``z`` (their ratio; 0 when both are 0, infinite when
+        every unit differs by the same amount) and ``n`` (the units).
+
+    Examples
+    --------
+    >>> _, a = hrnn.evaluate(hrnn.HRNN(), data, protocol="next-item", return_details=True)
+    >>> _, b = hrnn.evaluate(hrnn.baselines.RepeatRule(), data, protocol="next-item", return_details=True)
+    >>> hrnn.paired_difference(a, b, "mrr@20")  # z above 2: A is ahead beyond the noise
+    """
+    a, keys_a = _units(details_a, metric)
+    b, keys_b = _units(details_b, metric)
+    if not keys_a.equals(keys_b):
+        raise ValueError("details_a and details_b come from different splits: their units do not pair up")
+    diff = a - b
+    n = len(diff)
+    se = float(diff.std() / np.sqrt(n)) if n else 0.0
+    mean = float(diff.mean()) if n else 0.0
+    z = mean / se if se > 0 else (0.0 if mean == 0 else float(np.copysign(np.inf, mean)))
+    return {"difference": mean, "standard_error": se, "z": z, "n": n}
