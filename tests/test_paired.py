@@ -76,6 +76,8 @@ def test_paired_difference_rejects_what_does_not_pair():
         hrnn.paired_difference([], a, "recall@20")
     with pytest.raises(TypeError, match="DataFrame"):
         hrnn.per_unit_scores({"rank": [1]}, "recall@20")
+    with pytest.raises(TypeError, match="dict"):
+        hrnn.paired_difference([a, {"rank": [1]}], a, "recall@20")
 
 
 @pytest.mark.parametrize("protocol", ["personalize", "next-item"])

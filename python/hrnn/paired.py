@@ -27,9 +27,7 @@ def per_unit_scores(details: pd.DataFrame, metric: str) -> np.ndarray:
     ``mrr@25``), in the split's order; their mean is the metric. ``coverage`` is a property of all
     the lists together and has no per-unit share.
     """
-    if not isinstance(details, pd.DataFrame):
-        raise TypeError(f"details must be a DataFrame from evaluate(..., return_details=True), "
-                        f"got {type(details).__name__}")
+    _check_frame(details)
     next_item = "rank" in details
     allowed = NEXT_ITEM_METRICS if next_item else PERSONALIZE_METRICS[:-1]
     if metric not in allowed:
@@ -54,7 +52,14 @@ def _units(details, metric: str) -> tuple:
     return np.mean([per_unit_scores(d, metric) for d in runs], axis=0), keys[0]
 
 
+def _check_frame(details) -> None:
+    if not isinstance(details, pd.DataFrame):
+        raise TypeError(f"details must be a DataFrame from evaluate(..., return_details=True), "
+                        f"got {type(details).__name__}")
+
+
 def _unit_keys(details: pd.DataFrame) -> pd.DataFrame:
+    _check_frame(details)
     cols = [USER_ID, "position"] if "rank" in details else [USER_ID]
     missing = [c for c in cols if c not in details]
     if missing:
