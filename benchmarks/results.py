@@ -72,7 +72,7 @@ def main() -> None:
                                                     return_details=True) for m in fits],
                                      time.perf_counter() - t0)
                 runs, seconds = measured[key]
-                details[model_name] = [d for _, d in runs]
+                details[(protocol, model_name)] = [d for _, d in runs]
                 runs = [r for r, _ in runs]
                 row = {"data": name, "protocol": protocol, "model": model_name,
                        **{m: float(np.mean([r[m] for r in runs])) for m in SHOWN[protocol]},
@@ -84,26 +84,14 @@ def main() -> None:
                     with open(args.jsonl, "a") as f:
                         f.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)
-            for p in against_best_baseline(rows[-len(models):], details, name, protocol):
+            here = quickstart.against_best_baseline(pd.DataFrame(rows[-len(models):]), details)
+            for p in here.assign(data=name).to_dict("records"):
                 paired.append(p)
                 if args.jsonl:
                     with open(args.jsonl, "a") as f:
                         f.write(json.dumps({"kind": "paired", **p}) + "\n")
     print(markdown(pd.DataFrame(rows)))
     print(paired_markdown(paired))
-
-
-def against_best_baseline(rows: list, details: dict, name: str, protocol: str) -> list:
-    """hrnn (defaults) minus the best baseline of each per-unit metric, paired unit by unit."""
-    out = []
-    baselines = [r for r in rows if not r["model"].startswith("hrnn")]
-    for metric in SHOWN[protocol]:
-        if metric == "coverage":  # a property of all lists together: no per-unit share
-            continue
-        best = max(baselines, key=lambda r: r[metric])
-        d = hrnn.paired_difference(details["hrnn"], details[best["model"]], metric)
-        out.append({"data": name, "protocol": protocol, "metric": metric, "baseline": best["model"], **d})
-    return out
 
 
 def paired_markdown(paired: list) -> str:

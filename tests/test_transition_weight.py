@@ -156,17 +156,17 @@ def test_a_weight_other_than_the_fallback_must_win_clearly(metric):
     base = np.where(np.arange(n) < 100, 1, 50)  # the fallback finds 10% of the events first
     clear = [base] * len(hv.AUTO_WEIGHTS)
     clear[5] = np.where(np.arange(n) < 300, 1, 50)  # weight 4 finds 30%
-    assert m._choose_transition_weight(_Ranks(clear), ((), ()), metric) == 4.0
+    assert m._choose_transition_weight(_Ranks(clear), ((), ()), metric, hv.AUTO_FALLBACK) == 4.0
     assert m.transition_weight_scores_[4.0] == pytest.approx(0.3)
     noise = [base] * len(hv.AUTO_WEIGHTS)
     noise[3] = np.where(np.arange(n) < 101, 1, 50)  # weight 1 finds one event more
-    assert m._choose_transition_weight(_Ranks(noise), ((), ()), metric) == hv.AUTO_FALLBACK
+    assert m._choose_transition_weight(_Ranks(noise), ((), ()), metric, hv.AUTO_FALLBACK) == hv.AUTO_FALLBACK
     assert max(m.transition_weight_scores_, key=m.transition_weight_scores_.get) == 1.0
     worse = [base] * len(hv.AUTO_WEIGHTS)
     worse[fallback] = np.where(np.arange(n) < 50, 1, 50)  # every other weight is clearly better
-    assert m._choose_transition_weight(_Ranks(worse), ((), ()), metric) != hv.AUTO_FALLBACK
+    assert m._choose_transition_weight(_Ranks(worse), ((), ()), metric, hv.AUTO_FALLBACK) != hv.AUTO_FALLBACK
     # The same noise around the other fallback: weight 1 is kept, not 0.5.
-    assert m._choose_transition_weight(_Ranks(noise), ((), ()), metric, fallback=1.0) == 1.0
+    assert m._choose_transition_weight(_Ranks(noise), ((), ()), metric, 1.0) == 1.0
     noise[2] = np.where(np.arange(n) < 101, 1, 50)
     noise[3] = base
-    assert m._choose_transition_weight(_Ranks(noise), ((), ()), metric, fallback=1.0) == 1.0
+    assert m._choose_transition_weight(_Ranks(noise), ((), ()), metric, 1.0) == 1.0

@@ -148,3 +148,24 @@ def test_format_results_marks_the_best():
                        for p in ("personalize", "next-item") for m, v in (("a", 0.1), ("b", 0.2))])
     text = quickstart.format_results(df)
     assert "0.2000*" in text and "0.1000*" not in text and np.isfinite(df.select_dtypes(float).values).all()
+
+
+def test_hrnn_is_paired_with_the_best_baseline_of_each_metric():
+    def details(ranks):
+        return pd.DataFrame({"USER_ID": ["a", "b", "a", "b"], "position": [0, 0, 1, 1],
+                             "ITEM_ID": [1, 2, 3, 4], "rank": ranks})
+
+    results = pd.DataFrame([
+        {"protocol": "next-item", "model": "hrnn", "recall@20": 1.0, "mrr@20": 0.75, "first_recall@20": 0.5},
+        {"protocol": "next-item", "model": "x", "recall@20": 0.5, "mrr@20": 0.5, "first_recall@20": 1.0},
+        {"protocol": "next-item", "model": "y", "recall@20": 1.0, "mrr@20": 0.375, "first_recall@20": 0.5},
+        {"protocol": "next-item", "model": "hrnn tuned", "recall@20": 1.0, "mrr@20": 1.0, "first_recall@20": 1.0}])
+    dets = {("next-item", "hrnn"): details([1, 0, 1, 2]), ("next-item", "x"): details([1, 1, 1, 0]),
+            ("next-item", "y"): details([0, 1, 2, 4]), ("next-item", "hrnn tuned"): details([1, 1, 1, 1])}
+    paired = quickstart.against_best_baseline(results, dets)
+    # The best baseline of each metric ("hrnn tuned" is not one).
+    assert list(zip(paired.metric, paired.baseline, paired.difference)) == [
+        ("recall@20", "y", 0.0), ("mrr@20", "x", 0.25), ("first_recall@20", "x", -0.5)]
+    assert paired.standard_error[1] == pytest.approx(0.25 / np.sqrt(2))  # differences 0 and 0.5
+    text = quickstart.format_paired(paired)
+    assert "mrr@20        x    +0.2500" in text and "+1.4" in text and "-0.5000" in text

@@ -76,7 +76,7 @@ def auto_fallback(table) -> float:
 
 
 def choose_transition_weight(engine, split: tuple, metric: str, num_threads: int,
-                             fallback: float = AUTO_FALLBACK) -> tuple:
+                             fallback: float) -> tuple:
     """(weight, {weight: score}): the weight of AUTO_WEIGHTS with the best validation ``metric``,
     all ranked in one pass over the split's test events with the engine's table, if it beats
     ``fallback`` by two standard errors of the paired per-event difference (else the fallback: a

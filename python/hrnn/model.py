@@ -12,7 +12,7 @@ import numpy as np
 from . import _core, _device, _params
 from . import data as _data
 from ._transitions import apply_table, transition_table
-from ._validation import (AUTO_FALLBACK, auto_fallback, auto_holdout_users, choose_transition_weight, n_targets,
+from ._validation import (auto_fallback, auto_holdout_users, choose_transition_weight, n_targets,
                           validation_scores, validation_split)
 from ._ids import _as_list, _check_id, _check_num_results, _session_hashes, _timestamps
 from ._progress import Progress
@@ -334,8 +334,7 @@ class HRNN(Recommender):
                           "the model holds the parameters of the last completed mini-batch",
                           RuntimeWarning, stacklevel=3)
 
-    def _choose_transition_weight(self, engine, split: tuple, metric: str,
-                                  fallback: float = AUTO_FALLBACK) -> float:
+    def _choose_transition_weight(self, engine, split: tuple, metric: str, fallback: float) -> float:
         weight, self.transition_weight_scores_ = choose_transition_weight(engine, split, metric,
                                                                           self.num_threads, fallback)
         return weight

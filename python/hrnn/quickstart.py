@@ -11,12 +11,13 @@ import pandas as pd
 
 from . import baselines, datasets
 from .data import read_interactions
-from .evaluate import evaluate
+from .evaluate import NEXT_ITEM_METRICS, PERSONALIZE_METRICS, evaluate
 from .model import HRNN
+from .paired import paired_difference
 
-PERSONALIZE = ["precision@5", "precision@10", "precision@25", "ndcg@5", "ndcg@10", "ndcg@25", "mrr@25",
-               "coverage"]
-NEXT_ITEM = ["recall@20", "mrr@20", "first_recall@20"]
+PERSONALIZE = list(PERSONALIZE_METRICS)
+NEXT_ITEM = list(NEXT_ITEM_METRICS)
+PROTOCOLS = (("personalize", PERSONALIZE), ("next-item", NEXT_ITEM))
 
 
 def contenders(epochs: Optional[int], random_state: int) -> dict:
@@ -31,14 +32,19 @@ def contenders(epochs: Optional[int], random_state: int) -> dict:
             "session-knn": baselines.SessionKNN()}
 
 
-def compare(table: pd.DataFrame, models: dict, random_state: int = 0, out=None) -> pd.DataFrame:
-    """Both evaluation protocols for every model; returns one row per (protocol, model)."""
+def compare(table: pd.DataFrame, models: dict, random_state: int = 0, out=None,
+            details: Optional[dict] = None) -> pd.DataFrame:
+    """Both evaluation protocols for every model; returns one row per (protocol, model). A dict
+    passed as ``details`` receives each run's per-unit details, keyed (protocol, model)."""
     out = out or sys.stdout
     rows = []
-    for protocol, metrics in (("personalize", PERSONALIZE), ("next-item", NEXT_ITEM)):
+    for protocol, metrics in PROTOCOLS:
         for name, model in models.items():
             t0 = time.perf_counter()
-            scores = evaluate(model, table, protocol=protocol, random_state=random_state)
+            scores, det = evaluate(model, table, protocol=protocol, random_state=random_state,
+                                   return_details=True)
+            if details is not None:
+                details[(protocol, name)] = det
             rows.append({"protocol": protocol, "model": name,
                          **{m: scores[m] for m in metrics},
                          "seconds": time.perf_counter() - t0})
@@ -49,7 +55,7 @@ def compare(table: pd.DataFrame, models: dict, random_state: int = 0, out=None) 
 def format_results(results: pd.DataFrame) -> str:
     """The comparison as two text tables, the best value of each column marked with *."""
     parts = []
-    for protocol, metrics in (("personalize", PERSONALIZE), ("next-item", NEXT_ITEM)):
+    for protocol, metrics in PROTOCOLS:
         part = results[results.protocol == protocol].set_index("model")[metrics]
         shown = part.apply(lambda col: [f"{v:.4f}" + ("*" if v == col.max() else " ") for v in col])
         title = ("Personalize protocol (10% of users held out; oldest 90% of their events in, "
@@ -58,6 +64,32 @@ def format_results(results: pd.DataFrame) -> str:
                  "everything before it)")
         parts.append(f"{title}\n{shown.to_string()}")
     return "\n\n".join(parts)
+
+
+def against_best_baseline(results: pd.DataFrame, details: dict, model: str = "hrnn") -> pd.DataFrame:
+    """``model`` minus the best baseline of each per-unit metric (``compare``'s results and
+    details), paired unit by unit: one row per (protocol, metric) with ``hrnn.paired_difference``'s
+    difference, standard error and z. Rows of other hrnn variants ("hrnn ...") are not baselines."""
+    rows = []
+    for protocol, metrics in PROTOCOLS:
+        part = results[results.protocol == protocol]
+        others = part[~part.model.str.startswith("hrnn")]
+        if others.empty or model not in set(part.model):
+            continue
+        # Coverage is a property of all the lists together: no per-unit share.
+        for metric in (m for m in metrics if m != "coverage" and m in part):
+            best = others.loc[others[metric].idxmax(), "model"]
+            rows.append({"protocol": protocol, "metric": metric, "baseline": best,
+                         **paired_difference(details[(protocol, model)], details[(protocol, best)], metric)})
+    return pd.DataFrame(rows)
+
+
+def format_paired(paired: pd.DataFrame) -> str:
+    shown = paired[["protocol", "metric", "baseline"]].assign(
+        difference=paired.difference.map("{:+.4f}".format),
+        standard_error=paired.standard_error.map("{:.4f}".format), z=paired.z.map("{:+.1f}".format))
+    return ("hrnn minus the best baseline, paired event by event or user by user "
+            "(|z| above 2: a gap beyond the noise of this split)\n" + shown.to_string(index=False))
 
 
 def show_users(model: HRNN, table: pd.DataFrame, titles: Optional[dict], n_users: int = 3,
@@ -97,8 +129,10 @@ def run(data=None, columns: Optional[dict] = None, epochs: Optional[int] = None,
     print(f"{len(table):,} events, {table.USER_ID.nunique():,} users, {table.ITEM_ID.nunique():,} items\n",
           file=out)
     print("Evaluating (each model is fitted on the training part only):", file=out)
-    results = compare(table, contenders(epochs, random_state), random_state, out)
+    details = {}
+    results = compare(table, contenders(epochs, random_state), random_state, out, details)
     print("\n" + format_results(results), file=out)
+    print("\n" + format_paired(against_best_baseline(results, details)), file=out)
     print("\nFitting hrnn on all the events ...", file=out, flush=True)
     t0 = time.perf_counter()
     model = contenders(epochs, random_state)["hrnn"].fit(table)
