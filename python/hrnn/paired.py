@@ -18,6 +18,9 @@ from .evaluate import NEXT_ITEM_METRICS, PERSONALIZE_METRICS
 
 __all__ = ["per_unit_scores", "paired_difference"]
 
+# Coverage is a property of all the lists together: it has no per-unit share.
+_PER_USER = tuple(m for m in PERSONALIZE_METRICS if m != "coverage")
+
 
 def per_unit_scores(details: pd.DataFrame, metric: str) -> np.ndarray:
     """Each unit's share of ``metric``, from ``evaluate(..., return_details=True)``'s details.
@@ -29,7 +32,7 @@ def per_unit_scores(details: pd.DataFrame, metric: str) -> np.ndarray:
     """
     _check_frame(details)
     next_item = "rank" in details
-    allowed = NEXT_ITEM_METRICS if next_item else PERSONALIZE_METRICS[:-1]
+    allowed = NEXT_ITEM_METRICS if next_item else _PER_USER
     if metric not in allowed:
         raise ValueError(f"metric {metric!r} has no per-unit share in {'next-item' if next_item else 'personalize'} "
                          f"details; use one of {', '.join(allowed)}")
