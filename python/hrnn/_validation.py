@@ -77,16 +77,24 @@ def auto_fallback(table) -> float:
 
 def choose_transition_weight(engine, split: tuple, metric: str, num_threads: int,
                              fallback: float) -> tuple:
-    """(weight, {weight: score}): the weight of AUTO_WEIGHTS with the best validation ``metric``,
-    all ranked in one pass over the split's test events with the engine's table, if it beats
-    ``fallback`` by two standard errors of the paired per-event difference (else the fallback: a
-    choice among near-equal weights would only follow the noise of the held-out events)."""
+    """(weight, {weight: score}): a weight of AUTO_WEIGHTS chosen on the split's test events (all
+    ranked in one pass with the engine's table). The fallback stays unless some weight beats it on
+    ``metric`` by two standard errors of the paired per-event difference (a choice among
+    near-equal weights would only follow the noise of the held-out events); among the weights that
+    do, those within two standard errors of the best are told apart by the other next-item metric
+    (MRR@20 for recall@20 and back), which sees differences in rank that a hit count misses."""
     ranks = engine.next_item_ranks(*split[0], *split[1], num_threads=num_threads,
                                    weights=list(AUTO_WEIGHTS))
+    other = "mrr@20" if metric == "recall@20" else "recall@20"
     per_event = {w: _per_event(r, metric) for w, r in zip(AUTO_WEIGHTS, ranks)}
+    second = {w: _per_event(r, other) for w, r in zip(AUTO_WEIGHTS, ranks)}
     scores = {w: float(v.mean()) for w, v in per_event.items()}
-    best = max(AUTO_WEIGHTS, key=lambda x: (scores[x], -abs(x - fallback)))
-    return (best if clearly_better(per_event[best] - per_event[fallback]) else fallback), scores
+    beat = [w for w in AUTO_WEIGHTS if clearly_better(per_event[w] - per_event[fallback])]
+    if not beat:
+        return fallback, scores
+    best = max(beat, key=lambda x: scores[x])
+    near = [w for w in beat if not clearly_better(per_event[best] - per_event[w])]
+    return max(near, key=lambda x: (second[x].mean(), scores[x])), scores
 
 
 def clearly_better(diff: np.ndarray, n_se: float = 2.0) -> bool:
