@@ -80,18 +80,21 @@ def main() -> None:
                 if model_name == "hrnn tuned":
                     row["params"] = tuned.best_params
                 rows.append(row)
-                if args.jsonl:
-                    with open(args.jsonl, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                record(args.jsonl, row)
                 print(json.dumps(row), flush=True)
             here = quickstart.against_best_baseline(pd.DataFrame(rows[-len(models):]), details)
             for p in here.assign(data=name).to_dict("records"):
                 paired.append(p)
-                if args.jsonl:
-                    with open(args.jsonl, "a") as f:
-                        f.write(json.dumps({"kind": "paired", **p}) + "\n")
+                record(args.jsonl, {"kind": "paired", **p})
     print(markdown(pd.DataFrame(rows)))
     print(paired_markdown(paired))
+
+
+def record(path, row: dict) -> None:
+    """Append ``row`` to the JSON-lines file ``path`` (nothing without one)."""
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def paired_markdown(paired: list) -> str:

@@ -93,7 +93,8 @@ class HRNN(Recommender):
         ``metric`` of ``fit`` on users' last sessions (users with 2+ sessions), scored before the
         model has trained on them, keeping 0.5 (1 on a log without repeats) unless another weight
         is better by two standard errors (among such weights, those within two standard errors of
-        the best go by the other next-item metric, MRR@20 or Recall@20): with ``fit(validation=True)`` on the held-out sessions
+        the best go by the other next-item metric, MRR@20 or Recall@20): with
+        ``fit(validation=True)`` on the held-out sessions
         after the last epoch; otherwise the last sessions of random users (2% of the events, at
         least 2,000) are held out of the first half of the epochs and the choice is made there
         (``epochs=1`` and logs without such users get the fallback). The choice is

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._validation import _per_event
+from ._validation import _per_event, standard_error
 from .data import USER_ID
 from .evaluate import NEXT_ITEM_METRICS, PERSONALIZE_METRICS
 
@@ -100,8 +100,7 @@ def paired_difference(details_a, details_b, metric: str) -> dict:
     if not keys_a.equals(keys_b):
         raise ValueError("details_a and details_b come from different splits: their units do not pair up")
     diff = a - b
-    n = len(diff)
-    se = float(diff.std() / np.sqrt(n)) if n else 0.0
-    mean = float(diff.mean()) if n else 0.0
+    se = standard_error(diff)
+    mean = float(diff.mean()) if len(diff) else 0.0
     z = mean / se if se > 0 else (0.0 if mean == 0 else float(np.copysign(np.inf, mean)))
-    return {"difference": mean, "standard_error": se, "z": z, "n": n}
+    return {"difference": mean, "standard_error": se, "z": z, "n": len(diff)}
