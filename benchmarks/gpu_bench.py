@@ -3,7 +3,8 @@
 * training events/s at hidden 100 and 256, batch 256 / 512 / 1024, n_sample 2048, bptt 32, on a
   synthetic log (the CPU on fewer events: it is much slower, and events/s does not depend on the
   log's length once it spans many windows);
-* recommend_batch users/s on a 1M-item catalogue (random parameters, the repeat score on, k = 25).
+* recommend_batch users/s on a 1M-item catalogue (random parameters, the repeat score on, k = 25):
+  the CUDA engine's default (the candidate pass) beside its full pass (every score written) and the CPU.
 
     PYTHONPATH=python python benchmarks/gpu_bench.py [--out figures.json] [--quick]
 
@@ -27,9 +28,9 @@ from hrnn import _core, _device
 from hrnn.synthetic import make_log
 
 
-def train_rate(log, device: str, hidden: int, batch: int) -> dict:
+def train_rate(log, device: str, hidden: int, batch: int, n_sample: int = 2048) -> dict:
     """Training events/s of one epoch (the fit's own figure: planning, windows, optimizer)."""
-    model = hrnn.HRNN(hidden_dimension=hidden, batch_size=batch, n_sample=2048, bptt=32, epochs=1,
+    model = hrnn.HRNN(hidden_dimension=hidden, batch_size=batch, n_sample=n_sample, bptt=32, epochs=1,
                       max_user_history_length_percentile=1.0, show_progress=False, random_state=0,
                       num_threads=0, device=device)
     t0 = time.perf_counter()
@@ -101,20 +102,33 @@ def main() -> int:
                   f"{g['events_per_second'] / c['events_per_second']:>6.1f}x  {g['loss']:.3f} / {c['loss']:.3f}",
                   flush=True)
 
-    print(f"\nrecommend_batch users/s, {args.items:,} items, k 25", flush=True)
-    print(f"{'hidden':>6} {'batch':>6} {'cuda':>12} {'cpu':>12} {'ratio':>7}", flush=True)
+    # Where a window's time goes: the output layer's share grows with n_sample, the rest is the
+    # recurrent part (sequential over bptt steps) and the optimizer.
+    print("\ncuda training events/s at hidden 100, batch 512, by n_sample", flush=True)
+    figures["training_by_n_sample"] = []
+    for n_sample in (0, 512, 2048):
+        g = train_rate(gpu_log, "cuda", 100, 512, n_sample)
+        figures["training_by_n_sample"].append({"n_sample": n_sample, "cuda": g})
+        print(f"{n_sample:>6} {g['events_per_second']:>12,.0f}", flush=True)
+
+    print(f"\nrecommend_batch users/s, {args.items:,} items, k 25 (cuda: the candidate pass, and every score "
+          "written)", flush=True)
+    print(f"{'hidden':>6} {'batch':>6} {'cuda':>12} {'cuda full':>12} {'cpu':>12} {'ratio':>7}", flush=True)
     for hidden in (43, 100):
         engine = scoring_engine(args.items, hidden, n_users=50_000)
         users = np.arange(50_000, dtype=np.int64)
         for batch in (1_000, 10_000):
             c = scoring_rate(engine, users, batch, seconds=3.0)
-            _core.cuda_attach(engine)
+            _core.cuda_attach(engine, scoring="full")
+            f = scoring_rate(engine, users, batch)
+            _core.cuda_attach(engine, scoring="auto")
             g = scoring_rate(engine, users, batch)
             engine.use_cpu()
             figures["recommend_batch"].append({"items": args.items, "hidden": hidden, "batch": batch, "cuda": g,
-                                               "cpu": c})
-            print(f"{hidden:>6} {batch:>6} {g['users_per_second']:>12,.0f} {c['users_per_second']:>12,.0f} "
-                  f"{g['users_per_second'] / c['users_per_second']:>6.1f}x", flush=True)
+                                               "cuda_full": f, "cpu": c})
+            print(f"{hidden:>6} {batch:>6} {g['users_per_second']:>12,.0f} {f['users_per_second']:>12,.0f} "
+                  f"{c['users_per_second']:>12,.0f} {g['users_per_second'] / c['users_per_second']:>6.1f}x",
+                  flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(figures, f, indent=1)

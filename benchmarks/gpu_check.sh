@@ -5,6 +5,10 @@
 # compiler, nvcc, numpy, pandas, pytest, pybind11 from the machine's image).
 #
 #   OUT=/path/to/figures bash benchmarks/gpu_check.sh
+#
+# BENCH_ARGS=--quick: a smaller benchmark; SANITIZE_ON_FAIL=1: memcheck up to the first failing CUDA
+# test; MEMCHECK=1: memcheck on a few small CUDA tests; PROFILE=1: every kernel's time in a short
+# fit (ncu, benchmarks/gpu_profile.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -33,10 +37,30 @@ export PYTHONPATH=$ROOT/build/gpu/pkg:$ROOT/tests PYTHONUNBUFFERED=1
 "$PY" -c "import hrnn; print(hrnn.build_info())"
 
 step "CUDA tests (tests/test_cuda.py)"
-timeout 240 "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider -rs --junitxml="$OUT/test_cuda.xml" || status=1
+if ! timeout 240 "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider -rs --junitxml="$OUT/test_cuda.xml"; then
+  status=1
+  if [ -n "${SANITIZE_ON_FAIL:-}" ] && command -v compute-sanitizer >/dev/null; then
+    step "compute-sanitizer memcheck, up to the first failing CUDA test"
+    timeout 120 compute-sanitizer --tool memcheck --print-limit 20 \
+      "$PY" -m pytest tests/test_cuda.py -x -q -p no:cacheprovider 2>&1 | tail -80
+  fi
+fi
 
 step "GPU benchmark (benchmarks/gpu_bench.py)"
-timeout 330 "$PY" benchmarks/gpu_bench.py --out "$OUT/gpu_bench.json" || status=1
+# BENCH_ARGS=--quick for a smoke run.
+timeout 330 "$PY" benchmarks/gpu_bench.py --out "$OUT/gpu_bench.json" ${BENCH_ARGS:-} || status=1
+
+if [ -n "${MEMCHECK:-}" ] && command -v compute-sanitizer >/dev/null; then
+  step "compute-sanitizer memcheck on the small scoring tests"
+  timeout 120 compute-sanitizer --tool memcheck --print-limit 20 "$PY" -m pytest tests/test_cuda.py -q \
+    -p no:cacheprovider -k "small_catalogue or top_k_equals_the_cpu or window_matches" 2>&1 | tail -40 || status=1
+fi
+
+if [ -n "${PROFILE:-}" ] && command -v ncu >/dev/null; then
+  step "kernel times of a short CUDA fit (ncu)"
+  timeout 150 ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$OUT/ncu_fit.csv" \
+    "$PY" benchmarks/gpu_profile.py --fit && "$PY" benchmarks/gpu_profile.py --summarise "$OUT/ncu_fit.csv"
+fi
 
 step "done: status $status"
 exit $status

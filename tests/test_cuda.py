@@ -163,8 +163,9 @@ def test_malformed_window_is_rejected_on_cuda_too():
         _core.cuda_window_loss_grad(ref.to_float32(p), cpp_window(w))
 
 
-def random_engine(n_items, hidden, n_users, seed):
-    """An engine with random parameters (repeat score on) and states for n_users users."""
+def random_engine(n_items, hidden, n_users, seed, long_users=0):
+    """An engine with random parameters (repeat score on) and states for n_users users (the first
+    long_users with 300 events each, the others a few)."""
     rng = np.random.default_rng(seed)
     e = _core.Engine(n_items, hidden, False, seed)
     for name in e.param_names():
@@ -176,6 +177,7 @@ def random_engine(n_items, hidden, n_users, seed):
     e.set_param("O", O)
     e.set_param("bo", bo)
     lengths = rng.integers(1, 12, n_users)
+    lengths[:long_users] = 300
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     items = rng.integers(0, n_items, offsets[-1]).astype(np.int32)
     ts = np.concatenate([np.sort(rng.uniform(1.6e9, 1.6e9 + 1e5, n)) for n in lengths])
@@ -216,6 +218,95 @@ def test_top_k_with_an_include_list_or_a_huge_k_is_answered_exactly():
     for c, g in zip(cpu, gpu):
         np.testing.assert_array_equal(g[0], c[0])
         np.testing.assert_array_equal(g[1], c[1])
+
+
+def scored(e, users, k, scoring, **query):
+    _core.cuda_attach(e, scoring=scoring)
+    return e.recommend_batch(users, k, **query)
+
+
+@needs_gpu
+@pytest.mark.parametrize("hidden", [43, 64, 256])
+@pytest.mark.parametrize("k", [1, 25, 100])
+@pytest.mark.parametrize("exclude_interacted", [False, True])
+def test_candidate_pass_is_the_full_pass_bit_for_bit(hidden, k, exclude_interacted):
+    # A catalogue large enough for "auto" to take the candidate pass, with exact ties, NaN and
+    # -inf scores, exclusions and repeat boosts (items the device must skip).
+    n_items = 40_000
+    e = random_engine(n_items, hidden, 400, seed=hidden + k)
+    O, bo = e.get_param("O"), e.get_param("bo")
+    O[n_items // 2: n_items // 2 + 500], bo[n_items // 2: n_items // 2 + 500] = O[:500], bo[:500]
+    O[7:9] = np.nan
+    bo[11:13] = -np.inf
+    e.set_param("O", O)
+    e.set_param("bo", bo)
+    users = np.concatenate([np.arange(400), [-1, 399, 0]]).astype(np.int64)
+    query = dict(exclude_interacted=exclude_interacted, exclude=np.arange(100, 160, dtype=np.int32))
+    cpu = e.recommend_batch(users, k, **query)
+    full = scored(e, users, k, "full", **query)
+    for scoring in ("candidates", "auto"):
+        got = scored(e, users, k, scoring, **query)
+        np.testing.assert_array_equal(got[0], full[0], err_msg=scoring)
+        np.testing.assert_array_equal(got[1], full[1], err_msg=scoring)
+    np.testing.assert_allclose(full[1], cpu[1], rtol=1e-5, atol=1e-5)
+    assert not np.isin(full[0], [7, 8, 11, 12] + list(range(100, 160))).any()
+
+
+@needs_gpu
+def test_rows_the_candidate_pass_cannot_answer_fall_back_to_the_full_pass():
+    # Every score equal: every item passes the threshold, far more than a row keeps.
+    n_items = 40_000
+    e = random_engine(n_items, 16, 50, seed=3)
+    e.set_param("O", np.tile(e.get_param("O")[:1], (n_items, 1)))
+    e.set_param("bo", np.zeros(n_items, np.float32))
+    users = np.arange(50, dtype=np.int64)
+    full = scored(e, users, 30, "full")
+    got = scored(e, users, 30, "candidates")
+    np.testing.assert_array_equal(got[0], full[0])
+    np.testing.assert_array_equal(got[1], full[1])
+    cpu_items = np.sort(e.recommend_batch(users, 30)[0], axis=1)
+    np.testing.assert_array_equal(np.sort(got[0], axis=1), cpu_items)  # ties: the lowest indices
+
+
+@needs_gpu
+def test_rows_the_candidate_pass_leaves_are_answered_beside_the_others():
+    # A block of 5,000 equal items overflows the candidate list of the users who rank it first, and
+    # users with long histories exclude more items than the pass takes: both are answered by the
+    # full pass, in the same batch as the rows the candidate pass answers.
+    n_items = 40_000
+    e = random_engine(n_items, 32, 300, seed=9, long_users=20)
+    users = np.arange(300, dtype=np.int64)
+    O, bo = e.get_param("O"), e.get_param("bo")
+    O[:5000], bo[:5000] = O[0], -np.inf
+    e.set_param("O", O)
+    e.set_param("bo", bo)
+    kth = e.recommend_batch(users, 25, exclude_interacted=True)[1][:, -1]  # without the block
+    block = np.array([e.user_state(u)[1] @ O[0] for u in users])
+    bo[:5000] = np.median(kth - block)  # the block comes first for about half of the users
+    e.set_param("bo", bo)
+    full = scored(e, users, 25, "full", exclude_interacted=True)
+    got = scored(e, users, 25, "candidates", exclude_interacted=True)
+    np.testing.assert_array_equal(got[0], full[0])
+    np.testing.assert_array_equal(got[1], full[1])
+    in_block = (full[0] < 5000).all(axis=1)
+    assert in_block.any() and not in_block.all()  # both kinds of rows are in the batch
+
+
+@needs_gpu
+def test_candidate_pass_on_a_small_catalogue_and_a_large_k():
+    e = random_engine(3_000, 48, 100, seed=5)
+    users = np.arange(100, dtype=np.int64)
+    for k in (1, 7, 600):
+        full = scored(e, users, k, "full", exclude_interacted=True)
+        got = scored(e, users, k, "candidates", exclude_interacted=True)
+        np.testing.assert_array_equal(got[0], full[0], err_msg=f"k={k}")
+        np.testing.assert_array_equal(got[1], full[1], err_msg=f"k={k}")
+
+
+@pytest.mark.skipif(not COMPILED, reason="needs a CUDA build")
+def test_unknown_scoring_mode_is_rejected():
+    with pytest.raises(ValueError, match="scoring must be 'auto', 'full' or 'candidates'"):
+        _core.cuda_attach(_core.Engine(10, 8, True, 0), scoring="fast")
 
 
 @needs_gpu

@@ -256,3 +256,19 @@ def test_the_public_recommend_is_the_exact_top_k():
             np.array([m._user_index[u]]), k=30, exclude_interacted=True, kernels="exact")
         assert list(ids) == list(m.item_ids_[ref_items[0]])
         np.testing.assert_array_equal(scores, ref_scores[0])
+
+
+def test_a_large_batch_is_prepared_in_parallel_with_the_same_answers():
+    # Over 256 users the states, exclusions and boosts are gathered by several threads: the
+    # answers must not depend on it, for cold users, repeats and exclusions alike.
+    e = make_engine(2_000, 43, n_users=300, seed=21)
+    users = np.concatenate([np.arange(300), [-1, 5, -1, 299], np.arange(300)[::-1]]).astype(np.int64)
+    exclude = np.arange(0, 2_000, 97, dtype=np.int32)
+    for query in ({}, {"exclude_interacted": True, "exclude": exclude}):
+        one = e.recommend_batch(users, k=20, num_threads=1, **query)
+        two = e.recommend_batch(users, k=20, num_threads=2, **query)
+        np.testing.assert_array_equal(two[0], one[0])
+        np.testing.assert_array_equal(two[1], one[1])
+        for j in (0, 300, 302, 305, len(users) - 1):  # a user's row is its own query's answer
+            alone = e.recommend_batch(users[j:j + 1], k=20, num_threads=1, **query)
+            np.testing.assert_array_equal(alone[0][0], one[0][j])

@@ -12,13 +12,14 @@ void bind_cuda(py::module_& m) {
     return py::make_tuple(st.count, st.reason);
   }, "(number of visible CUDA devices, why there are none or '').");
   m.def("cuda_attach",
-        [](hrnn::Engine& e, int device) {
+        [](hrnn::Engine& e, int device, const std::string& scoring) {
           py::gil_scoped_release release;
-          e.set_accelerator(hrnn::cuda::make_accelerator(device));
+          e.set_accelerator(hrnn::cuda::make_accelerator(device, scoring));
           e.params_changed();
         },
-        py::arg("engine"), py::arg("device") = 0,
-        "Train (from the next start_training on) and answer recommend_batch on CUDA device `device`.");
+        py::arg("engine"), py::arg("device") = 0, py::arg("scoring") = "auto",
+        "Train (from the next start_training on) and answer recommend_batch on CUDA device `device`; "
+        "scoring 'full' or 'candidates' forces one way of scoring (tests, benchmarks).");
   m.def("cuda_window_loss_grad",
         [](const py::dict& params, const py::dict& w, const std::string& loss, bool logq, float bpreg, float dropout,
            int device) {

@@ -8,6 +8,7 @@
 #include "cuda_api.h"
 #include "device_model.cuh"
 #include "hrnn/kernels.h"
+#include "hrnn/parallel.h"
 #include "hrnn/topk.h"
 #include "optimizer.cuh"
 #include "topk.cuh"
@@ -60,9 +61,10 @@ class CudaRunner : public WindowRunner {
 
 class CudaAccelerator : public Accelerator {
  public:
-  explicit CudaAccelerator(int device) : device_(device) {
+  CudaAccelerator(int device, DeviceScoring scoring) : device_(device) {
     use_device(device_);
     stream_ = std::make_unique<Stream>();
+    scorer_.set_mode(scoring);
   }
   const char* name() const override { return "cuda"; }
 
@@ -75,29 +77,34 @@ class CudaAccelerator : public Accelerator {
   }
 
   bool score_topk(const Params& P, const float* bias, const float* hs, int64_t M, int k,
-                  const std::vector<ItemSet>& exclude,
-                  const std::vector<Boosts>& boosts, int32_t* out_items, float* out_scores) override {
+                  const std::vector<ItemSet>& exclude, const std::vector<Boosts>& boosts, int32_t* out_items,
+                  float* out_scores, int num_threads) override {
     if (k > kMaxDeviceK || P.n_items > 0x7fffffff) return false;
-    std::lock_guard<std::mutex> lock(mu_);
-    use_device(device_);
-    if (!scorer_.ready()) scorer_.upload(P, bias, stream_->get());
-    scorer_.top_k(P, hs, M, k, exclude, boosts, out_items, out_scores, stream_->get());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      use_device(device_);
+      if (!scorer_.ready()) scorer_.upload(P, bias, stream_->get());
+      scorer_.top_k(P, hs, M, k, exclude, boosts, out_items, out_scores, stream_->get());
+    }
     // Boosted items, which the device skipped, with their exact score plus boost (as score_topk).
     const int H = P.H;
     const float* O = P.out_rows();
-    TopK top(k);
-    for (int64_t r = 0; r < M; ++r) {
-      if (boosts[r].empty()) continue;
-      top.reset(k);
-      int32_t* items = out_items + r * k;
-      float* scores = out_scores + r * k;
-      for (int j = 0; j < k && items[j] >= 0; ++j) top.push(scores[j], items[j]);
-      for (const auto& [item, boost] : boosts[r]) {
-        if (std::binary_search(exclude[r].begin(), exclude[r].end(), item)) continue;
-        top.push(dot(hs + r * H, O + static_cast<int64_t>(item) * H, H) + bias[item] + boost, item);
+    constexpr int64_t kBlock = 256;
+    parallel_for((M + kBlock - 1) / kBlock, M > kBlock ? num_threads : 1, [&](int64_t blk) {
+      TopK top(k);
+      for (int64_t r = blk * kBlock; r < std::min(M, (blk + 1) * kBlock); ++r) {
+        if (boosts[r].empty()) continue;
+        top.reset(k);
+        int32_t* items = out_items + r * k;
+        float* scores = out_scores + r * k;
+        for (int j = 0; j < k && items[j] >= 0; ++j) top.push(scores[j], items[j]);
+        for (const auto& [item, boost] : boosts[r]) {
+          if (std::binary_search(exclude[r].begin(), exclude[r].end(), item)) continue;
+          top.push(dot(hs + r * H, O + static_cast<int64_t>(item) * H, H) + bias[item] + boost, item);
+        }
+        top.write(items, scores);
       }
-      top.write(items, scores);
-    }
+    });
     return true;
   }
 
@@ -139,9 +146,14 @@ void require_device(int device) {
 }
 }  // namespace
 
-std::shared_ptr<Accelerator> make_accelerator(int device) {
+std::shared_ptr<Accelerator> make_accelerator(int device, const std::string& scoring) {
+  DeviceScoring mode = DeviceScoring::Auto;
+  if (scoring == "full") mode = DeviceScoring::Full;
+  else if (scoring == "candidates") mode = DeviceScoring::Candidates;
+  else if (scoring != "auto")
+    throw std::invalid_argument("scoring must be 'auto', 'full' or 'candidates', got '" + scoring + "'");
   require_device(device);
-  return std::make_shared<CudaAccelerator>(device);
+  return std::make_shared<CudaAccelerator>(device, mode);
 }
 
 WindowOutputs window_loss_grad(int device, const Params& P, const Window& w, const float* logq,

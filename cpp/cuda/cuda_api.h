@@ -20,8 +20,9 @@ struct DeviceStatus {
 DeviceStatus device_status() noexcept;
 
 // The engine on device `device`; throws std::invalid_argument naming the reason when it is not
-// visible.
-std::shared_ptr<Accelerator> make_accelerator(int device);
+// visible. scoring: how recommend_batch scores ("auto"; "full" or "candidates" force one pass, for
+// tests and benchmarks).
+std::shared_ptr<Accelerator> make_accelerator(int device, const std::string& scoring = "auto");
 
 // One window's loss, lane states and gradients on the device (the CPU's window_loss_grad).
 struct WindowOutputs {

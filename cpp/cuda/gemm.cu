@@ -23,28 +23,42 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(int M, int N, int K, int
   const int m0 = blockIdx.y * kBM, n0 = blockIdx.x * kBN;
   const int kbeg = blockIdx.z * kchunk, kend = min(K, kbeg + kchunk);
   float acc[4][4] = {};
-  for (int k0 = kbeg; k0 < kend; k0 += kBK) {
+  // The next tile's operands are fetched into registers while the current one is multiplied, so
+  // that a long K loop does not wait on global memory at every step.
+  constexpr int kLoadsA = kBM * kBK / kThreads, kLoadsB = kBN * kBK / kThreads;
+  float ra[kLoadsA], rb[kLoadsB];
+  auto fetch = [&](int k0) {
 #pragma unroll
-    for (int i = 0; i < kBM * kBK / kThreads; ++i) {
+    for (int i = 0; i < kLoadsA; ++i) {
       const int idx = tid + i * kThreads;
       const int m = TA == Op::N ? idx / kBK : idx % kBM;
       const int k = TA == Op::N ? idx % kBK : idx / kBM;
       const int gm = m0 + m, gk = k0 + k;
-      float v = 0.f;
-      if (gm < M && gk < kend) v = TA == Op::N ? A[gm * lda + gk] : A[gk * lda + gm];
-      As[k][m] = v;
+      ra[i] = gm < M && gk < kend ? (TA == Op::N ? A[gm * lda + gk] : A[gk * lda + gm]) : 0.f;
     }
 #pragma unroll
-    for (int i = 0; i < kBN * kBK / kThreads; ++i) {
+    for (int i = 0; i < kLoadsB; ++i) {
       const int idx = tid + i * kThreads;
       const int n = TB == Op::N ? idx % kBN : idx / kBK;
       const int k = TB == Op::N ? idx / kBN : idx % kBK;
       const int gn = n0 + n, gk = k0 + k;
-      float v = 0.f;
-      if (gn < N && gk < kend) v = TB == Op::N ? B[gk * ldb + gn] : B[gn * ldb + gk];
-      Bs[k][n] = v;
+      rb[i] = gn < N && gk < kend ? (TB == Op::N ? B[gk * ldb + gn] : B[gn * ldb + gk]) : 0.f;
+    }
+  };
+  if (kbeg < kend) fetch(kbeg);
+  for (int k0 = kbeg; k0 < kend; k0 += kBK) {
+#pragma unroll
+    for (int i = 0; i < kLoadsA; ++i) {
+      const int idx = tid + i * kThreads;
+      As[TA == Op::N ? idx % kBK : idx / kBM][TA == Op::N ? idx / kBK : idx % kBM] = ra[i];
+    }
+#pragma unroll
+    for (int i = 0; i < kLoadsB; ++i) {
+      const int idx = tid + i * kThreads;
+      Bs[TB == Op::N ? idx / kBN : idx % kBK][TB == Op::N ? idx % kBN : idx / kBK] = rb[i];
     }
     __syncthreads();
+    if (k0 + kBK < kend) fetch(k0 + kBK);
 #pragma unroll
     for (int k = 0; k < kBK; ++k) {
       float a[4], b[4];

@@ -122,7 +122,10 @@ void DeviceWindowEngine::forward_step(const DeviceModel& m, const float* logq, c
   gemm(s, Op::N, Op::N, B, kRepeatWidth, H, b_.HOUT + off, H, d.rV, kRepeatWidth, b_.HV, kRepeatWidth);
   out_extra_scores(s, b_, v, p, e0, e1, t);
   out_loss_rows(s, b_, v, p, loss, t);
-  gemm(s, Op::N, Op::N, B, H, C, b_.R, C, b_.OC, H, b_.DHLOSS + off, H);
+  // K = C is long and the output small: atomic accumulation (DHLOSS starts zeroed) splits K over blocks.
+  Epilogue split;
+  split.atomic = true;
+  gemm(s, Op::N, Op::N, B, H, C, b_.R, C, b_.OC, H, b_.DHLOSS + off, H, split);
   out_state_grads(s, b_, v, p, dropout, t);
   float* g_out = m.tied ? g_E_.get() : g_O_.get();
   Epilogue scatter;

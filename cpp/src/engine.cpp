@@ -97,39 +97,52 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
     return std::any_of(v.begin(), v.end(), [](float x) { return x != 0.f; });
   };
   const bool repeat = nonzero(params.d.rc) || nonzero(params.d.rd) || nonzero(params.d.rV);
-  // Gather the states of the users that have one; the others get the fallback.
-  std::vector<int64_t> warm;
-  std::vector<float> hs;
-  std::vector<ItemSet> excl;
-  std::vector<Boosts> boosts;
-  std::vector<int32_t> hist, recent_items;
-  std::vector<double> recent_ts;
-  std::vector<float> h(H);
+  // Each user's state, exclusions and boosts, in parallel over blocks of users (a large batch spends
+  // as long here as in scoring); users without a state get the fallback.
+  std::vector<float> hs_all(static_cast<size_t>(n) * H);
+  std::vector<ItemSet> excl_all(n);
+  std::vector<Boosts> boosts_all(n);
+  std::vector<uint8_t> has_state(n, 0);
   // When the prior reads whole histories, the recent items are the history: no second copy.
   const bool whole = transitions.history() == std::numeric_limits<int64_t>::max();
-  const std::vector<int32_t>& interacted = whole ? recent_items : hist;
-  for (int64_t r = 0; r < n; ++r) {
-    const int64_t u = user_idx[r];
-    const bool has_state = u >= 0 && users.read(u, h.data(), q.exclude_interacted && !whole ? &hist : nullptr,
-                                                 std::max<int64_t>(repeat ? kRepeatWindow : 0, transitions.history()),
-                                                 &recent_items, &recent_ts);
-    ItemSet ex = q.exclude ? *q.exclude : ItemSet{};
-    if (has_state && q.exclude_interacted) {
-      for (int32_t i : interacted)
-        if (i >= 0) ex.push_back(i);
+  const int64_t recent = std::max<int64_t>(repeat ? kRepeatWindow : 0, transitions.history());
+  constexpr int64_t kBlock = 256;
+  parallel_for((n + kBlock - 1) / kBlock, n > kBlock ? num_threads : 1, [&](int64_t blk) {
+    std::vector<int32_t> hist, recent_items;
+    std::vector<double> recent_ts;
+    const std::vector<int32_t>& interacted = whole ? recent_items : hist;
+    for (int64_t r = blk * kBlock; r < std::min(n, (blk + 1) * kBlock); ++r) {
+      const int64_t u = user_idx[r];
+      float* h = hs_all.data() + r * H;
+      has_state[r] = u >= 0 && users.read(u, h, q.exclude_interacted && !whole ? &hist : nullptr, recent,
+                                          &recent_items, &recent_ts);
+      ItemSet& ex = excl_all[r];
+      if (q.exclude) ex = *q.exclude;
+      if (has_state[r] && q.exclude_interacted) {
+        for (int32_t i : interacted)
+          if (i >= 0) ex.push_back(i);
+      }
+      sorted_unique(ex);
+      if (!has_state[r]) {
+        fixed_topk(fallback_.data(), params.n_items, q.k, &ex, q.include, items + r * q.k, scores + r * q.k);
+        continue;
+      }
+      if (repeat)
+        boosts_all[r] = repeat_boosts(params, h, recent_items.data(), recent_ts.data(),
+                                      static_cast<int64_t>(recent_items.size()));
+      transitions.add_boosts(recent_items.data(), static_cast<int64_t>(recent_items.size()), boosts_all[r]);
     }
-    sorted_unique(ex);
-    if (!has_state) {
-      fixed_topk(fallback_.data(), params.n_items, q.k, &ex, q.include, items + r * q.k, scores + r * q.k);
-      continue;
-    }
-    warm.push_back(r);
-    hs.insert(hs.end(), h.begin(), h.end());
-    excl.push_back(std::move(ex));
-    boosts.push_back(repeat ? repeat_boosts(params, h.data(), recent_items.data(), recent_ts.data(),
-                                            static_cast<int64_t>(recent_items.size()))
-                            : Boosts{});
-    transitions.add_boosts(recent_items.data(), static_cast<int64_t>(recent_items.size()), boosts.back());
+  });
+  std::vector<int64_t> warm;
+  for (int64_t r = 0; r < n; ++r)
+    if (has_state[r]) warm.push_back(r);
+  std::vector<float> hs(warm.size() * H);
+  std::vector<ItemSet> excl(warm.size());
+  std::vector<Boosts> boosts(warm.size());
+  for (size_t j = 0; j < warm.size(); ++j) {
+    std::copy_n(hs_all.data() + warm[j] * H, H, hs.data() + j * H);
+    excl[j] = std::move(excl_all[warm[j]]);
+    boosts[j] = std::move(boosts_all[warm[j]]);
   }
   if (warm.empty()) return;
   const int64_t M = static_cast<int64_t>(warm.size());
@@ -138,7 +151,8 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   // The bias and the table are held for the whole query, even if the parameters change meanwhile.
   const auto accel = q.kernels == ScoreKernels::Auto ? accelerator() : nullptr;
   if (!accel || q.include ||
-      !accel->score_topk(params, item_bias()->data(), hs.data(), M, q.k, excl, boosts, wi.data(), ws.data())) {
+      !accel->score_topk(params, item_bias()->data(), hs.data(), M, q.k, excl, boosts, wi.data(), ws.data(),
+                         num_threads)) {
     const auto table = scoring_table(num_threads);
     score_topk(params, *table, hs.data(), M, q.k, &excl, q.include, &boosts, wi.data(), ws.data(), num_threads,
                q.kernels);

@@ -20,9 +20,10 @@ class Accelerator {
   // The top k of each of the M states hs [M x H] over the whole catalogue, as score_topk (with
   // one exclusion set and one boost list per row; bias: every item's additive term, the scoring
   // table's). Returns false, writing nothing, for a query it does not take (the caller then scores
-  // on the CPU).
-  virtual bool score_topk(const Params& P, const float* bias, const float* hs, int64_t M, int k, const std::vector<ItemSet>& exclude,
-                          const std::vector<Boosts>& boosts, int32_t* out_items, float* out_scores) = 0;
+  // on the CPU). num_threads: the host threads for the host's share of the work (0 = all cores).
+  virtual bool score_topk(const Params& P, const float* bias, const float* hs, int64_t M, int k,
+                          const std::vector<ItemSet>& exclude, const std::vector<Boosts>& boosts, int32_t* out_items,
+                          float* out_scores, int num_threads) = 0;
   // The parameters changed: a copy kept for scoring is stale.
   virtual void params_changed() = 0;
 };
