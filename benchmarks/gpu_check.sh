@@ -7,8 +7,8 @@
 #   OUT=/path/to/figures bash benchmarks/gpu_check.sh
 #
 # BENCH_ARGS=--quick: a smaller benchmark; SANITIZE_ON_FAIL=1: memcheck up to the first failing CUDA
-# test; MEMCHECK=1: memcheck on a few small CUDA tests; PROFILE=1: every kernel's time in a short
-# fit (ncu, benchmarks/gpu_profile.py).
+# test; MEMCHECK=1: memcheck on a few small CUDA tests; PROFILE=1: every kernel's time in one
+# recommend_batch (PROFILE=fit: in a short fit; ncu, benchmarks/gpu_profile.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -57,9 +57,11 @@ if [ -n "${MEMCHECK:-}" ] && command -v compute-sanitizer >/dev/null; then
 fi
 
 if [ -n "${PROFILE:-}" ] && command -v ncu >/dev/null; then
-  step "kernel times of a short CUDA fit (ncu)"
-  timeout 150 ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$OUT/ncu_fit.csv" \
-    "$PY" benchmarks/gpu_profile.py --fit && "$PY" benchmarks/gpu_profile.py --summarise "$OUT/ncu_fit.csv"
+  what=score; [ "$PROFILE" = fit ] && what=fit
+  step "kernel times of a short CUDA $what (ncu)"
+  [ $what = score ] && timeout 45 "$PY" benchmarks/gpu_profile.py --score-timing
+  timeout 80 ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$OUT/ncu_$what.csv" \
+    "$PY" benchmarks/gpu_profile.py --$what && "$PY" benchmarks/gpu_profile.py --summarise "$OUT/ncu_$what.csv"
 fi
 
 step "done: status $status"

@@ -1,13 +1,15 @@
-"""Where a CUDA training window's time goes, kernel by kernel (for the next speed-up of issue 7).
+"""Where the CUDA engine's time goes, kernel by kernel (for the next speed-ups of issue 7).
 
-Run under Nsight Compute, which times every kernel of a short fit (two windows at hidden 100, batch
-512, n_sample 2048), then summarise its CSV:
+Run under Nsight Compute, which times every kernel of a short fit (four windows at hidden 100, batch
+512, n_sample 2048) or of recommend_batch (10,000 users, 1M items, hidden 43, k 25), then summarise
+its CSV:
 
     ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file k.csv \\
-        python benchmarks/gpu_profile.py --fit
+        python benchmarks/gpu_profile.py --fit        # or --score
     python benchmarks/gpu_profile.py --summarise k.csv
 
-benchmarks/gpu_check.sh does both when PROFILE=1.
+--score-timing (without ncu) times the same recommend_batch and the host's share of it.
+benchmarks/gpu_check.sh runs the scoring profile when PROFILE=1 (PROFILE=fit: the training one).
 """
 from __future__ import annotations
 
@@ -31,6 +33,32 @@ def fit() -> None:
         warnings.simplefilter("ignore")
         model.fit(log, check_minimums=False)
     print(f"windows: {model.history_[0].get('windows', '?')}, events: {model.history_[0]['events']}")
+
+
+def score(timing: bool) -> None:
+    import time
+
+    import numpy as np
+
+    from gpu_bench import scoring_engine
+    from hrnn import _core
+
+    engine = scoring_engine(1_000_000, 43, n_users=20_000)
+    users = np.arange(10_000, dtype=np.int64)
+    if timing:  # the host's share: the same query answered on the CPU over 64 items only
+        tiny = np.arange(64, dtype=np.int32)
+        engine.recommend_batch(users, 25, include=tiny)
+        t0 = time.perf_counter()
+        engine.recommend_batch(users, 25, include=tiny)
+        host = time.perf_counter() - t0
+    _core.cuda_attach(engine)
+    engine.recommend_batch(users, 25)  # the device copy of the output layer, made once
+    t0 = time.perf_counter()
+    engine.recommend_batch(users, 25)
+    total = time.perf_counter() - t0
+    if timing:
+        print(f"recommend_batch, 10,000 users: {total * 1e3:.1f} ms on cuda ({len(users) / total:,.0f} users/s); "
+              f"the host's preparation about {host * 1e3:.1f} ms")
 
 
 def kernel_name(full: str) -> str:
@@ -60,10 +88,14 @@ def summarise(path: str, top: int = 25) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fit", action="store_true", help="run the short CUDA fit (under ncu)")
+    ap.add_argument("--score", action="store_true", help="run recommend_batch on CUDA (under ncu)")
+    ap.add_argument("--score-timing", action="store_true", help="time recommend_batch and its host share")
     ap.add_argument("--summarise", metavar="CSV", help="summarise ncu's CSV by kernel")
     args = ap.parse_args()
     if args.fit:
         fit()
+    if args.score or args.score_timing:
+        score(args.score_timing)
     if args.summarise:
         summarise(args.summarise)
     return 0

@@ -17,6 +17,9 @@
 namespace hrnn::cuda {
 namespace {
 
+// Each window is queued and train returns without waiting for it: the host plans the next window
+// while the device runs this one. The lane states stay on the device between windows, and a
+// window's loss reaches the host behind an event, returned by the next train (or finish_epoch).
 class CudaRunner : public WindowRunner {
  public:
   CudaRunner(int device, Params& P, const TrainConfig& cfg) : device_(device), P_(P) {
@@ -33,30 +36,61 @@ class CudaRunner : public WindowRunner {
       logq_.upload(logq, static_cast<size_t>(P_.n_items), s);
       logq_source_ = logq;
     }
-    const WindowResult r = engine_.run(model_, logq_.get(), w, cfg, false, s);
-    if (r.n_targets > 0) {
-      const WindowData& d = engine_.data();
-      opt_->step(model_, engine_.grad_dense(), d.d.rows, d.d.row_flags, d.n_rows, engine_.grad_E(),
-                 engine_.grad_O(), engine_.grad_bo(), s);
-    }
-    engine_.final_states(w.u_init.data(), w.h_init.data(), s);
-    return r;
+    const bool carried = carried_lanes_ == w.B;  // else the window's own u_init / h_init
+    engine_.enqueue(model_, logq_.get(), w, cfg, false, s, carried ? carry_u_.get() : nullptr,
+                    carried ? carry_h_.get() : nullptr);
+    const WindowData& d = engine_.data();
+    if (d.n_targets > 0)
+      opt_->step(model_, engine_.grad_dense(), d.d.rows, d.d.row_flags, d.n_rows, engine_.grad_E(), engine_.grad_O(),
+                 engine_.grad_bo(), s);
+    const size_t bh = static_cast<size_t>(w.B) * P_.H;
+    carry_u_.reserve(bh);
+    carry_h_.reserve(bh);
+    engine_.save_states(carry_u_.get(), carry_h_.get(), s);
+    carried_lanes_ = w.B;
+    Pending& now = pending_[next_];  // two windows back, its result returned already
+    next_ ^= 1;
+    now.terms = engine_.loss_terms();
+    now.n_targets = d.n_targets;
+    engine_.copy_losses(reinterpret_cast<float*>(now.host.reserve(static_cast<size_t>(now.terms) * sizeof(float))), s);
+    now.done.record(s);
+    now.queued = true;
+    return pending_[next_].wait_and_sum();  // the previous window's
   }
 
-  void finish_epoch() override {
+  WindowResult finish_epoch() override {
     use_device(device_);
+    const WindowResult last = pending_[next_ ^ 1].wait_and_sum();
     model_.download(P_, stream_->get());
+    carried_lanes_ = -1;  // the next epoch starts from the trainer's states
+    return last;
   }
 
  private:
+  struct Pending {
+    PinnedBuffer host;
+    Event done;
+    int64_t terms = 0, n_targets = 0;
+    bool queued = false;
+    WindowResult wait_and_sum() {
+      if (!queued) return {};
+      queued = false;
+      done.wait();
+      return {sum_losses(reinterpret_cast<const float*>(host.get()), terms), n_targets};
+    }
+  };
+
   int device_;
   Params& P_;
   std::unique_ptr<Stream> stream_;
   DeviceModel model_;
   std::unique_ptr<DeviceOptimizer> opt_;
   DeviceWindowEngine engine_;
-  DeviceBuffer<float> logq_;
+  DeviceBuffer<float> logq_, carry_u_, carry_h_;
   const float* logq_source_ = nullptr;
+  int carried_lanes_ = -1;
+  Pending pending_[2];
+  int next_ = 0;
 };
 
 class CudaAccelerator : public Accelerator {

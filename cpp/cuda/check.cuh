@@ -57,6 +57,8 @@ class DeviceBuffer {
 
   T* reserve(size_t n) {
     if (n <= n_) return p_;
+    // Work queued earlier may still use the old memory (training queues windows ahead).
+    if (p_) check(cudaDeviceSynchronize(), "cudaDeviceSynchronize (buffer growth)");
     release();
     void* p = nullptr;
     check(cudaMalloc(&p, n * sizeof(T)), "cudaMalloc");
@@ -114,6 +116,28 @@ class PinnedBuffer {
  private:
   char* p_ = nullptr;
   size_t n_ = 0;
+};
+
+// An event without timing, for the host to wait on one point of a stream. Created at the first
+// record, on the device current then (that of the stream); waiting on one never recorded returns.
+class Event {
+ public:
+  Event() = default;
+  ~Event() {
+    if (e_) (void)cudaEventDestroy(e_);
+  }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  void record(cudaStream_t s) {
+    if (!e_) check(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventRecord(e_, s), "cudaEventRecord");
+  }
+  void wait() const {
+    if (e_) check(cudaEventSynchronize(e_), "cudaEventSynchronize");
+  }
+
+ private:
+  cudaEvent_t e_ = nullptr;
 };
 
 // A stream owned by an object (created on the current device).

@@ -8,21 +8,23 @@
 namespace hrnn::cuda {
 namespace {
 
-// A 64 x 64 tile of C per block of 256 threads, 4 x 4 outputs per thread, K in steps of 16 through
+// A BM x BN tile of C per block of 256 threads (64 x 64: 4 x 4 outputs per thread; 32 x 32, for
+// products too small to fill the device with the larger tile: 2 x 2), K in steps of 16 through
 // shared memory. Tiles are loaded so that consecutive threads read consecutive addresses whichever
-// operand is transposed.
-constexpr int kBM = 64, kBN = 64, kBK = 16, kThreads = 256;
+// operand is transposed. Every output is one FMA chain over k in order, whatever the tile.
+constexpr int kBK = 16, kThreads = 256;
 
-template <Op TA, Op TB>
+template <Op TA, Op TB, int kBM, int kBN>
 __global__ void __launch_bounds__(kThreads) gemm_kernel(int M, int N, int K, int kchunk, const float* __restrict__ A,
                                                         int64_t lda, const float* __restrict__ B, int64_t ldb,
                                                         float* __restrict__ C, int64_t ldc, Epilogue ep) {
+  constexpr int RM = kBM / 16, RN = kBN / 16;
   __shared__ float As[kBK][kBM + 4];
   __shared__ float Bs[kBK][kBN + 4];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const int m0 = blockIdx.y * kBM, n0 = blockIdx.x * kBN;
   const int kbeg = blockIdx.z * kchunk, kend = min(K, kbeg + kchunk);
-  float acc[4][4] = {};
+  float acc[RM][RN] = {};
   // The next tile's operands are fetched into registers while the current one is multiplied, so
   // that a long K loop does not wait on global memory at every step.
   constexpr int kLoadsA = kBM * kBK / kThreads, kLoadsB = kBN * kBK / kThreads;
@@ -61,20 +63,20 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(int M, int N, int K, int
     if (k0 + kBK < kend) fetch(k0 + kBK);
 #pragma unroll
     for (int k = 0; k < kBK; ++k) {
-      float a[4], b[4];
+      float a[RM], b[RN];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = As[k][ty + 16 * i];
+      for (int i = 0; i < RM; ++i) a[i] = As[k][ty + 16 * i];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) b[j] = Bs[k][tx + 16 * j];
+      for (int j = 0; j < RN; ++j) b[j] = Bs[k][tx + 16 * j];
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
+      for (int i = 0; i < RM; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        for (int j = 0; j < RN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
     __syncthreads();
   }
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < RM; ++i) {
     const int gm = m0 + ty + 16 * i;
     if (gm >= M) continue;
     int64_t row = gm;
@@ -83,7 +85,7 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(int M, int N, int K, int
       if (row < 0) continue;
     }
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < RN; ++j) {
       const int gn = n0 + tx + 16 * j;
       if (gn >= N) continue;
       float v = acc[i][j];
@@ -109,10 +111,19 @@ int multiprocessors() {
   return std::max(n, 1);
 }
 
-template <Op TA, Op TB>
+template <Op TA, Op TB, int BM>
 void launch(dim3 grid, cudaStream_t s, int M, int N, int K, int kchunk, const float* A, int64_t lda, const float* B,
             int64_t ldb, float* C, int64_t ldc, const Epilogue& ep) {
-  gemm_kernel<TA, TB><<<grid, kThreads, 0, s>>>(M, N, K, kchunk, A, lda, B, ldb, C, ldc, ep);
+  gemm_kernel<TA, TB, BM, BM><<<grid, kThreads, 0, s>>>(M, N, K, kchunk, A, lda, B, ldb, C, ldc, ep);
+}
+
+template <int BM>
+void launch(Op ta, Op tb, dim3 grid, cudaStream_t s, int M, int N, int K, int kchunk, const float* A, int64_t lda,
+            const float* B, int64_t ldb, float* C, int64_t ldc, const Epilogue& ep) {
+  if (ta == Op::N && tb == Op::N) launch<Op::N, Op::N, BM>(grid, s, M, N, K, kchunk, A, lda, B, ldb, C, ldc, ep);
+  else if (ta == Op::N) launch<Op::N, Op::T, BM>(grid, s, M, N, K, kchunk, A, lda, B, ldb, C, ldc, ep);
+  else if (tb == Op::N) launch<Op::T, Op::N, BM>(grid, s, M, N, K, kchunk, A, lda, B, ldb, C, ldc, ep);
+  else launch<Op::T, Op::T, BM>(grid, s, M, N, K, kchunk, A, lda, B, ldb, C, ldc, ep);
 }
 
 __global__ void column_sums_kernel(int64_t R, int W, const float* __restrict__ A, int64_t lda, float* __restrict__ out,
@@ -140,23 +151,24 @@ void gemm(cudaStream_t s, Op ta, Op tb, int M, int N, int K, const float* A, int
           float* C, int64_t ldc, const Epilogue& ep) {
   if (M <= 0 || N <= 0) return;
   if (ep.row_map && !ep.atomic) throw std::logic_error("gemm: a row map needs atomic accumulation");
-  const int64_t grid_m = (M + kBM - 1) / kBM, grid_n = (N + kBN - 1) / kBN;
+  // The larger tile where it gives every multiprocessor a block, else the smaller one.
+  const int64_t sms = multiprocessors();
+  const int tile = ((M + 63) / 64) * ((N + 63) / 64) >= sms ? 64 : 32;
+  const int64_t grid_m = (M + tile - 1) / tile, grid_n = (N + tile - 1) / tile;
   if (grid_m > 65535 || grid_n > 0x7fffffff)
     throw std::invalid_argument("gemm: matrix too large for one launch (" + std::to_string(M) + " x " +
                                 std::to_string(N) + ")");
   // Atomic accumulation lets K be split across blocks when there are too few tiles to fill the device.
   int splits = 1;
   if (ep.atomic && K > 0) {
-    const int64_t tiles = grid_m * grid_n, want = 2LL * multiprocessors();
+    const int64_t tiles = grid_m * grid_n, want = 2 * sms;
     if (tiles < want) splits = static_cast<int>(std::min<int64_t>((want + tiles - 1) / tiles, (K + 4 * kBK - 1) / (4 * kBK)));
   }
   int kchunk = splits > 1 ? ((K + splits - 1) / splits + kBK - 1) / kBK * kBK : K;
   if (splits > 1) splits = (K + kchunk - 1) / kchunk;
   const dim3 grid(static_cast<unsigned>(grid_n), static_cast<unsigned>(grid_m), static_cast<unsigned>(splits));
-  if (ta == Op::N && tb == Op::N) launch<Op::N, Op::N>(grid, s, M, N, K, kchunk, A, lda, B, ldb, C, ldc, ep);
-  else if (ta == Op::N) launch<Op::N, Op::T>(grid, s, M, N, K, kchunk, A, lda, B, ldb, C, ldc, ep);
-  else if (tb == Op::N) launch<Op::T, Op::N>(grid, s, M, N, K, kchunk, A, lda, B, ldb, C, ldc, ep);
-  else launch<Op::T, Op::T>(grid, s, M, N, K, kchunk, A, lda, B, ldb, C, ldc, ep);
+  if (tile == 64) launch<64>(ta, tb, grid, s, M, N, K, kchunk, A, lda, B, ldb, C, ldc, ep);
+  else launch<32>(ta, tb, grid, s, M, N, K, kchunk, A, lda, B, ldb, C, ldc, ep);
   check_launch("gemm_kernel");
 }
 

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <climits>
+#include <iterator>
 #include <cub/block/block_scan.cuh>
 #include <stdexcept>
 
@@ -217,15 +218,16 @@ bool DeviceScorer::candidate_top_k(const Params& P, int64_t M, int k, const std:
   const int H = P.H, KP = padded_hidden(H);
   const int64_t N = P.n_items;
   if ((mode_ == DeviceScoring::Auto && N < kCandidateMinItems) || !collect_fits(KP)) return false;
-  // Each row's masked items (exclusions and boosted items), sorted, as offsets into one array.
-  std::vector<int32_t> mask_off(static_cast<size_t>(M) + 1, 0), mask_items;
+  // Each row's masked items, as offsets into one array: the union of its exclusions and boosted
+  // items (both sorted and unique already).
+  std::vector<int32_t> mask_off(static_cast<size_t>(M) + 1, 0), mask_items, boosted;
   int max_masked = 0;
   for (int64_t r = 0; r < M; ++r) {
     const size_t at = mask_items.size();
-    mask_items.insert(mask_items.end(), exclude[r].begin(), exclude[r].end());
-    for (const auto& b : boosts[r]) mask_items.push_back(b.first);
-    std::sort(mask_items.begin() + at, mask_items.end());
-    mask_items.erase(std::unique(mask_items.begin() + at, mask_items.end()), mask_items.end());
+    boosted.clear();
+    for (const auto& b : boosts[r]) boosted.push_back(b.first);
+    std::set_union(exclude[r].begin(), exclude[r].end(), boosted.begin(), boosted.end(),
+                   std::back_inserter(mask_items));
     if (mask_items.size() > static_cast<size_t>(INT_MAX)) return false;
     mask_off[r + 1] = static_cast<int32_t>(mask_items.size());
     const int m = static_cast<int>(mask_items.size() - at);

@@ -13,11 +13,10 @@ class Packer {
     parts_.push_back({reinterpret_cast<const void**>(dst), src.data(), src.size() * sizeof(T), size_});
     size_ += (src.size() * sizeof(T) + 255) / 256 * 256;
   }
-  void copy(PinnedBuffer& pinned, DeviceBuffer<char>& dev, cudaStream_t s) {
-    // The pinned buffer may still feed the previous window's copy.
-    check(cudaStreamSynchronize(s), "cudaStreamSynchronize (window upload)");
-    char* host = pinned.reserve(size_ + 256);
-    char* base = dev.reserve(size_ + 256);
+  // host: a pinned buffer no earlier copy still reads (the caller waits for that).
+  void copy(PinnedBuffer& host_buf, DeviceBuffer<char>& dev, cudaStream_t s) {
+    char* host = host_buf.reserve(size_ + 256);
+    char* base = dev.reserve(size_ + 256);  // a reallocation waits for the device (cudaFree)
     for (const Part& p : parts_) {
       if (p.bytes) std::memcpy(host + p.offset, p.src, p.bytes);
       *p.dst = base + p.offset;
@@ -111,7 +110,13 @@ void WindowData::upload(const Window& w, int64_t n_items, cudaStream_t s) {
   p.add(&d.col_slot, col_slot_);
   p.add(&d.ext_slot, ext_slot_);
   p.add(&d.ext_tb, ext_tb_);
-  p.copy(pinned_, dev_, s);
+  // Two pinned buffers, so that this window is packed while the previous one's copy may still be
+  // under way; the device buffer is reused in stream order.
+  const int at = next_pinned_;
+  next_pinned_ ^= 1;
+  copied_[at].wait();
+  p.copy(pinned_[at], dev_, s);
+  copied_[at].record(s);
 }
 
 }  // namespace hrnn::cuda

@@ -34,13 +34,16 @@ struct WindowData {
   std::vector<int64_t> step_active, step_targets;  // per step: active lanes, lanes with a target
   std::vector<int32_t> step_ext;                    // [T+1]: the extras of step t are step_ext[t] .. step_ext[t+1]
 
-  // Validates nothing (the caller has); the arrays stay valid until the next upload. n_items: the
-  // size of the item tables.
+  // Validates nothing (the caller has); returns once w is copied to pinned memory (the device copy
+  // runs on s). The device arrays stay valid for the work queued on s before the next upload.
+  // n_items: the size of the item tables.
   void upload(const Window& w, int64_t n_items, cudaStream_t s);
 
  private:
   std::vector<int32_t> slot_of_, in_slot_, col_slot_, ext_slot_, ext_tb_;
-  PinnedBuffer pinned_;
+  PinnedBuffer pinned_[2];
+  Event copied_[2];
+  int next_pinned_ = 0;
   DeviceBuffer<char> dev_;
 };
 

@@ -42,8 +42,8 @@ void DeviceWindowEngine::allocate(int T, int B, int C, int H, int64_t n_ext, boo
   zeroed_floats_ = static_cast<size_t>(zeroed_total);
 }
 
-WindowResult DeviceWindowEngine::run(const DeviceModel& m, const float* logq, const Window& w, const WindowConfig& cfg,
-                                     bool record, cudaStream_t s) {
+void DeviceWindowEngine::enqueue(const DeviceModel& m, const float* logq, const Window& w, const WindowConfig& cfg,
+                                 bool record, cudaStream_t s, const float* u0, const float* h0) {
   const int H = m.H;
   if (w.u_init.size() != static_cast<size_t>(w.B) * H || w.h_init.size() != w.u_init.size())
     throw std::invalid_argument("window initial states do not match the hidden dimension");
@@ -59,23 +59,36 @@ WindowResult DeviceWindowEngine::run(const DeviceModel& m, const float* logq, co
   if (!m.tied) g_O_.zero(rows * H, s);
   g_bo_.zero(rows, s);
   const size_t bh = static_cast<size_t>(w.B) * H;
-  check(cudaMemcpyAsync(b_.UCUR, v.u_init, bh * sizeof(float), cudaMemcpyDeviceToDevice, s), "cudaMemcpyAsync (u_init)");
-  check(cudaMemcpyAsync(b_.HCUR, v.h_init, bh * sizeof(float), cudaMemcpyDeviceToDevice, s), "cudaMemcpyAsync (h_init)");
+  check(cudaMemcpyAsync(b_.UCUR, u0 ? u0 : v.u_init, bh * sizeof(float), cudaMemcpyDeviceToDevice, s),
+        "cudaMemcpyAsync (u_init)");
+  check(cudaMemcpyAsync(b_.HCUR, h0 ? h0 : v.h_init, bh * sizeof(float), cudaMemcpyDeviceToDevice, s),
+        "cudaMemcpyAsync (h_init)");
   scale_base_ = data_.n_targets > 0 ? 1.f / static_cast<float>(data_.n_targets) : 0.f;
 
   for (int t = 0; t < w.T; ++t) forward_step(m, logq, cfg, t, s);
   for (int t = w.T - 1; t >= 0; --t)
     if (data_.step_active[t] > 0) backward_step(m, t, s);
   dense_gradients(m, s);
+}
 
-  loss_.resize(static_cast<size_t>(b_.TB));
-  check(cudaMemcpyAsync(loss_.data(), b_.LOSS, loss_.size() * sizeof(float), cudaMemcpyDeviceToHost, s),
-        "cudaMemcpyAsync (losses)");
+WindowResult DeviceWindowEngine::run(const DeviceModel& m, const float* logq, const Window& w, const WindowConfig& cfg,
+                                     bool record, cudaStream_t s) {
+  enqueue(m, logq, w, cfg, record, s);
+  std::vector<float> loss(static_cast<size_t>(b_.TB));
+  copy_losses(loss.data(), s);
   check(cudaStreamSynchronize(s), "cudaStreamSynchronize (window)");
-  WindowResult r;
-  for (float l : loss_) r.loss_sum += l;
-  r.n_targets = data_.n_targets;
-  return r;
+  return {sum_losses(loss.data(), b_.TB), data_.n_targets};
+}
+
+double sum_losses(const float* loss, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += loss[i];
+  return sum;
+}
+
+void DeviceWindowEngine::copy_losses(float* host, cudaStream_t s) const {
+  check(cudaMemcpyAsync(host, b_.LOSS, static_cast<size_t>(b_.TB) * sizeof(float), cudaMemcpyDeviceToHost, s),
+        "cudaMemcpyAsync (losses)");
 }
 
 void DeviceWindowEngine::forward_step(const DeviceModel& m, const float* logq, const WindowConfig& cfg, int t,
@@ -191,11 +204,10 @@ void DeviceWindowEngine::dense_gradients(const DeviceModel& m, cudaStream_t s) {
   column_sums(s, TB, kRepeatWidth, b_.GHV, kRepeatWidth, g.rc);  // rc's 8 columns, then rd's
 }
 
-void DeviceWindowEngine::final_states(float* u, float* h, cudaStream_t s) const {
+void DeviceWindowEngine::save_states(float* u, float* h, cudaStream_t s) const {
   const size_t n = static_cast<size_t>(b_.B) * b_.H * sizeof(float);
-  check(cudaMemcpyAsync(u, b_.UCUR, n, cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync (final u)");
-  check(cudaMemcpyAsync(h, b_.HCUR, n, cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync (final h)");
-  check(cudaStreamSynchronize(s), "cudaStreamSynchronize (final states)");
+  check(cudaMemcpyAsync(u, b_.UCUR, n, cudaMemcpyDeviceToDevice, s), "cudaMemcpyAsync (final u)");
+  check(cudaMemcpyAsync(h, b_.HCUR, n, cudaMemcpyDeviceToDevice, s), "cudaMemcpyAsync (final h)");
 }
 
 void DeviceWindowEngine::recorded_states(float* u, float* h, cudaStream_t s) const {

@@ -225,7 +225,9 @@ EpochStats Trainer::run_epoch(const EventArrays& ev, const float* weights, const
       break;
     }
   }
-  runner_->finish_epoch();
+  const WindowResult last = runner_->finish_epoch();
+  loss_sum += last.loss_sum;
+  st.events += last.n_targets;
   ++epoch_;
   st.loss = st.events > 0 ? loss_sum / st.events : 0.0;
   return st;

@@ -39,11 +39,14 @@ struct EpochStats {
 class WindowRunner {
  public:
   virtual ~WindowRunner() = default;
-  // Trains on w (logq: one entry per item, the same array for the trainer's whole life) and writes
-  // each lane's state after the window into w.u_init / w.h_init, where the next window starts.
+  // Trains on w (logq: one entry per item, the same array for the trainer's whole life); the next
+  // window starts from each lane's state after this one (written into w.u_init / w.h_init, or kept
+  // by the runner until finish_epoch). Returns the result of a window trained so far and not yet
+  // returned (a runner may work asynchronously and return the previous window's), or none.
   virtual WindowResult train(Window& w, const float* logq, const WindowConfig& cfg) = 0;
-  // Brings the host parameters up to date; called at the end of every epoch.
-  virtual void finish_epoch() {}
+  // Brings the host parameters up to date; called at the end of every epoch. Returns what train has
+  // not returned yet.
+  virtual WindowResult finish_epoch() { return {}; }
 };
 
 // The CPU engine: WindowEngine, then the optimizer on the host parameters.
