@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "hrnn/gemm.h"
 #include "hrnn/kernels.h"
 
 namespace hrnn {

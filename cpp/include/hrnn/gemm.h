@@ -27,6 +27,9 @@ float softmax_row(int C, const float* r, const float* lq, const int* items, int 
 void sigmoid_inplace(float* x, int n);
 void tanh_inplace(float* x, int n);
 
+// y[j] += W[j, :] . x for j in [0, J) (W row-major [J x K], any K).
+void matvec_add(const float* W, int J, int K, const float* x, float* y);
+
 // Which kernel set runs here: "avx512", "avx2" or "generic".
 const char* gemm_isa();
 

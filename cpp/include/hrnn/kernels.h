@@ -25,7 +25,4 @@ inline void prefetch_row(const float* p, int n) {
   for (int off = 0; off < n * static_cast<int>(sizeof(float)); off += 64) __builtin_prefetch(c + off);
 }
 
-// y[j] += W[j, :] . x  for j in [0, J)
-void matvec_add(const float* W, int J, int K, const float* x, float* y);
-
 }  // namespace hrnn
