@@ -20,7 +20,7 @@ class DeviceWindowEngine {
   // one log sampling probability per item. record: keep every (t, b) lane state (for
   // recorded_states). u0, h0: device [B x H] lane states to start from instead of w's u_init and
   // h_init. Once the work is done, the gradients (of the window loss) are in the buffers below and
-  // the loss terms in copy_losses', until the next enqueue.
+  // the loss terms (copy_losses), until the next enqueue.
   void enqueue(const DeviceModel& m, const float* logq, const Window& w, const WindowConfig& cfg, bool record,
                cudaStream_t s, const float* u0 = nullptr, const float* h0 = nullptr);
   // enqueue, then waits for the loss.
