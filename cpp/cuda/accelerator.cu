@@ -124,7 +124,7 @@ class CudaAccelerator : public Accelerator {
     const int H = P.H;
     const float* O = P.out_rows();
     constexpr int64_t kBlock = 256;
-    parallel_for((M + kBlock - 1) / kBlock, M > kBlock ? num_threads : 1, [&](int64_t blk) {
+    parallel_for((M + kBlock - 1) / kBlock, num_threads, [&](int64_t blk) {
       TopK top(k);
       for (int64_t r = blk * kBlock; r < std::min(M, (blk + 1) * kBlock); ++r) {
         if (boosts[r].empty()) continue;

@@ -107,7 +107,7 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   const bool whole = transitions.history() == std::numeric_limits<int64_t>::max();
   const int64_t recent = std::max<int64_t>(repeat ? kRepeatWindow : 0, transitions.history());
   constexpr int64_t kBlock = 256;
-  parallel_for((n + kBlock - 1) / kBlock, n > kBlock ? num_threads : 1, [&](int64_t blk) {
+  parallel_for((n + kBlock - 1) / kBlock, num_threads, [&](int64_t blk) {
     std::vector<int32_t> hist, recent_items;
     std::vector<double> recent_ts;
     const std::vector<int32_t>& interacted = whole ? recent_items : hist;
@@ -133,17 +133,24 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
       transitions.add_boosts(recent_items.data(), static_cast<int64_t>(recent_items.size()), boosts_all[r]);
     }
   });
+  // The users with a state, compacted to the front in place (warm[j] >= j).
   std::vector<int64_t> warm;
-  for (int64_t r = 0; r < n; ++r)
-    if (has_state[r]) warm.push_back(r);
-  std::vector<float> hs(warm.size() * H);
-  std::vector<ItemSet> excl(warm.size());
-  std::vector<Boosts> boosts(warm.size());
-  for (size_t j = 0; j < warm.size(); ++j) {
-    std::copy_n(hs_all.data() + warm[j] * H, H, hs.data() + j * H);
-    excl[j] = std::move(excl_all[warm[j]]);
-    boosts[j] = std::move(boosts_all[warm[j]]);
+  for (int64_t r = 0; r < n; ++r) {
+    if (!has_state[r]) continue;
+    const int64_t j = static_cast<int64_t>(warm.size());
+    if (j != r) {
+      std::copy_n(hs_all.data() + r * H, H, hs_all.data() + j * H);
+      excl_all[j] = std::move(excl_all[r]);
+      boosts_all[j] = std::move(boosts_all[r]);
+    }
+    warm.push_back(r);
   }
+  hs_all.resize(warm.size() * H);
+  excl_all.resize(warm.size());
+  boosts_all.resize(warm.size());
+  const std::vector<float>& hs = hs_all;
+  const std::vector<ItemSet>& excl = excl_all;
+  const std::vector<Boosts>& boosts = boosts_all;
   if (warm.empty()) return;
   const int64_t M = static_cast<int64_t>(warm.size());
   std::vector<int32_t> wi(static_cast<size_t>(M) * q.k);

@@ -1,4 +1,4 @@
-// Row-wise vector kernels that everything else is written in. Weights are row-major [J, K].
+// Row-wise vector kernels (dot, axpy, prefetch) that everything else is written in.
 #pragma once
 #include <cmath>
 #include <cstdint>
