@@ -115,22 +115,44 @@ class TestContract:
             assert len(model.recommend("fresh")[0]) == 25
             model.put_events("fresh", (i for i in ["i4"]), (t for t in [60.0]))  # iterables
 
-    @pytest.mark.parametrize("items, ts, match", [
-        (["i1"], [1.0], "older"),                 # before the user's last event
-        (["i1", "i2"], [3e9], "got 2 item ids"),  # lengths differ
-        (["i1"], [float("nan")], "finite"),
-        (["i1", "i2"], [3e9, 2e9], "time order"),
-        (["i1"], ["yesterday"], "numbers"),
+    @pytest.mark.parametrize("items, ts, match, error", [
+        (["i1"], [1.0], "older", ValueError),                 # before the user's last event
+        (["i1", "i2"], [3e9], "got 2 item ids", ValueError),  # lengths differ
+        (["i1"], [float("nan")], "finite", ValueError),
+        (["i1"], [-5.0], ">= 0", ValueError),
+        (["i1"], [2e12], "year 5000", ValueError),            # milliseconds
+        (["i1", "i2"], [3e9, 2e9], "time order", ValueError),
+        (["i1"], ["yesterday"], "numbers", TypeError),
+        (["i1"], [True], "numbers", TypeError),
     ])
-    def test_put_events_rejects_and_changes_nothing(self, log, items, ts, match):
+    def test_put_events_rejects_and_changes_nothing(self, log, items, ts, match, error):
         for cls in MODELS:
             model = cls().fit(log)
             before = model.recommend_batch(["u1"], num_results=30)
-            with pytest.raises(ValueError, match=match):
+            with pytest.raises(error, match=match):
                 model.put_events("u1", items, ts)
             after = model.recommend_batch(["u1"], num_results=30)
             np.testing.assert_array_equal(before[0], after[0])
             np.testing.assert_array_equal(before[1], after[1])
+
+    def test_put_events_ids_and_per_event_sessions(self, log):
+        """The ids HRNN takes (strings, integers; not None, True or 2.0), and one session id per
+        event as HRNN honours them (numpy strings are the same sessions as Python ones)."""
+        for cls in MODELS:
+            model = cls().fit(log)
+            for bad, error in ((None, ValueError), (True, TypeError), (2.0, TypeError), ((1,), TypeError)):
+                with pytest.raises(error, match="user_id"):
+                    model.put_events(bad, ["i1"], [4e9])
+                if bad != (1,):  # an unknown id of another type is just an unknown user
+                    with pytest.raises(error, match="user_id"):
+                        model.recommend(bad)
+            model.put_events("s", ["i1", "i2", "i3"], [4e9, 4e9 + 1, 4e9 + 2], session_id=["a", "a", "b"])
+            model.put_events("s", ["i4"], [4e9 + 3], session_id=np.array(["b"]))
+            model.put_events("s", ["i1", "i2"], [4e9 + 4, 4e9 + 5], session_id=[np.str_("b"), "c"])
+            h = model._hist
+            assert h.new[h.index["s"]].tolist() == [True, False, True, False, False, True], cls
+            with pytest.raises(ValueError, match="one per event"):
+                model.put_events("s", ["i1", "i2"], [5e9, 5e9], session_id=["a", "b", "c"])
 
     def test_not_fitted(self):
         for cls in MODELS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from contextlib import contextmanager
 
@@ -37,10 +38,12 @@ def examples(n: int) -> int:
 
 @contextmanager
 def strict_warnings():
-    """Every warning is an error, except the documented one about dropped duplicate rows."""
+    """Every warning is an error, except the documented ones: dropped duplicate rows, whole-number
+    float ids used as integers."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", r"dropped .* exact duplicate", UserWarning)
+        warnings.filterwarnings("ignore", r".* holds floats; they are whole numbers", UserWarning)
         yield
 
 
@@ -301,19 +304,34 @@ def test_huge_integer_ids_survive_save_and_load(tmp_path, ids, why):
     assert list(hrnn.load(tmp_path / "m.hrnn").user_ids_) == list(m.user_ids_)
 
 
-@pytest.mark.parametrize("ids", [
-    pytest.param(lambda u: u.astype(float), id="float"),
-    pytest.param(lambda u: pd.Series([(int(x),) for x in u], dtype=object), id="tuple"),
-    pytest.param(lambda u: np.array([b"u%d" % x for x in u], dtype=object), id="bytes"),
+@pytest.mark.parametrize("ids, shown", [
+    pytest.param(lambda u: pd.Series([(int(x),) for x in u], dtype=object), "(0,) (tuple)", id="tuple"),
+    pytest.param(lambda u: np.array([b"u%d" % x for x in u], dtype=object), "b'u0' (bytes)", id="bytes"),
+    pytest.param(lambda u: u + 0.5, "0.5 (float)", id="fractions"),
+    pytest.param(lambda u: pd.Series([True if x == 3 else int(x) for x in u], dtype=object), "True (bool)",
+                 id="a bool"),
 ])
-def test_save_refuses_ids_that_fit_accepts(tmp_path, ids):
-    """fit keeps ids of any hashable type; the model file holds integers and strings only, and
-    save says so with a TypeError (not a crash, not a file that does not load)."""
+def test_fit_refuses_ids_a_model_file_cannot_hold(tmp_path, ids, shown):
+    """A model file holds integer and string ids: fit refuses anything else up front, naming the
+    column, the value and its row (not a model that trains and then cannot be saved)."""
     users, items, ts = planted_log(n_users=40, n_items=30, length=30)
-    m = hrnn.HRNN(**FAST).fit((ids(users), items, ts))
-    with pytest.raises(TypeError, match="integers or strings"):
-        m.save(tmp_path / "m.hrnn")
-    assert not list(tmp_path.iterdir())
+    with pytest.raises(TypeError, match=re.escape(f"USER_ID must hold strings or integers (ids); first other value {shown}")):
+        hrnn.HRNN(**FAST).fit((ids(users), items, ts))
+
+
+def test_whole_number_float_ids_are_integers(tmp_path):
+    """Ids read as floats (1.0, 2.0) are the integer ids 1, 2, with a warning; mixed 0 and 0.0 are
+    one id; the model saves and loads."""
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    with pytest.warns(UserWarning, match="USER_ID holds floats"):
+        m = hrnn.HRNN(**FAST).fit((users.astype(float), items, ts))
+    assert m.user_ids_.dtype == np.int64 and set(m.user_ids_.tolist()) == set(users.tolist())
+    m.save(tmp_path / "m.hrnn")
+    assert hrnn.load(tmp_path / "m.hrnn").recommend(3)[0].tolist() == m.recommend(3)[0].tolist()
+    mixed = pd.Series([0.0 if (u == 0 and k % 2) else int(u) for k, u in enumerate(users)], dtype=object)
+    with pytest.warns(UserWarning, match="USER_ID holds floats"):
+        table = hrnn.read_interactions((mixed, items, ts))
+    assert sorted(set(table["USER_ID"].tolist())) == sorted(set(users.tolist()))
 
 
 # ------------------------------------------------------------------------------ hyperparameters
@@ -508,8 +526,8 @@ def test_put_events_with_random_arguments_changes_nothing_on_error(model, data):
         label="timestamps")
     session = data.draw(st.one_of(st.none(), USER, st.lists(USER, min_size=0, max_size=n + 1)),
                         label="session_id")
-    try:
-        existed = user in set(m.known_user_ids.tolist())
+    try:  # True and 2.0 equal users 1 and 2 in a set, but are refused as user ids
+        existed = not isinstance(user, (bool, float, np.bool_, np.floating)) and user in set(m.known_user_ids.tolist())
     except TypeError:  # unhashable
         existed = False
     before = m.user_state(user) if existed else None

@@ -89,7 +89,17 @@ def test_tune_rejects_bad_arguments(log_csv):
 def test_tune_without_optuna_says_what_to_install(log_csv, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ImportError, match=r"hrnn\[tune\]"):
-        hrnn.tune(log_csv, n_trials=1, base_params=FAST)
+        hrnn.tune(log_csv, n_trials=1, base_params={"epochs": 1})
+
+
+def test_tune_refuses_fixed_values_the_search_would_replace(log_csv):
+    """A base parameter the space varies is the first trial's value; outside the space the search
+    would silently replace it (and lose the first trial the choice falls back to)."""
+    with pytest.raises(ValueError, match=r"base_params \{'n_sample': 16\} lie outside the search space"):
+        hrnn.tune(log_csv, n_trials=1, base_params={"n_sample": 16})
+    for bad in (-1, 0, float("inf"), True, "x"):
+        with pytest.raises(ValueError, match="timeout"):
+            hrnn.tune(log_csv, n_trials=1, timeout=bad)
 
 
 def test_bundled_dataset_and_its_license():

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ._baseline_history import Histories, check_num_results, sparse_top_k, top_k
+from ._ids import _as_list, _check_id, _check_query_user, _session_hashes, _stable_hash, _timestamps
 from .base import Recommender
 from .data import SESSION_ID, USER_ID, build_event_log, popularity, read_interactions
 
@@ -152,7 +153,7 @@ class Baseline(Recommender):
         return np.array([get(i, -1) for i in ids], dtype=np.int64)
 
     def _known(self, ids) -> np.ndarray:
-        idx = self._indices(_as_list(ids))
+        idx = self._indices(_as_list(ids, "item ids"))
         return idx[idx >= 0]
 
     def recommend_batch(self, user_ids, num_results: int = 25,
@@ -189,43 +190,40 @@ class Baseline(Recommender):
         Parameters
         ----------
         user_id
-            Any id.
-        item_ids : iterable
+            A string or an integer (as ``HRNN.put_events``).
+        item_ids : item id or iterable of them
             Item ids; ones the model does not know are recorded (they take a position in the
             history) but can never be recommended.
-        timestamps : iterable of float
+        timestamps : number or iterable of numbers
             Unix seconds, non-decreasing and not older than the user's last event.
         session_id : optional
-            Events get this session id; a change of it starts a new session. Without one, the
-            model's session gap decides.
+            One session id for all these events, or one per event; a change of it starts a new
+            session. Without one, the model's session gap decides.
 
         Raises
         ------
-        ValueError
-            Lengths differ, or a timestamp is not finite or goes back in time; nothing changes.
+        ValueError, TypeError
+            Lengths differ, a timestamp is not a finite number >= 0 or goes back in time, an id
+            is not a string or an integer; nothing changes.
         """
         self._check_fitted()
-        if not isinstance(timestamps, np.ndarray):
-            timestamps = _as_list(timestamps)
-        self._hist.append(user_id, self._indices(_as_list(item_ids)), timestamps, session_id,
-                          self._session_gap())
-
-
-def _as_list(values) -> list:
-    """A list of ids or numbers from an iterable, an array or a single value (a string is one
-    id, not a sequence of characters)."""
-    if isinstance(values, np.ndarray):
-        return values.tolist() if values.ndim else [values.item()]
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        return [values]
-    return list(values)
+        items = _as_list(item_ids, "item_ids")
+        ts = _timestamps(timestamps, len(items))
+        if (np.diff(ts) < 0).any():
+            raise ValueError("timestamps must be in time order within one put_events call")
+        sessions = None if session_id is None else _session_hashes(session_id, len(items))
+        _check_query_user(user_id)
+        if user_id not in self._hist.index and len(items):
+            _check_id(user_id, "user_id")
+        self._hist.append(user_id, self._indices(items), ts, sessions, self._session_gap())
 
 
 def _last_session_ids(df, log):
-    """The SESSION_ID of each user's last event (None without the column), in log user order."""
+    """The session hash (as put_events computes it) of each user's last event's SESSION_ID, in log
+    user order; None without the column."""
     if SESSION_ID not in df.columns:
         return None
     ucodes = pd.factorize(df[USER_ID])[0]  # the user numbering of build_event_log
     # Same order as build_event_log: by user, then time, ties in input order (stable sorts).
     order = np.lexsort((df["TIMESTAMP"].to_numpy(), ucodes))
-    return df[SESSION_ID].to_numpy()[order[log.offsets[1:] - 1]]
+    return [_stable_hash(s) for s in df[SESSION_ID].to_numpy()[order[log.offsets[1:] - 1]].tolist()]

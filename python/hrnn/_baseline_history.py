@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._ids import _check_query_user
+
 MAX_RESULTS = 500
 
 
@@ -161,6 +163,8 @@ class Histories:
     def lookup(self, user_ids) -> np.ndarray:
         """int64 dense index of each id, -1 for unknown users."""
         ids = user_ids.tolist() if isinstance(user_ids, np.ndarray) else list(user_ids)
+        for u in ids:
+            _check_query_user(u)
         get = self.index.get
         return np.array([get(u, -1) for u in ids], dtype=np.int64)
 
@@ -211,32 +215,22 @@ class Histories:
         rows = np.repeat(np.arange(len(users), dtype=np.int64), sizes)
         return rows, np.concatenate(parts).astype(np.int64), np.concatenate(pos), length
 
-    def append(self, user_id, items: np.ndarray, timestamps, session_id, gap) -> None:
-        """Validate and append events; ValueError leaves everything unchanged."""
-        try:
-            ts = np.atleast_1d(np.asarray(timestamps, dtype=np.float64))
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"timestamps must be numbers (unix seconds): {e}") from None
-        if ts.ndim != 1 or len(ts) != len(items):
-            raise ValueError(f"got {len(items)} item ids and {ts.size} timestamps")
+    def append(self, user_id, items: np.ndarray, ts: np.ndarray, sessions, gap) -> None:
+        """Append checked events (``ts`` float64 in time order, ``sessions`` one session hash per
+        event or None); ValueError leaves everything unchanged."""
         if len(ts) == 0:
             return
-        if not np.isfinite(ts).all():
-            raise ValueError("timestamps must be finite unix seconds")
-        if np.any(np.diff(ts) < 0):
-            raise ValueError("timestamps must be in time order (non-decreasing)")
         u = self.index.get(user_id, -1)
         if u >= 0 and len(self.ts[u]) and ts[0] < self.ts[u][-1]:
             raise ValueError(f"timestamp {ts[0]:.0f} is older than user {user_id!r}'s last event "
                              f"({self.ts[u][-1]:.0f}); events must arrive in time order")
         gap = np.inf if gap is None else float(gap)
         new = np.zeros(len(ts), dtype=bool)
-        if session_id is None:
-            new[1:] = np.diff(ts) > gap
+        new[1:] = np.diff(ts) > gap if sessions is None else sessions[1:] != sessions[:-1]
         if u < 0 or len(self.ts[u]) == 0:
             new[0] = True
-        elif session_id is not None:
-            new[0] = bool(session_id != self.last_sid[u]) if self.last_sid[u] is not None else True
+        elif sessions is not None:
+            new[0] = self.last_sid[u] is None or int(sessions[0]) != self.last_sid[u]
         else:
             new[0] = ts[0] - self.ts[u][-1] > gap
         if u < 0:
@@ -250,7 +244,7 @@ class Histories:
         self.items[u] = np.concatenate([self.items[u], items.astype(np.int32)])
         self.ts[u] = np.concatenate([self.ts[u], ts])
         self.new[u] = np.concatenate([self.new[u], new])
-        if session_id is not None:
-            self.last_sid[u] = session_id
+        if sessions is not None:
+            self.last_sid[u] = int(sessions[-1])
         elif new.any():
             self.last_sid[u] = None

@@ -8,6 +8,9 @@ from collections.abc import Iterator
 import numpy as np
 
 MAX_RESULTS = 500  # Personalize's limit for GetRecommendations
+# Unix seconds beyond the year 5000: milliseconds (or a damaged value), refused by fit and put_events
+# alike, since one such event would set a user's clock past every later genuine one.
+MAX_TIMESTAMP = 1e11
 
 
 def _as_list(values, what: str) -> list:
@@ -19,6 +22,8 @@ def _as_list(values, what: str) -> list:
     if isinstance(values, (str, bytes)) or np.ndim(values) == 0:
         return [values.item() if isinstance(values, np.generic) else values]
     if isinstance(values, np.ndarray):
+        if values.ndim > 1:
+            raise TypeError(f"{what} must be one id or a 1-D sequence of ids, got a {values.ndim}-D array")
         return values.tolist()
     return list(values)
 
@@ -33,6 +38,14 @@ def _check_id(value, what: str) -> None:
         raise ValueError(f"{what} must fit in 64 bits, got {value}")
 
 
+def _check_query_user(value) -> None:
+    """A user id to look up: True, 2.0 or None would silently stand for users 1, 2 or nobody."""
+    if value is None or (isinstance(value, (float, np.floating)) and value != value):
+        raise ValueError(f"user_id must not be None or NaN, got {value!r}")
+    if isinstance(value, (bool, np.bool_, float, np.floating)):
+        raise TypeError(f"user_id must be a string or an integer, got {type(value).__name__} {value!r}")
+
+
 def _check_num_results(num_results) -> None:
     if isinstance(num_results, bool) or not isinstance(num_results, numbers.Integral):
         raise TypeError(f"num_results must be an integer, got {num_results!r}")
@@ -42,7 +55,7 @@ def _check_num_results(num_results) -> None:
 
 def _timestamps(values, n: int) -> np.ndarray:
     """float64 unix seconds, one per event, finite and >= 0."""
-    ts = np.atleast_1d(np.asarray(values))
+    ts = np.atleast_1d(np.asarray(list(values) if isinstance(values, Iterator) else values))
     if ts.dtype.kind not in "iuf" or ts.dtype == np.bool_:
         raise TypeError(f"timestamps must be numbers (unix seconds), got dtype {ts.dtype}")
     ts = ts.astype(np.float64).ravel()
@@ -51,11 +64,17 @@ def _timestamps(values, n: int) -> np.ndarray:
     bad = ~np.isfinite(ts) | (ts < 0)
     if bad.any():
         raise ValueError(f"timestamps must be finite and >= 0, got {ts[bad][0]!r}")
+    late = ts > MAX_TIMESTAMP
+    if late.any():
+        raise ValueError(f"timestamp {ts[late][0]:.6g} is beyond the year 5000 in unix seconds "
+                         "(milliseconds? divide by 1000)")
     return ts
 
 
 def _stable_hash(value) -> int:
     """A process-independent int64 for a session id (Python's str hash is salted per process)."""
+    if isinstance(value, np.generic):  # np.str_("s") is the session "s"
+        value = value.item()
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value) & 0x7FFFFFFFFFFFFFFF
     digest = hashlib.blake2b(repr(value).encode(), digest_size=8).digest()

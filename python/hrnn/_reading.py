@@ -12,6 +12,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ._ids import MAX_TIMESTAMP
+
 USER_ID, ITEM_ID, TIMESTAMP = "USER_ID", "ITEM_ID", "TIMESTAMP"
 EVENT_TYPE, EVENT_VALUE, SESSION_ID = "EVENT_TYPE", "EVENT_VALUE", "SESSION_ID"
 REQUIRED = (USER_ID, ITEM_ID, TIMESTAMP)
@@ -69,6 +71,9 @@ def read_file(path: str) -> pd.DataFrame:
 
 def resolve_columns(found, columns) -> dict:
     """Map each canonical name to a source column name (or None when an optional one is absent)."""
+    if columns is not None and not isinstance(columns, dict):
+        raise TypeError(f"columns must be a dict of canonical name -> column name, e.g. "
+                        f"{{'USER_ID': 'session_id'}}, got {columns!r}")
     mapping = {}
     for key, name in (columns or {}).items():
         canon = str(key).upper()
@@ -106,6 +111,9 @@ def resolve_columns(found, columns) -> dict:
             resolved[canon] = candidates[0]
         elif canon in REQUIRED:
             hint = ""
+            if by_upper.get(canon):  # there is one, but columns= gave it another role
+                taken = [k for k, v in resolved.items() if v in by_upper[canon]]
+                hint = f"; column {by_upper[canon][0]!r} is mapped to {taken[0]} in columns="
             if canon == USER_ID and by_upper.get(SESSION_ID):  # session-only logs (yoochoose)
                 hint = (f"; if each session is its own user, pass "
                         f"columns={{'USER_ID': {by_upper[SESSION_ID][0]!r}}} (command line: "
@@ -132,6 +140,44 @@ def check_no_missing(s: pd.Series, label: str) -> None:
                          f"first at {row(np.flatnonzero(missing)[0])}")
 
 
+def ids(s: pd.Series, label: str):
+    """An id column's values: strings or integers (what a model file holds). Floats that are all
+    whole numbers (an id column read as float) become integers, with a UserWarning; any other
+    value (a fraction, a bool, bytes, a date) is a TypeError naming it and its row."""
+    def refuse(i, value):
+        value = value.item() if isinstance(value, np.generic) else value
+        raise TypeError(f"{label} must hold strings or integers (ids); first other value {value!r} "
+                        f"({type(value).__name__}) at {row(i)}")
+
+    def converted(values):
+        warnings.warn(f"{label} holds floats; they are whole numbers and are used as integer ids",
+                      UserWarning, stacklevel=5)
+        return values
+
+    if pd.api.types.is_bool_dtype(s):
+        refuse(0, s.iloc[0])
+    if pd.api.types.is_float_dtype(s):
+        v = s.to_numpy(dtype=np.float64)
+        bad = (v != np.floor(v)) | (np.abs(v) >= 2.0**63)
+        if bad.any():
+            refuse(int(np.flatnonzero(bad)[0]), v[bad][0])
+        return converted(v.astype(np.int64))
+    if s.dtype != object or pd.api.types.infer_dtype(s, skipna=False) in ("string", "integer"):
+        return s.array
+    values = s.to_numpy(dtype=object, copy=True)
+    floats = [i for i, v in enumerate(values) if isinstance(v, (float, np.floating))]
+    for i in floats:
+        if not (float(values[i]).is_integer() and abs(values[i]) < 2.0**63):
+            refuse(i, values[i])
+        values[i] = int(values[i])
+    for i, v in enumerate(values):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, int, np.integer)):
+            refuse(i, v)
+    if not floats:
+        return s.array
+    return converted(values.astype(np.int64) if all(isinstance(v, int) for v in values) else values)
+
+
 def numeric(s: pd.Series, label: str, what: str, hint: str = "") -> np.ndarray:
     """float64 values of a numeric column; TypeError naming the first non-numeric value."""
     if pd.api.types.is_complex_dtype(s):
@@ -150,6 +196,9 @@ def numeric(s: pd.Series, label: str, what: str, hint: str = "") -> np.ndarray:
 
 def timestamps(s: pd.Series, label: str) -> np.ndarray:
     """float64 unix seconds from a numeric or datetime64 column, checked for plausibility."""
+    if isinstance(s.dtype, pd.ArrowDtype) and s.dtype.kind == "M":  # read_parquet(dtype_backend="pyarrow")
+        unit, tz = s.dtype.pyarrow_dtype.unit, s.dtype.pyarrow_dtype.tz
+        s = s.astype(pd.DatetimeTZDtype(unit, "UTC") if tz else s.dtype.numpy_dtype)
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         s = s.dt.tz_convert("UTC").dt.tz_localize(None)
     is_date = pd.api.types.is_datetime64_dtype(s)
@@ -170,14 +219,17 @@ def timestamps(s: pd.Series, label: str) -> np.ndarray:
         first = int(np.flatnonzero(neg)[0])
         raise ValueError(f"{label} has {int(neg.sum()):,} negative timestamps; first "
                          f"{ts[first]:g} at {row(first)}")
-    if is_date:
-        return ts
-    median = float(np.median(ts))
+    median = float(np.median(ts)) if not is_date else 0.0
     for limit, unit, factor in ((1e17, "nanoseconds", "1e9"), (1e14, "microseconds", "1e6"),
                                 (1e11, "milliseconds", "1000")):
         if median > limit:
             raise ValueError(f"{label} values look like {unit} (median {median:.4g}); hrnn "
                              f"expects unix seconds: divide by {factor}")
+    late = ts > MAX_TIMESTAMP
+    if late.any():
+        first = int(np.flatnonzero(late)[0])
+        raise ValueError(f"{label} has {int(late.sum()):,} values beyond the year 5000 in unix "
+                         f"seconds; first {ts[first]:.6g} at {row(first)}")
     return ts
 
 

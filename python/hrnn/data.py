@@ -71,9 +71,12 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
             out[canon] = _v.timestamps(s, label)
         elif canon == EVENT_VALUE:
             out[canon] = _v.numeric(s, label, "event values")
+        elif canon in (USER_ID, ITEM_ID):
+            _v.check_no_missing(s, label)
+            out[canon] = _v.ids(s, label)  # keeps the dtype (e.g. pandas' string dtype) when it can
         else:
             _v.check_no_missing(s, label)
-            out[canon] = s.array  # keeps the dtype (e.g. pandas' string dtype) without a round trip
+            out[canon] = s.array
     df = pd.DataFrame({c: out[c] for c in CANONICAL if c in out})
     return _v.drop_duplicates(df)
 

@@ -14,13 +14,16 @@ from . import data as _data
 from ._transitions import apply_table, transition_table
 from ._validation import (auto_fallback, auto_holdout_users, choose_transition_weight, n_targets,
                           validation_scores, validation_split)
-from ._ids import _as_list, _check_id, _check_num_results, _session_hashes, _timestamps
+from ._ids import (MAX_TIMESTAMP, _as_list, _check_id, _check_num_results, _check_query_user, _session_hashes,
+                   _timestamps)
 from ._progress import Progress
 from .base import Recommender
 
 # put_events takes this fast path for one event given as scalars (bools go the general way)
 _ONE_ID = (str, int, np.integer, np.str_)
 _ONE_TIMESTAMP = (int, float, np.integer, np.floating)
+# What a fit records about itself, put back when a refit fails (the fitted model stays in use).
+_FIT_RECORDS = ("history_", "transition_weight_scores_", "best_epoch_")
 
 
 class HRNN(Recommender):
@@ -179,6 +182,19 @@ class HRNN(Recommender):
             raise TypeError(f"event_type must be a string or a list of strings, got {et!r}")
         _device.require(self.device)
 
+    def set_params(self, **params) -> "HRNN":
+        """Set hyperparameters by name (validated; nothing changes if one is invalid).
+
+        On a fitted model ``session_gap`` and ``device`` take effect at once, as they would in a
+        saved and reloaded copy; the others shape the next ``fit``.
+        """
+        super().set_params(**params)
+        if self._engine is not None:
+            self._engine.session_gap = float(self.session_gap)
+            if self._engine.device != self.device:
+                _device.attach(self._engine, self.device)
+        return self
+
     # ------------------------------------------------------------------------------- training
 
     def fit(self, data, columns: Optional[dict] = None, validation: bool = False,
@@ -301,6 +317,7 @@ class HRNN(Recommender):
                               seed=seed,
                               num_threads=self.num_threads)
         progress = Progress(self.epochs, n_targets(arrays, train_users), enabled=self.show_progress)
+        records = {k: v for k, v in self.__dict__.items() if k in _FIT_RECORDS}
         self.history_ = []
         self.transition_weight_scores_ = {}
         run = {"interrupted": False, "best": -1.0, "best_epoch": -1, "best_weights": None}
@@ -315,7 +332,12 @@ class HRNN(Recommender):
                          patience, metric, progress, run, rejoin_epoch if rejoin else None)
         except KeyboardInterrupt:  # Ctrl-C while Python code ran between two native epochs
             run["interrupted"] = True
-        finally:  # any other error propagates and leaves the model as it was before fit
+        except BaseException:  # any other error propagates and leaves the model as it was before fit
+            for name in _FIT_RECORDS:
+                self.__dict__.pop(name, None)
+            self.__dict__.update(records)
+            raise
+        finally:
             progress.close()
             engine.end_training()
         if run["best_weights"] is not None:
@@ -424,6 +446,7 @@ class HRNN(Recommender):
     def user_state(self, user_id) -> tuple:
         """(user state u, session state h) of a known user, as float32 arrays."""
         self._check_fitted()
+        _check_query_user(user_id)
         user = self._user_index.get(user_id)
         if user is None:
             raise KeyError(f"unknown user id {user_id!r}")
@@ -440,11 +463,17 @@ class HRNN(Recommender):
     def _items_to_index(self, item_ids, what: str) -> np.ndarray:
         """Dense indices of known items among ``item_ids``; unknown ones are dropped."""
         lookup = self._item_index()
-        idx = [lookup.get(i, -1) for i in _as_list(item_ids, what)]
+        try:
+            idx = [lookup.get(i, -1) for i in _as_list(item_ids, what)]
+        except TypeError:  # an unhashable element: a list of lists, a 2-D list
+            raise TypeError(f"{what} must be item ids (strings or integers), "
+                            f"got {item_ids!r:.80}") from None
         return np.array([i for i in idx if i >= 0], dtype=np.int32)
 
-    def _query(self, num_results, exclude_items, include_items) -> dict:
+    def _query(self, num_results, exclude_interacted, exclude_items, include_items) -> dict:
         _check_num_results(num_results)
+        if not isinstance(exclude_interacted, (bool, np.bool_)):
+            raise TypeError(f"exclude_interacted must be True or False, got {exclude_interacted!r}")
         q = {"k": int(min(num_results, len(self.item_ids_)))}
         if exclude_items is not None:
             q["exclude"] = self._items_to_index(exclude_items, "exclude_items")
@@ -482,7 +511,8 @@ class HRNN(Recommender):
             smaller.
         """
         self._check_fitted()
-        q = self._query(num_results, exclude_items, include_items)
+        q = self._query(num_results, exclude_interacted, exclude_items, include_items)
+        _check_query_user(user_id)
         user = self._user_index.get(user_id, -1)
         items, scores = self._engine.recommend(user, q.pop("k"), exclude_interacted,
                                                num_threads=self.num_threads, **q)
@@ -498,9 +528,12 @@ class HRNN(Recommender):
             Row r answers ``user_ids[r]``; a row with fewer candidates is padded with None / -inf.
         """
         self._check_fitted()
-        q = self._query(num_results, exclude_items, include_items)
+        q = self._query(num_results, exclude_interacted, exclude_items, include_items)
         get = self._user_index.get
-        users = np.fromiter((get(u, -1) for u in _as_list(user_ids, "user_ids")), dtype=np.int64)
+        ids = _as_list(user_ids, "user_ids")
+        for u in ids:
+            _check_query_user(u)
+        users = np.fromiter((get(u, -1) for u in ids), dtype=np.int64, count=len(ids))
         items, scores = self._engine.recommend_batch(users, exclude_interacted=exclude_interacted,
                                                      num_threads=self.num_threads, **q)
         return self._ids_of(items), scores
@@ -528,10 +561,12 @@ class HRNN(Recommender):
         self._check_fitted()
         if (session_id is None and isinstance(item_ids, _ONE_ID) and type(item_ids) is not bool
                 and isinstance(timestamps, _ONE_TIMESTAMP) and type(timestamps) is not bool
-                and 0 <= timestamps < 1e18):
+                and 0 <= timestamps <= MAX_TIMESTAMP):
             # one event as plain scalars, the usual real-time call: the checks below, without arrays
             item = item_ids.item() if isinstance(item_ids, np.generic) else item_ids
             idx = self._item_index().get(item, -1)
+            if idx < 0:
+                _check_id(item, "item_ids")
             self._engine.put_event(self._user_for_events(user_id), idx, float(timestamps))
             if idx < 0:
                 with self._lock:
@@ -543,14 +578,19 @@ class HRNN(Recommender):
             raise ValueError("timestamps must be in time order within one put_events call")
         lookup = self._item_index()
         idx = np.fromiter((lookup.get(i, -1) for i in items), dtype=np.int32, count=len(items))
+        # Unknown ids are counted by value (np.int64(7) is item 7), and only ids a file can hold.
+        unknown = [i.item() if isinstance(i, np.generic) else i for i, j in zip(items, idx) if j < 0]
+        for i in unknown:
+            _check_id(i, "item_ids")
         sessions = None if session_id is None else _session_hashes(session_id, len(items))
         self._engine.put_events(self._user_for_events(user_id), idx, ts, sessions)
-        if (idx < 0).any():
+        if unknown:
             with self._lock:
-                self.unknown_item_events_.update(i for i, j in zip(items, idx) if j < 0)
+                self.unknown_item_events_.update(unknown)
 
     def _user_for_events(self, user_id) -> int:
         """The user's index, creating the user (from the learned initial state) when new."""
+        _check_query_user(user_id)
         user = self._user_index.get(user_id)  # users are only ever added: no lock to find one
         if user is not None:
             return user

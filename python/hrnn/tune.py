@@ -106,7 +106,8 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         learning_rate, dropout, n_sample; the default ``transition_weight="auto"`` chooses
         the prior's weight inside every trial's fit).
     base_params : dict, optional
-        Fixed HRNN hyperparameters for every trial (e.g. ``{"epochs": 5}``).
+        Fixed HRNN hyperparameters for every trial (e.g. ``{"epochs": 5}``); one that ``space``
+        also varies is the first trial's value, and must lie inside the space (ValueError).
     random_state : int
         Seeds the sampler, the splits and the models.
     timeout : float, optional
@@ -135,7 +136,17 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     if (not isinstance(min_standard_errors, (int, float)) or isinstance(min_standard_errors, bool)
             or not 0.0 <= min_standard_errors < float("inf")):
         raise ValueError(f"min_standard_errors must be a finite number >= 0, got {min_standard_errors!r}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 < timeout < float("inf")):
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     space = dict(SPACE if space is None else space)
+    # A base parameter that the space also varies is the first trial's value: outside the space
+    # there would be no first trial to keep, and the search would silently replace it.
+    outside = sorted(k for k in set(space) & set(base_params or {}) if not _inside(*space[k], base_params[k]))
+    if outside:
+        raise ValueError(f"base_params {({k: base_params[k] for k in outside})} lie outside the search space "
+                         f"{({k: space[k] for k in outside})}: the search would replace them; widen the space "
+                         "or leave them out of it")
     base = {"show_progress": False, "random_state": random_state, **(base_params or {})}
     unknown = sorted((set(space) | set(base)) - set(HRNN._param_names()))
     if unknown:
