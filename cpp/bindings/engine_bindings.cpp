@@ -202,6 +202,14 @@ void bind_engine(py::module_& m) {
            },
            py::arg("offsets"), py::arg("items"), py::arg("timestamps"), py::arg("new_session"),
            py::arg("num_threads") = 0)
+      .def("set_last_sessions",
+           [](Engine& e, const Arr<int64_t>& sessions) {
+             const int64_t n = sessions.size();
+             const int64_t* p = sessions.data();
+             py::gil_scoped_release release;
+             e.users.set_last_sessions(p, n);
+           },
+           py::arg("sessions"))
       .def("n_users", [](const Engine& e) { return e.users.size(); })
       .def("ensure_users",
            [](Engine& e, int64_t n) {

@@ -99,6 +99,14 @@ void UserStore::ensure(const Params& P, int64_t n) {
   history_ts_.resize(n);
 }
 
+void UserStore::set_last_sessions(const int64_t* sessions, int64_t n) {
+  std::unique_lock<std::shared_mutex> structure(mu_);
+  require(n == static_cast<int64_t>(last_session_.size()),
+          "one last session per user is needed: got " + std::to_string(n) + " for " +
+              std::to_string(last_session_.size()) + " users");
+  last_session_.assign(sessions, sessions + n);
+}
+
 void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, const double* ts,
                            const int64_t* session, int64_t n, double session_gap) {
   for (int64_t i = 0; i < n; ++i) {

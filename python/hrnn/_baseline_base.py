@@ -6,12 +6,11 @@ Private; kept apart so that baselines.py holds only the models.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from ._baseline_history import Histories, check_num_results, sparse_top_k, top_k
-from ._ids import _as_list, _check_id, _check_query_user, _session_hashes, _stable_hash, _timestamps
+from ._ids import _as_list, _check_id, _check_query_user, _session_hashes, _timestamps
 from .base import Recommender
-from .data import SESSION_ID, USER_ID, build_event_log, popularity, read_interactions
+from .data import build_event_log, popularity, read_interactions
 
 
 def check_gap(name, value, allow_none=True):
@@ -86,7 +85,7 @@ class Baseline(Recommender):
         # A dict answers the few ids of a put_events call in O(1); pd.Index.get_indexer would
         # rebuild its hash table when the dtypes differ, O(n_items) per call.
         self._item_pos = dict(zip(log.item_ids.tolist(), range(log.n_items)))
-        self._hist = Histories.from_log(log, _last_session_ids(df, log))
+        self._hist = Histories.from_log(log)
         self._pop = popularity(log.items, log.n_items)
         self._backoff = self._pop / (self._pop.max() + 1.0)
         self._fit_model(log, df)
@@ -216,14 +215,3 @@ class Baseline(Recommender):
         if user_id not in self._hist.index and len(items):
             _check_id(user_id, "user_id")
         self._hist.append(user_id, self._indices(items), ts, sessions, self._session_gap())
-
-
-def _last_session_ids(df, log):
-    """The session hash (as put_events computes it) of each user's last event's SESSION_ID, in log
-    user order; None without the column."""
-    if SESSION_ID not in df.columns:
-        return None
-    ucodes = pd.factorize(df[USER_ID])[0]  # the user numbering of build_event_log
-    # Same order as build_event_log: by user, then time, ties in input order (stable sorts).
-    order = np.lexsort((df["TIMESTAMP"].to_numpy(), ucodes))
-    return [_stable_hash(s) for s in df[SESSION_ID].to_numpy()[order[log.offsets[1:] - 1]].tolist()]

@@ -150,12 +150,12 @@ class Histories:
         self.items, self.ts, self.new, self.last_sid = items, timestamps, new_session, last_sid
 
     @classmethod
-    def from_log(cls, log, last_sid=None) -> "Histories":
+    def from_log(cls, log) -> "Histories":
         cuts = log.offsets[1:-1]
         n = log.n_users
         return cls(log.user_ids.tolist(), np.split(log.items.astype(np.int32), cuts),
                    np.split(log.timestamps, cuts), np.split(log.new_session.astype(bool), cuts),
-                   [None] * n if last_sid is None else list(last_sid))
+                   [None] * n if log.last_sessions is None else log.last_sessions.tolist())
 
     def __len__(self) -> int:
         return len(self.ids)

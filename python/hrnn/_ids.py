@@ -17,6 +17,8 @@ def _as_list(values, what: str) -> list:
     """A scalar or a sequence of ids, as a list."""
     if values is None:
         raise TypeError(f"{what} must not be None")
+    if isinstance(values, (list, tuple)):
+        return list(values)
     if isinstance(values, (set, frozenset, dict)) or (isinstance(values, Iterator) and not isinstance(values, str)):
         return list(values)
     if isinstance(values, (str, bytes)) or np.ndim(values) == 0:

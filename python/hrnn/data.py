@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import _reading as _v
+from ._ids import _stable_hash
 from ._reading import (CANONICAL, EVENT_TYPE, EVENT_VALUE, ITEM_ID, OPTIONAL,  # noqa: F401
                         REQUIRED, SESSION_ID, TIMESTAMP, USER_ID)
 
@@ -113,6 +114,9 @@ class EventLog:
         1 at the first event of every session (so at every user's first event too).
     event_types : ndarray or None
         The EVENT_TYPE of each event, when the table had one.
+    last_sessions : int64 [n_users] or None
+        The session hash (as ``put_events`` computes it) of each user's last SESSION_ID, when the
+        table had one: the next real-time event with another id starts a new session.
     """
 
     user_ids: np.ndarray
@@ -122,6 +126,7 @@ class EventLog:
     timestamps: np.ndarray
     new_session: np.ndarray
     event_types: Optional[np.ndarray] = None
+    last_sessions: Optional[np.ndarray] = None
 
     @property
     def n_users(self) -> int:
@@ -201,9 +206,12 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
     t = ts[order]
     new = np.zeros(len(t), dtype=bool)
     new[offsets[:-1]] = True
+    last_sessions = None
     if SESSION_ID in df.columns:
         sid = pd.factorize(df[SESSION_ID])[0][order]
         new[1:] |= sid[1:] != sid[:-1]
+        last = df[SESSION_ID].to_numpy()[order[offsets[1:] - 1]].tolist()
+        last_sessions = np.array([_stable_hash(v) for v in last], dtype=np.int64)
     else:
         new[1:] |= np.diff(t) > gap
     etypes = None
@@ -213,7 +221,7 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
         etypes = _ids(etype_values)[ecodes[order]]
     return EventLog(user_ids=_ids(uniques), item_ids=item_map, offsets=offsets,
                     items=icodes[order].astype(np.int32), timestamps=t,
-                    new_session=new.view(np.uint8), event_types=etypes)
+                    new_session=new.view(np.uint8), event_types=etypes, last_sessions=last_sessions)
 
 
 def session_offsets(log: EventLog) -> np.ndarray:

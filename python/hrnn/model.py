@@ -352,6 +352,8 @@ class HRNN(Recommender):
         self.transition_weight_ = float(run.get("weight", fallback if auto else self.transition_weight))
         apply_table(engine, table, self.transition_weight_)
         engine.compute_states(*full, num_threads=self.num_threads)
+        if log.last_sessions is not None:
+            engine.set_last_sessions(log.last_sessions)
         self._set_catalogue(engine, log, pop)
         if run["interrupted"]:
             warnings.warn(f"training interrupted by the user during epoch {len(self.history_)}; "
@@ -462,9 +464,9 @@ class HRNN(Recommender):
 
     def _items_to_index(self, item_ids, what: str) -> np.ndarray:
         """Dense indices of known items among ``item_ids``; unknown ones are dropped."""
-        lookup = self._item_index()
+        lookup, ids = self._item_index(), _as_list(item_ids, what)
         try:
-            idx = [lookup.get(i, -1) for i in _as_list(item_ids, what)]
+            idx = [lookup.get(i, -1) for i in ids]
         except TypeError:  # an unhashable element: a list of lists, a 2-D list
             raise TypeError(f"{what} must be item ids (strings or integers), "
                             f"got {item_ids!r:.80}") from None
@@ -556,7 +558,9 @@ class HRNN(Recommender):
         timestamps : number or sequence of numbers (unix seconds), same length, in time order and
             not older than the user's last event; otherwise ValueError and nothing changes.
         session_id : optional
-            One session id for all these events, or one per event.
+            One session id for all these events, or one per event. A user's first event with a
+            session id continues the session of its last training event when that had the same
+            SESSION_ID; without a SESSION_ID column in training, the gap rule decides that one.
         """
         self._check_fitted()
         if (session_id is None and isinstance(item_ids, _ONE_ID) and type(item_ids) is not bool

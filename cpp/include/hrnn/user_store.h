@@ -46,6 +46,9 @@ class UserStore {
   bool read(int64_t user, float* h, std::vector<int32_t>* history, int64_t recent = 0,
             std::vector<int32_t>* recent_items = nullptr, std::vector<double>* recent_ts = nullptr) const;
   void state(int64_t user, float* u, float* h, double* last_ts, int64_t* n_events) const;
+  // Every user's last session id (n == size(), kNoSession = none known), as the training table
+  // had them: a real-time event with another id starts a new session.
+  void set_last_sessions(const int64_t* sessions, int64_t n);
 
  private:
   std::mutex& stripe(int64_t user) const { return stripes_[static_cast<uint64_t>(user) % stripes_.size()]; }

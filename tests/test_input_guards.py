@@ -1,0 +1,161 @@
+"""Inputs that used to be taken and then gave a wrong answer or a stuck user: each is now either
+refused with an exception naming it, or taken as the same value a user would expect."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import planted_log
+
+import hrnn
+
+FAST = dict(hidden_dimension=32, n_sample=8, batch_size=4, bptt=4, epochs=1, num_threads=1,
+            random_state=0, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    return hrnn.HRNN(**FAST).fit((users, items, ts)), float(ts.max())
+
+
+def snapshot(m, user):
+    u, h = m.user_state(user)
+    return u.copy(), h.copy(), m.recommend(user, 10)[0].tolist()
+
+
+def test_millisecond_timestamps_are_refused_everywhere(fitted):
+    """One event in milliseconds would set a user's clock past every later genuine event."""
+    m, t = fitted
+    before = snapshot(m, 3)
+    for call in (lambda: m.put_events(3, 5, t * 1000),          # the one-event fast path
+                 lambda: m.put_events(3, [5, 6], [t + 1, t * 1000])):
+        with pytest.raises(ValueError, match="year 5000"):
+            call()
+    after = snapshot(m, 3)
+    np.testing.assert_array_equal(before[0], after[0])
+    assert before[2] == after[2]
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    ts[17] = 1e12  # one bad row among genuine ones: the median looks fine
+    with pytest.raises(ValueError, match=r"TIMESTAMP has 1 values beyond the year 5000.*row 17"):
+        hrnn.HRNN(**FAST).fit((users, items, ts))
+
+
+def test_user_ids_that_would_alias_other_users_are_refused(fitted):
+    m, t = fitted
+    for bad, error in ((True, TypeError), (np.bool_(False), TypeError), (2.0, TypeError),
+                       (None, ValueError), (float("nan"), ValueError)):
+        for call in (lambda: m.recommend(bad), lambda: m.recommend_batch([1, bad]),
+                     lambda: m.put_events(bad, 5, t + 10), lambda: m.user_state(bad)):
+            with pytest.raises(error, match="user_id"):
+                call()
+    assert m.recommend(np.int64(2))[0].tolist() == m.recommend(2)[0].tolist()
+
+
+def test_unknown_items_are_counted_by_value_and_saved(tmp_path):
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    m = hrnn.HRNN(**FAST).fit((users, items, ts))
+    t = float(ts.max())
+    m.put_events(1, [np.int64(1000), 1000, np.int64(1001)], [t + 1, t + 2, t + 3])
+    m.put_events(1, np.int64(1001), t + 4)
+    assert dict(m.unknown_item_events_) == {1000: 2, 1001: 2}
+    assert all(type(k) is int for k in m.unknown_item_events_)
+    m.save(tmp_path / "m.hrnn")
+    assert dict(hrnn.load(tmp_path / "m.hrnn").unknown_item_events_) == {1000: 2, 1001: 2}
+    before = snapshot(m, 1)
+    for bad in (None, float("nan"), 1.5, (1, 2)):  # not an id a model could ever hold
+        with pytest.raises((TypeError, ValueError), match="item_ids"):
+            m.put_events(1, [bad], [t + 5])
+        if not isinstance(bad, tuple):  # a tuple is a sequence of item ids
+            with pytest.raises((TypeError, ValueError), match="item_ids"):
+                m.put_events(1, bad, t + 5)
+    assert snapshot(m, 1)[2] == before[2] and dict(m.unknown_item_events_) == {1000: 2, 1001: 2}
+
+
+def test_numpy_session_ids_are_the_python_ones(tmp_path, fitted):
+    """np.str_("s1") in a list is the session "s1": no spurious new session."""
+    m, t = fitted
+    m.save(tmp_path / "m.hrnn")
+    states = {}
+    for second in ("s1", np.str_("s1"), "s2"):
+        copy = hrnn.load(tmp_path / "m.hrnn")
+        copy.put_events(7, [1, 2], [t + 1, t + 2], session_id="s1")
+        copy.put_events(7, [3], [t + 3], session_id=[second])
+        states[repr(second)] = copy.user_state(7)[0]
+    np.testing.assert_array_equal(states["'s1'"], states[repr(np.str_("s1"))])
+    assert not np.array_equal(states["'s1'"], states["'s2'"])  # a new session moves the user state
+
+
+def test_set_params_reaches_a_fitted_model(tmp_path):
+    """session_gap set on a fitted model applies to its next events, as in a reloaded copy."""
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    m = hrnn.HRNN(**FAST).fit((users, items, ts))
+    m.set_params(session_gap=60.0)
+    m.save(tmp_path / "m.hrnn")
+    loaded = hrnn.load(tmp_path / "m.hrnn")
+    t = float(ts[users == 4].max())
+    for model in (m, loaded):
+        model.put_events(4, [1, 2], [t + 600, t + 1200])  # each gap beyond 60 s: new sessions
+    np.testing.assert_array_equal(m.user_state(4)[0], loaded.user_state(4)[0])
+    np.testing.assert_array_equal(m.user_state(4)[1], loaded.user_state(4)[1])
+    with pytest.raises(ValueError, match="session_gap"):
+        m.set_params(session_gap=-1.0)
+    assert m.session_gap == 60.0
+
+
+def test_a_failed_refit_keeps_the_previous_records():
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    m = hrnn.HRNN(**{**FAST, "epochs": 2}).fit((users, items, ts))
+    history, scores, recs = list(m.history_), dict(m.transition_weight_scores_), m.recommend(3)[0].tolist()
+
+    def fail(model, epoch, stats):
+        raise RuntimeError("callback failed")
+
+    with pytest.raises(RuntimeError, match="callback failed"):
+        m.fit((users, items, ts), callbacks=[fail])
+    assert m.history_ == history and m.transition_weight_scores_ == scores
+    assert m.recommend(3)[0].tolist() == recs
+
+
+def test_pyarrow_timestamp_columns():
+    pa = pytest.importorskip("pyarrow")
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    plain = hrnn.read_interactions((users, items, ts))
+    for unit, tz in (("s", None), ("ms", "UTC"), ("us", "Europe/Paris")):
+        stamps = pd.Series((ts * {"s": 1, "ms": 1e3, "us": 1e6}[unit]).astype(np.int64))
+        table = pd.DataFrame({"USER_ID": users, "ITEM_ID": items,
+                              "TIMESTAMP": stamps.astype(pd.ArrowDtype(pa.timestamp(unit, tz=tz)))})
+        np.testing.assert_array_equal(hrnn.read_interactions(table)["TIMESTAMP"], plain["TIMESTAMP"])
+
+
+def test_clear_errors_for_malformed_query_and_table_arguments(fitted):
+    m, _ = fitted
+    with pytest.raises(TypeError, match="include_items must be item ids"):
+        m.recommend(1, include_items=[[1, 2], [3]])
+    with pytest.raises(TypeError, match="exclude_items must be one id or a 1-D sequence"):
+        m.recommend(1, exclude_items=np.array([[1, 2], [3, 4]]))
+    with pytest.raises(TypeError, match="exclude_interacted must be True or False"):
+        m.recommend_batch([1], exclude_interacted="yes")
+    users, items, ts = planted_log(n_users=5, n_items=30, length=3)
+    table = pd.DataFrame({"USER_ID": users, "ITEM_ID": items, "TIMESTAMP": ts})
+    with pytest.raises(TypeError, match="columns must be a dict"):
+        hrnn.read_interactions(table, columns="USER_ID")
+    with pytest.raises(KeyError, match="column 'ITEM_ID' is mapped to USER_ID in columns="):
+        hrnn.read_interactions(table, columns={"USER_ID": "ITEM_ID"})
+
+
+def test_session_ids_continue_from_the_training_table(tmp_path):
+    """A training user's next event with the session id of its last training session continues
+    that session; another id starts a new one (the user state absorbs the session)."""
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    sessions = [f"{u}-{k // 10}" for u, k in zip(users, np.tile(np.arange(30), 40))]
+    table = pd.DataFrame({"USER_ID": users, "ITEM_ID": items, "TIMESTAMP": ts, "SESSION_ID": sessions})
+    m = hrnn.HRNN(**{**FAST, "session_gap": 1e9}).fit(table)
+    m.save(tmp_path / "m.hrnn")
+    t = float(ts[users == 5].max())
+    u_before = m.user_state(5)[0]
+    same, other = hrnn.load(tmp_path / "m.hrnn"), hrnn.load(tmp_path / "m.hrnn")
+    same.put_events(5, [1], [t + 5], session_id="5-2")
+    other.put_events(5, [1], [t + 5], session_id="5-3")
+    np.testing.assert_array_equal(same.user_state(5)[0], u_before)
+    assert not np.array_equal(other.user_state(5)[0], u_before)
