@@ -159,3 +159,12 @@ def test_session_ids_continue_from_the_training_table(tmp_path):
     other.put_events(5, [1], [t + 5], session_id="5-3")
     np.testing.assert_array_equal(same.user_state(5)[0], u_before)
     assert not np.array_equal(other.user_state(5)[0], u_before)
+
+
+def test_put_events_without_events_creates_no_user(fitted):
+    m, t = fitted
+    n = len(m.known_user_ids)
+    for model in (m, hrnn.baselines.RepeatRule().fit(hrnn.read_interactions(planted_log(40, 30, 30)))):
+        model.put_events("nobody", [], [])
+        assert model.recommend("nobody")[0].tolist() == model.recommend("another-nobody")[0].tolist()
+    assert len(m.known_user_ids) == n

@@ -580,6 +580,9 @@ class HRNN(Recommender):
         ts = _timestamps(timestamps, len(items))
         if (np.diff(ts) < 0).any():  # checked before a new user is created for these events
             raise ValueError("timestamps must be in time order within one put_events call")
+        if not items:  # nothing to record: no user is created either
+            _check_query_user(user_id)
+            return
         lookup = self._item_index()
         idx = np.fromiter((lookup.get(i, -1) for i in items), dtype=np.int32, count=len(items))
         # Unknown ids are counted by value (np.int64(7) is item 7), and only ids a file can hold.
