@@ -173,9 +173,7 @@ def ids(s: pd.Series, label: str):
     for i, v in enumerate(values):
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, int, np.integer)):
             refuse(i, v)
-    if not floats:
-        return s.array
-    return converted(values.astype(np.int64) if all(isinstance(v, int) for v in values) else values)
+    return converted(values) if floats else s.array
 
 
 def numeric(s: pd.Series, label: str, what: str, hint: str = "") -> np.ndarray:
