@@ -153,6 +153,11 @@ class TestContract:
             assert h.new[h.index["s"]].tolist() == [True, False, True, False, False, True], cls
             with pytest.raises(ValueError, match="one per event"):
                 model.put_events("s", ["i1", "i2"], [5e9, 5e9], session_id=["a", "b", "c"])
+            # A user trained without session ids: its first session id goes by the gap, as in HRNN.
+            t = h.ts[h.index["u1"]][-1]
+            model.put_events("u1", ["i1"], [t + 10], session_id="x")
+            model.put_events("u1", ["i2"], [t + 20], session_id="y")
+            assert h.new[h.index["u1"]][-2:].tolist() == [False, True], cls
 
     def test_not_fitted(self):
         for cls in MODELS:

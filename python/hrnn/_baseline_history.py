@@ -229,8 +229,8 @@ class Histories:
         new[1:] = np.diff(ts) > gap if sessions is None else sessions[1:] != sessions[:-1]
         if u < 0 or len(self.ts[u]) == 0:
             new[0] = True
-        elif sessions is not None:
-            new[0] = self.last_sid[u] is None or int(sessions[0]) != self.last_sid[u]
+        elif sessions is not None and self.last_sid[u] is not None:  # as HRNN: else the gap decides
+            new[0] = int(sessions[0]) != self.last_sid[u]
         else:
             new[0] = ts[0] - self.ts[u][-1] > gap
         if u < 0:
