@@ -130,8 +130,11 @@ def test_pyarrow_timestamp_columns():
 
 def test_clear_errors_for_malformed_query_and_table_arguments(fitted):
     m, _ = fitted
-    with pytest.raises(TypeError, match="include_items must be item ids"):
-        m.recommend(1, include_items=[[1, 2], [3]])
+    for model in (m, hrnn.baselines.Markov().fit(hrnn.read_interactions(planted_log(40, 30, 30)))):
+        with pytest.raises(TypeError, match=r"each of include_items must be a string or an integer, got list \[1, 2\]"):
+            model.recommend(1, include_items=[[1, 2], [3]])
+        with pytest.raises(TypeError, match="each of exclude_items must be a string or an integer, got bool"):
+            model.recommend(1, exclude_items=[3, True])
     with pytest.raises(TypeError, match="exclude_items must be one id or a 1-D sequence"):
         m.recommend(1, exclude_items=np.array([[1, 2], [3, 4]]))
     with pytest.raises(TypeError, match="exclude_interacted must be True or False"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._baseline_history import Histories, check_num_results, sparse_top_k, top_k
-from ._ids import _as_list, _check_id, _check_query_user, _session_hashes, _timestamps
+from ._ids import _check_id, _check_lookup, _event_items, _known_items, _session_hashes, _timestamps
 from .base import Recommender
 from .data import build_event_log, popularity, read_interactions
 
@@ -134,9 +134,9 @@ class Baseline(Recommender):
         allowed = np.ones(len(scores), dtype=bool)
         if include_items is not None:
             allowed[:] = False
-            allowed[self._known(include_items)] = True
+            allowed[_known_items(include_items, self._item_pos, "include_items")] = True
         if exclude_items is not None:
-            allowed[self._known(exclude_items)] = False
+            allowed[_known_items(exclude_items, self._item_pos, "exclude_items")] = False
         if exclude_interacted and users[0] >= 0:
             seen = self._hist.items_of(users[0])
             allowed[seen[seen >= 0]] = False
@@ -144,16 +144,6 @@ class Baseline(Recommender):
         order = top_k(scores[candidates][None, :], min(k, len(candidates)))[0]
         best = candidates[order]
         return self._item_ids[best], scores[best].astype(np.float32)
-
-    def _indices(self, ids) -> np.ndarray:
-        """int64 dense index of each item id, -1 for unknown ones."""
-        ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
-        get = self._item_pos.get
-        return np.array([get(i, -1) for i in ids], dtype=np.int64)
-
-    def _known(self, ids) -> np.ndarray:
-        idx = self._indices(_as_list(ids, "item ids"))
-        return idx[idx >= 0]
 
     def recommend_batch(self, user_ids, num_results: int = 25,
                         exclude_interacted: bool = False) -> tuple:
@@ -206,12 +196,12 @@ class Baseline(Recommender):
             is not a string or an integer; nothing changes.
         """
         self._check_fitted()
-        items = _as_list(item_ids, "item_ids")
+        items, idx, _ = _event_items(item_ids, self._item_pos)
         ts = _timestamps(timestamps, len(items))
         if (np.diff(ts) < 0).any():
             raise ValueError("timestamps must be in time order within one put_events call")
         sessions = None if session_id is None else _session_hashes(session_id, len(items))
-        _check_query_user(user_id)
+        _check_lookup(user_id, "user_id")
         if user_id not in self._hist.index and len(items):
             _check_id(user_id, "user_id")
-        self._hist.append(user_id, self._indices(items), ts, sessions, self._session_gap())
+        self._hist.append(user_id, idx, ts, sessions, self._session_gap())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._ids import _check_query_user
+from ._ids import _check_lookup
 
 MAX_RESULTS = 500
 
@@ -164,7 +164,7 @@ class Histories:
         """int64 dense index of each id, -1 for unknown users."""
         ids = user_ids.tolist() if isinstance(user_ids, np.ndarray) else list(user_ids)
         for u in ids:
-            _check_query_user(u)
+            _check_lookup(u, "user_id")
         get = self.index.get
         return np.array([get(u, -1) for u in ids], dtype=np.int64)
 
@@ -244,7 +244,5 @@ class Histories:
         self.items[u] = np.concatenate([self.items[u], items.astype(np.int32)])
         self.ts[u] = np.concatenate([self.ts[u], ts])
         self.new[u] = np.concatenate([self.new[u], new])
-        if sessions is not None:
-            self.last_sid[u] = int(sessions[-1])
-        elif new.any():
-            self.last_sid[u] = None
+        # Events without a session id end what is known of the session ids, as in HRNN's store.
+        self.last_sid[u] = None if sessions is None else int(sessions[-1])

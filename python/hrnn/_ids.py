@@ -6,6 +6,7 @@ import numbers
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 
 MAX_RESULTS = 500  # Personalize's limit for GetRecommendations
 # Unix seconds beyond the year 5000: milliseconds (or a damaged value), refused by fit and put_events
@@ -30,22 +31,41 @@ def _as_list(values, what: str) -> list:
     return list(values)
 
 
+def _check_lookup(value, what: str) -> None:
+    """An id to look up (a user's or an item's) is a string or an integer: True, 2.0 or NA would
+    silently stand for id 1, 2 or nobody."""
+    if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and value != value):
+        raise ValueError(f"{what} must not be None, NaN or NA, got {value!r}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, numbers.Integral)):
+        raise TypeError(f"{what} must be a string or an integer, got {type(value).__name__} {value!r:.60}")
+
+
 def _check_id(value, what: str) -> None:
-    """New ids (created by put_events) must be strings or integers: what a model file can hold."""
-    if value is None or (isinstance(value, float) and value != value):
-        raise ValueError(f"{what} must not be None or NaN")
-    if isinstance(value, bool) or not isinstance(value, (str, numbers.Integral)):
-        raise TypeError(f"{what} must be a string or an integer, got {type(value).__name__}")
+    """New ids (created by put_events) must also fit in what a model file holds."""
+    _check_lookup(value, what)
     if isinstance(value, numbers.Integral) and not -2**63 <= int(value) < 2**63:
         raise ValueError(f"{what} must fit in 64 bits, got {value}")
 
 
-def _check_query_user(value) -> None:
-    """A user id to look up: True, 2.0 or None would silently stand for users 1, 2 or nobody."""
-    if value is None or (isinstance(value, (float, np.floating)) and value != value):
-        raise ValueError(f"user_id must not be None or NaN, got {value!r}")
-    if isinstance(value, (bool, np.bool_, float, np.floating)):
-        raise TypeError(f"user_id must be a string or an integer, got {type(value).__name__} {value!r}")
+def _known_items(item_ids, index: dict, what: str) -> np.ndarray:
+    """int32 dense indices (``index``: id -> index) of the known items among ``item_ids``."""
+    ids = _as_list(item_ids, what)
+    for i in ids:
+        _check_lookup(i, f"each of {what}")
+    return np.array([j for j in (index.get(i, -1) for i in ids) if j >= 0], dtype=np.int32)
+
+
+def _event_items(item_ids, index: dict) -> tuple:
+    """(item ids as a list, int32 dense indices with -1 for unknown items, the unknown ids as plain
+    Python values) of a put_events call; every id checked, the unknown ones as new ids."""
+    items = _as_list(item_ids, "item_ids")
+    for i in items:
+        _check_lookup(i, "item_ids")
+    idx = np.fromiter((index.get(i, -1) for i in items), dtype=np.int32, count=len(items))
+    unknown = [i.item() if isinstance(i, np.generic) else i for i, j in zip(items, idx) if j < 0]
+    for i in unknown:
+        _check_id(i, "item_ids")
+    return items, idx, unknown
 
 
 def _check_num_results(num_results) -> None:

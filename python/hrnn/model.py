@@ -14,8 +14,8 @@ from . import data as _data
 from ._transitions import apply_table, transition_table
 from ._validation import (auto_fallback, auto_holdout_users, choose_transition_weight, n_targets,
                           validation_scores, validation_split)
-from ._ids import (MAX_TIMESTAMP, _as_list, _check_id, _check_num_results, _check_query_user, _session_hashes,
-                   _timestamps)
+from ._ids import (MAX_TIMESTAMP, _as_list, _check_id, _check_lookup, _check_num_results, _event_items,
+                   _known_items, _session_hashes, _timestamps)
 from ._progress import Progress
 from .base import Recommender
 
@@ -448,7 +448,7 @@ class HRNN(Recommender):
     def user_state(self, user_id) -> tuple:
         """(user state u, session state h) of a known user, as float32 arrays."""
         self._check_fitted()
-        _check_query_user(user_id)
+        _check_lookup(user_id, "user_id")
         user = self._user_index.get(user_id)
         if user is None:
             raise KeyError(f"unknown user id {user_id!r}")
@@ -464,13 +464,7 @@ class HRNN(Recommender):
 
     def _items_to_index(self, item_ids, what: str) -> np.ndarray:
         """Dense indices of known items among ``item_ids``; unknown ones are dropped."""
-        lookup, ids = self._item_index(), _as_list(item_ids, what)
-        try:
-            idx = [lookup.get(i, -1) for i in ids]
-        except TypeError:  # an unhashable element: a list of lists, a 2-D list
-            raise TypeError(f"{what} must be item ids (strings or integers), "
-                            f"got {item_ids!r:.80}") from None
-        return np.array([i for i in idx if i >= 0], dtype=np.int32)
+        return _known_items(item_ids, self._item_index(), what)
 
     def _query(self, num_results, exclude_interacted, exclude_items, include_items) -> dict:
         _check_num_results(num_results)
@@ -514,7 +508,7 @@ class HRNN(Recommender):
         """
         self._check_fitted()
         q = self._query(num_results, exclude_interacted, exclude_items, include_items)
-        _check_query_user(user_id)
+        _check_lookup(user_id, "user_id")
         user = self._user_index.get(user_id, -1)
         items, scores = self._engine.recommend(user, q.pop("k"), exclude_interacted,
                                                num_threads=self.num_threads, **q)
@@ -534,7 +528,7 @@ class HRNN(Recommender):
         get = self._user_index.get
         ids = _as_list(user_ids, "user_ids")
         for u in ids:
-            _check_query_user(u)
+            _check_lookup(u, "user_id")
         users = np.fromiter((get(u, -1) for u in ids), dtype=np.int64, count=len(ids))
         items, scores = self._engine.recommend_batch(users, exclude_interacted=exclude_interacted,
                                                      num_threads=self.num_threads, **q)
@@ -569,26 +563,19 @@ class HRNN(Recommender):
             # one event as plain scalars, the usual real-time call: the checks below, without arrays
             item = item_ids.item() if isinstance(item_ids, np.generic) else item_ids
             idx = self._item_index().get(item, -1)
-            if idx < 0:
-                _check_id(item, "item_ids")
+            (_check_id if idx < 0 else _check_lookup)(item, "item_ids")
             self._engine.put_event(self._user_for_events(user_id), idx, float(timestamps))
             if idx < 0:
                 with self._lock:
                     self.unknown_item_events_[item] += 1
             return
-        items = _as_list(item_ids, "item_ids")
+        items, idx, unknown = _event_items(item_ids, self._item_index())
         ts = _timestamps(timestamps, len(items))
         if (np.diff(ts) < 0).any():  # checked before a new user is created for these events
             raise ValueError("timestamps must be in time order within one put_events call")
         if not items:  # nothing to record: no user is created either
-            _check_query_user(user_id)
+            _check_lookup(user_id, "user_id")
             return
-        lookup = self._item_index()
-        idx = np.fromiter((lookup.get(i, -1) for i in items), dtype=np.int32, count=len(items))
-        # Unknown ids are counted by value (np.int64(7) is item 7), and only ids a file can hold.
-        unknown = [i.item() if isinstance(i, np.generic) else i for i, j in zip(items, idx) if j < 0]
-        for i in unknown:
-            _check_id(i, "item_ids")
         sessions = None if session_id is None else _session_hashes(session_id, len(items))
         self._engine.put_events(self._user_for_events(user_id), idx, ts, sessions)
         if unknown:
@@ -597,7 +584,7 @@ class HRNN(Recommender):
 
     def _user_for_events(self, user_id) -> int:
         """The user's index, creating the user (from the learned initial state) when new."""
-        _check_query_user(user_id)
+        _check_lookup(user_id, "user_id")
         user = self._user_index.get(user_id)  # users are only ever added: no lock to find one
         if user is not None:
             return user
