@@ -2,6 +2,8 @@
 refused with an exception naming it, or taken as the same value a user would expect."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -103,18 +105,28 @@ def test_set_params_reaches_a_fitted_model(tmp_path):
     assert m.session_gap == 60.0
 
 
-def test_a_failed_refit_keeps_the_previous_records():
+def test_a_failed_refit_keeps_the_previous_records(monkeypatch):
     users, items, ts = planted_log(n_users=40, n_items=30, length=30)
     m = hrnn.HRNN(**{**FAST, "epochs": 2}).fit((users, items, ts))
     history, scores, recs = list(m.history_), dict(m.transition_weight_scores_), m.recommend(3)[0].tolist()
+    weight = m.transition_weight_
 
     def fail(model, epoch, stats):
         raise RuntimeError("callback failed")
 
-    with pytest.raises(RuntimeError, match="callback failed"):
+    with pytest.raises(RuntimeError, match="callback failed"):  # during the epochs
         m.fit((users, items, ts), callbacks=[fail])
     assert m.history_ == history and m.transition_weight_scores_ == scores
     assert m.recommend(3)[0].tolist() == recs
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(hrnn.HRNN, "_set_catalogue", out_of_memory)  # after training, before use
+    with pytest.raises(MemoryError):
+        m.fit((users[users < 20], items[users < 20], ts[users < 20]), check_minimums=False)
+    assert m.history_ == history and m.transition_weight_ == weight
+    assert m.recommend(3)[0].tolist() == recs and len(m.user_ids_) == 40
 
 
 def test_pyarrow_timestamp_columns():
@@ -171,3 +183,46 @@ def test_put_events_without_events_creates_no_user(fitted):
         model.put_events("nobody", [], [])
         assert model.recommend("nobody")[0].tolist() == model.recommend("another-nobody")[0].tolist()
     assert len(m.known_user_ids) == n
+
+
+@pytest.mark.parametrize("ids, shown", [
+    (pd.Categorical([0.5, 1.5] * 600), "0.5 (float)"),
+    (pd.Series(pd.to_datetime(np.arange(1200), unit="s")), "Timestamp"),
+])
+def test_id_columns_of_other_dtypes(ids, shown):
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    with pytest.raises(TypeError, match="ITEM_ID must hold strings or integers.*" + re.escape(shown)):
+        hrnn.read_interactions(pd.DataFrame({"USER_ID": users, "ITEM_ID": ids, "TIMESTAMP": ts}))
+    with pytest.warns(UserWarning, match="ITEM_ID holds floats"):  # whole-number categories
+        table = hrnn.read_interactions(pd.DataFrame({"USER_ID": users, "ITEM_ID": pd.Categorical(items * 1.0),
+                                                     "TIMESTAMP": ts}))
+    assert table["ITEM_ID"].tolist() == items.tolist()
+
+
+def test_float_session_ids_are_the_integer_sessions(tmp_path):
+    """A SESSION_ID column read as floats (8.0) holds the sessions put_events calls 8."""
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    sessions = (users * 10 + np.tile(np.arange(30), 40) // 10).astype(float)
+    table = pd.DataFrame({"USER_ID": users, "ITEM_ID": items, "TIMESTAMP": ts, "SESSION_ID": sessions})
+    with pytest.warns(UserWarning, match="SESSION_ID holds floats"):
+        m = hrnn.HRNN(**{**FAST, "session_gap": 1e9}).fit(table)
+    u_before = m.user_state(5)[0]
+    m.put_events(5, [1], [float(ts[users == 5].max()) + 5], session_id=52)  # user 5's last session
+    np.testing.assert_array_equal(m.user_state(5)[0], u_before)
+
+
+def test_tune_takes_numpy_numbers_and_checks_its_space(tmp_path):
+    pytest.importorskip("optuna")
+    users, items, ts = planted_log(n_users=80, n_items=30, length=30)
+    ts = ts + np.tile(np.arange(30) // 10, 80) * 1e4  # three sessions per user
+    table = pd.DataFrame({"USER_ID": users, "ITEM_ID": items, "TIMESTAMP": ts})
+    r = hrnn.tune(table, n_trials=1, metric="recall@20", timeout=np.int64(600), refit=False,
+                  space={"hidden_dimension": ("int", (32, 64))},
+                  base_params={**FAST, "hidden_dimension": np.int64(48)})
+    assert r.best_params == {"hidden_dimension": 48}
+    for space, error in (({"bptt": ("int", (8,))}, ValueError), ({"bptt": "int"}, ValueError),
+                         ({"bptt": ("normal", (1, 2))}, ValueError), (["bptt"], TypeError)):
+        with pytest.raises(error, match="space"):
+            hrnn.tune(table, n_trials=1, space=space)
+    with pytest.raises(TypeError, match="base_params must be a dict"):
+        hrnn.tune(table, n_trials=1, base_params=["epochs"])

@@ -140,6 +140,12 @@ def check_no_missing(s: pd.Series, label: str) -> None:
                          f"first at {row(np.flatnonzero(missing)[0])}")
 
 
+def _plain_ids(dtype) -> bool:
+    """Integer or string dtypes (numpy, nullable, pyarrow): ids as they are."""
+    return (pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)) or (
+        dtype != object and pd.api.types.is_string_dtype(dtype))
+
+
 def ids(s: pd.Series, label: str):
     """An id column's values: strings or integers (what a model file holds). Floats that are all
     whole numbers (an id column read as float) become integers, with a UserWarning; any other
@@ -154,6 +160,10 @@ def ids(s: pd.Series, label: str):
                       UserWarning, stacklevel=5)
         return values
 
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        if _plain_ids(s.cat.categories.dtype) or pd.api.types.infer_dtype(s.cat.categories) == "string":
+            return s.array
+        s = s.astype(s.cat.categories.dtype)  # float or mixed categories: checked as values below
     if pd.api.types.is_bool_dtype(s):
         refuse(0, s.iloc[0])
     if pd.api.types.is_float_dtype(s):
@@ -162,7 +172,11 @@ def ids(s: pd.Series, label: str):
         if bad.any():
             refuse(int(np.flatnonzero(bad)[0]), v[bad][0])
         return converted(v.astype(np.int64))
-    if s.dtype != object or pd.api.types.infer_dtype(s, skipna=False) in ("string", "integer"):
+    if s.dtype != object:
+        if not _plain_ids(s.dtype):  # dates, durations, complex numbers...
+            refuse(0, s.iloc[0])
+        return s.array
+    if pd.api.types.infer_dtype(s, skipna=False) in ("string", "integer"):
         return s.array
     values = s.to_numpy(dtype=object, copy=True)
     floats = [i for i, v in enumerate(values) if isinstance(v, (float, np.floating))]

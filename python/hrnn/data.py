@@ -72,7 +72,7 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
             out[canon] = _v.timestamps(s, label)
         elif canon == EVENT_VALUE:
             out[canon] = _v.numeric(s, label, "event values")
-        elif canon in (USER_ID, ITEM_ID):
+        elif canon in (USER_ID, ITEM_ID, SESSION_ID):  # SESSION_ID: hashed as put_events' session ids
             _v.check_no_missing(s, label)
             out[canon] = _v.ids(s, label)  # keeps the dtype (e.g. pandas' string dtype) when it can
         else:

@@ -22,8 +22,6 @@ from .base import Recommender
 # put_events takes this fast path for one event given as scalars (bools go the general way)
 _ONE_ID = (str, int, np.integer, np.str_)
 _ONE_TIMESTAMP = (int, float, np.integer, np.floating)
-# What a fit records about itself, put back when a refit fails (the fitted model stays in use).
-_FIT_RECORDS = ("history_", "transition_weight_scores_", "best_epoch_")
 
 
 class HRNN(Recommender):
@@ -245,8 +243,14 @@ class HRNN(Recommender):
             held = auto_holdout_users(log, train_users, np.random.default_rng(self.random_state))
             if held.any():  # otherwise nobody to choose on: the fallback weight
                 split = validation_split(log, held)
-        self._train(log, np.flatnonzero(train_users), list(callbacks), split, validation,
-                    early_stopping_rounds, metric)
+        before = dict(self.__dict__)  # a failed refit leaves the fitted model and its records in use
+        try:
+            self._train(log, np.flatnonzero(train_users), list(callbacks), split, validation,
+                        early_stopping_rounds, metric)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
         return self
 
     def _training_log(self, data, columns: Optional[dict] = None,
@@ -317,7 +321,6 @@ class HRNN(Recommender):
                               seed=seed,
                               num_threads=self.num_threads)
         progress = Progress(self.epochs, n_targets(arrays, train_users), enabled=self.show_progress)
-        records = {k: v for k, v in self.__dict__.items() if k in _FIT_RECORDS}
         self.history_ = []
         self.transition_weight_scores_ = {}
         run = {"interrupted": False, "best": -1.0, "best_epoch": -1, "best_weights": None}
@@ -332,12 +335,7 @@ class HRNN(Recommender):
                          patience, metric, progress, run, rejoin_epoch if rejoin else None)
         except KeyboardInterrupt:  # Ctrl-C while Python code ran between two native epochs
             run["interrupted"] = True
-        except BaseException:  # any other error propagates and leaves the model as it was before fit
-            for name in _FIT_RECORDS:
-                self.__dict__.pop(name, None)
-            self.__dict__.update(records)
-            raise
-        finally:
+        finally:  # any other error propagates (fit puts the model back as it was)
             progress.close()
             engine.end_training()
         if run["best_weights"] is not None:

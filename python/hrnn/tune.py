@@ -2,10 +2,12 @@
 a validation split carved from the given data, then refit the best on all of it."""
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 
 from ._validation import clearly_better
@@ -67,18 +69,39 @@ def _suggest(trial, space: dict) -> dict:
             out[name] = trial.suggest_categorical(name, list(spec))
         elif kind in ("int", "int_log"):
             out[name] = trial.suggest_int(name, spec[0], spec[1], log=kind == "int_log")
-        elif kind in ("float", "float_log"):
+        else:  # float, float_log (the kinds are checked up front)
             out[name] = trial.suggest_float(name, spec[0], spec[1], log=kind == "float_log")
-        else:
-            raise ValueError(f"unknown search kind {kind!r} for {name!r}")
     return out
+
+
+_KINDS = ("categorical", "int", "int_log", "float", "float_log")
+
+
+def _check_space(space) -> None:
+    """``{name: (kind, spec)}``: ValueError / TypeError naming the entry that is not."""
+    if not isinstance(space, dict):
+        raise TypeError(f"space must be a dict of name -> (kind, spec), got {space!r}")
+    for name, entry in space.items():
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and entry[0] in _KINDS):
+            raise ValueError(f"space[{name!r}] must be (kind, spec) with kind one of {_KINDS}, got {entry!r}")
+        kind, spec = entry
+        ok = (isinstance(spec, (tuple, list)) and len(spec) > 0 if kind == "categorical" else
+              isinstance(spec, (tuple, list)) and len(spec) == 2 and all(_is_number(v) for v in spec)
+              and spec[0] <= spec[1])
+        if not ok:
+            raise ValueError(f"space[{name!r}]: {kind} needs {'a list of choices' if kind == 'categorical' else '(low, high)'}"
+                             f", got {spec!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _inside(kind: str, spec, value) -> bool:
     """Whether ``value`` is a point of the search dimension (kind, spec)."""
     if kind == "categorical":
         return value in spec
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and spec[0] <= value <= spec[1]
+    return _is_number(value) and spec[0] <= value <= spec[1]
 
 
 def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict] = None,
@@ -136,9 +159,11 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     if (not isinstance(min_standard_errors, (int, float)) or isinstance(min_standard_errors, bool)
             or not 0.0 <= min_standard_errors < float("inf")):
         raise ValueError(f"min_standard_errors must be a finite number >= 0, got {min_standard_errors!r}")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not 0 < timeout < float("inf")):
+    if timeout is not None and not (_is_number(timeout) and 0 < timeout < float("inf")):
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    if base_params is not None and not isinstance(base_params, dict):
+        raise TypeError(f"base_params must be a dict of HRNN hyperparameters, got {base_params!r}")
+    _check_space(SPACE if space is None else space)
     space = dict(SPACE if space is None else space)
     # A base parameter that the space also varies is the first trial's value: outside the space
     # there would be no first trial to keep, and the search would silently replace it.
