@@ -34,6 +34,8 @@ def _as_list(values, what: str) -> list:
 def _check_lookup(value, what: str) -> None:
     """An id to look up (a user's or an item's) is a string or an integer: True, 2.0 or NA would
     silently stand for id 1, 2 or nobody."""
+    if type(value) is str or type(value) is int:  # the usual ids, on the put_events fast path
+        return
     if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and value != value):
         raise ValueError(f"{what} must not be None, NaN or NA, got {value!r}")
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, numbers.Integral)):

@@ -210,7 +210,7 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
     if SESSION_ID in df.columns:
         sid = pd.factorize(df[SESSION_ID])[0][order]
         new[1:] |= sid[1:] != sid[:-1]
-        last = df[SESSION_ID].to_numpy()[order[offsets[1:] - 1]].tolist()
+        last = df[SESSION_ID].iloc[order[offsets[1:] - 1]].tolist()
         last_sessions = np.array([_stable_hash(v) for v in last], dtype=np.int64)
     else:
         new[1:] |= np.diff(t) > gap

@@ -561,7 +561,8 @@ class HRNN(Recommender):
             # one event as plain scalars, the usual real-time call: the checks below, without arrays
             item = item_ids.item() if isinstance(item_ids, np.generic) else item_ids
             idx = self._item_index().get(item, -1)
-            (_check_id if idx < 0 else _check_lookup)(item, "item_ids")
+            if idx < 0:  # the types were checked above; a new id must also fit a model file
+                _check_id(item, "item_ids")
             self._engine.put_event(self._user_for_events(user_id), idx, float(timestamps))
             if idx < 0:
                 with self._lock:
