@@ -488,9 +488,10 @@ class HRNN(Recommender):
 
         Parameters
         ----------
-        user_id
+        user_id : str or int
             A user id as in the training data or in ``put_events``. An unknown user gets the
-            (recency-weighted) most popular items.
+            (recency-weighted) most popular items; an id that is not a string or an integer
+            (True, 2.0, None, NaN) raises TypeError / ValueError.
         num_results : int, default 25
             How many items, 1..500 (Personalize's limit).
         exclude_interacted : bool
