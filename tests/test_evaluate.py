@@ -213,6 +213,18 @@ class TestHandComputed:
 
 # ---------------------------------------------------------------------------- the function
 
+class TestCoverage:
+    def test_coverage_counts_catalogue_items_only(self):
+        """Items outside the training catalogue, padding and repeats do not add to coverage."""
+        rows = [("a", f"i{x}", t) for t, x in enumerate([7] * 18 + [1, 4])]
+        rows += [(f"c{x}", f"i{x}", 100 + x) for x in range(30)]
+        df = pd.DataFrame(rows, columns=["USER_ID", "ITEM_ID", "TIMESTAMP"])
+        items = ("i1", "i1", "elsewhere", "i4") + (None,) * 21
+        out = evaluate(Fixed(items=items), df)
+        assert out["coverage"] == pytest.approx(2 / 30)
+        assert out["precision@5"] == pytest.approx(2 / 5) and out["ndcg@25"] <= 1.0
+
+
 class TestEvaluate:
     @pytest.mark.parametrize("protocol", ["personalize", "next-item"])
     @pytest.mark.parametrize("cls", [Popularity, Markov, RepeatRule, SessionKNN])

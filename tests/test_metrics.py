@@ -77,6 +77,20 @@ class TestVectorised:
         np.testing.assert_array_equal(hits, [[0, 1], [0, 1]])
         np.testing.assert_array_equal(n_truth, [1, 2])
 
+    def test_padding_and_repeated_ids_are_not_hits(self):
+        """None pads a short list (never a hit, even where its code would meet the previous
+        row's last truth id); an id listed twice counts once, so no metric exceeds 1."""
+        rec = np.array([["a", "b"], ["a", None]], dtype=object)
+        hits, n_truth = M.hit_matrix(rec, [["a", "b"], ["a"]])
+        np.testing.assert_array_equal(hits, [[1, 1], [1, 0]])
+        rec = np.array([[9, 9, 9, 9, 9], [1, 9, 1, 2, 3]], dtype=object)
+        hits, n_truth = M.hit_matrix(rec, [[9], [1, 3]])
+        np.testing.assert_array_equal(hits, [[1, 0, 0, 0, 0], [1, 0, 0, 0, 1]])
+        assert M.ndcg_from_hits(hits, n_truth, 5).max() <= 1.0
+        assert M.precision_at_k([9, 9, 9], {9}, 3) == pytest.approx(1 / 3)
+        assert M.ndcg_at_k([9, 9, 9], {9}, 3) == 1.0
+        assert M.coverage(np.array([["a", None], ["b", None]], dtype=object), 4) == 0.5
+
     def test_hit_matrix_checks_shapes(self):
         with pytest.raises(ValueError, match="2-D"):
             M.hit_matrix(np.array([1, 2]), [[1]])

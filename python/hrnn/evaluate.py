@@ -180,7 +180,9 @@ def _personalize(model, split: PersonalizeSplit, return_details: bool) -> tuple:
         per_user[f"ndcg@{k}"] = M.ndcg_from_hits(hits, n_truth, k)
     per_user[f"mrr@{kmax}"] = M.mrr_from_hits(hits, kmax)
     out = {name: float(v.mean()) for name, v in per_user.items()}
-    out["coverage"] = M.coverage(rec, split.train[ITEM_ID].nunique())
+    catalogue = split.train[ITEM_ID].unique()
+    listed = np.asarray(rec).ravel()
+    out["coverage"] = M.coverage(listed[np.isin(listed, catalogue)], len(catalogue))
     out["n_users"] = len(users)
     details = None
     if return_details:
@@ -237,7 +239,8 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         Anything ``hrnn.data.read_interactions`` accepts.
     protocol : {"personalize", "next-item"}
         ``"personalize"``: ``holdout_fraction`` of the users (those with >= 2 events) are held
-        out; for each, the oldest 90% of its events go through ``put_events`` in one call and the
+        out (10% rounded half to even, at least one); for each, the oldest 90% of its events go
+        through ``put_events`` in one call (one per session with a SESSION_ID column) and the
         newest 10% (unique items) are the truth for its top 25 from ``recommend_batch``.
         ``"next-item"``: each user's last session (users with >= 2 sessions) is the test; every
         event after the first is predicted from the history plus the session so far (top 20,

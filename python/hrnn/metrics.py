@@ -41,7 +41,9 @@ def _as_set(truth) -> set:
 def _hits_1d(recommended, truth, k: int) -> tuple:
     rec = np.asarray(recommended).ravel()[:_check_k(k)]
     relevant = _as_set(truth)
-    return np.array([r in relevant for r in rec.tolist()], dtype=bool), len(relevant)
+    seen = set()  # an id listed twice counts at its first place only, as in hit_matrix
+    hits = [r in relevant and r not in seen and not seen.add(r) for r in rec.tolist()]
+    return np.array(hits, dtype=bool), len(relevant)
 
 
 # ------------------------------------------------------------------------------ one list at a time
@@ -111,6 +113,7 @@ def coverage(recommended, n_catalogue: int) -> float:
     if n_catalogue <= 0:
         raise ValueError(f"n_catalogue must be positive, got {n_catalogue!r}")
     rec = np.asarray(recommended).ravel()
+    rec = rec[pd.notna(rec)]  # None: the padding of a short list, not an item
     return len(pd.unique(rec)) / float(n_catalogue) if rec.size else 0.0
 
 
@@ -122,7 +125,8 @@ def hit_matrix(recommended, truths) -> tuple:
     Parameters
     ----------
     recommended : array-like [n, k]
-        Row r holds the ids recommended for query r, best first.
+        Row r holds the ids recommended for query r, best first (None pads a short row; an id
+        repeated in a row counts at its first place only).
     truths : sequence of n collections
         The relevant ids of each row (ragged). Duplicates count once.
 
@@ -147,8 +151,12 @@ def hit_matrix(recommended, truths) -> tuple:
     n_codes = max(len(uniques), 1)
     truth_rows = np.repeat(np.arange(n, dtype=np.int64), sizes)
     truth_keys = np.unique(truth_rows * n_codes + codes[:len(flat)])
-    rec_keys = np.repeat(np.arange(n, dtype=np.int64), k) * n_codes + codes[len(flat):]
-    hits = np.isin(rec_keys, truth_keys).reshape(n, k)
+    rec_codes = codes[len(flat):]
+    rec_keys = np.repeat(np.arange(n, dtype=np.int64), k) * n_codes + rec_codes
+    # Padding (None, code -1) is never a hit, and an id listed twice counts at its first place only.
+    first = np.zeros(n * k, dtype=bool)
+    first[np.unique(rec_keys, return_index=True)[1]] = True
+    hits = (np.isin(rec_keys, truth_keys) & (rec_codes >= 0) & first).reshape(n, k)
     n_truth = np.bincount(truth_keys // n_codes, minlength=n).astype(np.int64)
     return hits, n_truth
 
