@@ -89,8 +89,8 @@ def _check_space(space) -> None:
               isinstance(spec, (tuple, list)) and len(spec) == 2 and all(_is_number(v) for v in spec)
               and spec[0] <= spec[1])
         if not ok:
-            raise ValueError(f"space[{name!r}]: {kind} needs {'a list of choices' if kind == 'categorical' else '(low, high)'}"
-                             f", got {spec!r}")
+            needs = "a list of choices" if kind == "categorical" else "(low, high)"
+            raise ValueError(f"space[{name!r}]: {kind} needs {needs}, got {spec!r}")
 
 
 def _is_number(value) -> bool:
