@@ -224,6 +224,17 @@ class TestRecommendBatch:
             assert row["recommendedItems"] == items.tolist()
             assert not set(items.tolist()) & history_items(csv, row["userId"])
 
+    def test_a_failed_call_leaves_the_output_file(self, trained, tmp_path, capsys):
+        """The output is written only once every recommendation is computed."""
+        _, model_path, _ = trained
+        keep = tmp_path / "keep.jsonl"
+        keep.write_text("PRECIOUS\n")
+        (tmp_path / "bad.txt").write_text('1\n{"not": "an id"\n')
+        for users in (str(tmp_path / "missing.txt"), str(tmp_path / "bad.txt")):
+            assert main(["recommend", str(model_path), "--users", users, "-o", str(keep)]) == 2
+            assert keep.read_text() == "PRECIOUS\n"
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".hrnn-")] == []
+
     def test_short_rows_are_trimmed(self, tmp_path, capsys):
         # A catalogue smaller than -n after excluding the history: no None / -Infinity in JSON.
         users, items, ts = (np.repeat(np.arange(30), 40), np.tile(np.arange(40), 30),

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
@@ -439,30 +440,37 @@ def _run_recommend(args: argparse.Namespace) -> int:
             raise ValueError(f"--num-threads: {e}") from e
     to_id = _UserIds(model)
     known = set(model.known_user_ids.tolist())
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        if args.user is not None:
-            user = to_id(args.user)
-            items, scores = model.recommend(user, num_results=args.num_results,
-                                            exclude_interacted=args.exclude_interacted)
-            _warn_unknown([user] if user not in known else [], 1)
-            if args.json:
-                out.write(json.dumps(_result(user, items, scores)) + "\n")
-            else:
-                out.writelines(f"{_plain(i)}\t{str(s)}\n" for i, s in zip(items, scores))
-            return 0
+    if args.user is not None:
+        users = [to_id(args.user)]
+        items, scores = model.recommend(users[0], num_results=args.num_results,
+                                        exclude_interacted=args.exclude_interacted)
+        lines = ([json.dumps(_result(users[0], items, scores)) + "\n"] if args.json else
+                 [f"{_plain(i)}\t{str(s)}\n" for i, s in zip(items, scores)])
+    else:
         users = _read_user_file(args.users, to_id)
         items, scores = model.recommend_batch(users, num_results=args.num_results,
                                               exclude_interacted=args.exclude_interacted)
-        for r, user in enumerate(users):
-            out.write(json.dumps(_result(user, items[r], scores[r])) + "\n")
-        _warn_unknown([u for u in users if u not in known], len(users))
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    if args.output:
+        lines = (json.dumps(_result(user, items[r], scores[r])) + "\n" for r, user in enumerate(users))
+    _write_lines(args.output, lines)  # only now: a failed call leaves an existing output file alone
+    _warn_unknown([u for u in users if u not in known], len(users))
+    if args.output and args.user is None:
         print(f"wrote recommendations for {len(users):,} users to {args.output}")
     return 0
+
+
+def _write_lines(path: Optional[str], lines) -> None:
+    """To stdout, or to ``path`` through a temporary file renamed into place."""
+    if path is None:
+        sys.stdout.writelines(lines)
+        return
+    fd, tmp = tempfile.mkstemp(prefix=".hrnn-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _eval_commands() -> List[Callable]:
