@@ -226,3 +226,41 @@ def test_tune_takes_numpy_numbers_and_checks_its_space(tmp_path):
             hrnn.tune(table, n_trials=1, space=space)
     with pytest.raises(TypeError, match="base_params must be a dict"):
         hrnn.tune(table, n_trials=1, base_params=["epochs"])
+
+
+def test_event_filters_apply_to_evaluation_and_numeric_event_types():
+    """evaluate scores only the kinds of events the estimator learns from; an EVENT_TYPE column of
+    numbers (as a CSV reads 1 / 2) is filtered by the text the command line passes."""
+    users, items, ts = planted_log(n_users=150, n_items=30, length=30)
+    ts = ts + np.tile(np.arange(30) // 10, 150) * 1e4  # three sessions per user
+    kind = np.random.default_rng(0).choice([1, 2], len(users), p=[0.4, 0.6])  # 2: a purchase
+    item_ids = np.where(kind == 2, [f"b{i}" for i in items], [f"c{i}" for i in items])
+    table = pd.DataFrame({"USER_ID": users, "ITEM_ID": item_ids, "TIMESTAMP": ts, "EVENT_TYPE": kind})
+    model = hrnn.HRNN(**FAST, event_type="2")
+    _, details = hrnn.evaluate(model, table, protocol="next-item", return_details=True)
+    assert len(details) and details["ITEM_ID"].str.startswith("b").all()
+    out = hrnn.evaluate(model, table, protocol="personalize")
+    assert out["n_users"] > 0
+    with pytest.raises(ValueError, match="no events of type '3'; EVENT_TYPE values present: '2', '1'"):
+        hrnn.HRNN(**FAST, event_type="3").fit(table)
+    with pytest.raises(ValueError, match=r"percentiles 0.5..0.5 keep no user"):
+        hrnn.HRNN(**FAST, min_user_history_length_percentile=0.5, max_user_history_length_percentile=0.5).fit(
+            (np.r_[0, 1, 1], np.r_[0, 1, 2], np.r_[1.0, 2.0, 3.0]), check_minimums=False)
+
+
+def test_callback_answers_and_paired_difference_inputs():
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    m = hrnn.HRNN(**{**FAST, "epochs": 3})
+    m.fit((users, items, ts), callbacks=[lambda model, epoch, stats: None])
+    assert len(m.history_) == 3
+    m.fit((users, items, ts), callbacks=[lambda model, epoch, stats: np.True_])
+    assert len(m.history_) == 1
+    with pytest.raises(TypeError, match="returned dict: return True to stop"):
+        m.fit((users, items, ts), callbacks=[lambda model, epoch, stats: stats])
+    assert len(m.history_) == 1  # the failed refit left the model as it was
+    details = pd.DataFrame({"USER_ID": [1, 2], "precision@5": [0.2, np.nan]})
+    with pytest.raises(ValueError, match="missing or infinite"):
+        hrnn.paired_difference(details, details, "precision@5")
+    for bad in (None, {"a": details}):
+        with pytest.raises(TypeError, match="details must be a DataFrame"):
+            hrnn.paired_difference(bad, details, "precision@5")

@@ -323,10 +323,12 @@ def featurize(df, min_user_history_length_percentile: float = 0.0,
         if EVENT_TYPE not in df.columns:
             raise KeyError(f"event_type={event_type!r} needs an EVENT_TYPE column; columns found: "
                            f"{', '.join(map(str, df.columns))}")
-        wanted = [event_type] if isinstance(event_type, str) else list(event_type)
-        keep &= df[EVENT_TYPE].isin(wanted).to_numpy()
+        wanted = {event_type} if isinstance(event_type, str) else set(event_type)
+        # Compared as text: a CSV column of 1 / 2 is read as integers, the filter is "1" / "2".
+        codes, kinds = pd.factorize(df[EVENT_TYPE])
+        keep &= np.append([str(k) in wanted for k in kinds], False)[codes]
         if not keep.any():
-            present = ", ".join(map(repr, pd.unique(df[EVENT_TYPE])[:20]))
+            present = ", ".join(repr(str(k)) for k in kinds[:20])
             raise ValueError(f"no events of type {event_type!r}; EVENT_TYPE values present: "
                              f"{present}")
     if event_value_threshold is not None:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
-from .data import (ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, build_event_log,
+from .data import (ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, build_event_log, featurize,
                    last_session_starts, read_interactions)
 
 __all__ = ["evaluate", "split_personalize", "split_next_item", "PersonalizeSplit",
@@ -245,7 +245,8 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         ``"next-item"``: each user's last session (users with >= 2 sessions) is the test; every
         event after the first is predicted from the history plus the session so far (top 20,
         ranked against all items), the first one from the user id alone (``first_recall@20``).
-        Test items the model does not know count as misses.
+        Test items the model does not know count as misses. The estimator's ``event_type`` and
+        ``event_value_threshold`` filter the whole log before it is split.
     num_threads : int
         Passed to the clone's ``num_threads`` hyperparameter when it has one; 0 leaves it as is.
     random_state : int, Generator or None
@@ -274,8 +275,13 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         raise TypeError(f"estimator must be an hrnn Recommender, got {type(estimator).__name__}")
     df = read_interactions(data, columns)
     model = estimator.clone()
-    if num_threads and "num_threads" in model.get_params():
+    params = model.get_params()
+    if num_threads and "num_threads" in params:
         model.set_params(num_threads=num_threads)
+    # The estimator's event filters apply to the whole log: the held-out events (inputs and
+    # truth) are of the kinds it learns from, as in Personalize's solution metrics.
+    if params.get("event_type") is not None or params.get("event_value_threshold") is not None:
+        df = featurize(df, 0.0, 1.0, params.get("event_type"), params.get("event_value_threshold"))[0]
     if protocol == "personalize":
         split = split_personalize(df, holdout_fraction=holdout_fraction,
                                   random_state=random_state)

@@ -220,14 +220,17 @@ class HRNN(Recommender):
             chooses by.
         callbacks : iterable of callables
             Each is called after every epoch as ``cb(model, epoch, stats)`` (stats: a dict with
-            ``loss``, ``events``, ``seconds``); returning True stops training.
+            ``loss``, ``events``, ``seconds``); returning True stops training, None or False
+            goes on (anything else is a TypeError).
         check_minimums : bool
             Enforce Personalize's minimums (1,000 interactions, 25 users with 2+ of them).
 
         Returns
         -------
         HRNN
-            self, trained; every user in ``data`` has a state.
+            self, trained; every user with events left after the event filters has a state. A
+            refit starts over from ``data``: users created by ``put_events`` and the counts of
+            ``unknown_item_events_`` are not carried over.
         """
         log, train_users = self._training_log(data, columns, check_minimums)
         if metric not in ("recall@20", "mrr@20"):
@@ -268,6 +271,9 @@ class HRNN(Recommender):
         item_ids = _data.pd.unique(_data.pd.concat([items[train_rows], items[~train_rows]]))
         log = _data.build_event_log(events, self.session_gap, item_ids=item_ids)
         train_users = users.user_mask(log.user_ids)
+        if not train_users.any():
+            raise ValueError(f"the history-length percentiles {users.min_pct}..{users.max_pct} keep no "
+                             f"user for training (lengths {users.min_length}..{users.max_length})")
         lengths = log.lengths()
         if check_minimums:
             _data.check_minimums(int(lengths[train_users].sum()),
@@ -383,7 +389,7 @@ class HRNN(Recommender):
                 run["best"], run["best_epoch"] = stats["val_" + metric], epoch
                 if patience is not None:
                     run["best_weights"] = {n: engine.get_param(n) for n in engine.param_names()}
-            if any(cb(self, epoch, stats) for cb in callbacks):
+            if any(_stops(cb(self, epoch, stats), cb) for cb in callbacks):
                 return
             if patience is not None and epoch - run["best_epoch"] >= patience:
                 return
@@ -615,3 +621,12 @@ class HRNN(Recommender):
         self._check_fitted()
         from . import model_file
         model_file.save(self, path)
+
+
+def _stops(answer, callback) -> bool:
+    """A callback's answer: True stops training, None / False go on; anything else (a dict
+    returned by mistake) would stop it silently, so it is an error naming the callback."""
+    if answer is None or isinstance(answer, (bool, np.bool_)):
+        return bool(answer)
+    raise TypeError(f"callback {getattr(callback, '__name__', callback)!r} returned {type(answer).__name__}: "
+                    "return True to stop training, None or False to go on")

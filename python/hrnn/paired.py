@@ -46,13 +46,19 @@ def per_unit_scores(details: pd.DataFrame, metric: str) -> np.ndarray:
 def _units(details, metric: str) -> tuple:
     """(per-unit scores averaged over the runs, the units' keys) of one model's details: one
     DataFrame, or several (e.g. fits with different seeds) of the same split."""
+    if not isinstance(details, (pd.DataFrame, list, tuple)):
+        raise TypeError(f"details must be a DataFrame from evaluate(..., return_details=True) or a "
+                        f"list of them, got {type(details).__name__}")
     runs = [details] if isinstance(details, pd.DataFrame) else list(details)
     if not runs:
         raise ValueError("no details given")
     keys = [_unit_keys(d) for d in runs]
     if any(not k.equals(keys[0]) for k in keys[1:]):
         raise ValueError("the details come from different splits: their units do not pair up")
-    return np.mean([per_unit_scores(d, metric) for d in runs], axis=0), keys[0]
+    scores = np.mean([per_unit_scores(d, metric) for d in runs], axis=0)
+    if not np.isfinite(scores).all():
+        raise ValueError(f"the details' {metric} has missing or infinite values: not evaluate()'s details")
+    return scores, keys[0]
 
 
 def _check_frame(details) -> None:
