@@ -12,6 +12,9 @@ MAX_RESULTS = 500  # Personalize's limit for GetRecommendations
 # Unix seconds beyond the year 5000: milliseconds (or a damaged value), refused by fit and put_events
 # alike, since one such event would set a user's clock past every later genuine one.
 MAX_TIMESTAMP = 1e11
+# put_events takes a fast path for one event given as scalars of these types (bools go the general way)
+_ONE_ID = (str, int, np.integer, np.str_)
+_ONE_TIMESTAMP = (int, float, np.integer, np.floating)
 
 
 def _as_list(values, what: str) -> list:
@@ -55,6 +58,29 @@ def _known_items(item_ids, index: dict, what: str) -> np.ndarray:
     for i in ids:
         _check_lookup(i, f"each of {what}")
     return np.array([j for j in (index.get(i, -1) for i in ids) if j >= 0], dtype=np.int32)
+
+
+def _query(num_results, exclude_interacted, exclude_items, include_items, index: dict) -> dict:
+    """A query's checked arguments for the engine: k (at most the catalogue), the exclusion and
+    inclusion lists as dense indices (``index``: item id -> index)."""
+    _check_num_results(num_results)
+    if not isinstance(exclude_interacted, (bool, np.bool_)):
+        raise TypeError(f"exclude_interacted must be True or False, got {exclude_interacted!r}")
+    q = {"k": int(min(num_results, len(index)))}
+    if exclude_items is not None:
+        q["exclude"] = _known_items(exclude_items, index, "exclude_items")
+    if include_items is not None:
+        q["include"] = _known_items(include_items, index, "include_items")
+    return q
+
+
+def _ids_of(item_ids: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The item ids of dense indices; -1 (fewer candidates than asked for) becomes None."""
+    ids = item_ids[np.maximum(idx, 0)]
+    if (idx < 0).any():
+        ids = ids.astype(object)
+        ids[idx < 0] = None
+    return ids
 
 
 def _event_items(item_ids, index: dict) -> tuple:

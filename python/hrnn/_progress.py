@@ -1,8 +1,11 @@
-"""A one-line training progress display on stderr (events/s, loss), with no dependency."""
+"""A one-line training progress display on stderr (events/s, loss), and the rule by which a fit
+callback stops training."""
 from __future__ import annotations
 
 import sys
 import time
+
+import numpy as np
 
 
 class Progress:
@@ -39,3 +42,12 @@ class Progress:
                 f"{stats['events'] / seconds:10,.0f} events/s  loss {stats['loss']:.4f}")
         self.stream.write(line + end)
         self.stream.flush()
+
+
+def stops(answer, callback) -> bool:
+    """A fit callback's answer: True stops training, None / False go on; anything else (a dict
+    returned by mistake) would stop it silently, so it is an error naming the callback."""
+    if answer is None or isinstance(answer, (bool, np.bool_)):
+        return bool(answer)
+    raise TypeError(f"callback {getattr(callback, '__name__', callback)!r} returned {type(answer).__name__}: "
+                    "return True to stop training, None or False to go on")

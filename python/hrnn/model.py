@@ -14,14 +14,10 @@ from . import data as _data
 from ._transitions import apply_table, transition_table
 from ._validation import (auto_fallback, auto_holdout_users, choose_transition_weight, n_targets,
                           validation_scores, validation_split)
-from ._ids import (MAX_TIMESTAMP, _as_list, _check_id, _check_lookup, _check_num_results, _event_items,
-                   _known_items, _session_hashes, _timestamps)
-from ._progress import Progress
+from ._ids import (_ONE_ID, _ONE_TIMESTAMP, MAX_TIMESTAMP, _as_list, _check_id, _check_lookup, _event_items,
+                   _ids_of, _query, _session_hashes, _timestamps)
+from ._progress import Progress, stops
 from .base import Recommender
-
-# put_events takes this fast path for one event given as scalars (bools go the general way)
-_ONE_ID = (str, int, np.integer, np.str_)
-_ONE_TIMESTAMP = (int, float, np.integer, np.floating)
 
 
 class HRNN(Recommender):
@@ -389,7 +385,7 @@ class HRNN(Recommender):
                 run["best"], run["best_epoch"] = stats["val_" + metric], epoch
                 if patience is not None:
                     run["best_weights"] = {n: engine.get_param(n) for n in engine.param_names()}
-            if any(_stops(cb(self, epoch, stats), cb) for cb in callbacks):
+            if any(stops(cb(self, epoch, stats), cb) for cb in callbacks):
                 return
             if patience is not None and epoch - run["best_epoch"] >= patience:
                 return
@@ -466,28 +462,6 @@ class HRNN(Recommender):
             self._item_lookup = {v: i for i, v in enumerate(self.item_ids_.tolist())}
         return self._item_lookup
 
-    def _items_to_index(self, item_ids, what: str) -> np.ndarray:
-        """Dense indices of known items among ``item_ids``; unknown ones are dropped."""
-        return _known_items(item_ids, self._item_index(), what)
-
-    def _query(self, num_results, exclude_interacted, exclude_items, include_items) -> dict:
-        _check_num_results(num_results)
-        if not isinstance(exclude_interacted, (bool, np.bool_)):
-            raise TypeError(f"exclude_interacted must be True or False, got {exclude_interacted!r}")
-        q = {"k": int(min(num_results, len(self.item_ids_)))}
-        if exclude_items is not None:
-            q["exclude"] = self._items_to_index(exclude_items, "exclude_items")
-        if include_items is not None:
-            q["include"] = self._items_to_index(include_items, "include_items")
-        return q
-
-    def _ids_of(self, idx: np.ndarray) -> np.ndarray:
-        ids = self.item_ids_[np.maximum(idx, 0)]
-        if (idx < 0).any():  # fewer candidates than asked for: pad with None
-            ids = ids.astype(object)
-            ids[idx < 0] = None
-        return ids
-
     def recommend(self, user_id, num_results: int = 25, exclude_interacted: bool = False,
                   exclude_items=None, include_items=None) -> tuple:
         """The items this user is most likely to interact with next.
@@ -512,7 +486,7 @@ class HRNN(Recommender):
             smaller.
         """
         self._check_fitted()
-        q = self._query(num_results, exclude_interacted, exclude_items, include_items)
+        q = _query(num_results, exclude_interacted, exclude_items, include_items, self._item_index())
         _check_lookup(user_id, "user_id")
         user = self._user_index.get(user_id, -1)
         items, scores = self._engine.recommend(user, q.pop("k"), exclude_interacted,
@@ -529,7 +503,7 @@ class HRNN(Recommender):
             Row r answers ``user_ids[r]``; a row with fewer candidates is padded with None / -inf.
         """
         self._check_fitted()
-        q = self._query(num_results, exclude_interacted, exclude_items, include_items)
+        q = _query(num_results, exclude_interacted, exclude_items, include_items, self._item_index())
         get = self._user_index.get
         ids = _as_list(user_ids, "user_ids")
         for u in ids:
@@ -537,7 +511,7 @@ class HRNN(Recommender):
         users = np.fromiter((get(u, -1) for u in ids), dtype=np.int64, count=len(ids))
         items, scores = self._engine.recommend_batch(users, exclude_interacted=exclude_interacted,
                                                      num_threads=self.num_threads, **q)
-        return self._ids_of(items), scores
+        return _ids_of(self.item_ids_, items), scores
 
     def put_events(self, user_id, item_ids, timestamps, session_id=None) -> None:
         """Record a user's new events and advance its state, without retraining.
@@ -622,11 +596,3 @@ class HRNN(Recommender):
         from . import model_file
         model_file.save(self, path)
 
-
-def _stops(answer, callback) -> bool:
-    """A callback's answer: True stops training, None / False go on; anything else (a dict
-    returned by mistake) would stop it silently, so it is an error naming the callback."""
-    if answer is None or isinstance(answer, (bool, np.bool_)):
-        return bool(answer)
-    raise TypeError(f"callback {getattr(callback, '__name__', callback)!r} returned {type(answer).__name__}: "
-                    "return True to stop training, None or False to go on")
