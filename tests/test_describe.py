@@ -52,6 +52,20 @@ class TestDescribe:
         assert (d.first_timestamp, d.last_timestamp) == (df["timestamp"].min(),
                                                          df["timestamp"].max())
 
+    def test_event_filters_preview_what_fit_keeps(self):
+        """With HRNN's event filters, the lengths and cut-offs are those of the kept events, as
+        fit computes them; the event-type counts still cover every event."""
+        import hrnn
+        df, _ = skewed()
+        d = describe(df, min_pct=0.1, max_pct=0.9, columns={"USER_ID": "user"}, event_type="buy")
+        buys = df[df["event_type"] == "buy"]
+        assert d.n_events == len(buys) and d.n_users == buys["user"].nunique()
+        assert d.event_types == df["event_type"].value_counts().to_dict()
+        table = hrnn.read_interactions(df, columns={"USER_ID": "user"})
+        _, users = hrnn.data.featurize(table, 0.1, 0.9, event_type="buy")
+        assert (d.min_length, d.max_length) == (users.min_length, users.max_length)
+        assert d.users_kept == users.n_train_users and d.events_kept == users.n_train_events
+
     def test_histogram_bins(self):
         df, lengths = skewed()
         d = describe(df, 0.05, 0.95, columns={"USER_ID": "user"})
@@ -146,6 +160,15 @@ class TestInspect:
         assert main(["inspect", str(csv), "--user-col", "user", "--plot", str(png)]) == 0
         assert png.read_bytes()[:8] == PNG_MAGIC
         assert f"wrote {png}" in capsys.readouterr().out
+
+    def test_event_type_flag_and_plot_path_checked_first(self, csv, tmp_path, capsys):
+        assert main(["inspect", str(csv), "--user-col", "user", "--event-type", "buy"]) == 0
+        filtered = capsys.readouterr().out
+        assert main(["inspect", str(csv), "--user-col", "user"]) == 0
+        assert capsys.readouterr().out != filtered
+        assert main(["inspect", str(csv), "--user-col", "user", "--plot", str(tmp_path / "no" / "x.png")]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and "no such folder" in err
 
     def test_column_overrides(self, tmp_path, capsys):
         path = tmp_path / "renamed.csv"

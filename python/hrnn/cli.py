@@ -92,6 +92,10 @@ examples:
     p.add_argument("--session-gap", type=float, default=1800.0, metavar="SECONDS",
                    help="inactivity that starts a new session (default 1800)")
     p.add_argument("--plot", metavar="PNG", help="also write the histogram to this PNG file")
+    p.add_argument("--event-type", action="append", metavar="TYPE",
+                   help="preview the lengths of these events only, as `hrnn train --event-type`")
+    p.add_argument("--event-value-threshold", type=float, metavar="V",
+                   help="preview the lengths of events with EVENT_VALUE >= V only")
     _add_columns(p)
     p.set_defaults(func=_run_inspect)
 
@@ -99,8 +103,11 @@ examples:
 def _run_inspect(args: argparse.Namespace) -> int:
     from .describe import describe
 
+    if args.plot:
+        _check_output_path(args.plot)  # before the report, not after it
     summary = describe(args.data, min_pct=args.min_pct, max_pct=args.max_pct,
-                       session_gap=args.session_gap, columns=_columns(args))
+                       session_gap=args.session_gap, columns=_columns(args), event_type=args.event_type,
+                       event_value_threshold=args.event_value_threshold)
     print(summary)
     if args.plot:
         print(f"wrote {summary.plot(args.plot)}")
@@ -247,12 +254,12 @@ def _train_params(args: argparse.Namespace) -> dict:
 
 
 def _check_output_path(path: str) -> None:
-    """Fail before a long training rather than at saving time."""
+    """Fail before the long work (training, a report) rather than when writing its result."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"cannot save the model to {path}: no such folder {folder}")
+        raise FileNotFoundError(f"cannot write {path}: no such folder {folder}")
     if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot save the model to {path}: it is a folder")
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
 
 
 def _run_train(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from .data import (EVENT_TYPE, SESSION_ID, build_event_log, check_minimums, check_percentiles,
+from .data import (EVENT_TYPE, SESSION_ID, build_event_log, check_minimums, check_percentiles, featurize,
                    length_cutoffs, read_interactions)
 
 BAR_WIDTH = 60
@@ -227,7 +227,8 @@ class Description:
 
 
 def describe(data, min_pct: float = 0.0, max_pct: float = 0.99, session_gap: Optional[float] = 1800,
-             columns: Optional[dict] = None) -> Description:
+             columns: Optional[dict] = None, event_type=None,
+             event_value_threshold: Optional[float] = None) -> Description:
     """Summarise an interactions table: counts, time span, event types, history lengths.
 
     Parameters
@@ -239,6 +240,9 @@ def describe(data, min_pct: float = 0.0, max_pct: float = 0.99, session_gap: Opt
         Seconds without events that start a new session (unused with a SESSION_ID column).
     columns : dict, optional
         Canonical -> source column names, as in ``read_interactions``.
+    event_type, event_value_threshold : optional
+        HRNN's event filters: the history lengths and cut-offs are those of the events they
+        keep, as ``fit`` computes them (the event-type counts cover every event).
 
     Returns
     -------
@@ -249,6 +253,9 @@ def describe(data, min_pct: float = 0.0, max_pct: float = 0.99, session_gap: Opt
     min_pct, max_pct = check_percentiles(min_pct, max_pct, names=("min_pct", "max_pct"))
     title = os.fspath(data) if isinstance(data, (str, os.PathLike)) else None
     df = read_interactions(data, columns=columns)
+    every = df
+    if event_type is not None or event_value_threshold is not None:
+        df = featurize(df, 0.0, 1.0, event_type, event_value_threshold)[0]
     log = build_event_log(df, session_gap=session_gap)
     lengths = log.lengths()
     lo, hi = length_cutoffs(lengths, min_pct, max_pct)
@@ -262,8 +269,8 @@ def describe(data, min_pct: float = 0.0, max_pct: float = 0.99, session_gap: Opt
     except ValueError as e:
         minimums_error = str(e)
     event_types = None
-    if EVENT_TYPE in df.columns:
-        counts = df[EVENT_TYPE].value_counts()
+    if EVENT_TYPE in every.columns:
+        counts = every[EVENT_TYPE].value_counts()
         event_types = {str(k): int(v) for k, v in counts.items()}
     q = np.quantile(lengths, [0.5, 0.9, 0.99])
     edges, bin_users, bin_events = _histogram(lengths, lo, hi)
