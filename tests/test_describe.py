@@ -65,6 +65,9 @@ class TestDescribe:
         _, users = hrnn.data.featurize(table, 0.1, 0.9, event_type="buy")
         assert (d.min_length, d.max_length) == (users.min_length, users.max_length)
         assert d.users_kept == users.n_train_users and d.events_kept == users.n_train_events
+        for bad in (1, [], ["buy", 2]):
+            with pytest.raises(TypeError, match="event_type must be a string or a list of strings"):
+                describe(df, columns={"USER_ID": "user"}, event_type=bad)
 
     def test_histogram_bins(self):
         df, lengths = skewed()

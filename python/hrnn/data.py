@@ -323,6 +323,9 @@ def featurize(df, min_user_history_length_percentile: float = 0.0,
         if EVENT_TYPE not in df.columns:
             raise KeyError(f"event_type={event_type!r} needs an EVENT_TYPE column; columns found: "
                            f"{', '.join(map(str, df.columns))}")
+        if not (isinstance(event_type, str) or (isinstance(event_type, (list, tuple, set)) and event_type
+                                                and all(isinstance(e, str) for e in event_type))):
+            raise TypeError(f"event_type must be a string or a list of strings, got {event_type!r}")
         wanted = {event_type} if isinstance(event_type, str) else set(event_type)
         # Compared as text: a CSV column of 1 / 2 is read as integers, the filter is "1" / "2".
         codes, kinds = pd.factorize(df[EVENT_TYPE])
