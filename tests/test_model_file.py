@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tempfile
 
 import numpy as np
 import pytest
@@ -73,7 +74,7 @@ def test_read_only_target_keeps_old_file(saved, tmp_path, monkeypatch):
     def denied(*a, **k):
         raise PermissionError(13, "Permission denied", str(tmp_path))
 
-    monkeypatch.setattr(model_file.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
     with pytest.raises(PermissionError):
         m.save(target)
     assert target.read_bytes() == before

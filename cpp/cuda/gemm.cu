@@ -11,8 +11,8 @@ namespace {
 // A BM x BN tile of C per block of 256 threads (64 x 64: 4 x 4 outputs per thread; 32 x 32, for
 // products too small to fill the device with the larger tile: 2 x 2), K in steps of 16 through
 // shared memory. Tiles are loaded so that consecutive threads read consecutive addresses whichever
-// operand is transposed. Without split K (atomic epilogues), every output is one FMA chain over k in order,
-// whatever the tile.
+// operand is transposed. Without split K (atomic epilogues), every output is one FMA chain over k
+// in order, whatever the tile.
 constexpr int kBK = 16, kThreads = 256;
 
 template <Op TA, Op TB, int kBM, int kBN>

@@ -38,8 +38,7 @@ class DeviceScorer {
   void full_top_k(const Params& P, const float* hs, int64_t M, const std::vector<int64_t>& rows, int k, const std::vector<ItemSet>& exclude,
                   const std::vector<Boosts>& boosts, int32_t* out_items, float* out_scores, cudaStream_t s);
   // The candidate pass over all M rows of hs_; appends the rows it could not answer to
-  // `unanswered`, or returns false
-  // (nothing written) where it does not apply.
+  // `unanswered`, or returns false (nothing written) where it does not apply.
   bool candidate_top_k(const Params& P, int64_t M, int k, const std::vector<ItemSet>& exclude,
                        const std::vector<Boosts>& boosts, int32_t* out_items, float* out_scores,
                        std::vector<int64_t>& unanswered, cudaStream_t s);

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._baseline_history import Histories, check_num_results, sparse_top_k, top_k
-from ._ids import _check_id, _check_lookup, _event_items, _known_items, _session_hashes, _timestamps
+from ._ids import _check_id, _check_lookup, _events, _known_items
 from .base import Recommender
 from .data import build_event_log, popularity, read_interactions
 
@@ -196,11 +196,7 @@ class Baseline(Recommender):
             is not a string or an integer; nothing changes.
         """
         self._check_fitted()
-        items, idx, _ = _event_items(item_ids, self._item_pos)
-        ts = _timestamps(timestamps, len(items))
-        if (np.diff(ts) < 0).any():
-            raise ValueError("timestamps must be in time order within one put_events call")
-        sessions = None if session_id is None else _session_hashes(session_id, len(items))
+        items, idx, _, ts, sessions = _events(item_ids, timestamps, session_id, self._item_pos)
         _check_lookup(user_id, "user_id")
         if user_id not in self._hist.index and len(items):
             _check_id(user_id, "user_id")

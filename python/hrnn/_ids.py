@@ -83,9 +83,10 @@ def _ids_of(item_ids: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return ids
 
 
-def _event_items(item_ids, index: dict) -> tuple:
-    """(item ids as a list, int32 dense indices with -1 for unknown items, the unknown ids as plain
-    Python values) of a put_events call; every id checked, the unknown ones as new ids."""
+def _events(item_ids, timestamps, session_id, index: dict) -> tuple:
+    """A put_events call's checked arguments: (item ids as a list, int32 dense indices with -1
+    for unknown items, the unknown ids as plain Python values, float64 timestamps in time order,
+    int64 session hashes or None). Every item id is checked, the unknown ones as new ids."""
     items = _as_list(item_ids, "item_ids")
     for i in items:
         _check_lookup(i, "item_ids")
@@ -93,7 +94,11 @@ def _event_items(item_ids, index: dict) -> tuple:
     unknown = [i.item() if isinstance(i, np.generic) else i for i, j in zip(items, idx) if j < 0]
     for i in unknown:
         _check_id(i, "item_ids")
-    return items, idx, unknown
+    ts = _timestamps(timestamps, len(items))
+    if (np.diff(ts) < 0).any():
+        raise ValueError("timestamps must be in time order within one put_events call")
+    sessions = None if session_id is None else _session_hashes(session_id, len(items))
+    return items, idx, unknown, ts, sessions
 
 
 def _check_num_results(num_results) -> None:

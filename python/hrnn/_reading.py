@@ -179,13 +179,11 @@ def ids(s: pd.Series, label: str):
     if pd.api.types.infer_dtype(s, skipna=False) in ("string", "integer"):
         return s.array
     values = s.to_numpy(dtype=object, copy=True)
-    floats = [i for i, v in enumerate(values) if isinstance(v, (float, np.floating))]
-    for i in floats:
-        if not (float(values[i]).is_integer() and abs(values[i]) < 2.0**63):
-            refuse(i, values[i])
-        values[i] = int(values[i])
+    floats = False
     for i, v in enumerate(values):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, int, np.integer)):
+        if isinstance(v, (float, np.floating)) and float(v).is_integer() and abs(v) < 2.0**63:
+            values[i], floats = int(v), True
+        elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, int, np.integer)):
             refuse(i, v)
     return converted(values) if floats else s.array
 

@@ -13,11 +13,12 @@ import json
 import os
 import re
 import sys
-import tempfile
 import textwrap
 import time
 import warnings
 from typing import Callable, List, Optional
+
+from ._files import atomic_file
 
 EXIT_USER_ERROR = 2
 
@@ -466,18 +467,12 @@ def _run_recommend(args: argparse.Namespace) -> int:
 
 
 def _write_lines(path: Optional[str], lines) -> None:
-    """To stdout, or to ``path`` through a temporary file renamed into place."""
+    """To stdout, or to ``path`` whole or not at all."""
     if path is None:
         sys.stdout.writelines(lines)
         return
-    fd, tmp = tempfile.mkstemp(prefix=".hrnn-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_file(path, "w", encoding="utf-8") as f:
+        f.writelines(lines)
 
 
 def _eval_commands() -> List[Callable]:

@@ -289,6 +289,38 @@ class UserFilter:
         return pd.Index(user_ids).isin(self.train_users)
 
 
+def filter_events(df, event_type=None, event_value_threshold: Optional[float] = None) -> pd.DataFrame:
+    """The rows of an interactions table that HRNN's event filters keep (``df`` itself when all
+    do): ``event_type`` (a string or a list of them, matched against EVENT_TYPE as text) and
+    ``EVENT_VALUE >= event_value_threshold``. KeyError without the column a filter needs,
+    ValueError when nothing is left."""
+    keep = np.ones(len(df), dtype=bool)
+    if event_type is not None:
+        if EVENT_TYPE not in df.columns:
+            raise KeyError(f"event_type={event_type!r} needs an EVENT_TYPE column; columns found: "
+                           f"{', '.join(map(str, df.columns))}")
+        if not (isinstance(event_type, str) or (isinstance(event_type, (list, tuple, set)) and event_type
+                                                and all(isinstance(e, str) for e in event_type))):
+            raise TypeError(f"event_type must be a string or a list of strings, got {event_type!r}")
+        wanted = {event_type} if isinstance(event_type, str) else set(event_type)
+        # Compared as text: a CSV column of 1 / 2 is read as integers, the filter is "1" / "2".
+        codes, kinds = pd.factorize(df[EVENT_TYPE])
+        keep &= np.append([str(k) in wanted for k in kinds], False)[codes]
+        if not keep.any():
+            present = ", ".join(repr(str(k)) for k in kinds[:20])
+            raise ValueError(f"no events of type {event_type!r}; EVENT_TYPE values present: "
+                             f"{present}")
+    if event_value_threshold is not None:
+        if EVENT_VALUE not in df.columns:
+            raise KeyError(f"event_value_threshold needs an EVENT_VALUE column; columns found: "
+                           f"{', '.join(map(str, df.columns))}")
+        keep &= np.nan_to_num(df[EVENT_VALUE].to_numpy(dtype=np.float64),
+                              nan=-np.inf) >= float(event_value_threshold)
+        if not keep.any():
+            raise ValueError(f"no events left with EVENT_VALUE >= {event_value_threshold}")
+    return df if keep.all() else df.loc[keep].reset_index(drop=True)
+
+
 def featurize(df, min_user_history_length_percentile: float = 0.0,
               max_user_history_length_percentile: float = 0.99, event_type=None,
               event_value_threshold: Optional[float] = None):
@@ -318,31 +350,7 @@ def featurize(df, min_user_history_length_percentile: float = 0.0,
     df = _as_interactions(df)
     lo_pct, hi_pct = check_percentiles(min_user_history_length_percentile,
                                        max_user_history_length_percentile)
-    keep = np.ones(len(df), dtype=bool)
-    if event_type is not None:
-        if EVENT_TYPE not in df.columns:
-            raise KeyError(f"event_type={event_type!r} needs an EVENT_TYPE column; columns found: "
-                           f"{', '.join(map(str, df.columns))}")
-        if not (isinstance(event_type, str) or (isinstance(event_type, (list, tuple, set)) and event_type
-                                                and all(isinstance(e, str) for e in event_type))):
-            raise TypeError(f"event_type must be a string or a list of strings, got {event_type!r}")
-        wanted = {event_type} if isinstance(event_type, str) else set(event_type)
-        # Compared as text: a CSV column of 1 / 2 is read as integers, the filter is "1" / "2".
-        codes, kinds = pd.factorize(df[EVENT_TYPE])
-        keep &= np.append([str(k) in wanted for k in kinds], False)[codes]
-        if not keep.any():
-            present = ", ".join(repr(str(k)) for k in kinds[:20])
-            raise ValueError(f"no events of type {event_type!r}; EVENT_TYPE values present: "
-                             f"{present}")
-    if event_value_threshold is not None:
-        if EVENT_VALUE not in df.columns:
-            raise KeyError(f"event_value_threshold needs an EVENT_VALUE column; columns found: "
-                           f"{', '.join(map(str, df.columns))}")
-        keep &= np.nan_to_num(df[EVENT_VALUE].to_numpy(dtype=np.float64),
-                              nan=-np.inf) >= float(event_value_threshold)
-        if not keep.any():
-            raise ValueError(f"no events left with EVENT_VALUE >= {event_value_threshold}")
-    events = df if keep.all() else df.loc[keep].reset_index(drop=True)
+    events = filter_events(df, event_type, event_value_threshold)
     codes, uniques = pd.factorize(events[USER_ID])
     lengths = np.bincount(codes)
     lo, hi = length_cutoffs(lengths, lo_pct, hi_pct)

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from .data import (EVENT_TYPE, SESSION_ID, build_event_log, check_minimums, check_percentiles, featurize,
+from .data import (EVENT_TYPE, SESSION_ID, build_event_log, check_minimums, check_percentiles, filter_events,
                    length_cutoffs, read_interactions)
 
 BAR_WIDTH = 60
@@ -253,9 +253,7 @@ def describe(data, min_pct: float = 0.0, max_pct: float = 0.99, session_gap: Opt
     min_pct, max_pct = check_percentiles(min_pct, max_pct, names=("min_pct", "max_pct"))
     title = os.fspath(data) if isinstance(data, (str, os.PathLike)) else None
     df = read_interactions(data, columns=columns)
-    every = df
-    if event_type is not None or event_value_threshold is not None:
-        df = featurize(df, 0.0, 1.0, event_type, event_value_threshold)[0]
+    every, df = df, filter_events(df, event_type, event_value_threshold)
     log = build_event_log(df, session_gap=session_gap)
     lengths = log.lengths()
     lo, hi = length_cutoffs(lengths, min_pct, max_pct)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
-from .data import (ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, build_event_log, featurize,
+from .data import (ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, build_event_log, filter_events,
                    last_session_starts, read_interactions)
 
 __all__ = ["evaluate", "split_personalize", "split_next_item", "PersonalizeSplit",
@@ -280,8 +280,7 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         model.set_params(num_threads=num_threads)
     # The estimator's event filters apply to the whole log: the held-out events (inputs and
     # truth) are of the kinds it learns from, as in Personalize's solution metrics.
-    if params.get("event_type") is not None or params.get("event_value_threshold") is not None:
-        df = featurize(df, 0.0, 1.0, params.get("event_type"), params.get("event_value_threshold"))[0]
+    df = filter_events(df, params.get("event_type"), params.get("event_value_threshold"))
     if protocol == "personalize":
         split = split_personalize(df, holdout_fraction=holdout_fraction,
                                   random_state=random_state)

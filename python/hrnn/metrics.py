@@ -41,8 +41,10 @@ def _as_set(truth) -> set:
 def _hits_1d(recommended, truth, k: int) -> tuple:
     rec = np.asarray(recommended).ravel()[:_check_k(k)]
     relevant = _as_set(truth)
-    seen = set()  # an id listed twice counts at its first place only, as in hit_matrix
-    hits = [r in relevant and r not in seen and not seen.add(r) for r in rec.tolist()]
+    hits, seen = [], set()  # an id listed twice counts at its first place only, as in hit_matrix
+    for r in rec.tolist():
+        hits.append(r in relevant and r not in seen)
+        seen.add(r)
     return np.array(hits, dtype=bool), len(relevant)
 
 

@@ -14,8 +14,8 @@ from . import data as _data
 from ._transitions import apply_table, transition_table
 from ._validation import (auto_fallback, auto_holdout_users, choose_transition_weight, n_targets,
                           validation_scores, validation_split)
-from ._ids import (_ONE_ID, _ONE_TIMESTAMP, MAX_TIMESTAMP, _as_list, _check_id, _check_lookup, _event_items,
-                   _ids_of, _query, _session_hashes, _timestamps)
+from ._ids import (_ONE_ID, _ONE_TIMESTAMP, MAX_TIMESTAMP, _as_list, _check_id, _check_lookup, _events, _ids_of,
+                   _query)
 from ._progress import Progress, stops
 from .base import Recommender
 
@@ -549,14 +549,11 @@ class HRNN(Recommender):
                 with self._lock:
                     self.unknown_item_events_[item] += 1
             return
-        items, idx, unknown = _event_items(item_ids, self._item_index())
-        ts = _timestamps(timestamps, len(items))
-        if (np.diff(ts) < 0).any():  # checked before a new user is created for these events
-            raise ValueError("timestamps must be in time order within one put_events call")
+        # Checked before a new user is created for these events.
+        items, idx, unknown, ts, sessions = _events(item_ids, timestamps, session_id, self._item_index())
         if not items:  # nothing to record: no user is created either
             _check_lookup(user_id, "user_id")
             return
-        sessions = None if session_id is None else _session_hashes(session_id, len(items))
         self._engine.put_events(self._user_for_events(user_id), idx, ts, sessions)
         if unknown:
             with self._lock:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import warnings
 import zlib
 
 import numpy as np
 
 from . import _core, _device
+from ._files import atomic_file
 
 MAGIC = b"HRNNMODL"
 END = b"HRNNEND\0"
@@ -102,32 +102,21 @@ def _version() -> str:
 
 
 def _write_atomic(path: str, sections: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".hrnn-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            crc = 0
+    with atomic_file(path) as f:
+        crc = 0
 
-            def put(b):
-                nonlocal crc
-                f.write(b)
-                crc = zlib.crc32(b, crc)
+        def put(b):
+            nonlocal crc
+            f.write(b)
+            crc = zlib.crc32(b, crc)
 
-            put(_HEAD.pack(MAGIC, VERSION, len(sections)))
-            for name, arr in sections.items():
-                arr = np.ascontiguousarray(arr)
-                shape = list(arr.shape) + [0] * (4 - arr.ndim)
-                put(_SECTION.pack(name.encode("ascii"), _CODES[arr.dtype], arr.ndim, *shape,
-                                  arr.nbytes))
-                put(memoryview(arr).cast("B"))
-            f.write(_TRAILER.pack(crc & 0xFFFFFFFF, END))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        put(_HEAD.pack(MAGIC, VERSION, len(sections)))
+        for name, arr in sections.items():
+            arr = np.ascontiguousarray(arr)
+            shape = list(arr.shape) + [0] * (4 - arr.ndim)
+            put(_SECTION.pack(name.encode("ascii"), _CODES[arr.dtype], arr.ndim, *shape, arr.nbytes))
+            put(memoryview(arr).cast("B"))
+        f.write(_TRAILER.pack(crc & 0xFFFFFFFF, END))
 
 
 def read_sections(path) -> dict:

@@ -72,8 +72,7 @@ class Trainer {
   // users: the users to train on, in any order (those with fewer than 2 events are skipped);
   // weights: per-event loss weights, or nullptr for 1. should_stop is asked between windows with the
   // epoch's figures so far (a device runner's events and loss lag one window); when it says true
-  // the epoch ends after the current window's update, with
-  // interrupted = true.
+  // the epoch ends after the current window's update, with interrupted = true.
   using StopFn = std::function<bool(const EpochStats&)>;
   EpochStats run_epoch(const EventArrays& ev, const float* weights, const std::vector<int64_t>& users,
                        const StopFn& should_stop);
