@@ -246,19 +246,55 @@ def test_a_log_without_repeats_rules_out_recent_items():
         assert set(ex[0][:n_unseen].tolist()) == set(range(n_items)) - set(items)
         assert (ex[0][n_unseen:] == -1).all()
     assert min(len(hist[u][0]) for u in users) > 200
-    # The validation ranks read the same scores.
+    # The validation ranks read the same scores; the test events join the items ruled out as they come
+    # (the last three events: a test item seen earlier in the test part is floored too).
     uid = users[0]
     items, ts = hist[uid]
+    items = items[:-3] + [items[-3], items[-2], items[-3]]  # the third test event repeats the first
     new = np.r_[1, np.diff(ts) > 1800].astype(np.uint8)
-    cut = len(items) - 1
+    cut = len(items) - 3
     arrays = [(np.array([0, n], np.int64), np.asarray(items[a:b], np.int32), ts[a:b], new[a:b])
-              for a, b, n in ((0, cut, cut), (cut, len(items), 1))]
-    rank = m._engine.next_item_ranks(*arrays[0], *arrays[1], num_threads=1)
+              for a, b, n in ((0, cut, cut), (cut, len(items), 3))]
+    ranks = m._engine.next_item_ranks(*arrays[0], *arrays[1], num_threads=1)
     gaps = np.r_[0.0, np.diff(ts)].astype(np.float32)
-    _, h = m._engine.advance(p["u0"].astype(np.float32), np.zeros(len(p["u0"]), np.float32), True,
+    u, h = m._engine.advance(p["u0"].astype(np.float32), np.zeros(len(p["u0"]), np.float32), True,
                              np.asarray(items[:cut], np.int32), gaps[:cut], new[:cut])
-    scores = ref.query_scores(p, h, items[:cut], ts[:cut], prior)
-    assert rank[0] == 1 + np.sum(scores > scores[items[cut]])
+    for j in range(cut, len(items)):
+        scores = ref.query_scores(p, h, items[:j], ts[:j], prior)
+        y = scores[items[j]]  # float32 against float64: the items within 1e-3 may fall either way
+        assert 1 + np.sum(scores > y + 1e-3) <= ranks[j - cut] <= 1 + np.sum(scores > y - 1e-3), j
+        u, h = m._engine.advance(u, h, False, np.asarray(items[j:j + 1], np.int32), gaps[j:j + 1], new[j:j + 1])
+    assert ranks[2] > ranks[0]  # floored the second time
+
+
+def test_real_time_events_join_the_items_ruled_out(tmp_path):
+    # The items of a user's history that the prior floors and exclude_interacted leaves out are kept
+    # up to date by put_events (a new item, one seen before, an unknown id) and survive a model file.
+    df = make_log(n_events=4000, n_users=30, n_items=600, zipf=0.6, repeat=0.0, cover_items=True, seed=4)
+    df = df.drop_duplicates(["USER_ID", "ITEM_ID"])
+    m = fitted(df, weight=2.0)
+    hist = histories(m, df)
+    p, prior = params64(m), prior_of(m, hist, weight=2.0)
+    uid = sorted(hist)[0]
+    items, ts = hist[uid]
+    fresh = next(i for i in range(len(m.item_ids_)) if i not in set(items))
+    ids = m.item_ids_[[fresh, items[0]]].tolist() + ["never-seen"]
+    new_ts = ts[-1] + np.array([60.0, 120.0, 180.0])
+    m.put_events(uid, ids, new_ts)
+    items, ts = items + [fresh, items[0], -1], np.r_[ts, new_ts]
+    want = ref.query_scores(p, m.user_state(uid)[1], items, ts, prior)
+    np.testing.assert_allclose(all_scores(m, [uid])[0], want, rtol=1e-4, atol=1e-4)
+    m.save(tmp_path / "m.hrnn")
+    loaded = hrnn.load(tmp_path / "m.hrnn")
+    np.testing.assert_allclose(all_scores(loaded, [uid])[0], want, rtol=1e-4, atol=1e-4)
+    # exclude_interacted, alone and with an exclude list: the history (its new items too) and the list.
+    other = next(i for i in range(len(m.item_ids_)) if i not in set(items))
+    for model in (m, loaded):
+        for extra in (None, [m.item_ids_[other], m.item_ids_[fresh]]):
+            got, _ = model.recommend(uid, 500, exclude_interacted=True, exclude_items=extra)
+            left_out = {m.item_ids_[i] for i in items if i >= 0} | set(extra or [])
+            assert not left_out & set(got.tolist())
+            assert len(got) == min(500, len(m.item_ids_) - len(left_out))
 
 
 def test_bad_tables_raise_and_change_nothing(log):

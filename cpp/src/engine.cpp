@@ -1,7 +1,7 @@
 #include "hrnn/engine.h"
 
 #include <algorithm>
-#include <limits>
+#include <iterator>
 #include <string>
 
 #include "hrnn/errors.h"
@@ -81,13 +81,6 @@ void Engine::set_fallback_scores(std::vector<float> scores) {
   fallback_ = std::move(scores);
 }
 
-namespace {
-void sorted_unique(std::vector<int32_t>& v) {
-  std::sort(v.begin(), v.end());
-  v.erase(std::unique(v.begin(), v.end()), v.end());
-}
-}  // namespace
-
 void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q, int32_t* items, float* scores,
                              int num_threads) const {
   require(q.k >= 1, "k must be >= 1");
@@ -103,26 +96,23 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   std::vector<ItemSet> excl_all(n);
   std::vector<Boosts> boosts_all(n);
   std::vector<uint8_t> has_state(n, 0);
-  // When the prior reads whole histories, the recent items are the history: no second copy.
-  const bool whole = transitions.history() == std::numeric_limits<int64_t>::max();
+  const bool need_seen = q.exclude_interacted || (transitions.active() && transitions.rules_out_seen());
   const int64_t recent = std::max<int64_t>(repeat ? kRepeatWindow : 0, transitions.history());
   constexpr int64_t kBlock = 256;
   parallel_for((n + kBlock - 1) / kBlock, num_threads, [&](int64_t blk) {
-    std::vector<int32_t> hist, recent_items;
+    std::vector<int32_t> seen, recent_items;
     std::vector<double> recent_ts;
-    const std::vector<int32_t>& interacted = whole ? recent_items : hist;
     for (int64_t r = blk * kBlock; r < std::min(n, (blk + 1) * kBlock); ++r) {
       const int64_t u = user_idx[r];
       float* h = hs_all.data() + r * H;
-      has_state[r] = u >= 0 && users.read(u, h, q.exclude_interacted && !whole ? &hist : nullptr, recent,
-                                          &recent_items, &recent_ts);
-      ItemSet& ex = excl_all[r];
-      if (q.exclude) ex = *q.exclude;
-      if (has_state[r] && q.exclude_interacted) {
-        for (int32_t i : interacted)
-          if (i >= 0) ex.push_back(i);
-      }
-      sorted_unique(ex);
+      has_state[r] = u >= 0 && users.read(u, h, need_seen ? &seen : nullptr, recent, &recent_items, &recent_ts);
+      ItemSet& ex = excl_all[r];  // both sets are sorted, each item once
+      if (has_state[r] && q.exclude_interacted && q.exclude)
+        std::set_union(q.exclude->begin(), q.exclude->end(), seen.begin(), seen.end(), std::back_inserter(ex));
+      else if (has_state[r] && q.exclude_interacted)
+        ex = seen;
+      else if (q.exclude)
+        ex = *q.exclude;
       if (!has_state[r]) {
         fixed_topk(fallback_.data(), params.n_items, q.k, &ex, q.include, items + r * q.k, scores + r * q.k);
         continue;
@@ -130,7 +120,7 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
       if (repeat)
         boosts_all[r] = repeat_boosts(params, h, recent_items.data(), recent_ts.data(),
                                       static_cast<int64_t>(recent_items.size()));
-      transitions.add_boosts(recent_items.data(), static_cast<int64_t>(recent_items.size()), boosts_all[r]);
+      transitions.add_boosts(recent_items.data(), static_cast<int64_t>(recent_items.size()), &seen, boosts_all[r]);
     }
   });
   // The users with a state, compacted to the front in place (warm[j] >= j).

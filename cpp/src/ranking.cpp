@@ -7,6 +7,7 @@
 
 #include "hrnn/advance.h"
 #include "hrnn/errors.h"
+#include "hrnn/item_set.h"
 #include "hrnn/kernels.h"
 #include "hrnn/parallel.h"
 #include "hrnn/repeat.h"
@@ -70,6 +71,8 @@ void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& 
     for (int64_t i = a; i < b; ++i)
       gaps.push_back(i > a ? static_cast<float>(prefix.timestamps[i] - prefix.timestamps[i - 1]) : 0.f);
     advance(P, u.data(), h.data(), true, prefix.items + a, gaps.data(), prefix.new_session + a, b - a);
+    // The items seen (the test ones join as they are): what the prior rules out on a log without repeats.
+    ItemSet seen_items = tr.rules_out_seen() ? known_items(prefix.items + a, b - a) : ItemSet();
     double last = prefix.timestamps[b - 1];
     auto dot_item = [&](int64_t i) { return dot(h.data(), O + i * H, H); };
     for (int64_t j = ta; j < tb; ++j) {
@@ -77,10 +80,9 @@ void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& 
       if (y < 0) {
         for (int k = 0; k < K; ++k) ranks[k * n_test + j] = 0;
       } else {
-        // Recent events (prefix and test so far, oldest first) give the repeat and transition boosts;
-        // all of them when the prior rules out the items seen.
+        // Recent events (prefix and test so far, oldest first) give the repeat and transition boosts.
         const int64_t seen = (b - a) + (j - ta);
-        const int64_t n_recent = seen < kRepeatWindow || tr.rules_out_seen() ? seen : kRepeatWindow;
+        const int64_t n_recent = std::min<int64_t>(seen, kRepeatWindow);
         recent_items.clear();
         recent_ts.clear();
         for (int64_t q = seen - n_recent; q < seen; ++q) {
@@ -89,7 +91,7 @@ void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& 
           recent_ts.push_back(in_prefix ? prefix.timestamps[a + q] : test.timestamps[ta + q - (b - a)]);
         }
         merge_sparse(repeat_boosts(P, h.data(), recent_items.data(), recent_ts.data(), n_recent),
-                     tr.sparse_terms(recent_items.data(), n_recent), sparse);
+                     tr.sparse_terms(recent_items.data(), n_recent, &seen_items), sparse);
         // A boost is the repeat boost plus the weighted prior term, as in a query (Transitions::add_boosts).
         auto boosts_of = [&](const SparseScore& e) {
           for (int k = 0; k < K; ++k) boost[k] = e.repeat + static_cast<float>(weights[k] * e.prior);
@@ -121,6 +123,7 @@ void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& 
       const float gap = static_cast<float>(test.timestamps[j] - last);
       advance(P, u.data(), h.data(), false, test.items + j, &gap, test.new_session + j, 1);
       last = test.timestamps[j];
+      if (tr.rules_out_seen()) insert_item(seen_items, y);
     }
   }, 4);
 }

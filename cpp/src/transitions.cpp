@@ -64,13 +64,13 @@ std::vector<float> Transitions::item_bias(const std::vector<float>& bo, float w)
 }
 
 int64_t Transitions::history() const {
-  if (!active()) return 0;
-  return rules_out_seen() ? std::numeric_limits<int64_t>::max()
-                          : std::max<int64_t>(kTransitionSources, static_cast<int64_t>(repeat_curve_.size()));
+  return active() ? std::max<int64_t>(kTransitionSources, static_cast<int64_t>(repeat_curve_.size())) : 0;
 }
 
-std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t* items, int64_t n) const {
+std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t* items, int64_t n,
+                                                                 const ItemSet* seen) const {
   if (!has_table()) return {};
+  require(seen != nullptr || !rules_out_seen(), "sparse_terms: the prior rules out seen items and needs them");
   // Source weights a_k = decay^k / (their sum over the known sources); G = sum_k a_k s / (out_k + s).
   double a[kTransitionSources], sum_a = 0.0, g = 0.0;
   int32_t src[kTransitionSources];
@@ -118,17 +118,11 @@ std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t*
   if (!rules_out_seen()) return s;
   // A log without repeats (q = 0, so no repeat entries above): an item of the history is not new
   // either, and its term is the floor's, whatever its transition evidence.
-  std::vector<int32_t> seen;
-  seen.reserve(static_cast<size_t>(n));
-  for (int64_t p = 0; p < n; ++p)
-    if (items[p] >= 0) seen.push_back(items[p]);
-  std::sort(seen.begin(), seen.end());
-  seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
   const double floor_term = std::log(kSeenFloor);
   std::vector<std::pair<int32_t, double>> terms;
-  terms.reserve(s.size() + seen.size());
+  terms.reserve(s.size() + seen->size());
   size_t e = 0;
-  for (int32_t j : seen) {
+  for (int32_t j : *seen) {
     for (; e < s.size() && s[e].first < j; ++e) terms.push_back(s[e]);
     if (e < s.size() && s[e].first == j) ++e;
     terms.emplace_back(j, floor_term);
@@ -137,9 +131,10 @@ std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t*
   return terms;
 }
 
-void Transitions::add_boosts(const int32_t* items, int64_t n, std::vector<std::pair<int32_t, float>>& boosts) const {
+void Transitions::add_boosts(const int32_t* items, int64_t n, const ItemSet* seen,
+                             std::vector<std::pair<int32_t, float>>& boosts) const {
   if (!active()) return;
-  const auto terms = sparse_terms(items, n);
+  const auto terms = sparse_terms(items, n, seen);
   if (terms.empty()) return;
   std::vector<std::pair<int32_t, float>> merged;
   merged.reserve(boosts.size() + terms.size());

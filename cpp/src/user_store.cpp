@@ -42,10 +42,12 @@ void UserStore::load(UserArrays a) {
     require(a.history_offsets[u] <= a.history_offsets[u + 1], "user store: history offsets must be non-decreasing");
   std::vector<std::vector<int32_t>> hist(n);
   std::vector<std::vector<double>> hist_ts(n);
+  std::vector<ItemSet> seen(n);
   for (size_t u = 0; u < n; ++u) {
     const int64_t b = a.history_offsets[u], e = a.history_offsets[u + 1];
     hist[u].assign(a.history_items.begin() + b, a.history_items.begin() + e);
     hist_ts[u].assign(a.history_ts.begin() + b, a.history_ts.begin() + e);
+    seen[u] = known_items(hist[u].data(), e - b);
   }
   std::unique_lock<std::shared_mutex> lock(mu_);
   H_ = a.H;
@@ -56,6 +58,7 @@ void UserStore::load(UserArrays a) {
   last_session_ = std::move(a.last_session);
   history_ = std::move(hist);
   history_ts_ = std::move(hist_ts);
+  seen_ = std::move(seen);
 }
 
 UserArrays UserStore::dump() const {
@@ -97,6 +100,7 @@ void UserStore::ensure(const Params& P, int64_t n) {
   last_session_.resize(n, kNoSession);
   history_.resize(n);
   history_ts_.resize(n);
+  seen_.resize(n);
 }
 
 void UserStore::set_last_sessions(const int64_t* sessions, int64_t n) {
@@ -143,15 +147,16 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
   n_events_[user] = had + n;
   history_[user].insert(history_[user].end(), items, items + n);
   history_ts_[user].insert(history_ts_[user].end(), ts, ts + n);
+  for (int64_t i = 0; i < n; ++i) insert_item(seen_[user], items[i]);
 }
 
-bool UserStore::read(int64_t user, float* h, std::vector<int32_t>* history, int64_t recent,
+bool UserStore::read(int64_t user, float* h, ItemSet* seen, int64_t recent,
                      std::vector<int32_t>* recent_items, std::vector<double>* recent_ts) const {
   std::shared_lock<std::shared_mutex> structure(mu_);
   check_user(user);
   std::lock_guard<std::mutex> lock(stripe(user));
   std::memcpy(h, Hs_.data() + user * H_, sizeof(float) * H_);
-  if (history) *history = history_[user];
+  if (seen) *seen = seen_[user];
   if (recent_items && recent_ts) {
     const auto& it = history_[user];
     const auto& ts = history_ts_[user];

@@ -3,13 +3,13 @@
 #include <cstdint>
 #include <vector>
 
+#include "hrnn/item_set.h"
 #include "hrnn/params.h"
 #include "hrnn/quant.h"
 
 namespace hrnn {
 
 // Items a row must not return, sorted ascending (for binary search).
-using ItemSet = std::vector<int32_t>;
 // Per-item additions to a row's scores (the repeat boosts), sorted by item.
 using Boosts = std::vector<std::pair<int32_t, float>>;
 

@@ -4,9 +4,10 @@
 // events. Training does not use it.
 #pragma once
 #include <cstdint>
-#include <limits>
 #include <utility>
 #include <vector>
+
+#include "hrnn/item_set.h"
 
 namespace hrnn {
 
@@ -39,16 +40,19 @@ class Transitions {
   std::vector<float> item_bias(const std::vector<float>& bo) const { return item_bias(bo, active() ? weight_ : 0.f); }
   // A log without repeats (a curve of zeros): every item of a user's history gets the floor.
   bool rules_out_seen() const { return has_table() && !repeat_curve_.empty() && !has_repeats_; }
-  // The recent events a query reads (0 when off; the whole history when seen items are ruled out).
+  // The recent events a query reads (0 when off).
   int64_t history() const;
   // The sparse part at weight 1, log(1 + (S_j + R_j / (1 - r)) / (G * pop_j)), of each successor j of
   // the last kTransitionSources of the recent events and of each item j among the last
   // |repeat_curve| of them (items oldest first, -1 = unknown); when rules_out_seen(), log(kSeenFloor)
-  // for every item of `items` instead: sorted by item, one entry per item; empty without a table.
-  std::vector<std::pair<int32_t, double>> sparse_terms(const int32_t* items, int64_t n) const;
+  // for every item of `seen` (the user's whole history, sorted, each item once; required then)
+  // instead: sorted by item, one entry per item; empty without a table.
+  std::vector<std::pair<int32_t, double>> sparse_terms(const int32_t* items, int64_t n,
+                                                       const ItemSet* seen) const;
   // Adds weight * sparse_terms to `boosts`, which is sorted by item with one entry per item before
   // and after (nothing when off).
-  void add_boosts(const int32_t* items, int64_t n, std::vector<std::pair<int32_t, float>>& boosts) const;
+  void add_boosts(const int32_t* items, int64_t n, const ItemSet* seen,
+                  std::vector<std::pair<int32_t, float>>& boosts) const;
 
   const std::vector<int64_t>& offsets() const { return offsets_; }
   const std::vector<int32_t>& successors() const { return successors_; }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "hrnn/events.h"
+#include "hrnn/item_set.h"
 #include "hrnn/params.h"
 
 namespace hrnn {
@@ -41,9 +42,10 @@ class UserStore {
   // order (among themselves or before the user's last event) or an item is out of range.
   void put_events(const Params& P, int64_t user, const int32_t* items, const double* ts, const int64_t* session,
                   int64_t n, double session_gap);
-  // Copies h and returns true when the user has at least one event; copies the whole item history
-  // and the last `recent` events (items, timestamps) when asked.
-  bool read(int64_t user, float* h, std::vector<int32_t>* history, int64_t recent = 0,
+  // Copies h and returns true when the user has at least one event; copies the items of its history
+  // (sorted, each once, unknown items left out) and its last `recent` events (items, timestamps)
+  // when asked.
+  bool read(int64_t user, float* h, ItemSet* seen, int64_t recent = 0,
             std::vector<int32_t>* recent_items = nullptr, std::vector<double>* recent_ts = nullptr) const;
   void state(int64_t user, float* u, float* h, double* last_ts, int64_t* n_events) const;
   // Every user's last session id (n == size(), kNoSession = none known), as the training table
@@ -61,6 +63,9 @@ class UserStore {
   std::vector<int64_t> n_events_, last_session_;
   std::vector<std::vector<int32_t>> history_;
   std::vector<std::vector<double>> history_ts_;
+  // Each user's known items, sorted, each once: kept up to date so that a query that rules out or
+  // excludes a long history does not sort it every time.
+  std::vector<ItemSet> seen_;
 };
 
 }  // namespace hrnn
