@@ -121,6 +121,16 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
         boosts_all[r] = repeat_boosts(params, h, recent_items.data(), recent_ts.data(),
                                       static_cast<int64_t>(recent_items.size()));
       transitions.add_boosts(recent_items.data(), static_cast<int64_t>(recent_items.size()), &seen, boosts_all[r]);
+      // An excluded item is never returned: scoring need not look its boost up (with
+      // exclude_interacted on a log without repeats, that is every item of the history).
+      Boosts& b = boosts_all[r];
+      size_t kept = 0;
+      auto next_ex = ex.begin();
+      for (const auto& entry : b) {
+        next_ex = std::lower_bound(next_ex, ex.end(), entry.first);
+        if (next_ex == ex.end() || *next_ex != entry.first) b[kept++] = entry;
+      }
+      b.resize(kept);
     }
   });
   // The users with a state, compacted to the front in place (warm[j] >= j).
