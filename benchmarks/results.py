@@ -2,11 +2,18 @@
 ../shared/datasets, under both evaluation protocols. Prints markdown; takes a while on 2 cores.
 
     python benchmarks/results.py [--tune-trials 8] [--seeds 3] [--datasets movielens-100k ...] [--jsonl out.jsonl]
+    python benchmarks/results.py --personalize-splits 5 [--datasets ...]
+
 
 The hrnn rows are means over ``--seeds`` fits (random_state 0, 1, ...); the baselines are
 deterministic. A last table compares hrnn (defaults) with the best baseline of each metric unit by
 unit (``hrnn.paired_difference``): the difference and its standard error over the held-out events or
 users, which says whether a gap is more than the noise of the split.
+
+``--personalize-splits N`` instead holds out N different samples of users (split seeds 0..N-1) in
+the Personalize protocol, hrnn (defaults) fitted with random_state = the split seed and every
+baseline on each: N times the held-out users of one split, for the paired differences that one
+split of a small data set cannot resolve. A user held out by several splits counts once per split.
 """
 from __future__ import annotations
 
@@ -44,7 +51,11 @@ def main() -> None:
     ap.add_argument("--tune-trials", type=int, default=0, help="trials of hrnn.tune per data set and protocol")
     ap.add_argument("--seeds", type=int, default=1, help="hrnn fits (random states 0, 1, ...) averaged per row")
     ap.add_argument("--jsonl", help="also append every result as a JSON line here")
+    ap.add_argument("--personalize-splits", type=int, default=0,
+                    help="only the Personalize protocol, over this many held-out samples of users")
     args = ap.parse_args()
+    if args.personalize_splits:
+        return over_splits(args)
     rows, paired = [], []
     for name in args.datasets:
         cols = {"USER_ID": "session_id"} if name.startswith("yoochoose") else None
@@ -90,6 +101,38 @@ def main() -> None:
     print(paired_markdown(paired))
 
 
+def over_splits(args) -> None:
+    """The Personalize protocol over ``args.personalize_splits`` samples of held-out users."""
+    rows, paired = [], []
+    metrics = SHOWN["personalize"]
+    for name in args.datasets:
+        cols = {"USER_ID": "session_id"} if name.startswith("yoochoose") else None
+        table = hrnn.read_interactions(DATASETS / name / "interactions.csv.gz", columns=cols)
+        results, details = [], {}
+        for model_name, model in quickstart.contenders(None, 0).items():
+            runs = []
+            for split in range(args.personalize_splits):
+                fit = model.clone().set_params(random_state=split) if isinstance(model, hrnn.HRNN) else model
+                scores, det = hrnn.evaluate(fit, table, protocol="personalize", random_state=split,
+                                            return_details=True)
+                runs.append((scores, det.assign(USER_ID=f"{split}:" + det.USER_ID.astype(str))))
+            # One frame of (split, user) units: the models' frames pair up unit by unit.
+            details[("personalize", model_name)] = pd.concat([d for _, d in runs], ignore_index=True)
+            row = {"data": name, "protocol": "personalize", "model": model_name,
+                   **{m: float(np.mean([r[m] for r, _ in runs])) for m in metrics},
+                   "splits": args.personalize_splits}
+            results.append(row)
+            record(args.jsonl, row)
+            print(json.dumps(row), flush=True)
+        rows += results
+        here = quickstart.against_best_baseline(pd.DataFrame(results), details)
+        for p in here.assign(data=name).to_dict("records"):
+            paired.append(p)
+            record(args.jsonl, {"kind": "paired", **p})
+    print(markdown(pd.DataFrame(rows)))
+    print(paired_markdown(paired))
+
+
 def record(path, row: dict) -> None:
     """Append ``row`` to the JSON-lines file ``path`` (nothing without one)."""
     if path:
@@ -112,6 +155,8 @@ def markdown(df: pd.DataFrame) -> str:
     out = []
     for protocol, metrics in SHOWN.items():
         part = df[df.protocol == protocol]
+        if part.empty:
+            continue
         lines = [f"\n**{protocol}**\n", "| data set | model | " + " | ".join(metrics) + " |",
                  "|---|---|" + "---:|" * len(metrics)]
         for name, group in part.groupby("data", sort=False):

@@ -123,6 +123,7 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
       transitions.add_boosts(recent_items.data(), static_cast<int64_t>(recent_items.size()), &seen, boosts_all[r]);
       // An excluded item is never returned: scoring need not look its boost up (with
       // exclude_interacted on a log without repeats, that is every item of the history).
+      if (ex.empty()) continue;
       Boosts& b = boosts_all[r];
       size_t kept = 0;
       auto next_ex = ex.begin();

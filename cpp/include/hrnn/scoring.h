@@ -9,7 +9,6 @@
 
 namespace hrnn {
 
-// Items a row must not return, sorted ascending (for binary search).
 // Per-item additions to a row's scores (the repeat boosts), sorted by item.
 using Boosts = std::vector<std::pair<int32_t, float>>;
 
