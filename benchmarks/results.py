@@ -4,7 +4,6 @@
     python benchmarks/results.py [--tune-trials 8] [--seeds 3] [--datasets movielens-100k ...] [--jsonl out.jsonl]
     python benchmarks/results.py --personalize-splits 5 [--datasets ...]
 
-
 The hrnn rows are means over ``--seeds`` fits (random_state 0, 1, ...); the baselines are
 deterministic. A last table compares hrnn (defaults) with the best baseline of each metric unit by
 unit (``hrnn.paired_difference``): the difference and its standard error over the held-out events or
