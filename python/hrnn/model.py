@@ -592,4 +592,3 @@ class HRNN(Recommender):
         self._check_fitted()
         from . import model_file
         model_file.save(self, path)
-

@@ -156,8 +156,7 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         raise ValueError(f"metric must be one of {NEXT_ITEM_METRICS + PERSONALIZE_METRICS}, got {metric!r}")
     if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
         raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
-    if (not isinstance(min_standard_errors, (int, float)) or isinstance(min_standard_errors, bool)
-            or not 0.0 <= min_standard_errors < float("inf")):
+    if not (_is_number(min_standard_errors) and 0.0 <= min_standard_errors < float("inf")):
         raise ValueError(f"min_standard_errors must be a finite number >= 0, got {min_standard_errors!r}")
     if timeout is not None and not (_is_number(timeout) and 0 < timeout < float("inf")):
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
