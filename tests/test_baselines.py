@@ -298,11 +298,16 @@ def test_vectorised_speed():
         assert time.perf_counter() - t0 < 30, cls.__name__
 
 
-@pytest.mark.parametrize("n_items, exclude", [(3000, False), (3000, True), (40, True)])
-def test_sparse_top_k_matches_dense(n_items, exclude):
-    """The candidate-list top-k (large catalogues) equals a dense argsort; ties go to the more
-    popular item, then the lower index."""
+@pytest.mark.parametrize("n_items, exclude, block", [(3000, False, None), (3000, True, None),
+                                                     (40, True, None), (40, True, 100)])
+def test_sparse_top_k_matches_dense(n_items, exclude, block, monkeypatch):
+    """The candidate-list top-k (large catalogues) and the dense blocks (small ones; ``block``:
+    two rows per block) equal a dense argsort; ties go to the more popular item, then the lower
+    index."""
+    from hrnn import _baseline_history
     from hrnn._baseline_history import sparse_top_k, top_k
+    if block:
+        monkeypatch.setattr(_baseline_history, "DENSE_BLOCK", block)
     rng = np.random.default_rng(n_items)
     n_rows, k, m = 7, 12, 60
     rows, items = rng.integers(0, n_rows, m), rng.integers(0, n_items, m)
@@ -320,6 +325,25 @@ def test_sparse_top_k_matches_dense(n_items, exclude):
     np.testing.assert_array_equal(best, expected)
     np.testing.assert_allclose(scores, np.take_along_axis(dense, expected, axis=1))
     assert (np.diff(scores, axis=1) <= 0).all()
+
+
+@pytest.mark.parametrize("n_items", [50, 10**9])
+def test_coalesce(n_items):
+    """Duplicate (row, item) pairs summed in input order, sorted by row then item, whether the
+    keys are counted (few possible keys) or sorted (many)."""
+    from hrnn._baseline_history import coalesce
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, 6, 300)
+    items = rng.choice(rng.integers(0, n_items, 20), 300)
+    values = rng.normal(size=300)
+    expected = {}
+    for r, i, v in zip(rows.tolist(), items.tolist(), values.tolist()):
+        expected[(r, i)] = expected.get((r, i), 0.0) + v
+    r, i, v = coalesce(rows, items, values, n_items)
+    assert list(zip(r.tolist(), i.tolist())) == sorted(expected)
+    assert v.tolist() == [expected[key] for key in sorted(expected)]  # the same additions
+    empty = coalesce(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), n_items)
+    assert all(len(a) == 0 for a in empty)
 
 
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)

@@ -172,6 +172,30 @@ class TestLeakage:
                     n_predicted += 1
         assert n_predicted == len(s.test)  # every test event predicted once (the first too)
 
+    @pytest.mark.parametrize("protocol", ["personalize", "next-item"])
+    def test_returned_estimator(self, protocol):
+        df = read_interactions(make_log())
+        journal, quiet = [], []
+        spy = Spy(journal)
+        out = evaluate(spy, df, protocol=protocol, random_state=3, return_estimator=True)
+        evaluate(Spy(quiet), df, protocol=protocol, random_state=3)
+        model = out.pop("estimator")
+        assert isinstance(model, Spy) and model is not spy and model.journal is journal
+        assert set(out) == (PERSONALIZE_KEYS if protocol == "personalize" else NEXT_ITEM_KEYS)
+        extra = journal[len(quiet):]
+        assert [e[:1] for e in journal[:len(quiet)]] == [e[:1] for e in quiet]
+        if protocol == "personalize":
+            assert extra == []  # left as the protocol left it
+            return
+        # next-item: only the test sessions' last events, one each, so that the model has seen
+        # every event of the log.
+        s = split_next_item(df)
+        last = s.test.groupby("USER_ID", sort=False).tail(1)
+        assert [e[0] for e in extra] == ["put"] * len(last)
+        assert {(e[1], e[2][0], e[3][0]) for e in extra} == keyset(last)
+        put = [(e[1], i, t) for e in journal if e[0] == "put" for i, t in zip(e[2], e[3])]
+        assert sorted(put) == sorted(zip(s.test["USER_ID"], s.test["ITEM_ID"], s.test["TIMESTAMP"]))
+
 
 # --------------------------------------------------------------------------- hand-computed
 

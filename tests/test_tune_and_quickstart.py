@@ -117,6 +117,7 @@ def test_quickstart_on_a_users_file(log_csv, capsys):
     assert set(results.model) == {"hrnn", "popularity", "markov", "repeat-rule", "session-knn"}
     assert set(results.protocol) == {"personalize", "next-item"}
     assert "precision@5" in out and "recall@20" in out and "hrnn recommends next" in out
+    assert "hrnn of the next-item protocol" in out and "Fitting" not in out  # no third fit
     by = results.set_index("protocol")
     assert by.loc["personalize", "precision@5"].between(0, 1).all()
     assert by.loc["next-item", "recall@20"].between(0, 1).all()

@@ -226,9 +226,18 @@ def _next_item(model, split: NextItemSplit, return_details: bool) -> tuple:
     return out, details
 
 
+def _put_last_events(model, test: pd.DataFrame) -> None:
+    """The last event of each test session, which ``_next_item`` never puts (it is only a target)."""
+    _, off = _groups(test)
+    feeder = _Feeder(test)
+    for u in range(len(off) - 1):
+        feeder.put(model, off[u + 1] - 1, off[u + 1])
+
+
 def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 0,
              random_state=0, columns=None, holdout_fraction: float = 0.1,
-             return_details: bool = False, session_gap: float = 1800.0):
+             return_details: bool = False, session_gap: float = 1800.0,
+             return_estimator: bool = False):
     """Fit a clone of ``estimator`` on a training split of ``data`` and score the held-out part.
 
     Parameters
@@ -260,14 +269,19 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         (next-item: USER_ID, position in the session, target ITEM_ID, 1-based rank, 0 = miss).
     session_gap : float
         Seconds that separate sessions (next-item; a SESSION_ID column overrides it).
+    return_estimator : bool
+        Also return the fitted clone, under the result's key ``"estimator"`` (as scikit-learn's
+        ``cross_validate``), as the protocol left it: the held-out inputs have gone through
+        ``put_events``. After ``"next-item"`` it has then seen every event of ``data``: the last
+        event of each test session, which is only ever a target, is put last.
 
     Returns
     -------
     dict
         personalize: ``precision@5/10/25``, ``ndcg@5/10/25``, ``mrr@25``, ``coverage``;
         next-item: ``recall@20``, ``mrr@20``, ``first_recall@20``, ``n_events``; both:
-        ``n_users``, ``fit_seconds``, ``eval_seconds``. With ``return_details``, a
-        ``(dict, DataFrame)`` pair.
+        ``n_users``, ``fit_seconds``, ``eval_seconds`` (and ``estimator``). With
+        ``return_details``, a ``(dict, DataFrame)`` pair.
     """
     if protocol not in ("personalize", "next-item"):
         raise ValueError(f"protocol must be 'personalize' or 'next-item', got {protocol!r}")
@@ -295,4 +309,8 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
     result, details = run(model, split, return_details)
     result["fit_seconds"] = t1 - t0
     result["eval_seconds"] = time.perf_counter() - t1
+    if return_estimator:
+        if protocol == "next-item":
+            _put_last_events(model, split.test)
+        result["estimator"] = model
     return (result, details) if return_details else result
