@@ -2,6 +2,7 @@
 // gradient tests against tests/reference.py.
 #include <string>
 
+#include "hrnn/recent_lists.h"
 #include "window_convert.h"
 
 namespace hrnn_py {
@@ -144,9 +145,48 @@ py::dict window_loss_grad(const py::dict& params, const py::dict& w, const std::
   return window_outputs(P, win, res, u.data(), h.data(), g.dense, gE.data(), gO.data(), gb.data());
 }
 
+// The recent lists the trainer builds for a window whose steps are at the given events (the
+// planner's lanes: start[t, b] = the user's first event, pos[t, b] = the current one, -1 = none).
+py::dict recent_lists(const Arr<int32_t>& items, const Arr<double>& timestamps, const Arr<int64_t>& start,
+                      const Arr<int64_t>& pos, bool negatives, int num_threads) {
+  const py::ssize_t n = items.size();
+  const int32_t* it = checked(items, {-1}, "items");
+  const double* ts = checked(timestamps, {n}, "timestamps");
+  const int64_t* p = checked(pos, {-1, -1}, "pos");
+  const int64_t* s = checked(start, {pos.shape(0), pos.shape(1)}, "start");
+  for (py::ssize_t i = 0; i < pos.size(); ++i)
+    if (p[i] != -1 && !(0 <= s[i] && s[i] <= p[i] && p[i] + 1 < n))
+      throw std::invalid_argument("step " + std::to_string(i) + ": needs 0 <= start <= pos < len(items) - 1");
+  for (py::ssize_t j = 0; j < n; ++j)
+    if (it[j] < -1) throw std::invalid_argument("items must be >= -1");
+  hrnn::Window w;
+  w.resize(static_cast<int>(pos.shape(0)), static_cast<int>(pos.shape(1)), 0, 0);
+  {
+    py::gil_scoped_release release;
+    hrnn::RecentLists().build(it, ts, s, p, true, negatives, num_threads, w);
+  }
+  py::dict d;
+  auto out = [&](const char* key, const auto& v) {
+    d[key] = copy_out(v.data(), {static_cast<py::ssize_t>(v.size())});
+  };
+  out("rep_offsets", w.rep_offsets);
+  out("rep_pos", w.rep_pos);
+  out("rep_age", w.rep_age);
+  out("ext_offsets", w.ext_offsets);
+  out("ext_items", w.ext_items);
+  out("ext_occ_offsets", w.ext_occ_offsets);
+  out("ext_pos", w.ext_pos);
+  out("ext_age", w.ext_age);
+  return d;
+}
+
 }  // namespace
 
 void bind_window(py::module_& m) {
+  m.def("recent_lists", &recent_lists, py::arg("items"), py::arg("timestamps"), py::arg("start"), py::arg("pos"),
+        py::arg("negatives") = true, py::arg("num_threads") = 1,
+        "A training window's recent lists (rep_* and ext_* arrays, docs/engine.md) for steps [T, B] at the "
+        "given events.");
   m.def("window_loss_grad", &window_loss_grad, py::arg("params"), py::arg("window"), py::arg("loss") = "softmax",
         py::arg("logq") = true, py::arg("bpreg") = 1.0f, py::arg("dropout") = 0.0f, py::arg("num_threads") = 1,
         "Loss, states and gradients of one training window (docs/engine.md).");

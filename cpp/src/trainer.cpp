@@ -1,7 +1,6 @@
 #include "hrnn/trainer.h"
 
 #include <algorithm>
-#include <climits>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -104,93 +103,9 @@ bool Trainer::plan_window(const EventArrays& ev, const float* weights, const std
     Rng rng(cfg_.seed ^ 0x4E4547ull, window, static_cast<uint64_t>(t));
     for (int s = 0; s < S; ++s) win_.negatives[t * S + s] = sampler_.draw(rng);
   });
-  build_recent_lists(ev);
+  recent_.build(ev.items, ev.timestamps, plan_start_.data(), plan_pos_.data(), cfg_.repeat,
+                cfg_.repeat_negatives, cfg_.num_threads, win_);
   return any;
-}
-
-// The lane's last kRepeatWindow events up to p: the target's occurrences, and (negatives) the other
-// items as extra candidate columns with their occurrences (docs/engine.md, "Repeat score").
-void Trainer::RecentLists::add(const EventArrays& ev, int64_t start, int64_t p, bool negatives) {
-  const int32_t y = ev.items[p + 1];
-  const size_t rep0 = rep_pos.size(), ext0 = ext_items.size();
-  scratch.clear();
-  for (int64_t j = std::max(start, p - kRepeatWindow + 1); j <= p; ++j) {
-    const int32_t it = ev.items[j];
-    if (it < 0) continue;
-    const uint8_t pos = pos_bucket(p - j), age = age_bucket(ev.timestamps[p] - ev.timestamps[j]);
-    if (it == y) {
-      rep_pos.push_back(pos);
-      rep_age.push_back(age);
-    } else if (negatives) {
-      scratch.push_back({it, pos, age});
-    }
-  }
-  std::stable_sort(scratch.begin(), scratch.end(), [](const Recent& a, const Recent& b) { return a.item < b.item; });
-  for (size_t k = 0; k < scratch.size(); ++k) {
-    if (k > 0 && scratch[k].item != scratch[k - 1].item) ext_occ_end.push_back(static_cast<int32_t>(ext_pos.size()));
-    if (k == 0 || scratch[k].item != scratch[k - 1].item) ext_items.push_back(scratch[k].item);
-    ext_pos.push_back(scratch[k].pos);
-    ext_age.push_back(scratch[k].age);
-  }
-  if (!scratch.empty()) ext_occ_end.push_back(static_cast<int32_t>(ext_pos.size()));
-  n_rep.push_back(static_cast<int32_t>(rep_pos.size() - rep0));
-  n_ext.push_back(static_cast<int32_t>(ext_items.size() - ext0));
-}
-
-void Trainer::build_recent_lists(const EventArrays& ev) {
-  const int64_t TB = static_cast<int64_t>(plan_pos_.size());
-  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(cfg_.num_threads), TB)));
-  if (recent_.size() < static_cast<size_t>(nt)) recent_.resize(nt);
-  // The (t, b) of part k: [TB * k / nt, TB * (k + 1) / nt).
-  auto part = [&](int k) { return std::make_pair(TB * k / nt, TB * (k + 1) / nt); };
-  parallel_for(nt, cfg_.num_threads, [&](int64_t k) {
-    RecentLists& r = recent_[k];
-    for (auto* v : {&r.n_rep, &r.n_ext, &r.ext_items, &r.ext_occ_end}) v->clear();
-    for (auto* v : {&r.rep_pos, &r.rep_age, &r.ext_pos, &r.ext_age}) v->clear();
-    const auto [i0, i1] = part(static_cast<int>(k));
-    for (int64_t i = i0; i < i1; ++i) {
-      if (cfg_.repeat && plan_pos_[i] >= 0) {
-        r.add(ev, plan_start_[i], plan_pos_[i], cfg_.repeat_negatives);
-      } else {
-        r.n_rep.push_back(0);
-        r.n_ext.push_back(0);
-      }
-    }
-  });
-  int64_t n_rep = 0, n_ext = 0, n_occ = 0;
-  for (int k = 0; k < nt; ++k) {
-    RecentLists& r = recent_[k];
-    r.rep_base = n_rep, r.ext_base = n_ext, r.occ_base = n_occ;
-    n_rep += static_cast<int64_t>(r.rep_pos.size());
-    n_ext += static_cast<int64_t>(r.ext_items.size());
-    n_occ += static_cast<int64_t>(r.ext_pos.size());
-  }
-  require(n_rep < INT32_MAX && n_occ < INT32_MAX, "a training window's recent lists exceed 2^31 entries");
-  win_.rep_pos.resize(n_rep);
-  win_.rep_age.resize(n_rep);
-  win_.ext_items.resize(n_ext);
-  win_.ext_occ_offsets.resize(n_ext + 1);
-  win_.ext_occ_offsets[0] = 0;
-  win_.ext_pos.resize(n_occ);
-  win_.ext_age.resize(n_occ);
-  parallel_for(nt, cfg_.num_threads, [&](int64_t k) {
-    const RecentLists& r = recent_[k];
-    const auto [i0, i1] = part(static_cast<int>(k));
-    int64_t rep = r.rep_base, ext = r.ext_base;
-    for (int64_t i = i0; i < i1; ++i) {
-      rep += r.n_rep[i - i0];
-      ext += r.n_ext[i - i0];
-      win_.rep_offsets[i + 1] = static_cast<int32_t>(rep);
-      win_.ext_offsets[i + 1] = static_cast<int32_t>(ext);
-    }
-    std::copy(r.rep_pos.begin(), r.rep_pos.end(), win_.rep_pos.begin() + r.rep_base);
-    std::copy(r.rep_age.begin(), r.rep_age.end(), win_.rep_age.begin() + r.rep_base);
-    std::copy(r.ext_items.begin(), r.ext_items.end(), win_.ext_items.begin() + r.ext_base);
-    for (size_t e = 0; e < r.ext_occ_end.size(); ++e)
-      win_.ext_occ_offsets[r.ext_base + e + 1] = static_cast<int32_t>(r.occ_base + r.ext_occ_end[e]);
-    std::copy(r.ext_pos.begin(), r.ext_pos.end(), win_.ext_pos.begin() + r.occ_base);
-    std::copy(r.ext_age.begin(), r.ext_age.end(), win_.ext_age.begin() + r.occ_base);
-  });
 }
 
 EpochStats Trainer::run_epoch(const EventArrays& ev, const float* weights, const std::vector<int64_t>& users,

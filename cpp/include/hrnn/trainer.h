@@ -8,6 +8,7 @@
 
 #include "hrnn/events.h"
 #include "hrnn/optimizer.h"
+#include "hrnn/recent_lists.h"
 #include "hrnn/sampler.h"
 #include "hrnn/window.h"
 
@@ -86,22 +87,7 @@ class Trainer {
   bool plan_window(const EventArrays& ev, const float* weights, const std::vector<int64_t>& order,
                    size_t& next_user, uint64_t window);
 
-  struct Recent {
-    int32_t item;
-    uint8_t pos, age;
-  };
-  // The recent lists (win_'s rep_* and ext_* arrays) of a range of (t, b), built by one thread:
-  // counts per (t, b), and the entries, to be copied into win_ at `base`.
-  struct RecentLists {
-    std::vector<int32_t> n_rep, n_ext;  // per (t, b) of the range
-    std::vector<uint8_t> rep_pos, rep_age, ext_pos, ext_age;
-    std::vector<int32_t> ext_items, ext_occ_end;  // ext_occ_end[e]: end of item e's occurrences
-    std::vector<Recent> scratch;
-    int64_t rep_base = 0, ext_base = 0, occ_base = 0;
-    void add(const EventArrays& ev, int64_t start, int64_t p, bool negatives);
-  };
-  void build_recent_lists(const EventArrays& ev);
-  std::vector<RecentLists> recent_;  // one per thread
+  RecentLists recent_;
   std::vector<int64_t> plan_start_, plan_pos_;  // per (t, b): the lane's first event and current one
   Params& P_;
   TrainConfig cfg_;
