@@ -117,10 +117,24 @@ def test_quickstart_on_a_users_file(log_csv, capsys):
     assert set(results.model) == {"hrnn", "popularity", "markov", "repeat-rule", "session-knn"}
     assert set(results.protocol) == {"personalize", "next-item"}
     assert "precision@5" in out and "recall@20" in out and "hrnn recommends next" in out
-    assert "hrnn of the next-item protocol" in out and "Fitting" not in out  # no third fit
+    assert "which then arrived through put_events" in out and "Fitting" not in out  # no third fit
     by = results.set_index("protocol")
     assert by.loc["personalize", "precision@5"].between(0, 1).all()
     assert by.loc["next-item", "recall@20"].between(0, 1).all()
+
+
+def test_quickstart_without_repeat_visits(tmp_path, capsys):
+    """A log where nobody comes back (one session per user): the Personalize protocol, a word on
+    why there is no next-item protocol, and recommendations from a fit on everything."""
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"i{int(rng.integers(200))}", 1_000_000 + 7 * u + k) for u in range(300) for k in range(5)]
+    path = tmp_path / "once.csv"
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(path, index=False)
+    results = quickstart.run(str(path), epochs=1)
+    out = capsys.readouterr().out
+    assert set(results.protocol) == {"personalize"} and len(results) == 5
+    assert "no next-item protocol" in out and "Next-item protocol" not in out
+    assert "trained on all the events" in out and "hrnn recommends next" in out
 
 
 def test_quickstart_and_evaluate_commands(log_csv, tmp_path, capsys):

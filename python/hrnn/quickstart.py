@@ -11,7 +11,7 @@ import pandas as pd
 
 from . import baselines, datasets
 from .data import read_interactions
-from .evaluate import NEXT_ITEM_METRICS, PERSONALIZE_METRICS, evaluate
+from .evaluate import NEXT_ITEM_METRICS, PERSONALIZE_METRICS, evaluate, split_next_item
 from .model import HRNN
 from .paired import paired_difference
 
@@ -33,13 +33,14 @@ def contenders(epochs: Optional[int], random_state: int) -> dict:
 
 
 def compare(table: pd.DataFrame, models: dict, random_state: int = 0, out=None,
-            details: Optional[dict] = None, fitted: Optional[dict] = None) -> pd.DataFrame:
-    """Both evaluation protocols for every model; returns one row per (protocol, model). Dicts
-    passed as ``details`` and ``fitted`` receive each run's per-unit details and its fitted model
-    (``evaluate``'s ``return_estimator``), keyed (protocol, model)."""
+            details: Optional[dict] = None, fitted: Optional[dict] = None,
+            protocols: tuple = PROTOCOLS) -> pd.DataFrame:
+    """The evaluation protocols (both by default) for every model; returns one row per (protocol,
+    model). Dicts passed as ``details`` and ``fitted`` receive each run's per-unit details and its
+    fitted model (``evaluate``'s ``return_estimator``), keyed (protocol, model)."""
     out = out or sys.stdout
     rows = []
-    for protocol, metrics in PROTOCOLS:
+    for protocol, metrics in protocols:
         for name, model in models.items():
             t0 = time.perf_counter()
             scores, det = evaluate(model, table, protocol=protocol, random_state=random_state,
@@ -59,6 +60,8 @@ def format_results(results: pd.DataFrame) -> str:
     """The comparison as two text tables, the best value of each column marked with *."""
     parts = []
     for protocol, metrics in PROTOCOLS:
+        if protocol not in set(results.protocol):
+            continue
         part = results[results.protocol == protocol].set_index("model")[metrics]
         shown = part.apply(lambda col: [f"{v:.4f}" + ("*" if v == col.max() else " ") for v in col])
         title = ("Personalize protocol (10% of users held out; oldest 90% of their events in, "
@@ -132,15 +135,23 @@ def run(data=None, columns: Optional[dict] = None, epochs: Optional[int] = None,
     print(f"{len(table):,} events, {table.USER_ID.nunique():,} users, {table.ITEM_ID.nunique():,} items\n",
           file=out)
     print("Evaluating (each model is fitted on the training part only):", file=out)
+    protocols = PROTOCOLS
+    if len(split_next_item(table).test) == 0:
+        protocols = PROTOCOLS[:1]
+        print("  (no user has 2 or more sessions, 30 minutes apart: no next-item protocol)", file=out)
     details, fitted = {}, {}
-    results = compare(table, contenders(epochs, random_state), random_state, out, details, fitted)
+    results = compare(table, contenders(epochs, random_state), random_state, out, details, fitted,
+                      protocols)
     print("\n" + format_results(results), file=out)
     print("\n" + format_paired(against_best_baseline(results, details)), file=out)
-    # No third fit: the next-item model was trained on all but each user's last session, and
-    # that session then arrived through put_events, as it would in a service.
-    model = fitted[("next-item", "hrnn")]
+    model = fitted.get(("next-item", "hrnn"))
+    if model is None:
+        print("\nFitting hrnn on all the events ...", file=out, flush=True)
+        model = contenders(epochs, random_state)["hrnn"].fit(table)
+        how = "trained on all the events"
+    else:  # No third fit: the last sessions arrived through put_events, as in a service.
+        how = "trained on all but each user's last session, which then arrived through put_events"
     rate = np.mean([h["events_per_second"] for h in model.history_])
-    print(f"\nhrnn of the next-item protocol: trained on all but each user's last session "
-          f"({rate:,.0f} events/s), which then arrived through put_events.", file=out)
+    print(f"\nhrnn {how} ({rate:,.0f} training events/s).", file=out)
     show_users(model, table, titles, out=out)
     return results
