@@ -79,7 +79,7 @@ void RecentLists::build(const int32_t* items, const double* timestamps, const in
     const auto [b0, b1] = lanes(k);
     for (int b = b0; b < b1; ++b) lanes_[b].build(items, timestamps, start, pos, T, B, b, repeat, negatives);
   });
-  // Where each (t, b)'s entries go in win_, in (t, b) order.
+  // Where each (t, b)'s entries go in w, in (t, b) order.
   occ_base_.assign(TB + 1, 0);
   int64_t n_rep = 0, n_ext = 0;
   for (int64_t i = 0; i < TB; ++i) {
