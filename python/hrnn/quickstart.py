@@ -148,10 +148,10 @@ def run(data=None, columns: Optional[dict] = None, epochs: Optional[int] = None,
     if model is None:
         print("\nFitting hrnn on all the events ...", file=out, flush=True)
         model = contenders(epochs, random_state)["hrnn"].fit(table)
-        how = "trained on all the events"
+        what, then = "all the events", ""
     else:  # No third fit: the last sessions arrived through put_events, as in a service.
-        how = "trained on all but each user's last session, which then arrived through put_events"
+        what, then = "all but each user's last session", ";\nthose sessions then arrived through put_events"
     rate = np.mean([h["events_per_second"] for h in model.history_])
-    print(f"\nhrnn {how} ({rate:,.0f} training events/s).", file=out)
+    print(f"\nhrnn, trained on {what} ({rate:,.0f} training events/s){then}.", file=out)
     show_users(model, table, titles, out=out)
     return results
