@@ -21,12 +21,14 @@ void RecentLists::Lane::build(const int32_t* items, const double* timestamps, co
   ext_items.clear();
   ext_occ_end.clear();
   auto at = [&](int t) { return static_cast<int64_t>(t) * B + b; };
+  auto end_step = [&](int t) {
+    rep_start[t + 1] = static_cast<int32_t>(rep_pos.size());
+    ext_start[t + 1] = static_cast<int32_t>(ext_items.size());
+    occ_start[t + 1] = static_cast<int32_t>(ext_pos.size());
+  };
   for (int t = 0; t < T;) {
     if (!repeat || pos[at(t)] < 0) {
-      ++t;
-      rep_start[t] = static_cast<int32_t>(rep_pos.size());
-      ext_start[t] = static_cast<int32_t>(ext_items.size());
-      occ_start[t] = static_cast<int32_t>(ext_pos.size());
+      end_step(t++);
       continue;
     }
     const int64_t s0 = start[at(t)];
@@ -61,9 +63,7 @@ void RecentLists::Lane::build(const int32_t* items, const double* timestamps, co
         ext_age.push_back(ab);
       }
       if (prev >= 0) ext_occ_end.push_back(static_cast<int32_t>(ext_pos.size()));
-      rep_start[t + 1] = static_cast<int32_t>(rep_pos.size());
-      ext_start[t + 1] = static_cast<int32_t>(ext_items.size());
-      occ_start[t + 1] = static_cast<int32_t>(ext_pos.size());
+      end_step(t);
     }
   }
 }

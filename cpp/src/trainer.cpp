@@ -7,7 +7,6 @@
 
 #include "hrnn/errors.h"
 #include "hrnn/parallel.h"
-#include "hrnn/repeat.h"
 #include "hrnn/step.h"
 
 namespace hrnn {

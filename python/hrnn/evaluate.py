@@ -191,7 +191,9 @@ def _personalize(model, split: PersonalizeSplit, return_details: bool) -> tuple:
     return out, details
 
 
-def _next_item(model, split: NextItemSplit, return_details: bool) -> tuple:
+def _next_item(model, split: NextItemSplit, return_details: bool, put_last: bool = False) -> tuple:
+    """``put_last``: afterwards also put the last event of each test session (never put while
+    scoring: it is only a target), so that the model has seen every event."""
     test = split.test
     users, off = _groups(test)
     lengths = np.diff(off)
@@ -210,6 +212,9 @@ def _next_item(model, split: NextItemSplit, return_details: bool) -> tuple:
         ranks.append(M.first_hit_rank(M.target_hits(np.asarray(rec), items[off[active] + j])))
         det_users.append(active)
         det_pos.append(np.full(len(active), j))
+    if put_last:
+        for u in range(len(users)):
+            feeder.put(model, off[u + 1] - 1, off[u + 1])
     rank = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
     rr = np.divide(1.0, rank, out=np.zeros(len(rank)), where=rank > 0)
     out = {f"recall@{k}": float(np.mean(rank > 0)) if len(rank) else 0.0,
@@ -224,14 +229,6 @@ def _next_item(model, split: NextItemSplit, return_details: bool) -> tuple:
                                 ITEM_ID: items[off[u_all] + pos],
                                 "rank": np.concatenate([first_rank, rank])})
     return out, details
-
-
-def _put_last_events(model, test: pd.DataFrame) -> None:
-    """The last event of each test session, which ``_next_item`` never puts (it is only a target)."""
-    _, off = _groups(test)
-    feeder = _Feeder(test)
-    for u in range(len(off) - 1):
-        feeder.put(model, off[u + 1] - 1, off[u + 1])
 
 
 def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 0,
@@ -273,7 +270,8 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         Also return the fitted clone, under the result's key ``"estimator"`` (as scikit-learn's
         ``cross_validate``), as the protocol left it: the held-out inputs have gone through
         ``put_events``. After ``"next-item"`` it has then seen every event of ``data``: the last
-        event of each test session, which is only ever a target, is put last.
+        event of each test session, which is only ever a target, is put last (within
+        ``eval_seconds``).
 
     Returns
     -------
@@ -305,12 +303,12 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
     t0 = time.perf_counter()
     model.fit(split.train)
     t1 = time.perf_counter()
-    run = _personalize if protocol == "personalize" else _next_item
-    result, details = run(model, split, return_details)
+    if protocol == "personalize":
+        result, details = _personalize(model, split, return_details)
+    else:
+        result, details = _next_item(model, split, return_details, put_last=return_estimator)
     result["fit_seconds"] = t1 - t0
     result["eval_seconds"] = time.perf_counter() - t1
     if return_estimator:
-        if protocol == "next-item":
-            _put_last_events(model, split.test)
         result["estimator"] = model
     return (result, details) if return_details else result
