@@ -199,6 +199,36 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     col_seen_[th].first.resize(g.out.rows.size());
   }
   inc_.resize(static_cast<size_t>(Rs) * nt);
+  // Each lane's distinct extra items (see lane_ext_), in parallel: they are known before the window runs.
+  if (ext_seen_.size() < static_cast<size_t>(nt)) ext_seen_.resize(nt);
+  for (int th = 0; th < nt; ++th) {
+    ext_seen_[th].stamp.assign(g.out.rows.size(), -1);
+    ext_seen_[th].first.resize(g.out.rows.size());
+  }
+  lane_ext_.resize(B);
+  ext_local_.resize(w.ext_items.size());
+  parallel_for(B, nt, [&](int64_t b) {
+    ColumnsSeen& seen = ext_seen_[thread_id()];
+    LaneExtras& lx = lane_ext_[b];
+    lx.items.clear();
+    for (int t = 0; t < T; ++t) {
+      const int64_t i = static_cast<int64_t>(t) * B + b;
+      if (w.items[i] < 0 || w.targets[i] < 0) continue;
+      for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e) {
+        const int32_t slot = g.out.slot_of[w.ext_items[e]];
+        if (seen.stamp[slot] != b) {
+          seen.stamp[slot] = static_cast<int32_t>(b);
+          seen.first[slot] = static_cast<int32_t>(lx.items.size());
+          lx.items.push_back(w.ext_items[e]);
+        }
+        ext_local_[e] = seen.first[slot];
+      }
+    }
+    const size_t U = lx.items.size();
+    lx.g.assign(U * T, 0.f);
+    lx.rows.resize(U * Hp);
+    lx.bias.resize(U);
+  });
   std::vector<double> loss_by_thread(nt, 0.0);
 
   const float scale_base = n_targets > 0 ? 1.f / static_cast<float>(n_targets) : 0.f;
@@ -397,23 +427,38 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     for (int p : mine) {
       for (int t = T - 1; t >= 0; --t) blocks_[p].backward(packed_, w, t, gd);
       blocks_[p].finish(packed_, gd);
+      for (int b = block_lanes(p).first; b < block_lanes(p).second; ++b) {  // the lane's extra rows
+        LaneExtras& lx = lane_ext_[b];
+        const int U = static_cast<int>(lx.items.size());
+        if (U == 0) continue;
+        for (int t = 0; t < T; ++t) {
+          const int64_t i = static_cast<int64_t>(t) * B + b;
+          if (w.items[i] < 0 || w.targets[i] < 0) continue;
+          for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e)
+            lx.g[static_cast<int64_t>(ext_local_[e]) * T + t] += ext_g_[e];
+        }
+        gemm_nn(U, Hp, T, lx.g.data(), T, hout_.data() + static_cast<int64_t>(b) * Hp,
+                static_cast<int>(static_cast<int64_t>(B) * Hp), lx.rows.data(), Hp, false);
+        for (int u = 0; u < U; ++u) {
+          float s = 0.f;
+          for (int t = 0; t < T; ++t) s += lx.g[static_cast<int64_t>(u) * T + t];
+          lx.bias[u] = s;
+        }
+      }
     }
 #pragma omp barrier
     if (T > 0) add_candidate_grads(T - 1);
 #pragma omp barrier  // (the extra columns' rows below may be rows of step T - 1's columns)
     for (size_t slot = 0; slot < g.emb.rows.size(); ++slot)
       if (g.emb.rows[slot] % team == th) g.emb.zero_row(slot);
-    for (int t = 0; t < T; ++t) {
-      for (int b = 0; b < B; ++b) {  // the extra columns' rows
-        const int64_t i = static_cast<int64_t>(t) * B + b;
-        if (w.items[i] < 0 || w.targets[i] < 0) continue;
-        for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e) {
-          const int32_t it = w.ext_items[e];
-          if (it % team != th) continue;
-          float* gr = g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[it]) * (H + 1);
-          axpy(ext_g_[e], hout_.data() + i * Hp, gr, H);
-          gr[H] += ext_g_[e];
-        }
+    for (int b = 0; b < B; ++b) {
+      const LaneExtras& lx = lane_ext_[b];
+      for (size_t u = 0; u < lx.items.size(); ++u) {
+        const int32_t it = lx.items[u];
+        if (it % team != th) continue;
+        float* gr = g.out.grad.data() + static_cast<int64_t>(g.out.slot_of[it]) * (H + 1);
+        axpy(1.f, lx.rows.data() + u * Hp, gr, H);
+        gr[H] += lx.bias[u];
       }
     }
     for (int64_t i = 0; i < TB; ++i) {
