@@ -78,6 +78,17 @@ class TestContract:
             assert ids[row].tolist() == one_ids.tolist()
             np.testing.assert_allclose(scores[row], one_scores, rtol=1e-6)
 
+    def test_batch_of_one_id(self, fitted):
+        """One id, a string or a scalar, is one user (as HRNN.recommend_batch takes it): not the
+        string's characters, not a TypeError from iterating an int."""
+        one, _ = fitted.recommend("u12", num_results=5)
+        ids, _ = fitted.recommend_batch("u12", num_results=5)
+        assert ids.shape == (1, 5) and ids[0].tolist() == one.tolist()
+        ids, _ = fitted.recommend_batch(7, num_results=5)  # an unknown user
+        assert ids.shape == (1, 5)
+        ids, _ = fitted.recommend_batch(np.array(["u12", "u3"]), num_results=5)
+        assert ids.shape == (2, 5) and ids[0].tolist() == one.tolist()
+
     def test_exclude_interacted(self, fitted, log):
         seen = set(log.loc[log["user_id"] == "u4", "item_id"])
         ids, _ = fitted.recommend("u4", num_results=10, exclude_interacted=True)

@@ -51,6 +51,12 @@ class TestHandComputed:
         assert M.precision_at_k(np.array([1, 2], dtype=np.int64), {2}, 2) == 0.5
         assert M.recall_at_k([1, 2], np.int32(2), 2) == 1.0
 
+    def test_mixed_id_types_in_a_list(self):
+        """A list of ints and strings stays ids (np.asarray would make 1 the string "1")."""
+        assert M.precision_at_k([1, "a"], [1, "a"], 2) == 1.0
+        assert M.mrr_at_k([1, "a"], "a", 2) == 0.5
+        assert M.precision_at_k([1, "a"], ["1"], 2) == 0.0
+
     def test_coverage(self):
         assert M.coverage(np.array([[1, 2], [2, 3]]), 10) == pytest.approx(0.3)
         assert M.coverage(np.array([["a", "b"], ["a", "b"]], dtype=object), 4) == 0.5
@@ -90,6 +96,28 @@ class TestVectorised:
         assert M.precision_at_k([9, 9, 9], {9}, 3) == pytest.approx(1 / 3)
         assert M.ndcg_at_k([9, 9, 9], {9}, 3) == 1.0
         assert M.coverage(np.array([["a", None], ["b", None]], dtype=object), 4) == 0.5
+
+    def test_hit_matrix_missing_truth_ids_match_nothing(self):
+        """None / NaN in a truth set is no id: its code (-1) must not turn into a key of the
+        previous row, nor count in n_truth."""
+        hits, n_truth = M.hit_matrix(np.array([[1, 2], [2, 1]]), [[1], [None, 2]])
+        np.testing.assert_array_equal(hits, [[1, 0], [1, 0]])
+        np.testing.assert_array_equal(n_truth, [1, 1])
+        hits, n_truth = M.hit_matrix(np.array([[1, 2], [2, 1]]), [[None, 2], [1]])
+        np.testing.assert_array_equal(hits, [[0, 1], [0, 1]])
+        np.testing.assert_array_equal(n_truth, [1, 1])
+        hits, n_truth = M.hit_matrix(np.array([[1.0, 2.0]]), [np.array([np.nan, 2.0])])
+        np.testing.assert_array_equal(hits, [[0, 1]])
+        np.testing.assert_array_equal(n_truth, [1])
+
+    def test_hit_matrix_mixed_and_string_ids(self):
+        """Lists keep their ids' types; a string truth is one id, not its characters."""
+        hits, n_truth = M.hit_matrix([[1, "a"], [2, None]], [[1, "a"], {2}])
+        np.testing.assert_array_equal(hits, [[1, 1], [1, 0]])
+        np.testing.assert_array_equal(n_truth, [2, 1])
+        hits, n_truth = M.hit_matrix(np.array([["ab", "x"]], dtype=object), ["ab"])
+        np.testing.assert_array_equal(hits, [[1, 0]])
+        np.testing.assert_array_equal(n_truth, [1])
 
     def test_hit_matrix_checks_shapes(self):
         with pytest.raises(ValueError, match="2-D"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._ids import _check_lookup
+from ._ids import _as_list, _check_lookup
 
 MAX_RESULTS = 500
 DENSE_BLOCK = 1 << 22  # entries of sparse_top_k's dense blocks: a bound on their memory
@@ -183,7 +183,7 @@ class Histories:
 
     def lookup(self, user_ids) -> np.ndarray:
         """int64 dense index of each id, -1 for unknown users."""
-        ids = user_ids.tolist() if isinstance(user_ids, np.ndarray) else list(user_ids)
+        ids = _as_list(user_ids, "user_ids")  # as HRNN's: one id is one user, not its characters
         for u in ids:
             _check_lookup(u, "user_id")
         get = self.index.get

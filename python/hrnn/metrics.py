@@ -38,8 +38,18 @@ def _as_set(truth) -> set:
     return set(truth.tolist()) if isinstance(truth, np.ndarray) else set(truth)
 
 
+def _ids(values) -> np.ndarray:
+    """A 1-D array of ids; a list is kept as objects (np.asarray would turn [1, "a"] into
+    ["1", "a"])."""
+    if isinstance(values, np.ndarray):
+        return values.ravel()
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
 def _hits_1d(recommended, truth, k: int) -> tuple:
-    rec = np.asarray(recommended).ravel()[:_check_k(k)]
+    rec = _ids(recommended)[:_check_k(k)]
     relevant = _as_set(truth)
     hits, seen = [], set()  # an id listed twice counts at its first place only, as in hit_matrix
     for r in rec.tolist():
@@ -130,7 +140,7 @@ def hit_matrix(recommended, truths) -> tuple:
         Row r holds the ids recommended for query r, best first (None pads a short row; an id
         repeated in a row counts at its first place only).
     truths : sequence of n collections
-        The relevant ids of each row (ragged). Duplicates count once.
+        The relevant ids of each row (ragged). Duplicates count once; None and NaN match nothing.
 
     Returns
     -------
@@ -138,13 +148,13 @@ def hit_matrix(recommended, truths) -> tuple:
     n_truth : int64 ndarray [n]
         Number of distinct relevant ids of each row.
     """
-    rec = np.asarray(recommended)
+    rec = recommended if isinstance(recommended, np.ndarray) else np.array(recommended, dtype=object)
     if rec.ndim != 2:
         raise ValueError(f"recommended must be 2-D [n, k], got shape {rec.shape}")
     n, k = rec.shape
     if len(truths) != n:
         raise ValueError(f"{len(truths)} truth sets for {n} recommendation lists")
-    parts = [np.asarray(list(t) if not isinstance(t, np.ndarray) else t).ravel() for t in truths]
+    parts = [_ids(list(_as_set(t))) if not isinstance(t, np.ndarray) else t.ravel() for t in truths]
     sizes = np.array([len(p) for p in parts], dtype=np.int64)
     flat = np.concatenate(parts) if n and sizes.sum() else np.zeros(0, dtype=rec.dtype)
     # One shared code space for both sides turns "id in row r's truth" into an integer
@@ -152,7 +162,8 @@ def hit_matrix(recommended, truths) -> tuple:
     codes, uniques = pd.factorize(np.concatenate([flat.astype(object), rec.ravel().astype(object)]))
     n_codes = max(len(uniques), 1)
     truth_rows = np.repeat(np.arange(n, dtype=np.int64), sizes)
-    truth_keys = np.unique(truth_rows * n_codes + codes[:len(flat)])
+    known = codes[:len(flat)] >= 0  # None / NaN in a truth set is no id: it can match nothing
+    truth_keys = np.unique(truth_rows[known] * n_codes + codes[:len(flat)][known])
     rec_codes = codes[len(flat):]
     rec_keys = np.repeat(np.arange(n, dtype=np.int64), k) * n_codes + rec_codes
     # Padding (None, code -1) is never a hit, and an id listed twice counts at its first place only.
