@@ -84,6 +84,32 @@ def test_tune_rejects_bad_arguments(log_csv):
             hrnn.tune(log_csv, min_standard_errors=bad)
     with pytest.raises(ValueError, match="unknown HRNN hyperparameter"):
         hrnn.tune(log_csv, space={"nope": ("float", (0, 1))})
+    # Checked before any trial runs, naming the entry (not an error from inside Optuna or a fit).
+    with pytest.raises(ValueError, match=r"space\['dropout'\]: float_log needs 0 < low"):
+        hrnn.tune(log_csv, space={"dropout": ("float_log", (0.0, 0.5))})
+    with pytest.raises(ValueError, match=r"space\['hidden_dimension'\]: 1 is not a valid hidden_dimension"):
+        hrnn.tune(log_csv, space={"hidden_dimension": ("int", (1, 64))})
+    with pytest.raises(ValueError, match=r"space\['bptt'\]: 0 is not a valid bptt"):
+        hrnn.tune(log_csv, space={"bptt": ("categorical", (4, 0))})
+
+
+def test_a_failing_trial_raises_without_optunas_traceback(tmp_path, capfd):
+    """Data the protocol cannot split (nobody has two sessions): the error reaches the caller
+    once, as a one-line CLI error, without Optuna's logged traceback; Optuna's verbosity is the
+    caller's again afterwards. A numpy integer is a valid n_trials."""
+    optuna = pytest.importorskip("optuna")
+    rows = [(f"u{u}", f"i{(u + k) % 50}", 1_000_000 + 7 * u + k) for u in range(200) for k in range(5)]
+    path = tmp_path / "once.csv"
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(path, index=False)
+    before = optuna.logging.get_verbosity()
+    with pytest.raises(ValueError, match="2 or more sessions"):
+        hrnn.tune(path, n_trials=np.int64(1), metric="recall@20", base_params={"epochs": 1})
+    assert optuna.logging.get_verbosity() == before
+    capfd.readouterr()
+    assert cli.main(["tune", str(path), "--trials", "1", "--epochs", "1", "--metric", "recall@20"]) == 2
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Trial 0 failed" not in err
+    assert err.strip().startswith("error:") and "2 or more sessions" in err
 
 
 def test_tune_without_optuna_says_what_to_install(log_csv, monkeypatch):

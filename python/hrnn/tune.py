@@ -91,6 +91,21 @@ def _check_space(space) -> None:
         if not ok:
             needs = "a list of choices" if kind == "categorical" else "(low, high)"
             raise ValueError(f"space[{name!r}]: {kind} needs {needs}, got {spec!r}")
+        if kind.endswith("_log") and spec[0] <= 0:
+            raise ValueError(f"space[{name!r}]: {kind} needs 0 < low <= high, got {spec!r}")
+
+
+def _check_space_values(space: dict, base: dict) -> None:
+    """Every choice and both bounds of each dimension must be a valid HRNN value: ValueError naming
+    the entry now, not a failed trial later."""
+    for name, (kind, spec) in space.items():
+        if name not in HRNN._param_names():
+            continue  # reported with the other unknown names
+        for value in spec:
+            try:
+                HRNN(**{**base, name: value})
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"space[{name!r}]: {value!r} is not a valid {name}: {e}") from None
 
 
 def _is_number(value) -> bool:
@@ -154,8 +169,9 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         protocol = "personalize"
     else:
         raise ValueError(f"metric must be one of {NEXT_ITEM_METRICS + PERSONALIZE_METRICS}, got {metric!r}")
-    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
+    if not isinstance(n_trials, numbers.Integral) or isinstance(n_trials, (bool, np.bool_)) or n_trials < 1:
         raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
+    n_trials = int(n_trials)
     if not (_is_number(min_standard_errors) and 0.0 <= min_standard_errors < float("inf")):
         raise ValueError(f"min_standard_errors must be a finite number >= 0, got {min_standard_errors!r}")
     if timeout is not None and not (_is_number(timeout) and 0 < timeout < float("inf")):
@@ -176,6 +192,7 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     if unknown:
         raise ValueError(f"unknown HRNN hyperparameter(s) {unknown}")
     HRNN(**base)  # fail fast on bad fixed parameters
+    _check_space_values(space, base)
     optuna = _optuna()
     table = read_interactions(data, columns)
     rows, shares = [], {}
@@ -192,14 +209,20 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
                      "seconds": time.perf_counter() - t0})
         return scores[metric]
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=random_state))
-    start = {name: value for name, value in HRNN(**base).get_params().items() if name in space}
-    from_start = all(_inside(*space[name], value) for name, value in start.items())
-    if from_start:
-        study.enqueue_trial(start)
-    study.optimize(objective, n_trials=n_trials, timeout=timeout)
+    # Quiet: a trial that fails (bad data) raises its error to the caller, and Optuna would also log
+    # it with a traceback at WARNING. The caller's Optuna verbosity is put back afterwards.
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        study = optuna.create_study(direction="maximize",
+                                    sampler=optuna.samplers.TPESampler(seed=random_state))
+        start = {name: value for name, value in HRNN(**base).get_params().items() if name in space}
+        from_start = all(_inside(*space[name], value) for name, value in start.items())
+        if from_start:
+            study.enqueue_trial(start)
+        study.optimize(objective, n_trials=n_trials, timeout=timeout)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     chosen = study.best_trial
     if from_start and chosen.number != 0 and metric != "coverage" and min_standard_errors > 0:
         if not clearly_better(shares[chosen.number] - shares[0], min_standard_errors):
