@@ -33,7 +33,8 @@ NAMES = ["movielens-100k", "movielens-latest-small", "movielens-1m-users1-2999",
 SHOWN = {"personalize": ["precision@5", "ndcg@10", "ndcg@25", "mrr@25", "coverage"],
          "next-item": ["recall@20", "mrr@20", "first_recall@20"]}
 TUNE_METRIC = {"personalize": "ndcg@25", "next-item": "recall@20"}
-# A search space sized for 2 cores: hrnn.tune's default one plus the repeat-score switch.
+# A search space sized for 2 cores: narrower bounds than hrnn.tune's default space, n_sample left at
+# its default, plus the repeat-score switch (repeat_negatives), which the default space lacks.
 TUNE_SPACE = {
     "hidden_dimension": ("int_log", (32, 128)),
     "learning_rate": ("float_log", (0.03, 0.3)),

@@ -293,6 +293,11 @@ class TestErrors:
     def test_output_folder_missing(self, trained, tmp_path, capsys):
         assert main(["train", str(trained[0]), "-o", str(tmp_path / "no" / "m.hrnn")]) == 2
         assert "no such folder" in one_error_line(capsys.readouterr().err)
+        # recommend: named as the output path (not a temporary file), before the model is loaded
+        for users in (["--user", "u1"], ["--users", str(tmp_path / "not-read.txt")]):
+            assert main(["recommend", str(trained[1]), *users, "-o", str(tmp_path / "no" / "r.jsonl")]) == 2
+            err = one_error_line(capsys.readouterr().err)
+            assert f"cannot write {tmp_path / 'no' / 'r.jsonl'}: no such folder" in err
 
     def test_below_personalize_minimums(self, tmp_path, capsys):
         csv = tmp_path / "tiny.csv"

@@ -305,6 +305,33 @@ class TestEvaluate:
         with pytest.raises(ValueError, match="2 or more sessions"):
             evaluate(Markov(), one_session, protocol="next-item")
 
+    def test_argument_errors_name_the_argument(self):
+        log = make_log()
+        with pytest.raises(TypeError, match="instance .* got the class Markov"):
+            evaluate(Markov, log)
+        for protocol in ("personalize", "next-item"):  # checked whichever protocol runs
+            with pytest.raises(ValueError, match=r"holdout_fraction must be a number in \(0, 1\), got '0.1'"):
+                evaluate(Markov(), log, protocol=protocol, holdout_fraction="0.1")
+            with pytest.raises(ValueError, match="holdout_fraction .* got 5"):
+                evaluate(Markov(), log, protocol=protocol, holdout_fraction=5)
+            with pytest.raises(ValueError, match="session_gap must be a non-negative number of seconds, got 'x'"):
+                evaluate(Markov(), log, protocol=protocol, session_gap="x")
+        with pytest.raises(TypeError, match="random_state must be an int"):
+            evaluate(Markov(), log, random_state="a")
+        with pytest.raises(ValueError, match="truth_fraction"):
+            split_personalize(log, truth_fraction=True)
+
+    def test_no_second_event_is_undefined_not_zero(self):
+        """Every test session has one event: there is nothing to rank after a first event, so
+        recall@20 and mrr@20 are NaN (with a warning), not 0 ("found none")."""
+        rows = [(f"u{u}", (u + k) % 20, 1_000 + 10 * k + (100_000 if k == 4 else 0))
+                for u in range(40) for k in range(5)]
+        log = pd.DataFrame(rows, columns=["USER_ID", "ITEM_ID", "TIMESTAMP"])
+        with pytest.warns(RuntimeWarning, match="no test session has a second event"):
+            out = evaluate(Markov(), log, protocol="next-item")
+        assert math.isnan(out["recall@20"]) and math.isnan(out["mrr@20"]) and out["n_events"] == 0
+        assert 0.0 <= out["first_recall@20"] <= 1.0 and out["n_users"] == 40
+
 
 # ------------------------------------------------------------------------- real data sets
 

@@ -164,6 +164,51 @@ def test_quickstart_without_repeat_visits(tmp_path, capsys):
     assert "hrnn recommends next" in out
 
 
+def one_event_last_sessions(path):
+    """300 users, each with a 5-event session and, a day later, a 1-event last session."""
+    rows = [(f"u{u}", f"i{(7 * u + 3 * k) % 100}", 1_000_000 + u + 10 * k + (100_000 if k == 5 else 0))
+            for u in range(300) for k in range(6)]
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(path, index=False)
+    return path
+
+
+def test_quickstart_when_no_test_session_has_a_second_event(tmp_path, capsys):
+    """recall@20 / mrr@20 are NaN (nothing ranked after a first event); the paired table
+    leaves them out instead of failing on them."""
+    path = one_event_last_sessions(tmp_path / "one.csv")
+    with pytest.warns(RuntimeWarning, match="no test session has a second event"):
+        results = quickstart.run(str(path), epochs=1)
+    out = capsys.readouterr().out
+    nxt = results[results.protocol == "next-item"]
+    assert nxt["recall@20"].isna().all() and nxt["first_recall@20"].notna().all()
+    paired = out.split("hrnn minus the best baseline")[1]
+    assert "first_recall@20" in paired and "recall@20 " not in paired.replace("first_recall@20", "")
+
+
+def test_tune_on_an_undefined_metric_says_so(tmp_path):
+    pytest.importorskip("optuna")
+    path = one_event_last_sessions(tmp_path / "one.csv")
+    with pytest.warns(RuntimeWarning), pytest.raises(ValueError, match="recall@20 is undefined"):
+        hrnn.tune(path, n_trials=1, metric="recall@20", base_params={"epochs": 1})
+
+
+def test_evaluate_command_without_a_next_item_protocol(tmp_path, capsys):
+    """--protocol both on a log where nobody has two sessions: Personalize, and a note on stderr
+    (stdout stays JSON), not an error after the first table."""
+    rows = [(f"u{u}", f"i{(u + k) % 50}", 1_000_000 + 7 * u + k) for u in range(400) for k in range(5)]
+    csv = tmp_path / "once.csv"
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(csv, index=False)
+    model_path = tmp_path / "m.hrnn"
+    assert cli.main(["train", str(csv), "-o", str(model_path), "--epochs", "1", "--no-progress",
+                     "--num-threads", "1", "--hidden-dimension", "32"]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(model_path), str(csv), "--json"]) == 0
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["protocol"] for r in rows] == ["personalize"]
+    assert "no next-item protocol" in captured.err
+
+
 def test_quickstart_and_evaluate_commands(log_csv, tmp_path, capsys):
     model_path = tmp_path / "m.hrnn"
     assert cli.main(["train", str(log_csv), "-o", str(model_path), "--epochs", "1", "--no-progress",

@@ -440,6 +440,8 @@ def _run_recommend(args: argparse.Namespace) -> int:
 
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"no such file: {args.model}")
+    if args.output:
+        _check_output_path(args.output)
     model = load(args.model)
     if args.num_threads is not None:
         try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 METRIC_CHOICES = ("precision@5", "precision@10", "precision@25", "ndcg@5", "ndcg@10", "ndcg@25",
                   "mrr@25", "coverage", "recall@20", "mrr@20", "first_recall@20")
@@ -81,7 +82,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.baselines:
         contenders.update({k: v for k, v in quickstart.contenders(None, args.random_state).items() if k != "hrnn"})
     table = read_interactions(args.data, _cli()._columns(args))
-    protocols = ("personalize", "next-item") if args.protocol == "both" else (args.protocol,)
+    protocols = ([name for name, _ in quickstart.possible_protocols(table)] if args.protocol == "both"
+                 else [args.protocol])
+    if args.protocol == "both" and len(protocols) == 1:
+        print(f"note: {quickstart.NO_NEXT_ITEM}", file=sys.stderr)
     for protocol in protocols:
         rows = []
         for name, est in contenders.items():

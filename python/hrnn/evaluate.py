@@ -7,13 +7,16 @@ so any recommender with the hrnn interface can be compared on equal terms. The s
 """
 from __future__ import annotations
 
+import numbers
 import time
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from . import metrics as M
+from ._baseline_base import check_gap
 from .data import (ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, build_event_log, filter_events,
                    last_session_starts, read_interactions)
 
@@ -53,6 +56,11 @@ def _take(df: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
     return df.iloc[rows].reset_index(drop=True)
 
 
+def _check_fraction(name: str, value) -> None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+
+
 def split_personalize(data, holdout_fraction: float = 0.1, truth_fraction: float = 0.1,
                       random_state=0, columns=None) -> PersonalizeSplit:
     """Hold out a random share of users; split each one's history into input and truth by time.
@@ -77,9 +85,12 @@ def split_personalize(data, holdout_fraction: float = 0.1, truth_fraction: float
     PersonalizeSplit
         ``(train, inputs, truth)``.
     """
-    if not 0.0 < holdout_fraction < 1.0 or not 0.0 < truth_fraction < 1.0:
-        raise ValueError(f"holdout_fraction and truth_fraction must be in (0, 1), got "
-                         f"{holdout_fraction!r} and {truth_fraction!r}")
+    _check_fraction("holdout_fraction", holdout_fraction)
+    _check_fraction("truth_fraction", truth_fraction)
+    try:
+        rng = np.random.default_rng(random_state)
+    except (TypeError, ValueError):
+        raise TypeError(f"random_state must be an int, a numpy Generator or None, got {random_state!r}") from None
     df = read_interactions(data, columns)
     ucodes, order = _time_order(df)
     counts = np.bincount(ucodes)
@@ -88,7 +99,6 @@ def split_personalize(data, holdout_fraction: float = 0.1, truth_fraction: float
         raise ValueError("the personalize protocol needs at least 2 users, one of them with "
                          "2 or more events")
     n_hold = min(max(1, int(round(holdout_fraction * len(eligible)))), len(counts) - 1)
-    rng = np.random.default_rng(random_state)
     held = np.zeros(len(counts), dtype=bool)
     held[rng.choice(eligible, size=n_hold, replace=False)] = True
     # Position of each (time-ordered) event inside its user's history decides input vs truth.
@@ -120,6 +130,7 @@ def split_next_item(data, session_gap: float = 1800.0, columns=None) -> NextItem
         ``(train, test)``: train holds every event before each test user's last session and all
         events of single-session users.
     """
+    check_gap("session_gap", session_gap, allow_none=False)
     df = read_interactions(data, columns)
     log = build_event_log(df, session_gap=session_gap)
     _, order = _time_order(df)
@@ -217,8 +228,11 @@ def _next_item(model, split: NextItemSplit, return_details: bool, put_last: bool
             feeder.put(model, off[u + 1] - 1, off[u + 1])
     rank = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
     rr = np.divide(1.0, rank, out=np.zeros(len(rank)), where=rank > 0)
-    out = {f"recall@{k}": float(np.mean(rank > 0)) if len(rank) else 0.0,
-           f"mrr@{k}": float(rr.mean()) if len(rank) else 0.0,
+    if not len(rank):  # 0 would read as "found none of them"
+        warnings.warn(f"no test session has a second event: recall@{k} and mrr@{k} are undefined (NaN); "
+                      f"only first_recall@{k} measures something here", RuntimeWarning, stacklevel=3)
+    out = {f"recall@{k}": float(np.mean(rank > 0)) if len(rank) else float("nan"),
+           f"mrr@{k}": float(rr.mean()) if len(rank) else float("nan"),
            f"first_recall@{k}": float(np.mean(first_rank > 0)) if len(users) else 0.0,
            "n_events": int(len(rank)), "n_users": int(len(users))}
     details = None
@@ -265,7 +279,9 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         Also return a DataFrame with one row per held-out user (personalize) or per prediction
         (next-item: USER_ID, position in the session, target ITEM_ID, 1-based rank, 0 = miss).
     session_gap : float
-        Seconds that separate sessions (next-item; a SESSION_ID column overrides it).
+        Seconds that separate sessions (next-item; a SESSION_ID column overrides it). The
+        protocol's own, not the estimator's ``session_gap``: every model is scored on the same
+        test sessions.
     return_estimator : bool
         Also return the fitted clone, under the result's key ``"estimator"`` (as scikit-learn's
         ``cross_validate``), as the protocol left it: the held-out inputs have gone through
@@ -283,8 +299,12 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
     """
     if protocol not in ("personalize", "next-item"):
         raise ValueError(f"protocol must be 'personalize' or 'next-item', got {protocol!r}")
-    if not hasattr(estimator, "clone"):
-        raise TypeError(f"estimator must be an hrnn Recommender, got {type(estimator).__name__}")
+    if isinstance(estimator, type) or not hasattr(estimator, "clone"):
+        what = f"the class {estimator.__name__}" if isinstance(estimator, type) else type(estimator).__name__
+        raise TypeError(f"estimator must be an hrnn Recommender instance (e.g. HRNN()), got {what}")
+    # Both protocols' settings are checked whichever runs: a wrong one is never silently ignored.
+    _check_fraction("holdout_fraction", holdout_fraction)
+    check_gap("session_gap", session_gap, allow_none=False)
     df = read_interactions(data, columns)
     model = estimator.clone()
     params = model.get_params()

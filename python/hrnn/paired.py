@@ -37,6 +37,8 @@ def per_unit_scores(details: pd.DataFrame, metric: str) -> np.ndarray:
         raise ValueError(f"metric {metric!r} has no per-unit share in {'next-item' if next_item else 'personalize'} "
                          f"details; use one of {', '.join(allowed)}")
     if not next_item:
+        if metric not in details:
+            raise ValueError(f"details lack the column {metric!r}: pass evaluate(..., return_details=True)'s")
         return details[metric].to_numpy(np.float64)
     first = details["position"].to_numpy() == 0
     rank = details["rank"].to_numpy()[first if metric == "first_recall@20" else ~first]

@@ -82,8 +82,9 @@ def against_best_baseline(results: pd.DataFrame, details: dict, model: str = "hr
         others = part[~part.model.str.startswith("hrnn")]
         if others.empty or model not in set(part.model):
             continue
-        # Coverage is a property of all the lists together: no per-unit share.
-        for metric in (m for m in metrics if m != "coverage" and m in part):
+        # Coverage is a property of all the lists together: no per-unit share. A metric with no
+        # units (NaN: no test session has a second event) has nothing to pair.
+        for metric in (m for m in metrics if m != "coverage" and m in part and others[m].notna().any()):
             best = others.loc[others[metric].idxmax(), "model"]
             rows.append({"protocol": protocol, "metric": metric, "baseline": best,
                          **paired_difference(details[(protocol, model)], details[(protocol, best)], metric)})
@@ -118,6 +119,14 @@ def show_users(model: HRNN, table: pd.DataFrame, titles: Optional[dict], n_users
             print(f"  {rank:3d}. {name(item)}", file=out)
 
 
+NO_NEXT_ITEM = "no user has 2 or more sessions, 30 minutes apart: no next-item protocol"
+
+
+def possible_protocols(table: pd.DataFrame) -> tuple:
+    """PROTOCOLS, less next-item on a log where no user has two sessions (nothing to test)."""
+    return PROTOCOLS if len(split_next_item(table).test) else PROTOCOLS[:1]
+
+
 def run(data=None, columns: Optional[dict] = None, epochs: Optional[int] = None, random_state: int = 0,
         out=None) -> pd.DataFrame:
     """The whole quickstart; returns the results table."""
@@ -135,10 +144,9 @@ def run(data=None, columns: Optional[dict] = None, epochs: Optional[int] = None,
     print(f"{len(table):,} events, {table.USER_ID.nunique():,} users, {table.ITEM_ID.nunique():,} items\n",
           file=out)
     print("Evaluating (each model is fitted on the training part only):", file=out)
-    protocols = PROTOCOLS
-    if len(split_next_item(table).test) == 0:
-        protocols = PROTOCOLS[:1]
-        print("  (no user has 2 or more sessions, 30 minutes apart: no next-item protocol)", file=out)
+    protocols = possible_protocols(table)
+    if protocols != PROTOCOLS:
+        print(f"  ({NO_NEXT_ITEM})", file=out)
     details, fitted = {}, {}
     results = compare(table, contenders(epochs, random_state), random_state, out, details, fitted,
                       protocols)

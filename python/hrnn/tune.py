@@ -207,6 +207,9 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         rows.append({"trial": trial.number, **params,
                      **{k: v for k, v in scores.items() if isinstance(v, float)},
                      "seconds": time.perf_counter() - t0})
+        if np.isnan(scores[metric]):
+            raise ValueError(f"{metric} is undefined on this data's validation part (no validation session has "
+                             "a second event); tune first_recall@20 or a Personalize metric")
         return scores[metric]
 
     # Quiet: a trial that fails (bad data) raises its error to the caller, and Optuna would also log
