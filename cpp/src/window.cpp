@@ -227,7 +227,7 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
     const size_t U = lx.items.size();
     lx.g.assign(U * T, 0.f);
     lx.rows.resize(U * Hp);
-    lx.bias.resize(U);
+    lx.bias.assign(U, 0.f);
   });
   std::vector<double> loss_by_thread(nt, 0.0);
 
@@ -434,16 +434,13 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
         for (int t = 0; t < T; ++t) {
           const int64_t i = static_cast<int64_t>(t) * B + b;
           if (w.items[i] < 0 || w.targets[i] < 0) continue;
-          for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e)
+          for (int32_t e = w.ext_offsets[i]; e < w.ext_offsets[i + 1]; ++e) {
             lx.g[static_cast<int64_t>(ext_local_[e]) * T + t] += ext_g_[e];
+            lx.bias[ext_local_[e]] += ext_g_[e];
+          }
         }
         gemm_nn(U, Hp, T, lx.g.data(), T, hout_.data() + static_cast<int64_t>(b) * Hp,
                 static_cast<int>(static_cast<int64_t>(B) * Hp), lx.rows.data(), Hp, false);
-        for (int u = 0; u < U; ++u) {
-          float s = 0.f;
-          for (int t = 0; t < T; ++t) s += lx.g[static_cast<int64_t>(u) * T + t];
-          lx.bias[u] = s;
-        }
       }
     }
 #pragma omp barrier
