@@ -181,7 +181,7 @@ class TestRecommendBatch:
     def test_json_lines(self, trained, tmp_path, capsys, monkeypatch):
         _, model_path, _ = trained
         users = tmp_path / "users.txt"
-        users.write_text('3\n{"userId": "7"}\n\n{"userId": 11, "itemId": "x"}\nnobody\n  12  \n')
+        users.write_text('3\n{"userId": "7"}\n\n{"userId": 11.0, "itemId": "x"}\nnobody\n  12  \n')
         calls = []
         real = hrnn.HRNN.recommend_batch
 

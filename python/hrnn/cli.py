@@ -368,6 +368,8 @@ class _UserIds:
             raise ValueError(f"a user id must be a string or a number, got {value!r}")
         text = str(value).strip()
         if self.kind in "iu":
+            if isinstance(value, float) and value.is_integer():  # JSON writers may give 42 as 42.0
+                return int(value)
             return int(text) if _INT.fullmatch(text) else text
         if self.kind == "f":
             try:
