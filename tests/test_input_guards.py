@@ -264,3 +264,57 @@ def test_callback_answers_and_paired_difference_inputs():
     for bad in (None, {"a": details}):
         with pytest.raises(TypeError, match="details must be a DataFrame"):
             hrnn.paired_difference(bad, details, "precision@5")
+
+
+def test_ids_a_model_file_cannot_hold_are_refused(fitted, tmp_path):
+    """A string with a lone surrogate (JSON's "\\ud800", bytes decoded with surrogateescape) is
+    no UTF-8 text: accepted, it would make every later save fail. put_events refuses it with the
+    user left as it was, and so do fit and read_interactions (naming the column)."""
+    m, t = fitted
+    before = snapshot(m, 3)
+    for call in (lambda: m.put_events("u\ud800", 5, t + 10), lambda: m.put_events(3, "i\udc80", t + 10),
+                 lambda: m.put_events(3, [5, "i\udc80"], [t + 10, t + 11])):
+        with pytest.raises(ValueError, match="valid Unicode text"):
+            call()
+    after = snapshot(m, 3)
+    np.testing.assert_array_equal(before[0], after[0])
+    assert before[2] == after[2]
+    m.save(tmp_path / "m.hrnn")
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    for column in ("USER_ID", "ITEM_ID"):
+        table = pd.DataFrame({"USER_ID": users.astype(str), "ITEM_ID": items.astype(str), "TIMESTAMP": ts})
+        table[column] = table[column].astype(object)
+        table.loc[7, column] = "x\udc80"
+        with pytest.raises(ValueError, match=f"{column}.* valid Unicode text"):
+            hrnn.HRNN(**FAST).fit(table)
+
+
+def test_column_mappings_that_cannot_work(fitted):
+    df = pd.DataFrame([["a", "x", 1.7e9, "e", "e"]],
+                      columns=["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_TYPE"])
+    for columns in (None, {"EVENT_TYPE": "EVENT_TYPE"}):
+        with pytest.raises(ValueError, match="several columns are named 'EVENT_TYPE'"):
+            hrnn.read_interactions(df, columns=columns)
+    with pytest.raises(ValueError, match="USER_ID is required"):
+        hrnn.read_interactions(df.iloc[:, :3], columns={"USER_ID": None})
+
+
+def test_dict_views_are_sequences_of_ids(fitted):
+    m, _ = fitted
+    ids = {2: "a", 3: "b"}
+    expected = m.recommend_batch([2, 3], 5)[0].tolist()
+    assert m.recommend_batch(ids.keys(), 5)[0].tolist() == expected
+    assert m.recommend(2, 5, exclude_items=ids.keys())[0].tolist() == \
+        m.recommend(2, 5, exclude_items=[2, 3])[0].tolist()
+
+
+def test_put_events_splits_sessions_as_fit_does(fitted):
+    """A gap a hair above session_gap starts a session in fit (float64); put_events must agree,
+    not round the gap to float32 first (1800.00001 rounds to 1800.0)."""
+    m, t = fitted
+    gap = m.session_gap + 1e-5
+    m.put_events("by time", [1, 2], [t + 10, t + 10 + gap])
+    m.put_events("by session", 1, t + 10, session_id="s1")
+    m.put_events("by session", 2, t + 10 + gap, session_id="s2")
+    for a, b in zip(m.user_state("by time"), m.user_state("by session")):
+        np.testing.assert_array_equal(a, b)

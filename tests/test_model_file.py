@@ -1,6 +1,7 @@
 """Model files: round trip, atomic writes, and clear errors for damaged or foreign files."""
 from __future__ import annotations
 
+import json
 import os
 import struct
 import tempfile
@@ -126,6 +127,40 @@ def test_foreign_file_and_other_version(saved, tmp_path):
     (tmp_path / "old.hrnn").write_bytes(bytes(data))
     with pytest.raises(ValueError, match="format version 0"):
         hrnn.load(tmp_path / "old.hrnn")
+
+
+def test_damage_behind_a_valid_checksum_names_the_file(saved, tmp_path):
+    """Sections rewritten with a correct checksum: a missing section, metadata that is not JSON,
+    a non-integer size. Each error names the file (not the last parameter read, nor json's bare
+    message)."""
+    _, path = saved
+    sections = {k: np.array(v) for k, v in model_file.read_sections(path).items()}
+    meta = json.loads(sections["meta"].tobytes().decode("utf-8"))
+    cases = {
+        "missing section 'transitions.out'": {k: v for k, v in sections.items() if k != "transitions.out"},
+        "metadata is not valid JSON": {**sections, "meta": np.frombuffer(b"{not json", np.uint8)},
+        "is corrupted: invalid literal": {**sections, "meta": np.frombuffer(
+            json.dumps({**meta, "hidden": "x"}).encode(), np.uint8)},
+    }
+    for i, (message, content) in enumerate(cases.items()):
+        bad = tmp_path / f"bad{i}.hrnn"
+        model_file._write_atomic(bad, content)
+        with pytest.raises(ValueError, match=f"^{str(bad)}.*{message}"):
+            hrnn.load(bad)
+
+
+def test_numpy_scalar_hyperparameters_are_saved_as_python_values(tmp_path):
+    """numpy scalars (a config read with numpy) are valid hyperparameters, and the model file
+    (JSON metadata) takes them."""
+    users, items, ts = planted_log(n_users=60)
+    params = dict(FAST, hidden_dimension=np.int64(32), learning_rate=np.float32(0.1),
+                  recency_mask=np.True_, random_state=np.int64(3), session_gap=np.int64(1800))
+    m = hrnn.HRNN(num_threads=1, **params)
+    assert type(m.hidden_dimension) is int and type(m.recency_mask) is bool
+    m.fit((users, items, ts)).save(tmp_path / "np.hrnn")
+    back = hrnn.load(tmp_path / "np.hrnn").get_params()
+    assert back["learning_rate"] == float(np.float32(0.1)) and back["recency_mask"] is True
+    assert back["random_state"] == 3 and type(back["session_gap"]) is int
 
 
 def test_missing_file():

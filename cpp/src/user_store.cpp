@@ -133,9 +133,11 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
   int64_t prev_session = last_session_[user];
   for (int64_t i = 0; i < n; ++i) {
     const bool first = had == 0 && i == 0;
-    gaps[i] = first ? 0.f : static_cast<float>(ts[i] - prev_ts);
+    const double gap = first ? 0.0 : ts[i] - prev_ts;
+    gaps[i] = static_cast<float>(gap);
     const bool by_session = session != nullptr && prev_session != kNoSession;
-    news[i] = first || (by_session ? session[i] != prev_session : gaps[i] > session_gap);
+    // In double, as fit's session boundaries: a gap a hair above session_gap must not round to it.
+    news[i] = first || (by_session ? session[i] != prev_session : gap > session_gap);
     prev_ts = ts[i];
     prev_session = session ? session[i] : kNoSession;
   }

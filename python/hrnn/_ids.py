@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
-from collections.abc import Iterator
+from collections.abc import Iterator, MappingView
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ def _as_list(values, what: str) -> list:
         raise TypeError(f"{what} must not be None")
     if isinstance(values, (list, tuple)):
         return list(values)
-    if isinstance(values, (set, frozenset, dict)) or (isinstance(values, Iterator) and not isinstance(values, str)):
+    if isinstance(values, (set, frozenset, dict, MappingView)) or (isinstance(values, Iterator) and not isinstance(values, str)):
         return list(values)
     if isinstance(values, (str, bytes)) or np.ndim(values) == 0:
         return [values.item() if isinstance(values, np.generic) else values]
@@ -50,6 +50,30 @@ def _check_id(value, what: str) -> None:
     _check_lookup(value, what)
     if isinstance(value, numbers.Integral) and not -2**63 <= int(value) < 2**63:
         raise ValueError(f"{what} must fit in 64 bits, got {value}")
+    if isinstance(value, str):
+        _check_text(value, what)
+
+
+def _check_text(value: str, what: str) -> None:
+    """A string id must be Unicode text that UTF-8 can encode (a model file holds it so): a lone
+    surrogate ("\\ud800" from JSON, or bytes decoded with surrogateescape) would make every later
+    save fail."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} must be valid Unicode text (it is saved as UTF-8), got {value!r}") from None
+
+
+def _check_text_ids(ids: np.ndarray, what: str) -> None:
+    """``_check_text`` for every string in an array of distinct ids: one encode on the usual path."""
+    if ids.dtype.kind != "O" and ids.dtype.kind != "U":
+        return
+    text = [v for v in ids.tolist() if isinstance(v, str)]
+    try:
+        "".join(text).encode("utf-8")
+    except UnicodeEncodeError:
+        for v in text:
+            _check_text(v, what)
 
 
 def _known_items(item_ids, index: dict, what: str) -> np.ndarray:

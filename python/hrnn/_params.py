@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 # name: (kind, lower, upper) ; kind is "int", "float", "bool" or a tuple of allowed strings; a
 # trailing "?" also allows None, "|auto" also allows the string "auto".
 SPECS = {
@@ -37,27 +39,31 @@ SPECS = {
 
 
 def check(name: str, value):
-    """Raise TypeError / ValueError naming ``name`` unless ``value`` fits its spec."""
+    """``value`` as a plain Python value (a numpy scalar becomes its Python one, so that the
+    hyperparameters can be written to a model file); TypeError / ValueError naming ``name``
+    unless it fits its spec."""
     kind, lo, hi = SPECS[name]
+    if isinstance(value, np.generic):
+        value = value.item()
     if kind == "float|auto":
         if isinstance(value, str):
             if value != "auto":
                 raise ValueError(f"{name} must be a number or 'auto', got {value!r}")
-            return
+            return value
         kind = "float"
     optional = isinstance(kind, str) and kind.endswith("?")
     if optional:
         if value is None:
-            return
+            return value
         kind = kind[:-1]
     if isinstance(kind, tuple):
         if value not in kind:
             raise ValueError(f"{name} must be one of {list(kind)}, got {value!r}")
-        return
+        return value
     if kind == "bool":
-        if not isinstance(value, (bool,)) and type(value).__name__ != "bool_":
+        if not isinstance(value, bool):
             raise TypeError(f"{name} must be True or False, got {value!r}")
-        return
+        return value
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(f"{name} must be an integer, got {value!r}")
@@ -67,6 +73,7 @@ def check(name: str, value):
         raise ValueError(f"{name} must be a number, got NaN")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
+    return value
 
 
 def check_positive_int(name: str, value) -> None:

@@ -86,8 +86,12 @@ def resolve_columns(found, columns) -> dict:
         by_upper.setdefault(str(col).upper(), []).append(col)
     resolved = {}
     for canon, name in mapping.items():
+        if name is None and canon in REQUIRED:
+            raise ValueError(f"{canon} is required: columns={{{canon!r}: None}} cannot switch it off")
         if name is None:  # explicitly switched off
             resolved[canon] = None
+        elif found.count(name) > 1:
+            raise ValueError(f"several columns are named {name!r} (given for {canon}); rename them apart")
         elif name in found:
             resolved[canon] = name
         elif len(by_upper.get(str(name).upper(), [])) == 1:
@@ -104,6 +108,8 @@ def resolve_columns(found, columns) -> dict:
         candidates = [c for c in by_upper.get(canon, []) if c not in used]
         if len(candidates) > 1:
             candidates = [c for c in candidates if c == canon] or candidates
+        if len(candidates) > 1 and len(set(candidates)) == 1:
+            raise ValueError(f"several columns are named {candidates[0]!r} (they match {canon}); rename them apart")
         if len(candidates) > 1:
             raise ValueError(f"several columns match {canon} case-insensitively: {candidates}; "
                              f"choose one with columns={{'{canon}': ...}}")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import _reading as _v
-from ._ids import _stable_hash
+from ._ids import _check_text_ids, _stable_hash
 from ._reading import (CANONICAL, EVENT_TYPE, EVENT_VALUE, ITEM_ID, OPTIONAL,  # noqa: F401
                         REQUIRED, SESSION_ID, TIMESTAMP, USER_ID)
 
@@ -78,7 +78,13 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
         else:
             _v.check_no_missing(s, label)
             out[canon] = s.array
-    df = pd.DataFrame({c: out[c] for c in CANONICAL if c in out})
+    try:
+        df = pd.DataFrame({c: out[c] for c in CANONICAL if c in out})
+    except UnicodeEncodeError:  # pandas' Arrow strings refuse text that UTF-8 cannot encode
+        for canon, name in names.items():
+            if canon in (USER_ID, ITEM_ID, SESSION_ID, EVENT_TYPE):
+                _check_text_ids(np.asarray(raw[name], dtype=object), _v.column_label(canon, name))
+        raise
     return _v.drop_duplicates(df)
 
 
@@ -92,8 +98,13 @@ def _as_interactions(df) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------- event log
 
-def _ids(uniques) -> np.ndarray:
-    return np.asarray(uniques.to_numpy() if hasattr(uniques, "to_numpy") else uniques)
+def _ids(uniques, what: Optional[str] = None) -> np.ndarray:
+    """An id map as an array; ``what`` names the ids when they are new to the model (their text
+    must fit a model file)."""
+    out = np.asarray(uniques.to_numpy() if hasattr(uniques, "to_numpy") else uniques)
+    if what is not None:
+        _check_text_ids(out, what)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,7 +204,7 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
     order = _user_time_order(ucodes, ts, len(uniques))
     if item_ids is None:
         icodes, iuniques = pd.factorize(df[ITEM_ID])
-        item_map = _ids(iuniques)
+        item_map = _ids(iuniques, f"{ITEM_ID} value")
     else:
         index = pd.Index(item_ids)
         if not index.is_unique:
@@ -219,7 +230,7 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
         # Few distinct types: indexing their codes beats materialising 10M Python strings.
         ecodes, etype_values = pd.factorize(df[EVENT_TYPE])
         etypes = _ids(etype_values)[ecodes[order]]
-    return EventLog(user_ids=_ids(uniques), item_ids=item_map, offsets=offsets,
+    return EventLog(user_ids=_ids(uniques, f"{USER_ID} value"), item_ids=item_map, offsets=offsets,
                     items=icodes[order].astype(np.int32), timestamps=t,
                     new_session=new.view(np.uint8), event_types=etypes, last_sessions=last_sessions)
 

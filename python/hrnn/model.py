@@ -167,7 +167,7 @@ class HRNN(Recommender):
 
     def _validate_params(self) -> None:
         for name in _params.SPECS:
-            _params.check(name, getattr(self, name))
+            setattr(self, name, _params.check(name, getattr(self, name)))
         _data.check_percentiles(self.min_user_history_length_percentile,
                                 self.max_user_history_length_percentile)
         et = self.event_type
@@ -475,7 +475,9 @@ class HRNN(Recommender):
         num_results : int, default 25
             How many items, 1..500 (Personalize's limit).
         exclude_interacted : bool
-            Leave out the items this user has interacted with (training and real-time events).
+            Leave out the items this user has interacted with: in the events the model learned
+            from (those ``event_type`` / ``event_value_threshold`` kept) and in ``put_events``.
+            Pass the items of filtered-out events as ``exclude_items`` to leave them out too.
         exclude_items, include_items : iterable of item ids, optional
             Never return these / return only these. Unknown ids are ignored.
 

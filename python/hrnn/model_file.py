@@ -205,7 +205,10 @@ def load(path, device=None):
             model = HRNN(**params)
         except TypeError as e:
             raise ValueError(f"{name} holds hyperparameters this hrnn does not know: {e}") from None
-        n_items, hidden, tied = int(meta["n_items"]), int(meta["hidden"]), bool(meta["tied"])
+        try:
+            n_items, hidden, tied = int(meta["n_items"]), int(meta["hidden"]), bool(meta["tied"])
+        except ValueError as e:
+            raise ValueError(f"{name} is corrupted: {e}") from None
         # The sizes the metadata claims must be those of the stored arrays, before anything is allocated.
         if s["param.E"].shape != (n_items, hidden) or s["popularity"].shape != (n_items,):
             raise ValueError(f"{name} is corrupted: its metadata does not match its parameters")
@@ -213,8 +216,8 @@ def load(path, device=None):
             if arr.dtype != _expected_dtype(key):
                 raise ValueError(f"{name} is corrupted: section {key} has dtype {arr.dtype}")
         engine = _core.Engine(n_items, hidden, tied, 0)
-        for name in engine.param_names():
-            engine.set_param(name, s[f"param.{name}"])
+        for param in engine.param_names():
+            engine.set_param(param, s[f"param.{param}"])
         engine.load_users({k[len("users."):]: v for k, v in s.items() if k.startswith("users.")})
         # Copies: the sections are views at any byte offset of the file, the core reads aligned arrays.
         table = {key: s[f"transitions.{key}"].copy() for key in _TRANSITION_DTYPES}
@@ -228,12 +231,14 @@ def load(path, device=None):
         user_ids = _decode_ids(s, "user_ids")
         n_users = engine.n_users()
         if len(user_ids) != n_users or len(item_ids) != engine.n_items:
-            raise ValueError("id maps do not match the stored states")
+            raise ValueError(f"{name} is corrupted: its id maps do not match the stored states")
         unknown = {k: v for k, v in meta.get("unknown_item_events", [])}
         model._attach(engine, user_ids, item_ids, popularity, unknown_items=unknown)
         model.transition_weight_ = float(table["weight"][0]) if len(table["weight"]) else 0.0
     except KeyError as e:
         raise ValueError(f"{name} is missing section {e}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{name} is corrupted: its metadata is not valid JSON ({e})") from None
     except UnicodeDecodeError:
         raise ValueError(f"{name} is corrupted: ids are not valid UTF-8") from None
     except (TypeError, OverflowError, AttributeError) as e:
