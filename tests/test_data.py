@@ -160,6 +160,8 @@ BAD_INPUTS = {  # name: (make the table, exception, what the message must say)
     "text value": (lambda: table(event_value=["x"] * 30), TypeError, "EVENT_VALUE.*'x'"),
     "2-tuple": (lambda: ([1], [2]), ValueError, "exactly 3 arrays"),
     "ragged": (lambda: ([1, 2], [2], [T0]), ValueError, "different lengths"),
+    "ragged dict": (lambda: {"USER_ID": [1, 2], "ITEM_ID": [2], "TIMESTAMP": [T0, T0]}, ValueError,
+                    r"dict source have different lengths: \{'USER_ID': 2, 'ITEM_ID': 1"),
     "an int": (lambda: 5, TypeError, "cannot read interactions from int"),
 }
 

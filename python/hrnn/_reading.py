@@ -28,6 +28,9 @@ def load(source) -> pd.DataFrame:
     if isinstance(source, (str, os.PathLike)):
         return read_file(os.fspath(source))
     if isinstance(source, dict):
+        lengths = {k: len(v) for k, v in source.items() if hasattr(v, "__len__") and not isinstance(v, (str, bytes))}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"the columns of a dict source have different lengths: {lengths}")
         return pd.DataFrame(source)
     if isinstance(source, (tuple, list)):
         if len(source) != 3 or any(isinstance(a, (str, bytes)) or not hasattr(a, "__len__")
