@@ -154,6 +154,8 @@ BAD_INPUTS = {  # name: (make the table, exception, what the message must say)
                      "TIMESTAMP.*look like milliseconds.*divide by 1000"),
     "microseconds": (lambda: spoil("timestamp", slice(None), T0 * 10**6), ValueError,
                      "TIMESTAMP.*look like microseconds.*divide by 1e6"),
+    "absurd": (lambda: spoil("timestamp", slice(None), 1e300), ValueError,
+               "TIMESTAMP.*has 30 values beyond the year 5000.*first 1e\\+300 at row 0"),
     "infinite": (lambda: spoil("timestamp", [6], np.inf), ValueError,
                  "TIMESTAMP.*1 infinite.*row 6"),
     "empty": (lambda: table().iloc[:0], ValueError, "empty"),

@@ -241,7 +241,7 @@ def timestamps(s: pd.Series, label: str) -> np.ndarray:
     median = float(np.median(ts)) if not is_date else 0.0
     for limit, unit, factor in ((1e17, "nanoseconds", "1e9"), (1e14, "microseconds", "1e6"),
                                 (1e11, "milliseconds", "1000")):
-        if median > limit:
+        if limit < median < 1e20:  # (1e20 ns is the year 5138: beyond it no unit is plausible)
             raise ValueError(f"{label} values look like {unit} (median {median:.4g}); hrnn "
                              f"expects unix seconds: divide by {factor}")
     late = ts > MAX_TIMESTAMP
