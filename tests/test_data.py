@@ -162,6 +162,8 @@ BAD_INPUTS = {  # name: (make the table, exception, what the message must say)
     "text value": (lambda: table(event_value=["x"] * 30), TypeError, "EVENT_VALUE.*'x'"),
     "2-tuple": (lambda: ([1], [2]), ValueError, "exactly 3 arrays"),
     "ragged": (lambda: ([1, 2], [2], [T0]), ValueError, "different lengths"),
+    "unnamed surrogate": (lambda: {"USER_ID": ["u1", "u\udc80"], "ITEM_ID": [1, 2], "TIMESTAMP": [T0, T0]},
+                          ValueError, "USER_ID must be valid Unicode text"),
     "ragged dict": (lambda: {"USER_ID": [1, 2], "ITEM_ID": [2], "TIMESTAMP": [T0, T0]}, ValueError,
                     r"dict source have different lengths: \{'USER_ID': 2, 'ITEM_ID': 1"),
     "an int": (lambda: 5, TypeError, "cannot read interactions from int"),
@@ -174,6 +176,10 @@ class TestValidation:
         make, exc, pattern = BAD_INPUTS[name]
         with pytest.raises(exc, match=pattern):
             read_interactions(make())
+
+    def test_a_dict_source_may_broadcast_a_scalar(self):
+        out = read_interactions({"USER_ID": [1, 2], "ITEM_ID": [1, 2], "TIMESTAMP": np.array(T0)})
+        assert out["TIMESTAMP"].tolist() == [T0, T0]
 
     def test_duplicates_dropped_with_warning(self):
         df = table(event_type="click")

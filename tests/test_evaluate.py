@@ -314,10 +314,14 @@ class TestEvaluate:
                 evaluate(Markov(), log, protocol=protocol, holdout_fraction="0.1")
             with pytest.raises(ValueError, match="holdout_fraction .* got 5"):
                 evaluate(Markov(), log, protocol=protocol, holdout_fraction=5)
-            with pytest.raises(ValueError, match="session_gap must be a non-negative number of seconds, got 'x'"):
+            with pytest.raises(ValueError, match="session_gap must be a non-negative number of seconds or None, got 'x'"):
                 evaluate(Markov(), log, protocol=protocol, session_gap="x")
-        with pytest.raises(TypeError, match="random_state must be an int"):
-            evaluate(Markov(), log, random_state="a")
+        for protocol in ("personalize", "next-item"):
+            with pytest.raises(TypeError, match="random_state must be an int"):
+                evaluate(Markov(), log, protocol=protocol, random_state="a")
+        # None: sessions only where SESSION_ID changes (here: each user's two sessions)
+        sessions = log.assign(session_id=log.groupby("user_id").cumcount() // 6)
+        assert evaluate(Markov(), sessions, protocol="next-item", session_gap=None)["n_users"] > 0
         with pytest.raises(ValueError, match="truth_fraction"):
             split_personalize(log, truth_fraction=True)
 

@@ -51,6 +51,18 @@ class TestHandComputed:
         assert M.precision_at_k(np.array([1, 2], dtype=np.int64), {2}, 2) == 0.5
         assert M.recall_at_k([1, 2], np.int32(2), 2) == 1.0
 
+    def test_one_recommended_id(self):
+        """A scalar or a string is one recommended id, not a sequence of characters."""
+        assert M.precision_at_k("abc", ["abc"], 1) == 1.0
+        assert M.recall_at_k(5, [5], 1) == 1.0
+
+    def test_missing_truth_ids_count_nowhere(self):
+        """None / NaN in a truth set is no id, as in hit_matrix: recall 1, not 0.5."""
+        assert M.recall_at_k(["a", "b"], ["a", None], 2) == 1.0
+        assert M.ndcg_at_k(["a", "b"], ["a", float("nan")], 2) == 1.0
+        hits, n_truth = M.hit_matrix(np.array([["a", "b"]], dtype=object), [["a", None]])
+        assert n_truth.tolist() == [1]
+
     def test_mixed_id_types_in_a_list(self):
         """A list of ints and strings stays ids (np.asarray would make 1 the string "1")."""
         assert M.precision_at_k([1, "a"], [1, "a"], 2) == 1.0

@@ -192,6 +192,20 @@ def test_tune_on_an_undefined_metric_says_so(tmp_path):
         hrnn.tune(path, n_trials=1, metric="recall@20", base_params={"epochs": 1})
 
 
+def test_evaluate_command_writes_undefined_metrics_as_null(tmp_path, capsys):
+    """--json lines stay JSON (NaN is not) when no test session has a second event."""
+    csv = one_event_last_sessions(tmp_path / "one.csv")
+    model_path = tmp_path / "m.hrnn"
+    assert cli.main(["train", str(csv), "-o", str(model_path), "--epochs", "1", "--no-progress",
+                     "--num-threads", "1", "--hidden-dimension", "32"]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(model_path), str(csv), "--json", "--protocol", "next-item"]) == 0
+    out, err = capsys.readouterr()
+    assert "no test session has a second event" in err
+    row = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in JSON output"))
+    assert row["recall@20"] is None and row["mrr@20"] is None and 0 <= row["first_recall@20"] <= 1
+
+
 def test_evaluate_command_without_a_next_item_protocol(tmp_path, capsys):
     """--protocol both on a log where nobody has two sessions: Personalize, and a note on stderr
     (stdout stays JSON), not an error after the first table."""

@@ -8,11 +8,12 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from ._ids import MAX_TIMESTAMP
+from ._ids import MAX_TIMESTAMP, _check_text_ids
 
 USER_ID, ITEM_ID, TIMESTAMP = "USER_ID", "ITEM_ID", "TIMESTAMP"
 EVENT_TYPE, EVENT_VALUE, SESSION_ID = "EVENT_TYPE", "EVENT_VALUE", "SESSION_ID"
@@ -28,10 +29,11 @@ def load(source) -> pd.DataFrame:
     if isinstance(source, (str, os.PathLike)):
         return read_file(os.fspath(source))
     if isinstance(source, dict):
-        lengths = {k: len(v) for k, v in source.items() if hasattr(v, "__len__") and not isinstance(v, (str, bytes))}
+        lengths = {k: len(v) for k, v in source.items()
+                   if hasattr(v, "__len__") and not isinstance(v, (str, bytes)) and np.ndim(v) > 0}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"the columns of a dict source have different lengths: {lengths}")
-        return pd.DataFrame(source)
+        return frame(source)
     if isinstance(source, (tuple, list)):
         if len(source) != 3 or any(isinstance(a, (str, bytes)) or not hasattr(a, "__len__")
                                    for a in source):
@@ -41,10 +43,22 @@ def load(source) -> pd.DataFrame:
         if len(lengths) != 1:
             raise ValueError(f"users, items and timestamps have different lengths: "
                              f"{[len(a) for a in source]}")
-        return pd.DataFrame(dict(zip(REQUIRED, source)))
+        return frame(dict(zip(REQUIRED, source)))
     raise TypeError(f"cannot read interactions from {type(source).__name__}; pass a DataFrame, "
                     f"a path to .csv/.csv.gz/.parquet, a dict of columns or "
                     f"(users, items, timestamps)")
+
+
+def frame(columns: dict, labels: Optional[dict] = None) -> pd.DataFrame:
+    """``pd.DataFrame(columns)``; text that UTF-8 cannot encode (a lone surrogate, which pandas'
+    Arrow strings refuse while building the frame) is a ValueError naming its column."""
+    try:
+        return pd.DataFrame(columns)
+    except UnicodeEncodeError:
+        for key, values in columns.items():
+            if np.ndim(values) > 0:
+                _check_text_ids(np.asarray(values, dtype=object), (labels or {}).get(key, str(key)))
+        raise
 
 
 def read_file(path: str) -> pd.DataFrame:
@@ -99,6 +113,9 @@ def resolve_columns(found, columns) -> dict:
             resolved[canon] = name
         elif len(by_upper.get(str(name).upper(), [])) == 1:
             resolved[canon] = by_upper[str(name).upper()][0]
+        elif by_upper.get(str(name).upper()):
+            raise ValueError(f"several columns match {name!r} (given for {canon}) case-insensitively: "
+                             f"{by_upper[str(name).upper()]}; give one of them exactly")
         else:
             raise KeyError(f"column {name!r} given for {canon} not found; columns found: "
                            f"{', '.join(map(str, found))}")

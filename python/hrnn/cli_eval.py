@@ -92,8 +92,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             scores = evaluate(est, table, protocol=protocol, random_state=args.random_state)
             rows.append({"protocol": protocol, "model": name, **scores})
         if args.json:
-            for row in rows:
-                print(json.dumps(row))
+            for row in rows:  # an undefined metric (NaN) is null: NaN is not JSON
+                print(json.dumps({k: None if isinstance(v, float) and v != v else v for k, v in row.items()}))
         else:
             import pandas as pd
             metrics = quickstart.PERSONALIZE if protocol == "personalize" else quickstart.NEXT_ITEM

@@ -78,13 +78,8 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
         else:
             _v.check_no_missing(s, label)
             out[canon] = s.array
-    try:
-        df = pd.DataFrame({c: out[c] for c in CANONICAL if c in out})
-    except UnicodeEncodeError:  # pandas' Arrow strings refuse text that UTF-8 cannot encode
-        for canon, name in names.items():
-            if canon in (USER_ID, ITEM_ID, SESSION_ID, EVENT_TYPE):
-                _check_text_ids(np.asarray(raw[name], dtype=object), _v.column_label(canon, name))
-        raise
+    df = _v.frame({c: out[c] for c in CANONICAL if c in out},
+                  labels={canon: _v.column_label(canon, name) for canon, name in names.items()})
     return _v.drop_duplicates(df)
 
 
@@ -97,6 +92,13 @@ def _as_interactions(df) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------- event log
+
+def _text_ids(s: pd.Series) -> Optional[str]:
+    """How to name a column's ids in the UTF-8 check of ``_ids``; None where it cannot fail
+    (Arrow strings hold only valid UTF-8)."""
+    arrow = isinstance(s.dtype, pd.ArrowDtype) or (isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow")
+    return None if arrow else f"{s.name} value"
+
 
 def _ids(uniques, what: Optional[str] = None) -> np.ndarray:
     """An id map as an array; ``what`` names the ids when they are new to the model (their text
@@ -204,7 +206,7 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
     order = _user_time_order(ucodes, ts, len(uniques))
     if item_ids is None:
         icodes, iuniques = pd.factorize(df[ITEM_ID])
-        item_map = _ids(iuniques, f"{ITEM_ID} value")
+        item_map = _ids(iuniques, _text_ids(df[ITEM_ID]))
     else:
         index = pd.Index(item_ids)
         if not index.is_unique:
@@ -230,7 +232,7 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
         # Few distinct types: indexing their codes beats materialising 10M Python strings.
         ecodes, etype_values = pd.factorize(df[EVENT_TYPE])
         etypes = _ids(etype_values)[ecodes[order]]
-    return EventLog(user_ids=_ids(uniques, f"{USER_ID} value"), item_ids=item_map, offsets=offsets,
+    return EventLog(user_ids=_ids(uniques, _text_ids(df[USER_ID])), item_ids=item_map, offsets=offsets,
                     items=icodes[order].astype(np.int32), timestamps=t,
                     new_session=new.view(np.uint8), event_types=etypes, last_sessions=last_sessions)
 

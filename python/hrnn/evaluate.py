@@ -56,6 +56,13 @@ def _take(df: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
     return df.iloc[rows].reset_index(drop=True)
 
 
+def _rng(random_state) -> np.random.Generator:
+    try:
+        return np.random.default_rng(random_state)
+    except (TypeError, ValueError):
+        raise TypeError(f"random_state must be an int, a numpy Generator or None, got {random_state!r}") from None
+
+
 def _check_fraction(name: str, value) -> None:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
         raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
@@ -87,10 +94,7 @@ def split_personalize(data, holdout_fraction: float = 0.1, truth_fraction: float
     """
     _check_fraction("holdout_fraction", holdout_fraction)
     _check_fraction("truth_fraction", truth_fraction)
-    try:
-        rng = np.random.default_rng(random_state)
-    except (TypeError, ValueError):
-        raise TypeError(f"random_state must be an int, a numpy Generator or None, got {random_state!r}") from None
+    rng = _rng(random_state)
     df = read_interactions(data, columns)
     ucodes, order = _time_order(df)
     counts = np.bincount(ucodes)
@@ -120,8 +124,9 @@ def split_next_item(data, session_gap: float = 1800.0, columns=None) -> NextItem
     Parameters
     ----------
     data : DataFrame, path, dict or (users, items, timestamps)
-    session_gap : float
-        Seconds of inactivity that start a new session (a SESSION_ID column overrides it).
+    session_gap : float or None
+        Seconds of inactivity that start a new session (a SESSION_ID column overrides it; None:
+        never by time).
     columns : dict, optional
 
     Returns
@@ -130,7 +135,7 @@ def split_next_item(data, session_gap: float = 1800.0, columns=None) -> NextItem
         ``(train, test)``: train holds every event before each test user's last session and all
         events of single-session users.
     """
-    check_gap("session_gap", session_gap, allow_none=False)
+    check_gap("session_gap", session_gap)
     df = read_interactions(data, columns)
     log = build_event_log(df, session_gap=session_gap)
     _, order = _time_order(df)
@@ -278,8 +283,9 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
     return_details : bool
         Also return a DataFrame with one row per held-out user (personalize) or per prediction
         (next-item: USER_ID, position in the session, target ITEM_ID, 1-based rank, 0 = miss).
-    session_gap : float
-        Seconds that separate sessions (next-item; a SESSION_ID column overrides it). The
+    session_gap : float or None
+        Seconds that separate sessions (next-item; a SESSION_ID column overrides it; None: never
+        by time). The
         protocol's own, not the estimator's ``session_gap``: every model is scored on the same
         test sessions.
     return_estimator : bool
@@ -304,7 +310,8 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         raise TypeError(f"estimator must be an hrnn Recommender instance (e.g. HRNN()), got {what}")
     # Both protocols' settings are checked whichever runs: a wrong one is never silently ignored.
     _check_fraction("holdout_fraction", holdout_fraction)
-    check_gap("session_gap", session_gap, allow_none=False)
+    check_gap("session_gap", session_gap)
+    _rng(random_state)
     df = read_interactions(data, columns)
     model = estimator.clone()
     params = model.get_params()

@@ -31,20 +31,23 @@ def _check_k(k) -> int:
 
 
 def _as_set(truth) -> set:
+    """The relevant ids; None and NaN are no ids (they match nothing and do not count)."""
     # A string is iterable but is one id, not a set of characters.
     if isinstance(truth, (str, bytes)) or not isinstance(truth, Iterable):
-        return {truth}
+        truth = [truth]
     # numpy scalars hash and compare like the Python ones, so a plain set suffices.
-    return set(truth.tolist()) if isinstance(truth, np.ndarray) else set(truth)
+    ids = set(truth.tolist()) if isinstance(truth, np.ndarray) else set(truth)
+    return {i for i in ids if i is not None and not (isinstance(i, (float, np.floating)) and i != i)}
 
 
 def _ids(values) -> np.ndarray:
-    """A 1-D array of ids; a list is kept as objects (np.asarray would turn [1, "a"] into
-    ["1", "a"])."""
+    """A 1-D array of ids (one id for a scalar or a string); a list is kept as objects
+    (np.asarray would turn [1, "a"] into ["1", "a"])."""
     if isinstance(values, np.ndarray):
         return values.ravel()
+    values = [values] if isinstance(values, (str, bytes)) or not isinstance(values, Iterable) else list(values)
     out = np.empty(len(values), dtype=object)
-    out[:] = list(values)
+    out[:] = values
     return out
 
 

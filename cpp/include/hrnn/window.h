@@ -108,15 +108,14 @@ class WindowEngine {
   // The extra columns' gradient rows, lane by lane: a lane's extra items recur at nearly every
   // step, so each lane's distinct extra items get their rows from one product [U x T] . [T x H]
   // of their per-step logit gradients and the lane's states, and only those U rows are added into
-  // the table (not one row per item and step). Per thread: which lane last saw a g.out slot, and
-  // its index there.
+  // the table (not one row per item and step).
   struct LaneExtras {
     std::vector<int32_t> items;     // [U] the lane's distinct extra items, first seen first
     std::vector<float> g, rows, bias;  // [U x T] logit gradients; [U x Hp] and [U] what they add
   };
   std::vector<LaneExtras> lane_ext_;
   std::vector<int32_t> ext_local_;  // [E] each extra column's index among its lane's items
-  std::vector<ColumnsSeen> ext_seen_;
+  std::vector<ColumnsSeen> ext_seen_;  // per thread: the lane that last saw a g.out slot, its index there
   PackedWeights packed_;
   std::vector<LaneBlock> blocks_;  // the recurrent part, one block of lanes per thread
   std::vector<int> lane_block_;
