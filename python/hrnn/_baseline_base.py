@@ -13,15 +13,6 @@ from .base import Recommender
 from .data import build_event_log, popularity, read_interactions
 
 
-def check_gap(name, value, allow_none=True):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
-            not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a non-negative number of seconds"
-                         f"{' or None' if allow_none else ''}, got {value!r}")
-
-
 def check_range(name, value, lo, hi, integer=False):
     ok = not isinstance(value, bool) and isinstance(value, (int, np.integer) if integer else
                                                     (int, float, np.number))

@@ -76,6 +76,16 @@ def check(name: str, value):
     return value
 
 
+def check_gap(name: str, value, allow_none: bool = True) -> None:
+    """A gap in seconds: a finite number >= 0 (or None where allowed), else ValueError naming it."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
+            not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number of seconds"
+                         f"{' or None' if allow_none else ''}, got {value!r}")
+
+
 def check_positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._baseline_base import Baseline, check_gap, check_range, lift
+from ._baseline_base import Baseline, check_range, lift
+from ._params import check_gap
 from ._baseline_history import coalesce, csr_gather
 from ._transitions import repeat_curve, top_successors, transition_counts
 from .data import popularity, recency_weights, session_offsets

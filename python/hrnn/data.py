@@ -15,6 +15,7 @@ import pandas as pd
 
 from . import _reading as _v
 from ._ids import _check_text_ids, _stable_hash
+from ._params import check_gap
 from ._reading import (CANONICAL, EVENT_TYPE, EVENT_VALUE, ITEM_ID, OPTIONAL,  # noqa: F401
                         REQUIRED, SESSION_ID, TIMESTAMP, USER_ID)
 
@@ -93,19 +94,14 @@ def _as_interactions(df) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------- event log
 
-def _text_ids(s: pd.Series) -> Optional[str]:
-    """How to name a column's ids in the UTF-8 check of ``_ids``; None where it cannot fail
-    (Arrow strings hold only valid UTF-8)."""
-    arrow = isinstance(s.dtype, pd.ArrowDtype) or (isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow")
-    return None if arrow else f"{s.name} value"
-
-
-def _ids(uniques, what: Optional[str] = None) -> np.ndarray:
-    """An id map as an array; ``what`` names the ids when they are new to the model (their text
-    must fit a model file)."""
+def _ids(uniques, column: Optional[pd.Series] = None) -> np.ndarray:
+    """An id map as an array. ``column``: the ids' source, when they are new to the model: their
+    text must fit a model file (UTF-8; Arrow strings cannot hold anything else)."""
     out = np.asarray(uniques.to_numpy() if hasattr(uniques, "to_numpy") else uniques)
-    if what is not None:
-        _check_text_ids(out, what)
+    dtype = None if column is None else column.dtype
+    arrow = isinstance(dtype, pd.ArrowDtype) or (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow")
+    if column is not None and not arrow:
+        _check_text_ids(out, f"{column.name} value")
     return out
 
 
@@ -198,15 +194,14 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
         by timestamp with ties in input order.
     """
     df = _as_interactions(df)
+    check_gap("session_gap", session_gap)
     gap = np.inf if session_gap is None else float(session_gap)
-    if not gap >= 0:
-        raise ValueError(f"session_gap must be >= 0 seconds, got {session_gap!r}")
     ucodes, uniques = pd.factorize(df[USER_ID])
     ts = df[TIMESTAMP].to_numpy(dtype=np.float64)
     order = _user_time_order(ucodes, ts, len(uniques))
     if item_ids is None:
         icodes, iuniques = pd.factorize(df[ITEM_ID])
-        item_map = _ids(iuniques, _text_ids(df[ITEM_ID]))
+        item_map = _ids(iuniques, df[ITEM_ID])
     else:
         index = pd.Index(item_ids)
         if not index.is_unique:
@@ -232,7 +227,7 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
         # Few distinct types: indexing their codes beats materialising 10M Python strings.
         ecodes, etype_values = pd.factorize(df[EVENT_TYPE])
         etypes = _ids(etype_values)[ecodes[order]]
-    return EventLog(user_ids=_ids(uniques, _text_ids(df[USER_ID])), item_ids=item_map, offsets=offsets,
+    return EventLog(user_ids=_ids(uniques, df[USER_ID]), item_ids=item_map, offsets=offsets,
                     items=icodes[order].astype(np.int32), timestamps=t,
                     new_session=new.view(np.uint8), event_types=etypes, last_sessions=last_sessions)
 

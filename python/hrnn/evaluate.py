@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
-from ._baseline_base import check_gap
+from ._params import check_gap
 from .data import (ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, build_event_log, filter_events,
                    last_session_starts, read_interactions)
 
@@ -135,7 +135,6 @@ def split_next_item(data, session_gap: float = 1800.0, columns=None) -> NextItem
         ``(train, test)``: train holds every event before each test user's last session and all
         events of single-session users.
     """
-    check_gap("session_gap", session_gap)
     df = read_interactions(data, columns)
     log = build_event_log(df, session_gap=session_gap)
     _, order = _time_order(df)
@@ -285,9 +284,8 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         (next-item: USER_ID, position in the session, target ITEM_ID, 1-based rank, 0 = miss).
     session_gap : float or None
         Seconds that separate sessions (next-item; a SESSION_ID column overrides it; None: never
-        by time). The
-        protocol's own, not the estimator's ``session_gap``: every model is scored on the same
-        test sessions.
+        by time). The protocol's own, not the estimator's ``session_gap``: every model is scored
+        on the same test sessions.
     return_estimator : bool
         Also return the fitted clone, under the result's key ``"estimator"`` (as scikit-learn's
         ``cross_validate``), as the protocol left it: the held-out inputs have gone through

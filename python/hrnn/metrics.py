@@ -40,7 +40,7 @@ def _as_set(truth) -> set:
     return {i for i in ids if i is not None and not (isinstance(i, (float, np.floating)) and i != i)}
 
 
-def _ids(values) -> np.ndarray:
+def _id_array(values) -> np.ndarray:
     """A 1-D array of ids (one id for a scalar or a string); a list is kept as objects
     (np.asarray would turn [1, "a"] into ["1", "a"])."""
     if isinstance(values, np.ndarray):
@@ -52,7 +52,7 @@ def _ids(values) -> np.ndarray:
 
 
 def _hits_1d(recommended, truth, k: int) -> tuple:
-    rec = _ids(recommended)[:_check_k(k)]
+    rec = _id_array(recommended)[:_check_k(k)]
     relevant = _as_set(truth)
     hits, seen = [], set()  # an id listed twice counts at its first place only, as in hit_matrix
     for r in rec.tolist():
@@ -157,7 +157,7 @@ def hit_matrix(recommended, truths) -> tuple:
     n, k = rec.shape
     if len(truths) != n:
         raise ValueError(f"{len(truths)} truth sets for {n} recommendation lists")
-    parts = [_ids(list(_as_set(t))) if not isinstance(t, np.ndarray) else t.ravel() for t in truths]
+    parts = [_id_array(list(_as_set(t))) if not isinstance(t, np.ndarray) else t.ravel() for t in truths]
     sizes = np.array([len(p) for p in parts], dtype=np.int64)
     flat = np.concatenate(parts) if n and sizes.sum() else np.zeros(0, dtype=rec.dtype)
     # One shared code space for both sides turns "id in row r's truth" into an integer
