@@ -43,10 +43,14 @@ def test_tune_starts_from_the_defaults(log_csv):
     first = r.trials.iloc[0]
     assert first["learning_rate"] == defaults["learning_rate"] and first["dropout"] == defaults["dropout"]
     assert r.best_score >= first["recall@20"]
-    # A space without the defaults (learning_rate 0.1 is outside) starts wherever the sampler goes.
-    r = hrnn.tune(log_csv, n_trials=1, metric="recall@20", space={"learning_rate": ("float", (0.2, 0.3))},
-                  base_params=FAST, random_state=0, refit=False)
+    # A space without the defaults (learning_rate 0.1 is outside) starts wherever the sampler goes;
+    # dependent ranges that cannot cross are accepted.
+    space = {"learning_rate": ("float", (0.2, 0.3)), "min_user_history_length_percentile": ("float", (0.0, 0.2)),
+             "max_user_history_length_percentile": ("float", (0.5, 1.0))}
+    r = hrnn.tune(log_csv, n_trials=1, metric="recall@20", space=space, base_params=FAST, random_state=0,
+                  refit=False)
     assert 0.2 <= r.trials.iloc[0]["learning_rate"] <= 0.3
+    assert r.trials.iloc[0]["min_user_history_length_percentile"] <= 0.2
 
 
 def test_tune_keeps_the_defaults_unless_a_trial_is_clearly_better(log_csv):
@@ -91,6 +95,16 @@ def test_tune_rejects_bad_arguments(log_csv):
         hrnn.tune(log_csv, space={"hidden_dimension": ("int", (1, 64))})
     with pytest.raises(ValueError, match=r"space\['bptt'\]: 0 is not a valid bptt"):
         hrnn.tune(log_csv, space={"bptt": ("categorical", (4, 0))})
+    # A float range draws floats: not valid for an integer hyperparameter; an int range needs ints.
+    with pytest.raises(ValueError, match=r"space\['epochs'\]: 1.0 is not a valid epochs"):
+        hrnn.tune(log_csv, space={"epochs": ("float", (1, 3))})
+    with pytest.raises(ValueError, match=r"space\['bptt'\]: int needs \(low, high\) integers"):
+        hrnn.tune(log_csv, space={"bptt": ("int", (1.5, 8))})
+    # Each range valid alone, but a trial may draw min > max.
+    with pytest.raises(ValueError, match=r"space\['min_user_history_length_percentile'\] = 0.5 and "
+                                         r"space\['max_user_history_length_percentile'\] = 0.3 cannot be combined"):
+        hrnn.tune(log_csv, space={"min_user_history_length_percentile": ("float", (0.0, 0.5)),
+                                  "max_user_history_length_percentile": ("float", (0.3, 1.0))})
 
 
 def test_a_failing_trial_raises_without_optunas_traceback(tmp_path, capfd):

@@ -2,6 +2,7 @@
 a validation split carved from the given data, then refit the best on all of it."""
 from __future__ import annotations
 
+import itertools
 import numbers
 import time
 from dataclasses import dataclass
@@ -85,29 +86,51 @@ def _check_space(space) -> None:
         if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and entry[0] in _KINDS):
             raise ValueError(f"space[{name!r}] must be (kind, spec) with kind one of {_KINDS}, got {entry!r}")
         kind, spec = entry
+        number = _is_integer if kind.startswith("int") else _is_number
         ok = (isinstance(spec, (tuple, list)) and len(spec) > 0 if kind == "categorical" else
-              isinstance(spec, (tuple, list)) and len(spec) == 2 and all(_is_number(v) for v in spec)
+              isinstance(spec, (tuple, list)) and len(spec) == 2 and all(number(v) for v in spec)
               and spec[0] <= spec[1])
         if not ok:
-            needs = "a list of choices" if kind == "categorical" else "(low, high)"
+            needs = ("a list of choices" if kind == "categorical" else
+                     "(low, high) integers" if kind.startswith("int") else "(low, high)")
             raise ValueError(f"space[{name!r}]: {kind} needs {needs}, got {spec!r}")
         if kind.endswith("_log") and spec[0] <= 0:
             raise ValueError(f"space[{name!r}]: {kind} needs 0 < low <= high, got {spec!r}")
 
 
+def _points(kind: str, spec) -> list:
+    """The choices, or both bounds as the sampler would suggest them (a float range gives floats)."""
+    if kind.startswith("float"):
+        return [float(v) for v in spec]
+    return list(spec)
+
+
 def _check_space_values(space: dict, base: dict) -> None:
-    """Every choice and both bounds of each dimension must be a valid HRNN value: ValueError naming
-    the entry now, not a failed trial later."""
-    for name, (_, spec) in space.items():  # (unknown names are rejected before)
-        for value in spec:
+    """Every choice and both bounds of each dimension, and of each pair of dimensions together
+    (HRNN's min/max history percentiles depend on each other), must be valid HRNN values:
+    ValueError naming the entries now, not a failed trial later."""
+    points = {name: _points(*entry) for name, entry in space.items()}  # (unknown names are rejected before)
+    for name, values in points.items():
+        for value in values:
             try:
                 HRNN(**{**base, name: value})
             except (TypeError, ValueError) as e:
                 raise ValueError(f"space[{name!r}]: {value!r} is not a valid {name}: {e}") from None
+    for a, b in itertools.combinations(points, 2):
+        for va, vb in itertools.product(points[a], points[b]):
+            try:
+                HRNN(**{**base, a: va, b: vb})
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"space[{a!r}] = {va!r} and space[{b!r}] = {vb!r} cannot be combined, "
+                                 f"and a trial may draw both: {e}") from None
 
 
 def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def _inside(kind: str, spec, value) -> bool:
@@ -167,7 +190,7 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         protocol = "personalize"
     else:
         raise ValueError(f"metric must be one of {NEXT_ITEM_METRICS + PERSONALIZE_METRICS}, got {metric!r}")
-    if not isinstance(n_trials, numbers.Integral) or isinstance(n_trials, (bool, np.bool_)) or n_trials < 1:
+    if not _is_integer(n_trials) or n_trials < 1:
         raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
     n_trials = int(n_trials)
     if not (_is_number(min_standard_errors) and 0.0 <= min_standard_errors < float("inf")):
