@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -388,6 +389,17 @@ def set_section(name, value):
     return change
 
 
+def duplicate_id(name):
+    """The second id of ``name`` ("user_ids" / "item_ids") made equal to the first, in its encoding."""
+    def change(sections, meta):
+        ids = model_file._decode_ids(sections, name)
+        ids[1] = ids[0]
+        for key in [k for k in sections if k.startswith(name + ".")]:
+            del sections[key]
+        sections.update(model_file._encode_ids(ids, name))
+        return meta
+    return change
+
 
 CRAFTED = [
     pytest.param(replace_meta([1, 2]), id="meta is a list"),
@@ -436,6 +448,16 @@ def test_crafted_contents_raise_value_error(saved, folder, change):
     _, data = saved
     path = write(folder, rewritten(data, change))
     with pytest.raises(ValueError):
+        hrnn.load(path)
+
+
+@pytest.mark.parametrize("name", ["user_ids", "item_ids"])
+def test_an_id_stored_twice_is_named(saved, folder, name):
+    """Two states (or two item rows) under one id: which one answers would be arbitrary."""
+    _, data = saved
+    first = model_file._decode_ids(model_file.read_sections(write(folder, data)), name).tolist()[0]
+    path = write(folder, rewritten(data, duplicate_id(name)))
+    with pytest.raises(ValueError, match=re.escape(f"{name[:4]} id {first!r} appears twice")):
         hrnn.load(path)
 
 

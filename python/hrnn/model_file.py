@@ -18,6 +18,7 @@ import os
 import struct
 import warnings
 import zlib
+from collections import Counter
 
 import numpy as np
 
@@ -234,6 +235,12 @@ def load(path, device=None):
             raise ValueError(f"{name} is corrupted: its id maps do not match the stored states")
         unknown = {k: v for k, v in meta.get("unknown_item_events", [])}
         model._attach(engine, user_ids, item_ids, popularity, unknown_items=unknown)
+        # One id, two states or two item rows: which one answers would be arbitrary. The id maps
+        # are built here anyway (the item map on the first query otherwise).
+        for kind, ids, index in (("user", user_ids, model._user_index), ("item", item_ids, model._item_index())):
+            if len(index) != len(ids):
+                twice = next(v for v, n in Counter(ids.tolist()).items() if n > 1)
+                raise ValueError(f"{name} is corrupted: {kind} id {twice!r} appears twice")
         model.transition_weight_ = float(table["weight"][0]) if len(table["weight"]) else 0.0
     except KeyError as e:
         raise ValueError(f"{name} is missing section {e}") from None
