@@ -43,10 +43,15 @@ def test_paired_difference_by_hand():
     b = next_item_details([1, 0, 2, 0, 0])
     r = hrnn.paired_difference(a, b, "mrr@20")  # per event: 1 - 0.5, 0 - 0, 0.5 - 0
     assert r["n"] == 3 and r["difference"] == pytest.approx(1 / 3)
-    se = np.std([0.5, 0.0, 0.5]) / np.sqrt(3)
+    se = np.std([0.5, 0.0, 0.5], ddof=1) / np.sqrt(3)  # the sample standard deviation
     assert r["standard_error"] == pytest.approx(se) and r["z"] == pytest.approx((1 / 3) / se)
     r = hrnn.paired_difference(a, b, "first_recall@20")  # the sessions: 1 - 1, 1 - 0
-    assert (r["n"], r["difference"]) == (2, 0.5)
+    assert (r["n"], r["difference"]) == (2, 0.5) and r["standard_error"] == pytest.approx(0.5)
+    # One unit cannot tell its difference from noise.
+    session = {"USER_ID": ["a", "a"], "position": [0, 1], "ITEM_ID": [1, 2]}
+    one = hrnn.paired_difference(pd.DataFrame({**session, "rank": [1, 2]}),
+                                 pd.DataFrame({**session, "rank": [1, 0]}), "mrr@20")
+    assert one["n"] == 1 and one["difference"] == 0.5 and np.isnan(one["standard_error"]) and np.isnan(one["z"])
     # Several runs of a model (e.g. seeds) are averaged unit by unit first.
     r = hrnn.paired_difference([a, b], b, "recall@20")  # A's mean per event: 1, 0.5, 0.5
     assert r["difference"] == pytest.approx(0.5 / 3)

@@ -98,15 +98,16 @@ def choose_transition_weight(engine, split: tuple, metric: str, num_threads: int
 
 
 def standard_error(diff: np.ndarray) -> float:
-    """The standard error of the mean of paired per-event (or per-user) differences (0 for none)."""
-    return float(diff.std() / np.sqrt(len(diff))) if len(diff) else 0.0
+    """The standard error of the mean of paired per-event (or per-user) differences: the sample
+    standard deviation (ddof 1) over sqrt(n); NaN for fewer than two, which cannot tell noise."""
+    return float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
 
 
 def clearly_better(diff: np.ndarray, n_se: float = 2.0) -> bool:
     """Whether the paired per-event (or per-user) differences ``diff`` have a mean above ``n_se``
     standard errors: a choice of ``auto`` or ``hrnn.tune`` that must not follow the noise of a
     small validation split."""
-    return bool(diff.mean() > n_se * standard_error(diff)) if len(diff) else False
+    return bool(diff.mean() > n_se * standard_error(diff)) if len(diff) > 1 else False
 
 
 def _per_event(ranks: np.ndarray, metric: str, k: int = 20) -> np.ndarray:

@@ -94,8 +94,9 @@ def paired_difference(details_a, details_b, metric: str) -> dict:
     -------
     dict
         ``difference`` (A's metric minus B's), ``standard_error`` (of the mean of the paired
-        per-unit differences), ``z`` (their ratio; 0 when both are 0, infinite when
-        every unit differs by the same amount) and ``n`` (the units).
+        per-unit differences, with the sample standard deviation), ``z`` (their ratio; 0 when
+        both are 0, infinite when every unit differs by the same amount) and ``n`` (the units);
+        the standard error and ``z`` are NaN with fewer than two units.
 
     Examples
     --------
@@ -110,5 +111,6 @@ def paired_difference(details_a, details_b, metric: str) -> dict:
     diff = a - b
     se = standard_error(diff)
     mean = float(diff.mean()) if len(diff) else 0.0
-    z = mean / se if se > 0 else (0.0 if mean == 0 else float(np.copysign(np.inf, mean)))
+    z = (float("nan") if np.isnan(se) else mean / se if se > 0 else
+         0.0 if mean == 0 else float(np.copysign(np.inf, mean)))
     return {"difference": mean, "standard_error": se, "z": z, "n": len(diff)}
