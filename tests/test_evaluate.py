@@ -47,10 +47,10 @@ class Spy(Recommender):
         return self
 
     def put_events(self, user_id, item_ids, timestamps, session_id=None):
-        self.journal.append(("put", user_id, list(item_ids), list(timestamps)))
+        self.journal.append(("put", user_id, list(item_ids), list(timestamps), session_id))
 
     def recommend_batch(self, user_ids, num_results=25, exclude_interacted=False):
-        self.journal.append(("rec", list(user_ids)))
+        self.journal.append(("rec", list(user_ids), exclude_interacted))
         k = min(num_results, len(self._items))
         ids = np.tile(self._items[:k], (len(user_ids), 1))
         return ids, np.zeros(ids.shape, dtype=np.float32)
@@ -125,6 +125,20 @@ class TestSplits:
             else:
                 np.testing.assert_array_equal(test, ts[starts[-1]:])
 
+    def test_users_with_two_events_can_be_held_out(self):
+        """Two events are enough for the protocol: one in, one to find."""
+        rows = [(f"u{u}", f"i{(u + k) % 7}", 100 * u + k) for u in range(20) for k in range(2)]
+        s = split_personalize(pd.DataFrame(rows, columns=["USER_ID", "ITEM_ID", "TIMESTAMP"]))
+        assert s.truth["USER_ID"].nunique() == 2 and len(s.truth) == len(s.inputs) == 2
+
+    def test_next_item_train_keeps_the_input_row_order(self):
+        """As documented for the splits: the training part is the input's rows, in input order."""
+        df = read_interactions(make_log()).sample(frac=1.0, random_state=3).reset_index(drop=True)
+        train = split_next_item(df).train
+        position = {key: i for i, key in enumerate(zip(df["USER_ID"], df["ITEM_ID"], df["TIMESTAMP"]))}
+        rows = [position[key] for key in zip(train["USER_ID"], train["ITEM_ID"], train["TIMESTAMP"])]
+        assert rows == sorted(rows) and 0 < len(rows) < len(df)
+
     def test_next_item_split_session_ids(self):
         df = pd.DataFrame({"USER_ID": ["a"] * 4 + ["b"] * 2, "ITEM_ID": [1, 2, 3, 4, 5, 6],
                            "TIMESTAMP": [1, 2, 3, 4, 1, 2], "SESSION_ID": [0, 0, 1, 1, 2, 2]})
@@ -171,6 +185,22 @@ class TestLeakage:
                     assert put[u] == sessions[u][:j] and j < len(sessions[u])
                     n_predicted += 1
         assert n_predicted == len(s.test)  # every test event predicted once (the first too)
+
+    @pytest.mark.parametrize("protocol", ["personalize", "next-item"])
+    def test_session_ids_reach_put_events(self, protocol):
+        """With a SESSION_ID column every put_events call carries its events' session (the
+        model's own sessions, not ones guessed from time gaps); nothing is excluded from the
+        lists the protocol scores (a re-consumed item is a hit, as in Personalize)."""
+        df = read_interactions(make_log())
+        df["SESSION_ID"] = df.groupby("USER_ID").cumcount() // 3
+        session = dict(zip(zip(df["USER_ID"], df["TIMESTAMP"]), df["SESSION_ID"]))
+        journal = []
+        evaluate(Spy(journal), df, protocol=protocol, random_state=3)
+        puts = [e for e in journal if e[0] == "put"]
+        assert len({e[4] for e in puts}) > 1
+        for _, user, _, stamps, sid in puts:
+            assert {session[(user, t)] for t in stamps} == {sid}
+        assert {e[2] for e in journal if e[0] == "rec"} == {False}
 
     @pytest.mark.parametrize("protocol", ["personalize", "next-item"])
     def test_returned_estimator(self, protocol):
@@ -319,6 +349,11 @@ class TestEvaluate:
         for protocol in ("personalize", "next-item"):
             with pytest.raises(TypeError, match="random_state must be an int"):
                 evaluate(Markov(), log, protocol=protocol, random_state="a")
+        # Both reach the split: half of the eligible users held out; one session per user.
+        eligible = (log["user_id"].value_counts() >= 2).sum()
+        assert evaluate(Markov(), log, holdout_fraction=0.5)["n_users"] == round(0.5 * eligible)
+        with pytest.raises(ValueError, match="2 or more sessions"):
+            evaluate(Markov(), log, protocol="next-item", session_gap=1e9)
         # None: sessions only where SESSION_ID changes (here: each user's two sessions)
         sessions = log.assign(session_id=log.groupby("user_id").cumcount() // 6)
         assert evaluate(Markov(), sessions, protocol="next-item", session_gap=None)["n_users"] > 0

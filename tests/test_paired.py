@@ -55,7 +55,10 @@ def test_paired_difference_by_hand():
     # Several runs of a model (e.g. seeds) are averaged unit by unit first.
     r = hrnn.paired_difference([a, b], b, "recall@20")  # A's mean per event: 1, 0.5, 0.5
     assert r["difference"] == pytest.approx(0.5 / 3)
-    # Identical lists: no difference and no error; a constant one: an infinite z.
+    # Identical lists: no difference and no error; a constant one: an infinite z, of its sign.
+    behind = hrnn.paired_difference(next_item_details([1, 2, 0, 0, 0]), next_item_details([1, 2, 1, 3, 2]),
+                                    "recall@20")  # every event found by B only
+    assert (behind["difference"], behind["z"]) == (-1.0, -np.inf)
     assert hrnn.paired_difference(a, a, "mrr@20") == {"difference": 0.0, "standard_error": 0.0, "z": 0.0, "n": 3}
     p = personalize_details([0.2, 0.0, 0.4], [1.0, 0.0, 0.5])
     q = personalize_details([0.0, 0.0, 0.2], [0.5, 0.0, 0.5])

@@ -1,6 +1,7 @@
 """hrnn.tune, the quickstart, and the quickstart / evaluate / tune commands."""
 from __future__ import annotations
 
+import io
 import json
 import sys
 
@@ -64,9 +65,49 @@ def test_tune_keeps_the_defaults_unless_a_trial_is_clearly_better(log_csv):
     assert kept.best_params == {"learning_rate": first["learning_rate"], "recency_mask": first["recency_mask"]}
     assert kept.best_score == first["recall@20"]
     # Defaults that train badly (learning rate 0.001, 1 epoch) are clearly beaten.
-    r = hrnn.tune(log_csv, n_trials=3, metric="recall@20", space={"learning_rate": ("float_log", (0.001, 0.5))},
-                  base_params={**FAST, "learning_rate": 0.001}, random_state=0, refit=False)
+    kw = dict(n_trials=3, metric="recall@20", space={"learning_rate": ("float_log", (0.001, 0.5))},
+              base_params={**FAST, "learning_rate": 0.001}, random_state=0)
+    r = hrnn.tune(log_csv, refit=False, **kw)
     assert r.best_params["learning_rate"] != 0.001 and r.best_score > r.trials["recall@20"].iloc[0]
+    # ... unless the evidence demanded is more than any trial gives; the refit model is the one kept.
+    kept = hrnn.tune(log_csv, min_standard_errors=1e6, **kw)
+    assert kept.best_params == {"learning_rate": 0.001} and kept.best_score == r.trials["recall@20"].iloc[0]
+    assert kept.model.learning_rate == 0.001 and kept.model.user_ids_ is not None
+
+
+def test_tune_is_seeded_by_random_state(log_csv, monkeypatch):
+    """The same seed gives the same trials (sampler, splits and fits); the seed reaches every split."""
+    pytest.importorskip("optuna")
+    module = sys.modules["hrnn.tune"]
+    seeds, real = [], module.evaluate
+    monkeypatch.setattr(module, "evaluate", lambda *a, **kw: seeds.append(kw["random_state"]) or real(*a, **kw))
+    space = {"learning_rate": ("float_log", (0.01, 0.3)), "dropout": ("float", (0.0, 0.5))}
+    kw = dict(n_trials=3, metric="recall@20", space=space, base_params=FAST, random_state=3, refit=False)
+    a, b = (hrnn.tune(log_csv, **kw).trials.filter(regex="^(?!.*seconds)") for _ in range(2))
+    assert set(seeds) == {3} and len(seeds) == 6
+    pd.testing.assert_frame_equal(a, b)
+    assert a["learning_rate"].nunique() == 3  # the sampler moved
+
+
+def test_log_dimensions_are_sampled_on_a_log_scale():
+    logged = {}
+
+    class Trial:
+        def suggest_int(self, name, low, high, log=False):
+            logged[name] = log
+            return low
+
+        suggest_float = suggest_int
+
+        def suggest_categorical(self, name, choices):
+            return choices[0]
+
+    space = {"hidden_dimension": ("int_log", (32, 64)), "bptt": ("int", (1, 8)),
+             "learning_rate": ("float_log", (0.01, 0.3)), "dropout": ("float", (0.0, 0.5)),
+             "recency_mask": ("categorical", (True, False))}
+    assert sys.modules["hrnn.tune"]._suggest(Trial(), space) == {
+        "hidden_dimension": 32, "bptt": 1, "learning_rate": 0.01, "dropout": 0.0, "recency_mask": True}
+    assert logged == {"hidden_dimension": True, "bptt": False, "learning_rate": True, "dropout": False}
 
 
 def test_choice_needs_a_mean_above_the_standard_errors():
@@ -266,6 +307,35 @@ def test_tune_command(log_csv, tmp_path, capsys):
     header, *rows = [line.split() for line in out.split("\nchosen")[0].splitlines() if line.strip()]
     best = max(float(row[header.index("recall@20")]) for row in rows)
     assert f"chosen recall@20: {best:.4f}" in out
+
+
+def test_quickstart_seeds_every_fit_and_split(monkeypatch):
+    assert quickstart.contenders(2, 7)["hrnn"].get_params()["random_state"] == 7
+    seeds = []
+    monkeypatch.setattr(quickstart, "evaluate", lambda model, table, **kw: seeds.append(kw["random_state"]) or (
+        {m: 0.0 for m in quickstart.PERSONALIZE + quickstart.NEXT_ITEM}, None))
+    quickstart.compare(pd.DataFrame(), {"a": None, "b": None}, random_state=7, out=io.StringIO())
+    assert seeds == [7] * 4
+
+
+def test_show_users_prints_the_latest_events_and_new_items(capsys):
+    """The five newest events in time order (whatever the row order), then the recommendations,
+    which leave out what the user has already consumed."""
+    rows = [("u", f"i{t}", t) for t in range(25)] + [("v", "i0", 3)]
+    table = pd.DataFrame(rows, columns=["USER_ID", "ITEM_ID", "TIMESTAMP"]).sample(frac=1.0, random_state=0)
+    asked = []
+
+    class Model:
+        def recommend(self, user, num_results, exclude_interacted=False):
+            asked.append((user, num_results, exclude_interacted))
+            return np.array(["new1", "new2"]), np.zeros(2)
+
+    quickstart.show_users(Model(), table, {"i24": "Newest"}, n_users=1, n_items=2)
+    out = capsys.readouterr().out
+    assert asked == [("u", 2, True)]
+    latest = out.split("latest:\n")[1].split("  hrnn")[0].split()
+    assert latest == ["i20", "i21", "i22", "i23", "Newest"]
+    assert "1. new1" in out and "2. new2" in out
 
 
 def test_format_results_marks_the_best():

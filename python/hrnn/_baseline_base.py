@@ -24,7 +24,7 @@ def check_range(name, value, lo, hi, integer=False):
 def lift(rows, items, values, backoff, n_rows):
     """Evidence that must rank above every popularity-only item: values become
     ``1 + value / row max + 1e-6 * backoff - backoff`` so that, with the back-off added on top,
-    evidence scores lie in (1, 2] (popularity breaking ties) and the rest keep back-off < 1."""
+    evidence scores lie in (1, 2 + 1e-6] (popularity breaking ties) and the rest keep back-off < 1."""
     top = np.zeros(n_rows)
     np.maximum.at(top, rows, values)
     keep = values > 0

@@ -1,0 +1,79 @@
+"""The evaluate / tune / quickstart commands hand every option to the library, and `hrnn evaluate`
+scores the saved model's hyperparameters: spies stand in for the library functions, so these tests
+see exactly what a command asked for (the library functions have their own tests)."""
+import json
+import sys
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+import hrnn
+from hrnn import cli
+from hrnn.synthetic import make_log
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """(csv, model file): a model trained with non-default hyperparameters."""
+    folder = tmp_path_factory.mktemp("options")
+    csv = folder / "log.csv"
+    make_log(3_000, n_users=60, n_items=300, seed=1).rename(columns=str.lower).to_csv(csv, index=False)
+    model = folder / "m.hrnn"
+    assert cli.main(["train", str(csv), "-o", str(model), "--epochs", "1", "--no-progress", "--num-threads", "1",
+                     "--hidden-dimension", "32", "--learning-rate", "0.05"]) == 0
+    return csv, model
+
+
+def test_evaluate_scores_the_saved_hyperparameters_beside_the_baselines(saved, monkeypatch, capsys):
+    csv, model = saved
+    calls = []
+
+    def spy(estimator, table, protocol, random_state):
+        calls.append((estimator, protocol, random_state))
+        return {"recall@20": 0.5}
+
+    monkeypatch.setattr(sys.modules["hrnn.evaluate"], "evaluate", spy)
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(model), str(csv), "--protocol", "next-item", "--baselines",
+                     "--random-state", "7", "--json"]) == 0
+    names = [json.loads(line)["model"] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["hrnn", "popularity", "markov", "repeat-rule", "session-knn"]
+    # A fresh estimator with the file's hyperparameters (not hrnn's defaults), the baselines as they are.
+    first = calls[0][0]
+    assert isinstance(first, hrnn.HRNN) and first._engine is None
+    assert first.get_params() == {**hrnn.load(model).get_params(), "show_progress": False}
+    assert (first.hidden_dimension, first.learning_rate) == (32, 0.05)
+    assert not any(isinstance(est, hrnn.HRNN) for est, _, _ in calls[1:])
+    assert {(protocol, seed) for _, protocol, seed in calls} == {("next-item", 7)}
+
+
+def test_tune_command_passes_its_options_and_prints_the_chosen_score(saved, monkeypatch, capsys):
+    csv, _ = saved
+    calls = []
+    # The best trial (0.31) was not clearly better than the defaults (0.30), which tune kept.
+    trials = pd.DataFrame({"learning_rate": [0.1, 0.2], "ndcg@25": [0.30, 0.31]})
+
+    def spy(data, **kw):
+        calls.append((str(data), kw))
+        return SimpleNamespace(best_params={"learning_rate": 0.1}, best_score=0.30, trials=trials, model=None)
+
+    monkeypatch.setattr(sys.modules["hrnn.tune"], "tune", spy)
+    capsys.readouterr()
+    assert cli.main(["tune", str(csv), "--trials", "2", "--random-state", "9", "--timeout", "60",
+                     "--epochs", "2", "--min-standard-errors", "3"]) == 0
+    data, kw = calls[0]
+    assert data == str(csv) and kw["metric"] == "ndcg@25"  # Personalize's HPO objective by default
+    assert (kw["n_trials"], kw["random_state"], kw["timeout"], kw["min_standard_errors"]) == (2, 9, 60.0, 3.0)
+    assert kw["base_params"] == {"epochs": 2} and kw["refit"] is False  # no -o: nothing to refit for
+    assert 'chosen ndcg@25: 0.3000 with {"learning_rate": 0.1}' in capsys.readouterr().out
+
+
+def test_quickstart_command_passes_its_options(saved, monkeypatch):
+    csv, _ = saved
+    calls = []
+    monkeypatch.setattr(sys.modules["hrnn.quickstart"], "run", lambda *a, **kw: calls.append((a, kw)))
+    assert cli.main(["quickstart", "--data", str(csv), "--epochs", "3", "--random-state", "4",
+                     "--item-col", "item_id"]) == 0
+    (data, columns), kw = calls[0]
+    assert data == str(csv) and columns["ITEM_ID"] == "item_id" and kw == {"epochs": 3, "random_state": 4}
