@@ -163,7 +163,10 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         ``{name: (kind, spec)}`` with kind "int", "int_log", "float", "float_log" or
         "categorical"; defaults to :data:`SPACE` (hidden_dimension, recency_mask, bptt,
         learning_rate, dropout, n_sample; the default ``transition_weight="auto"`` chooses
-        the prior's weight inside every trial's fit).
+        the prior's weight inside every trial's fit). Every choice and bound, alone and beside
+        those of every other dimension, must make a valid HRNN: a ValueError names the entry
+        before the first trial otherwise (int kinds need integer bounds; a float kind draws
+        floats, so it cannot search an integer hyperparameter).
     base_params : dict, optional
         Fixed HRNN hyperparameters for every trial (e.g. ``{"epochs": 5}``); one that ``space``
         also varies is the first trial's value, and must lie inside the space (ValueError).
