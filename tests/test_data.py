@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hrnn
 from hrnn.data import (EventLog, build_event_log, check_minimums, check_percentiles, featurize,
                        last_session_starts, popularity, read_interactions, recency_weights,
                        session_offsets)
@@ -113,6 +114,11 @@ class TestSources:
         df["User_Id"] = df["user_id"]
         with pytest.raises(ValueError, match="several columns match USER_ID"):
             read_interactions(df)
+        # The same through columns=: an exact name wins; one that matches several only by case is refused.
+        df = table().assign(Visitor=lambda d: d["user_id"], VISITOR=lambda d: d["user_id"].str.upper())
+        assert read_interactions(df, columns={"USER_ID": "Visitor"})["USER_ID"].tolist() == df["user_id"].tolist()
+        with pytest.raises(ValueError, match=r"several columns match 'visitor' \(given for USER_ID\)"):
+            read_interactions(df, columns={"USER_ID": "visitor"})
 
     def test_datetime_and_object_timestamps(self):
         df = table()
@@ -334,7 +340,8 @@ class TestFeaturize:
     @pytest.mark.parametrize("lo,hi,name", [(-0.1, 0.5, "min_user_history_length_percentile"),
                                             (0.0, 1.5, "max_user_history_length_percentile"),
                                             (float("nan"), 0.5, "min_user"),
-                                            ("0.1", 0.5, "min_user")])
+                                            ("0.1", 0.5, "min_user"), (True, 0.5, "min_user"),
+                                            (0.0, False, "max_user")])
     def test_bad_percentiles(self, lo, hi, name):
         with pytest.raises(ValueError, match=f"{name}.*must be in \\[0, 1\\]"):
             featurize(lengths_table(), lo, hi)
@@ -355,6 +362,15 @@ class TestFeaturize:
             check_minimums(5000, 10)
         with pytest.raises(ValueError, match="interactions.*; needs at least 25 users"):
             check_minimums(0, 0)
+
+    def test_fit_counts_users_with_two_events_towards_the_minimum(self):
+        """1,200 events from 24 users of 50 plus 30 users of one event: 54 users, but only 24
+        with a next event to learn from."""
+        rows = [(f"u{u}", f"i{(u + k) % 40}", T0 + 60 * k) for u in range(24) for k in range(50)]
+        rows += [(f"once{u}", "i0", T0) for u in range(30)]
+        df = pd.DataFrame(rows, columns=["USER_ID", "ITEM_ID", "TIMESTAMP"])
+        with pytest.raises(ValueError, match=r"25 users with 2 or more interactions .* got 24 \(1 short\)"):
+            hrnn.HRNN(max_user_history_length_percentile=1.0, show_progress=False).fit(df)
 
 
 # ------------------------------------------------------------------------ weights, popularity

@@ -52,6 +52,22 @@ class TestDescribe:
         assert (d.first_timestamp, d.last_timestamp) == (df["timestamp"].min(),
                                                          df["timestamp"].max())
 
+    def test_numbers_by_hand(self):
+        """a: 1 event, b: 2, c: 5 one minute apart; b's events are the earliest; "buy" is the
+        more frequent type although "view" comes first."""
+        rows = [("a", 1, T0 + 1000, "view"), ("b", 1, T0, "buy"), ("b", 2, T0 + 5, "buy")]
+        rows += [("c", k, T0 + 2000 + 60 * k, "buy") for k in range(5)]
+        df = pd.DataFrame(rows, columns=["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"])
+        d = describe(df, max_pct=1.0)
+        assert (d.first_timestamp, d.last_timestamp) == (T0, T0 + 2240)
+        assert list(d.event_types.items()) == [("buy", 7), ("view", 1)]
+        assert (d.users_kept, d.users_kept_2plus, d.n_sessions) == (3, 2, 3)
+        assert d.length_stats["mean"] == pytest.approx(8 / 3) and d.length_stats["median"] == 2
+        assert describe(df, max_pct=1.0, session_gap=10).n_sessions == 7  # c's five minutes apart
+        # Every length is kept: every bar is '#', the first bin's too.
+        bars = [line.split("|")[-1] for line in str(d).splitlines() if line.count("|") == 1]
+        assert bars and all(set(b) == {"#"} for b in bars if b)
+
     def test_event_filters_preview_what_fit_keeps(self):
         """With HRNN's event filters, the lengths and cut-offs are those of the kept events, as
         fit computes them; the event-type counts still cover every event."""

@@ -318,3 +318,42 @@ def test_put_events_splits_sessions_as_fit_does(fitted):
     m.put_events("by session", 2, t + 10 + gap, session_id="s2")
     for a, b in zip(m.user_state("by time"), m.user_state("by session")):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("params, error, message", [
+    ({"learning_rate": float("nan")}, ValueError, "learning_rate must be a number, got NaN"),
+    ({"dropout": float("nan")}, ValueError, "dropout must be a number, got NaN"),
+    ({"tie_embeddings": 1}, TypeError, "tie_embeddings must be True or False, got 1"),
+    ({"recency_mask": 0}, TypeError, "recency_mask must be True or False"),
+    ({"epochs": 2.5}, TypeError, "epochs must be an integer, got 2.5"),
+    ({"hidden_dimension": 64.0}, TypeError, "hidden_dimension must be an integer"),
+    ({"session_gap": 0.5}, ValueError, r"session_gap must be in \[1.0, "),
+    ({"recency_half_life": 0.0}, ValueError, r"recency_half_life must be in \[1.0, "),
+    ({"recency_half_life": -5.0}, ValueError, "recency_half_life must be in"),
+    ({"min_user_history_length_percentile": True}, TypeError, "min_user_history_length_percentile must be a number"),
+    ({"max_user_history_length_percentile": False}, TypeError, "max_user_history_length_percentile must be a number"),
+    ({"min_user_history_length_percentile": 0.6, "max_user_history_length_percentile": 0.5}, ValueError,
+     r"min_user_history_length_percentile \(0.6\) must not exceed"),
+])
+def test_out_of_spec_hyperparameters_are_refused(params, error, message):
+    """Each refused at construction and by set_params, naming it (the fuzz test only checks that
+    whatever is refused is refused cleanly; these are the values that must be)."""
+    with pytest.raises(error, match=message):
+        hrnn.HRNN(**params)
+    model = hrnn.HRNN()
+    with pytest.raises(error, match=message):
+        model.set_params(**params)
+    assert model.get_params() == hrnn.HRNN().get_params()
+
+
+def test_boundary_hyperparameters_are_taken():
+    model = hrnn.HRNN(session_gap=1.0, recency_half_life=1.0, min_user_history_length_percentile=0.5,
+                      max_user_history_length_percentile=0.5, epochs=1, dropout=0.0)
+    assert (model.session_gap, model.recency_half_life, model.epochs) == (1.0, 1.0, 1)
+
+
+def test_early_stopping_rounds_must_be_positive():
+    log = planted_log(n_users=40, n_items=30, length=30)
+    for bad, error in ((0, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="early_stopping_rounds"):
+            hrnn.HRNN(**FAST).fit(log, validation=True, early_stopping_rounds=bad)

@@ -7,6 +7,7 @@ import struct
 import tempfile
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import hrnn
@@ -31,7 +32,7 @@ def test_round_trip(saved):
     m2 = hrnn.load(path)
     for name, value in m.get_weights().items():
         np.testing.assert_array_equal(value, m2.get_weights()[name])
-    assert m2.get_params() == m.get_params()
+    assert m2.get_params() == m.get_params() and m2.transition_weight_ == m.transition_weight_ > 0
     for user in (0, 17, "late user", "never seen"):
         a, b = m.recommend(user, 10, exclude_interacted=True), m2.recommend(user, 10, exclude_interacted=True)
         assert list(a[0]) == list(b[0]) and np.array_equal(a[1], b[1])
@@ -39,6 +40,23 @@ def test_round_trip(saved):
     # the loaded model keeps taking events
     m2.put_events(17, [5], [2e9])
     assert np.isfinite(m2.recommend(17, 3)[1]).all()
+
+
+def test_event_filters_and_device_round_trip(tmp_path):
+    """The event filters are hyperparameters of the file too; load(device=) overrides the saved device."""
+    users, items, ts = planted_log(n_users=60)
+    table = pd.DataFrame({"USER_ID": users, "ITEM_ID": items, "TIMESTAMP": ts,
+                          "EVENT_TYPE": np.where(np.arange(users.size) % 7, "click", "view"),
+                          "EVENT_VALUE": np.arange(users.size) % 5})
+    m = hrnn.HRNN(random_state=0, event_type="click", event_value_threshold=1.0, **FAST).fit(table)
+    m.save(tmp_path / "f.hrnn")
+    params = hrnn.load(tmp_path / "f.hrnn").get_params()
+    assert (params["event_type"], params["event_value_threshold"]) == ("click", 1.0) and params == m.get_params()
+    if hrnn._device.cuda_unavailable_reason() is None:
+        assert hrnn.load(tmp_path / "f.hrnn", device="cuda").device == "cuda"
+    else:
+        with pytest.raises(ValueError, match="device='cuda' is not available"):
+            hrnn.load(tmp_path / "f.hrnn", device="cuda")
 
 
 def test_string_ids_round_trip(tmp_path):

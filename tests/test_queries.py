@@ -50,7 +50,8 @@ def test_unknown_user_gets_popular_items(model):
     ids, scores = m.recommend("somebody new", num_results=5)
     order = np.argsort(-m.popularity_, kind="stable")[:5]
     assert list(ids) == list(m.item_ids_[order])
-    assert np.all(np.diff(scores) <= 0)
+    # Scores are the items' shares of the training events, comparable across models and logs.
+    np.testing.assert_allclose(scores, m.popularity_[order] / m.popularity_.sum(), rtol=1e-6)
 
 
 def test_exclude_and_include(model):
@@ -60,6 +61,9 @@ def test_exclude_and_include(model):
     assert top[0] not in ids and list(ids[:4]) == list(top[1:])
     ids, _ = m.recommend("u7", num_results=25, include_items=["i3", "i4", "nope"])
     assert sorted(ids) == ["i3", "i4"]
+    first = m.item_ids_[0]  # the item at index 0 of the catalogue is an item like any other
+    assert first not in m.recommend("u7", num_results=60, exclude_items=[first])[0]
+    assert m.recommend("u7", num_results=5, include_items=[first])[0].tolist() == [first]
     seen = set(m._log.item_ids[m._log.items[m._log.offsets[7]:m._log.offsets[8]]])
     ids, _ = m.recommend("u7", num_results=60, exclude_interacted=True)
     assert not seen & set(ids) and len(ids) == 60 - len(seen)
@@ -166,6 +170,21 @@ def test_sessions_by_id(model):
     m.put_events("s-user", ["i1", "i2"], [t, t + 1], session_id="a")
     m.put_events("s-user2", ["i1", "i2"], [t, t + 1], session_id=["a", "b"])
     assert not np.array_equal(m.user_state("s-user")[0], m.user_state("s-user2")[0])
+    # Integer session ids are compared as values, negative ones too (-1 and -2: two sessions).
+    for user, sessions in (("n-user", (-1, -1)), ("n-user2", (-1, -2))):
+        for item, dt, sid in zip(["i1", "i2"], (0, 1), sessions):
+            m.put_events(user, [item], [t + dt], session_id=sid)
+    assert np.array_equal(m.user_state("n-user")[0], m.user_state("s-user")[0])
+    assert np.array_equal(m.user_state("n-user2")[0], m.user_state("s-user2")[0])
+
+
+def test_events_at_the_same_second(model):
+    """Two events with one timestamp are in time order (a page and its click, a batch import)."""
+    m, df = fresh(model)
+    t = df.TIMESTAMP.max() + 10
+    m.put_events("twice", ["i1", "i2"], [t, t])
+    m.put_events("twice", ["i3"], [t])
+    assert m.user_state("twice")[0].shape == (FAST["hidden_dimension"],)
 
 
 def test_recommend_batch_equals_recommend(model):

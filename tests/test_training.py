@@ -1,6 +1,8 @@
 """Training end to end: determinism, a planted pattern, threads, and the fitted states."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -134,6 +136,25 @@ def test_validation_scores_every_epoch_and_early_stopping_keeps_the_best():
     assert all(0.0 <= s <= 1.0 for s in scores) and max(scores) > 0.9
     assert m.best_epoch_ == int(np.argmax(scores))
     assert len(m.history_) <= 6
+
+
+@pytest.mark.parametrize("rounds, epochs_run", [(1, 2), (2, 3), (3, 4)])
+def test_early_stopping_waits_exactly_its_rounds(monkeypatch, rounds, epochs_run):
+    """Validation scores that only fall after the first epoch: training stops once `rounds`
+    epochs have passed without a better one; the first epoch is the best."""
+    scores = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
+    monkeypatch.setattr(sys.modules["hrnn.model"], "validation_scores",
+                        lambda *a: {"val_recall@20": next(scores), "val_mrr@20": 0.0})
+    m = hrnn.HRNN(epochs=6, random_state=0, num_threads=1, **FAST)
+    m.fit(sessions_log(), validation=True, early_stopping_rounds=rounds)
+    assert len(m.history_) == epochs_run and m.best_epoch_ == 0
+
+
+def test_recency_half_life_defaults_to_a_quarter_of_the_span():
+    ts = np.array([1_000.0, 5_000.0, 401_000.0])
+    assert hrnn.HRNN(recency_mask=True)._half_life(ts) == 100_000.0
+    assert hrnn.HRNN(recency_mask=True, recency_half_life=50.0)._half_life(ts) == 50.0
+    assert hrnn.HRNN(recency_mask=False)._half_life(ts) is None
 
 
 def test_validation_needs_two_sessions_and_early_stopping_needs_validation(planted):

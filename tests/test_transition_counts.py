@@ -77,6 +77,7 @@ def test_hrnn_prior_leaves_out_users_the_percentile_filter_drops():
     for item in "pq":
         assert t["offsets"][index[item] + 1] == t["offsets"][index[item]]
     assert not np.any(t["repeat_curve"])  # the long user's repeats are not counted either
+    assert model.popularity_[index["p"]] == model.popularity_[index["q"]] == 0  # nor its events
     # Keeping everyone: the long user's 19 transitions and its repeats join.
     model = hrnn.HRNN(max_user_history_length_percentile=1.0, **fast)
     t = model.fit(percentile_log(), check_minimums=False)._engine.get_transitions()

@@ -400,7 +400,7 @@ class HRNN(Recommender):
         self._attach(engine, log.user_ids, log.item_ids, popularity)
 
     def _attach(self, engine, user_ids: np.ndarray, item_ids: np.ndarray,
-                popularity: np.ndarray, new_users=(), unknown_items=None) -> None:
+                popularity: np.ndarray, unknown_items=None) -> None:
         """Make ``engine`` this model's, with its id maps (used by fit and by load)."""
         if engine.device != self.device:
             _device.attach(engine, self.device)
@@ -413,9 +413,7 @@ class HRNN(Recommender):
         engine.set_fallback_scores((popularity / total if total > 0 else popularity)
                                    .astype(np.float32))
         self._user_index = {u: i for i, u in enumerate(user_ids.tolist())}
-        self._new_users = list(new_users)
-        for j, u in enumerate(self._new_users):
-            self._user_index[u] = len(user_ids) + j
+        self._new_users = []  # users that put_events created, after the stored ones
         self._item_lookup = None
         self._lock = threading.RLock()
         self.unknown_item_events_ = Counter(unknown_items or {})
