@@ -9,8 +9,9 @@ or over a dense block when the catalogue is small. No Python loop runs over even
 the users of a batch.
 
 Scores are each model's own: Popularity's (weighted) counts; Markov's transition count plus a
-popularity back-off in [0, 1); SessionKNN's neighbour votes mapped to (1, 2] (plus a tie-breaking 1e-6 share of popularity) with popularity-only
-items below 1; RepeatRule's mixture probability. Equal scores go to the more popular item.
+popularity back-off in [0, 1); SessionKNN's neighbour votes mapped to (1, 2] (plus a tie-breaking
+1e-6 share of popularity) with popularity-only items below 1; RepeatRule's mixture probability.
+Equal scores go to the more popular item.
 """
 from __future__ import annotations
 
