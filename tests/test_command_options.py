@@ -77,3 +77,32 @@ def test_quickstart_command_passes_its_options(saved, monkeypatch):
                      "--item-col", "item_id"]) == 0
     (data, columns), kw = calls[0]
     assert data == str(csv) and columns["ITEM_ID"] == "item_id" and kw == {"epochs": 3, "random_state": 4}
+
+
+def test_inspect_passes_its_options(saved, monkeypatch, capsys):
+    csv, _ = saved
+    calls = []
+    monkeypatch.setattr(sys.modules["hrnn.describe"], "describe",
+                        lambda data, **kw: calls.append((str(data), kw)) or "summary")
+    assert cli.main(["inspect", str(csv), "--min-pct", "0.1", "--max-pct", "0.9", "--session-gap", "60",
+                     "--event-type", "click", "--event-value-threshold", "2.5"]) == 0
+    data, kw = calls[0]
+    assert data == str(csv) and (kw["min_pct"], kw["max_pct"], kw["session_gap"]) == (0.1, 0.9, 60.0)
+    assert kw["event_type"] == ["click"] and kw["event_value_threshold"] == 2.5
+    assert capsys.readouterr().out == "summary\n"
+
+
+def test_recommend_finds_the_integer_ids_of_a_mixed_id_model(tmp_path, capsys):
+    """Ids read from the command line are text: "12" is user 12 when the model's ids mix
+    integers and strings, and "s13" stays a string."""
+    df = make_log(3_000, n_users=60, n_items=300, seed=1)
+    df["USER_ID"] = [u if u % 2 == 0 else f"s{u}" for u in df["USER_ID"].tolist()]
+    model = hrnn.HRNN(epochs=1, hidden_dimension=32, num_threads=1, random_state=0, show_progress=False).fit(df)
+    path = tmp_path / "mixed.hrnn"
+    model.save(path)
+    ids = model.user_ids_.tolist()
+    for user in (next(u for u in ids if isinstance(u, int)), next(u for u in ids if isinstance(u, str))):
+        capsys.readouterr()
+        assert cli.main(["recommend", str(path), "--user", str(user), "--json", "-n", "5"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        assert got["userId"] == user and got["recommendedItems"] == model.recommend(user, 5)[0].tolist()
