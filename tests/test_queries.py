@@ -184,7 +184,10 @@ def test_events_at_the_same_second(model):
     t = df.TIMESTAMP.max() + 10
     m.put_events("twice", ["i1", "i2"], [t, t])
     m.put_events("twice", ["i3"], [t])
-    assert m.user_state("twice")[0].shape == (FAST["hidden_dimension"],)
+    m.put_events("once", ["i1", "i2", "i3"], [t, t, t])
+    for a, b in zip(m.user_state("twice"), m.user_state("once")):
+        np.testing.assert_array_equal(a, b)
+    assert m.recommend("twice", 5)[0].tolist() == m.recommend("once", 5)[0].tolist()
 
 
 def test_recommend_batch_equals_recommend(model):
