@@ -111,6 +111,8 @@ def paired_difference(details_a, details_b, metric: str) -> dict:
     diff = a - b
     se = standard_error(diff)
     mean = float(diff.mean()) if len(diff) else 0.0
-    z = (float("nan") if np.isnan(se) else mean / se if se > 0 else
-         0.0 if mean == 0 else float(np.copysign(np.inf, mean)))
+    if np.isnan(se) or se > 0:
+        z = mean / se
+    else:  # every unit differs by the same amount
+        z = 0.0 if mean == 0 else float(np.copysign(np.inf, mean))
     return {"difference": mean, "standard_error": se, "z": z, "n": len(diff)}
