@@ -29,9 +29,10 @@ def test_evaluate_scores_the_saved_hyperparameters_beside_the_baselines(saved, m
     csv, model = saved
     calls = []
 
-    def spy(estimator, table, protocol, random_state):
+    def spy(estimator, table, protocol, random_state, return_details):
         calls.append((estimator, protocol, random_state))
-        return {"recall@20": 0.5}
+        assert return_details  # (what pairs hrnn with the best baseline in the text output)
+        return {"recall@20": 0.5}, None
 
     monkeypatch.setattr(sys.modules["hrnn.evaluate"], "evaluate", spy)
     capsys.readouterr()

@@ -289,6 +289,12 @@ def test_quickstart_and_evaluate_commands(log_csv, tmp_path, capsys):
     assert cli.main(["evaluate", str(model_path), str(log_csv), "--baselines"]) == 0
     out = capsys.readouterr().out
     assert "repeat-rule" in out and "personalize" in out
+    # Each protocol's table is followed by hrnn's paired difference from its best baseline per metric.
+    paired = out.split("hrnn minus the best baseline")[1:]
+    assert len(paired) == 2
+    for section, metrics in zip(paired, (quickstart.PERSONALIZE, quickstart.NEXT_ITEM)):
+        section = section.split("\n\n")[0]
+        assert {line.split()[1] for line in section.splitlines()[2:]} == set(metrics) - {"coverage"}
     assert cli.main(["evaluate", str(tmp_path / "missing.hrnn"), str(log_csv)]) == 2
 
 

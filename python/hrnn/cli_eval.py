@@ -63,7 +63,9 @@ examples:
     p.add_argument("data", help="interactions file (.csv, .csv.gz or .parquet)")
     p.add_argument("--protocol", choices=("personalize", "next-item", "both"), default="both",
                    help="which evaluation (default: both)")
-    p.add_argument("--baselines", action="store_true", help="also evaluate the baselines, for comparison")
+    p.add_argument("--baselines", action="store_true",
+                   help="also evaluate the baselines, and (text output) hrnn's paired difference from "
+                        "the best baseline of each metric, with its standard error")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="seed of the split (default: 0)")
     p.add_argument("--json", action="store_true", help="print the results as JSON lines")
     cli._add_columns(p)
@@ -87,17 +89,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.protocol == "both" and len(protocols) == 1:
         print(f"note: {quickstart.NO_NEXT_ITEM}", file=sys.stderr)
     for protocol in protocols:
-        rows = []
+        rows, details = [], {}
         for name, est in contenders.items():
-            scores = evaluate(est, table, protocol=protocol, random_state=args.random_state)
+            # The per-unit details pair hrnn with the best baseline (text output, below).
+            scores, details[(protocol, name)] = evaluate(est, table, protocol=protocol,
+                                                         random_state=args.random_state, return_details=True)
             rows.append({"protocol": protocol, "model": name, **scores})
         if args.json:
             for row in rows:  # an undefined metric (NaN) is null: NaN is not JSON
                 print(json.dumps({k: None if isinstance(v, float) and v != v else v for k, v in row.items()}))
-        else:
-            import pandas as pd
-            metrics = quickstart.PERSONALIZE if protocol == "personalize" else quickstart.NEXT_ITEM
-            print(f"{protocol}:\n{pd.DataFrame(rows).set_index('model')[metrics].round(4).to_string()}\n")
+            continue
+        import pandas as pd
+        results = pd.DataFrame(rows)
+        metrics = quickstart.PERSONALIZE if protocol == "personalize" else quickstart.NEXT_ITEM
+        print(f"{protocol}:\n{results.set_index('model')[metrics].round(4).to_string()}\n")
+        if args.baselines:
+            print(quickstart.format_paired(quickstart.against_best_baseline(results, details)) + "\n")
     return 0
 
 
