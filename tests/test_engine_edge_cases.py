@@ -237,3 +237,27 @@ def test_validation_rank_counts_only_strictly_higher_items(small_log):
     test = (np.array([0, 3], np.int64), items[3:], ts[3:], new[3:])
     ranks = e.next_item_ranks(*prefix, *test, num_threads=1)
     np.testing.assert_array_equal(ranks, [1, 1, 1])
+
+
+def test_cold_users_popular_items_honour_the_filters(small_log):
+    # A user the model does not know gets the popular items, less exclude_items / within
+    # include_items, one at a time and in a batch.
+    m = fit(small_log)
+    order = m.item_ids_[np.argsort(-m.popularity_, kind="stable")]
+    ids, _ = m.recommend("nobody", num_results=5, exclude_items=order[:2])
+    assert ids.tolist() == order[2:7].tolist()
+    ids, _ = m.recommend("nobody", num_results=5, include_items=order[[9, 3]])
+    assert ids.tolist() == order[[3, 9]].tolist()
+    batch, _ = m.recommend_batch(["nobody", "nobody else"], num_results=5, exclude_items=order[:2])
+    assert batch.tolist() == [order[2:7].tolist()] * 2
+
+
+def test_training_moves_the_user_level_gru_at_session_boundaries(small_log):
+    # The user GRU only steps when a session ends: trained without sessions (a session_gap longer than the log) its
+    # weights keep their initial values, trained with them they learn.
+    with_sessions = fit(small_log, transition_weight=0.0).get_weights()
+    without = fit(small_log, transition_weight=0.0, session_gap=1e9).get_weights()
+    longer = fit(small_log, transition_weight=0.0, session_gap=1e9, epochs=2).get_weights()
+    for name in ("Wux", "Wuh", "bu"):
+        np.testing.assert_array_equal(without[name], longer[name])
+        assert not np.allclose(with_sessions[name], without[name]), name
