@@ -29,12 +29,12 @@ def test_evaluate_scores_the_saved_hyperparameters_beside_the_baselines(saved, m
     csv, model = saved
     calls = []
 
-    def spy(estimator, table, protocol, random_state, return_details):
+    def spy(estimator, table, protocol, random_state, return_details, return_estimator):
         calls.append((estimator, protocol, random_state))
         assert return_details  # (what pairs hrnn with the best baseline in the text output)
         return {"recall@20": 0.5}, None
 
-    monkeypatch.setattr(sys.modules["hrnn.evaluate"], "evaluate", spy)
+    monkeypatch.setattr(sys.modules["hrnn.quickstart"], "evaluate", spy)
     capsys.readouterr()
     assert cli.main(["evaluate", str(model), str(csv), "--protocol", "next-item", "--baselines",
                      "--random-state", "7", "--json"]) == 0

@@ -75,7 +75,6 @@ examples:
 def run_evaluate(args: argparse.Namespace) -> int:
     from . import quickstart
     from .data import read_interactions
-    from .evaluate import evaluate
     from .model_file import load
 
     model = load(args.model)
@@ -84,24 +83,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.baselines:
         contenders.update({k: v for k, v in quickstart.contenders(None, args.random_state).items() if k != "hrnn"})
     table = read_interactions(args.data, _cli()._columns(args))
-    protocols = ([name for name, _ in quickstart.possible_protocols(table)] if args.protocol == "both"
-                 else [args.protocol])
+    protocols = (quickstart.possible_protocols(table) if args.protocol == "both"
+                 else [p for p in quickstart.PROTOCOLS if p[0] == args.protocol])
     if args.protocol == "both" and len(protocols) == 1:
         print(f"note: {quickstart.NO_NEXT_ITEM}", file=sys.stderr)
-    for protocol in protocols:
-        rows, details = [], {}
-        for name, est in contenders.items():
-            # The per-unit details pair hrnn with the best baseline (text output, below).
-            scores, details[(protocol, name)] = evaluate(est, table, protocol=protocol,
-                                                         random_state=args.random_state, return_details=True)
-            rows.append({"protocol": protocol, "model": name, **scores})
+    for protocol, metrics in protocols:
+        details = {}  # the per-unit details pair hrnn with the best baseline (text output, below)
+        results = quickstart.compare(table, contenders, args.random_state, sys.stderr, details,
+                                     protocols=((protocol, metrics),))
         if args.json:
-            for row in rows:  # an undefined metric (NaN) is null: NaN is not JSON
+            for row in results.to_dict("records"):  # an undefined metric (NaN) is null: NaN is not JSON
                 print(json.dumps({k: None if isinstance(v, float) and v != v else v for k, v in row.items()}))
             continue
-        import pandas as pd
-        results = pd.DataFrame(rows)
-        metrics = quickstart.PERSONALIZE if protocol == "personalize" else quickstart.NEXT_ITEM
         print(f"{protocol}:\n{results.set_index('model')[metrics].round(4).to_string()}\n")
         if args.baselines:
             print(quickstart.format_paired(quickstart.against_best_baseline(results, details)) + "\n")

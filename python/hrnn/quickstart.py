@@ -36,11 +36,12 @@ def compare(table: pd.DataFrame, models: dict, random_state: int = 0, out=None,
             details: Optional[dict] = None, fitted: Optional[dict] = None,
             protocols: tuple = PROTOCOLS) -> pd.DataFrame:
     """The evaluation protocols (both by default) for every model; returns one row per (protocol,
-    model). Dicts passed as ``details`` and ``fitted`` receive each run's per-unit details and its
-    fitted model (``evaluate``'s ``return_estimator``), keyed (protocol, model)."""
+    model) with ``evaluate``'s scores and the seconds it took. Dicts passed as ``details`` and
+    ``fitted`` receive each run's per-unit details and its fitted model (``evaluate``'s
+    ``return_estimator``), keyed (protocol, model)."""
     out = out or sys.stdout
     rows = []
-    for protocol, metrics in protocols:
+    for protocol, _ in protocols:
         for name, model in models.items():
             t0 = time.perf_counter()
             scores, det = evaluate(model, table, protocol=protocol, random_state=random_state,
@@ -49,9 +50,7 @@ def compare(table: pd.DataFrame, models: dict, random_state: int = 0, out=None,
                 details[(protocol, name)] = det
             if fitted is not None:
                 fitted[(protocol, name)] = scores.pop("estimator")
-            rows.append({"protocol": protocol, "model": name,
-                         **{m: scores[m] for m in metrics},
-                         "seconds": time.perf_counter() - t0})
+            rows.append({"protocol": protocol, "model": name, **scores, "seconds": time.perf_counter() - t0})
             print(f"  {protocol:<11} {name:<12} done in {rows[-1]['seconds']:.1f} s", file=out, flush=True)
     return pd.DataFrame(rows)
 
