@@ -22,20 +22,19 @@ def small_log():
     return make_log(n_events=1500, n_users=30, n_items=60, repeat=0.3, cover_items=True, seed=5).drop_duplicates()
 
 
-def set_prior(m, repeat_curve, weight=1.0, successors=None):
-    """A hand-made transition table: successors {item: [(successor, count), ...]}, uniform popularity."""
+def tie_every_score(engine):
+    """Zero the output rows, biases and repeat score: every item scores exactly 0."""
+    for name in engine.param_names():
+        if name in ("O", "bo", "rc", "rd", "rV") or (name == "E" and engine.tied):
+            engine.set_param(name, np.zeros(engine.get_param(name).shape, np.float32))
+
+
+def set_prior(m, repeat_curve, weight=1.0):
+    """A hand-made prior: no item has a successor, every item the same popularity."""
     n = len(m.item_ids_)
-    successors = successors or {}
-    offsets, succ, counts, out = [0], [], [], np.zeros(n, np.float32)
-    for i in range(n):
-        for j, c in successors.get(i, []):
-            succ.append(j)
-            counts.append(c)
-            out[i] += c
-        offsets.append(len(succ))
-    m._engine.set_transitions(weight=weight, offsets=np.array(offsets, np.int64),
-                              successors=np.array(succ, np.int32), counts=np.array(counts, np.float32),
-                              out=out, popularity=np.ones(n), repeat_curve=np.asarray(repeat_curve, np.float32))
+    m._engine.set_transitions(weight=weight, offsets=np.zeros(n + 1, np.int64), successors=np.zeros(0, np.int32),
+                              counts=np.zeros(0, np.float32), out=np.zeros(n, np.float32), popularity=np.ones(n),
+                              repeat_curve=np.asarray(repeat_curve, np.float32))
 
 
 def test_prior_without_a_known_source_event_is_popularity_alone(small_log):
@@ -66,9 +65,7 @@ def test_exact_scan_keeps_tied_items_when_it_prunes():
     e = m._engine
     n = e.n_items
     assert n > 4096 + 4 * 3
-    for name in e.param_names():
-        if name in ("O", "bo", "rc", "rd", "rV") or (name == "E" and e.tied):
-            e.set_param(name, np.zeros(e.get_param(name).shape, np.float32))
+    tie_every_score(e)
     user = m._user_index[df["USER_ID"].iloc[0]]
     items, scores = e.recommend_batch(np.array([user]), 3, kernels="exact")
     np.testing.assert_array_equal(items[0], [0, 1, 2])
@@ -227,9 +224,7 @@ def test_validation_rank_counts_only_strictly_higher_items(small_log):
     # scoring strictly higher: with every score tied, each event ranks first.
     m = fit(small_log, transition_weight=0.0)
     e = m._engine
-    for name in e.param_names():
-        if name in ("O", "bo", "rc", "rd", "rV") or (name == "E" and e.tied):
-            e.set_param(name, np.zeros(e.get_param(name).shape, np.float32))
+    tie_every_score(e)
     items = np.array([1, 5, 9, 5, 2, 7], np.int32)
     ts = 1.6e9 + 60.0 * np.arange(6)
     new = np.array([1, 0, 0, 0, 0, 0], np.uint8)
