@@ -1,8 +1,8 @@
 """The evaluate / tune / quickstart commands hand every option to the library, and `hrnn evaluate`
 scores the saved model's hyperparameters: spies stand in for the library functions, so these tests
 see exactly what a command asked for (the library functions have their own tests)."""
+import importlib
 import json
-import sys
 from types import SimpleNamespace
 
 import pandas as pd
@@ -29,17 +29,27 @@ def test_evaluate_scores_the_saved_hyperparameters_beside_the_baselines(saved, m
     csv, model = saved
     calls = []
 
+    # Markov is the best baseline by its score; by the ranks, hrnn finds both later events, Markov one.
+    recall = {"HRNN": 0.9, "Popularity": 0.1, "Markov": 0.6, "RepeatRule": 0.5, "SessionKNN": 0.2}
+
     def spy(estimator, table, protocol, random_state, return_details, return_estimator):
         calls.append((estimator, protocol, random_state))
-        assert return_details  # (what pairs hrnn with the best baseline in the text output)
-        return {"recall@20": 0.5}, None
+        assert return_details  # (what pairs hrnn with the best baseline)
+        name = type(estimator).__name__
+        ranks = [3, 1, 2] if name == "HRNN" else [3, 1, 40]
+        details = pd.DataFrame({"USER_ID": [1, 1, 1], "position": [0, 1, 2], "rank": ranks})
+        return {"recall@20": recall[name]}, details
 
-    monkeypatch.setattr(sys.modules["hrnn.quickstart"], "evaluate", spy)
+    monkeypatch.setattr(importlib.import_module("hrnn.quickstart"), "evaluate", spy)
     capsys.readouterr()
     assert cli.main(["evaluate", str(model), str(csv), "--protocol", "next-item", "--baselines",
                      "--random-state", "7", "--json"]) == 0
-    names = [json.loads(line)["model"] for line in capsys.readouterr().out.splitlines()]
-    assert names == ["hrnn", "popularity", "markov", "repeat-rule", "session-knn"]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["model"] for row in lines[:5]] == ["hrnn", "popularity", "markov", "repeat-rule", "session-knn"]
+    assert lines[2]["recall@20"] == 0.6
+    # Then hrnn's paired difference from the best baseline of each metric the rows carry.
+    assert lines[5:] == [{"kind": "paired", "protocol": "next-item", "metric": "recall@20", "baseline": "markov",
+                          "difference": 0.5, "standard_error": 0.5, "z": 1.0, "n": 2}]
     # A fresh estimator with the file's hyperparameters (not hrnn's defaults), the baselines as they are.
     first = calls[0][0]
     assert isinstance(first, hrnn.HRNN) and first._engine is None
@@ -59,7 +69,7 @@ def test_tune_command_passes_its_options_and_prints_the_chosen_score(saved, monk
         calls.append((str(data), kw))
         return SimpleNamespace(best_params={"learning_rate": 0.1}, best_score=0.30, trials=trials, model=None)
 
-    monkeypatch.setattr(sys.modules["hrnn.tune"], "tune", spy)
+    monkeypatch.setattr(importlib.import_module("hrnn.tune"), "tune", spy)
     capsys.readouterr()
     assert cli.main(["tune", str(csv), "--trials", "2", "--random-state", "9", "--timeout", "60",
                      "--epochs", "2", "--min-standard-errors", "3"]) == 0
@@ -73,7 +83,7 @@ def test_tune_command_passes_its_options_and_prints_the_chosen_score(saved, monk
 def test_quickstart_command_passes_its_options(saved, monkeypatch):
     csv, _ = saved
     calls = []
-    monkeypatch.setattr(sys.modules["hrnn.quickstart"], "run", lambda *a, **kw: calls.append((a, kw)))
+    monkeypatch.setattr(importlib.import_module("hrnn.quickstart"), "run", lambda *a, **kw: calls.append((a, kw)))
     assert cli.main(["quickstart", "--data", str(csv), "--epochs", "3", "--random-state", "4",
                      "--item-col", "item_id"]) == 0
     (data, columns), kw = calls[0]
@@ -83,7 +93,7 @@ def test_quickstart_command_passes_its_options(saved, monkeypatch):
 def test_inspect_passes_its_options(saved, monkeypatch, capsys):
     csv, _ = saved
     calls = []
-    monkeypatch.setattr(sys.modules["hrnn.describe"], "describe",
+    monkeypatch.setattr(importlib.import_module("hrnn.describe"), "describe",
                         lambda data, **kw: calls.append((str(data), kw)) or "summary")
     assert cli.main(["inspect", str(csv), "--min-pct", "0.1", "--max-pct", "0.9", "--session-gap", "60",
                      "--event-type", "click", "--event-value-threshold", "2.5"]) == 0

@@ -283,9 +283,16 @@ def test_quickstart_and_evaluate_commands(log_csv, tmp_path, capsys):
     assert cli.main(["train", str(log_csv), "-o", str(model_path), "--epochs", "1", "--no-progress",
                      "--num-threads", "1", "--hidden-dimension", "32"]) == 0
     capsys.readouterr()
-    assert cli.main(["evaluate", str(model_path), str(log_csv), "--json", "--protocol", "next-item"]) == 0
+    assert cli.main(["evaluate", str(model_path), str(log_csv), "--json", "--protocol", "next-item",
+                     "--baselines"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert rows[0]["model"] == "hrnn" and 0 <= rows[0]["recall@20"] <= 1
+    scores, paired = rows[:5], rows[5:]
+    assert scores[0]["model"] == "hrnn" and 0 <= scores[0]["recall@20"] <= 1
+    assert [p["metric"] for p in paired] == quickstart.NEXT_ITEM and {p["kind"] for p in paired} == {"paired"}
+    for p in paired:  # against the baseline row with the best score, hrnn's own row minus it
+        best = max(scores[1:], key=lambda row: row[p["metric"]])
+        assert p["baseline"] == best["model"]
+        assert p["difference"] == pytest.approx(scores[0][p["metric"]] - best[p["metric"]])
     assert cli.main(["evaluate", str(model_path), str(log_csv), "--baselines"]) == 0
     out = capsys.readouterr().out
     assert "repeat-rule" in out and "personalize" in out

@@ -64,8 +64,9 @@ examples:
     p.add_argument("--protocol", choices=("personalize", "next-item", "both"), default="both",
                    help="which evaluation (default: both)")
     p.add_argument("--baselines", action="store_true",
-                   help="also evaluate the baselines, and (text output) hrnn's paired difference from "
-                        "the best baseline of each metric, with its standard error")
+                   help="also evaluate the baselines, and hrnn's paired difference from the best "
+                        "baseline of each metric, with its standard error (JSON: lines with "
+                        "\"kind\": \"paired\")")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="seed of the split (default: 0)")
     p.add_argument("--json", action="store_true", help="print the results as JSON lines")
     cli._add_columns(p)
@@ -91,13 +92,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
         details = {}  # the per-unit details pair hrnn with the best baseline (text output, below)
         results = quickstart.compare(table, contenders, args.random_state, sys.stderr, details,
                                      protocols=((protocol, metrics),))
+        paired = quickstart.against_best_baseline(results, details) if args.baselines else None
         if args.json:
-            for row in results.to_dict("records"):  # an undefined metric (NaN) is null: NaN is not JSON
+            lines = results.to_dict("records")
+            if paired is not None:  # marked as benchmarks/results.py marks them in its JSON lines
+                lines += [{"kind": "paired", **row} for row in paired.to_dict("records")]
+            for row in lines:  # an undefined metric (NaN) is null: NaN is not JSON
                 print(json.dumps({k: None if isinstance(v, float) and v != v else v for k, v in row.items()}))
             continue
         print(f"{protocol}:\n{results.set_index('model')[metrics].round(4).to_string()}\n")
-        if args.baselines:
-            print(quickstart.format_paired(quickstart.against_best_baseline(results, details)) + "\n")
+        if paired is not None:
+            print(quickstart.format_paired(paired) + "\n")
     return 0
 
 
