@@ -66,15 +66,16 @@ if [ "$WHAT" = all ] || [ "$WHAT" = asan ]; then
 
   step "ASan + UBSan: C++-heavy tests"
   t0=$SECONDS
-  # The C++ engine against the float64 reference (forward passes and gradients, query scores), queries and
-  # their scoring kernels, model files (round trips and damaged files), threads; then the fuzzing
+  # The C++ engine against the float64 reference (forward passes and gradients, query scores, the
+  # optimizer), queries and their scoring kernels, model files (round trips and damaged files),
+  # threads; then the fuzzing
   # of model files and of the query API, and the stress tests, at reduced sizes.
   # (test_engine_reference.py: the tests that run the C++ engine; the reference's own
   # self-consistency checks are numpy only.)
   python -m pytest -q -p no:cacheprovider tests/test_engine_reference.py -k "not TestReferenceSelfConsistency"
   python -m pytest -q -p no:cacheprovider \
     tests/test_queries.py tests/test_scoring.py tests/test_query_scores.py tests/test_model_file.py \
-    tests/test_concurrency.py tests/test_recent_lists.py
+    tests/test_concurrency.py tests/test_recent_lists.py tests/test_optimizer.py
   python -m pytest -q -p no:cacheprovider tests/test_fuzz_model_file.py tests/test_stress.py \
     "tests/test_fuzz_api.py::test_recommend_with_random_arguments" \
     "tests/test_fuzz_api.py::test_recommend_batch_with_random_arguments" \

@@ -866,6 +866,33 @@ def test_dropout_touches_the_output_only(core, extras):
     assert np.isfinite(got["loss"])
 
 
+@pytest.mark.parametrize("dropout", [0.25, 0.5])
+@pytest.mark.parametrize("extras", [False, True], ids=EXTRAS_IDS)
+def test_dropout_scales_the_kept_units(core, dropout, extras):
+    """Inverted dropout: a kept unit of h_out is divided by keep = 1 - dropout (so the expected
+    output is h_out), for the output columns, the repeat and the extra scores alike. One event
+    (T = B = 1), so the target's output-row gradient, dl_y * dropped h_out, shows which units
+    were kept."""
+    H = 8
+    p = ref.init_params(N_ITEMS, H, False, seed=5)
+    keep = 1 - dropout
+    n_kept = []
+    for seed in range(6):
+        w = ref.make_window(N_ITEMS, H, 1, 1, S, seed=40 + seed, repeat=True, extras=extras)
+        h = ref.window_forward(p, w)["h"]
+        got = run_core(core, p, w, dropout=dropout)
+        kept = got["grads"]["O"][w["targets"][0, 0]] != 0
+        n_kept.append(int(kept.sum()))
+
+        def loss(h_out):
+            return float(w["weights"][0, 0] * ref.event_losses(h_out, w, p)[0, 0])
+
+        np.testing.assert_allclose(got["loss"], loss(h * kept / keep), rtol=1e-5)
+        if kept.any():
+            assert abs(got["loss"] - loss(h * kept)) > 1e-3  # (what the test tells apart)
+    assert any(0 < k < H for k in n_kept)  # units were dropped and kept
+
+
 # max_entries per block for the finite differences (None = every entry)
 GRAD_CASES = [  # (T, B, H, max_entries)
     (1, 3, 8, None),

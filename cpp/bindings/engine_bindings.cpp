@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "convert.h"
+#include "window_convert.h"
 #include "hrnn/advance.h"
 #include "hrnn/engine.h"
 #include "hrnn/errors.h"
@@ -53,11 +53,7 @@ hrnn::TrainConfig train_config(int batch_size, int bptt, int n_sample, double sa
   else if (loss == "bpr-max") c.loss.kind = hrnn::LossKind::BprMax;
   else throw std::invalid_argument("loss must be 'softmax' or 'bpr-max', got '" + loss + "'");
   c.loss.logq = logq, c.loss.bpreg = bpreg;
-  if (optimizer == "adagrad") c.opt.kind = hrnn::OptKind::Adagrad;
-  else if (optimizer == "adam") c.opt.kind = hrnn::OptKind::Adam;
-  else throw std::invalid_argument("optimizer must be 'adagrad' or 'adam', got '" + optimizer + "'");
-  c.opt.lr = learning_rate, c.opt.momentum = momentum;
-  if (c.opt.kind == hrnn::OptKind::Adam) c.opt.eps = 1e-8f;
+  c.opt = opt_config(optimizer, learning_rate, momentum);
   c.dropout = dropout, c.seed = seed, c.num_threads = num_threads;
   c.validate();
   return c;

@@ -1,5 +1,5 @@
 // window_loss_grad: one training window's loss, states and gradients, for the equivalence and
-// gradient tests against tests/reference.py.
+// gradient tests against tests/reference.py; optimizer_steps: the optimizer alone, for its own.
 #include <string>
 
 #include "hrnn/recent_lists.h"
@@ -70,6 +70,16 @@ hrnn::Window window_from_dict(const py::dict& w, const hrnn::Params& P, std::vec
   }
   win.validate(P.n_items);
   return win;
+}
+
+hrnn::OptConfig opt_config(const std::string& optimizer, float learning_rate, float momentum) {
+  hrnn::OptConfig c;
+  if (optimizer == "adagrad") c.kind = hrnn::OptKind::Adagrad;
+  else if (optimizer == "adam") c.kind = hrnn::OptKind::Adam;
+  else throw std::invalid_argument("optimizer must be 'adagrad' or 'adam', got '" + optimizer + "'");
+  c.lr = learning_rate, c.momentum = momentum;
+  if (c.kind == hrnn::OptKind::Adam) c.eps = 1e-8f;
+  return c;
 }
 
 hrnn::WindowConfig window_config(const std::string& loss, bool logq, float bpreg, float dropout, int num_threads) {
@@ -180,6 +190,52 @@ py::dict recent_lists(const Arr<int32_t>& items, const Arr<double>& timestamps, 
   return d;
 }
 
+// One step's sparse gradient: rows [r] (distinct items) and their gradients [r, width].
+void sparse_from_dict(hrnn::SparseGrad& sg, const py::dict& step, const char* rows_key, const char* grad_key,
+                      int64_t n_items) {
+  if (!step.contains(rows_key) || !step.contains(grad_key))
+    throw std::invalid_argument(std::string("a step must contain '") + rows_key + "' and '" + grad_key + "'");
+  auto rows = step[rows_key].cast<Arr<int32_t>>();
+  auto grad = step[grad_key].cast<Arr<float>>();
+  const int32_t* r = checked(rows, {-1}, rows_key);
+  const float* g = checked(grad, {rows.shape(0), sg.width}, grad_key);
+  for (py::ssize_t s = 0; s < rows.shape(0); ++s) {
+    if (r[s] < 0 || r[s] >= n_items || sg.slot_of[r[s]] >= 0)
+      throw std::invalid_argument(std::string(rows_key) + " must be distinct items in [0, n_items)");
+    sg.touch(r[s]);
+  }
+  sg.grad.assign(g, g + grad.size());
+}
+
+// The parameters after Optimizer::step with each of `steps` in turn (one optimizer, its state kept).
+py::dict optimizer_steps(const py::dict& params, const py::list& steps, const std::string& optimizer,
+                         float learning_rate, float momentum, int num_threads) {
+  hrnn::Params P = params_from_dict(params);
+  hrnn::Optimizer opt(P, opt_config(optimizer, learning_rate, momentum));
+  hrnn::Gradients g;
+  for (const auto& item : steps) {
+    const auto step = item.cast<py::dict>();
+    g.reset(P);
+    g.dense.for_each([&](const char* name, std::vector<float>& v) {
+      if (!step.contains(name)) throw std::invalid_argument(std::string("a step is missing '") + name + "'");
+      auto a = step[name].cast<Arr<float>>();
+      auto shape = P.shape(name);
+      const float* src = checked(a, std::vector<py::ssize_t>(shape.begin(), shape.end()), name);
+      std::copy(src, src + v.size(), v.begin());
+    });
+    sparse_from_dict(g.emb, step, "E_rows", "E_grad", P.n_items);
+    sparse_from_dict(g.out, step, "out_rows", "out_grad", P.n_items);
+    py::gil_scoped_release release;
+    opt.step(P, g, num_threads);
+  }
+  py::dict out;
+  for (const auto& name : P.names()) {
+    auto shape = P.shape(name);
+    out[name.c_str()] = copy_out(P.block(name).data(), std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_window(py::module_& m) {
@@ -190,6 +246,10 @@ void bind_window(py::module_& m) {
   m.def("window_loss_grad", &window_loss_grad, py::arg("params"), py::arg("window"), py::arg("loss") = "softmax",
         py::arg("logq") = true, py::arg("bpreg") = 1.0f, py::arg("dropout") = 0.0f, py::arg("num_threads") = 1,
         "Loss, states and gradients of one training window (docs/engine.md).");
+  m.def("optimizer_steps", &optimizer_steps, py::arg("params"), py::arg("steps"), py::arg("optimizer") = "adagrad",
+        py::arg("learning_rate") = 0.05f, py::arg("momentum") = 0.0f, py::arg("num_threads") = 1,
+        "The parameters after one optimizer step per entry of steps: the dense blocks' gradients by name, "
+        "E_rows / E_grad [r, H] (input rows) and out_rows / out_grad [s, H + 1] (output rows and their bias).");
 }
 
 }  // namespace hrnn_py
