@@ -168,6 +168,8 @@ BAD_INPUTS = {  # name: (make the table, exception, what the message must say)
     "text value": (lambda: table(event_value=["x"] * 30), TypeError, "EVENT_VALUE.*'x'"),
     "2-tuple": (lambda: ([1], [2]), ValueError, "exactly 3 arrays"),
     "ragged": (lambda: ([1, 2], [2], [T0]), ValueError, "different lengths"),
+    "records and arrays": (lambda: ([1, 2], {"USER_ID": 1}, [T0, T0]), ValueError, "or be a list of records"),
+    "record without a column": (lambda: [{"USER_ID": 1, "ITEM_ID": 2}] * 3, KeyError, "TIMESTAMP not found"),
     "unnamed surrogate": (lambda: {"USER_ID": ["u1", "u\udc80"], "ITEM_ID": [1, 2], "TIMESTAMP": [T0, T0]},
                           ValueError, "USER_ID must be valid Unicode text"),
     "ragged dict": (lambda: {"USER_ID": [1, 2], "ITEM_ID": [2], "TIMESTAMP": [T0, T0]}, ValueError,
@@ -183,6 +185,22 @@ class TestValidation:
         with pytest.raises(exc, match=pattern):
             read_interactions(make())
 
+    @pytest.mark.parametrize("n", [1, 3, 4])  # (3: not taken for three columns)
+    def test_a_list_of_records(self, n):
+        records = [{"USER_ID": u, "ITEM_ID": 10 + u, "TIMESTAMP": T0 + u} for u in range(n)]
+        out = read_interactions(records)
+        assert out["USER_ID"].tolist() == list(range(n)) and out["ITEM_ID"].tolist() == [10 + u for u in range(n)]
+
+    @pytest.mark.parametrize("kind", ["tuple", "dict"])
+    def test_series_pair_up_by_position_not_index(self, kind):
+        users = pd.Series(["a", "b", "c"], index=[5, 6, 7])
+        items = pd.Series(["x", "y", "z"])
+        times = pd.Series([T0, T0 + 1, T0 + 2], index=[2, 1, 0])
+        source = (users, items, times) if kind == "tuple" else {"USER_ID": users, "ITEM_ID": items, "TIMESTAMP": times}
+        out = read_interactions(source)
+        assert out["USER_ID"].tolist() == ["a", "b", "c"] and out["ITEM_ID"].tolist() == ["x", "y", "z"]
+        assert out["TIMESTAMP"].tolist() == [T0, T0 + 1, T0 + 2]
+
     def test_a_dict_source_may_broadcast_a_scalar(self):
         out = read_interactions({"USER_ID": [1, 2], "ITEM_ID": [1, 2], "TIMESTAMP": np.array(T0)})
         assert out["TIMESTAMP"].tolist() == [T0, T0]
@@ -195,6 +213,15 @@ class TestValidation:
             out = read_interactions(pd.concat([dup, other_type], ignore_index=True))
         assert len(out) == len(df) + 1
         assert out["USER_ID"].tolist()[:len(df)] == df["user_id"].tolist()  # first ones kept
+
+    @pytest.mark.parametrize("column,values", [("EVENT_VALUE", [1.0, 5.0]), ("SESSION_ID", ["s1", "s2"])])
+    def test_rows_differing_only_in_value_or_session_are_kept(self, column, values):
+        # (a value filter after reading must still see the later event's value)
+        df = pd.DataFrame({"USER_ID": ["a", "a", "a"], "ITEM_ID": ["x", "x", "x"], "TIMESTAMP": [T0] * 3,
+                           column: values + values[1:]})
+        with pytest.warns(UserWarning, match="dropped 1 exact duplicate"):
+            out = read_interactions(df)
+        assert out[column].tolist() == values
 
     def test_bad_sources(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="no such file"):

@@ -77,6 +77,8 @@ class TestDescribe:
         buys = df[df["event_type"] == "buy"]
         assert d.n_events == len(buys) and d.n_users == buys["user"].nunique()
         assert d.event_types == df["event_type"].value_counts().to_dict()
+        shares = {k: f"{k} {v:,} ({100 * v / len(df):.1f}%)" for k, v in d.event_types.items()}
+        assert f"event types  {shares['view']}, {shares['buy']}" in str(d)  # shares of every event
         table = hrnn.read_interactions(df, columns={"USER_ID": "user"})
         _, users = hrnn.data.featurize(table, 0.1, 0.9, event_type="buy")
         assert (d.min_length, d.max_length) == (users.min_length, users.max_length)

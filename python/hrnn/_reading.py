@@ -33,20 +33,28 @@ def load(source) -> pd.DataFrame:
                    if hasattr(v, "__len__") and not isinstance(v, (str, bytes)) and np.ndim(v) > 0}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"the columns of a dict source have different lengths: {lengths}")
-        return frame(source)
+        return frame({k: positional(v) for k, v in source.items()})
     if isinstance(source, (tuple, list)):
-        if len(source) != 3 or any(isinstance(a, (str, bytes)) or not hasattr(a, "__len__")
+        if source and all(isinstance(r, dict) for r in source):
+            return pd.DataFrame.from_records(source)
+        if len(source) != 3 or any(isinstance(a, (str, bytes, dict)) or not hasattr(a, "__len__")
                                    for a in source):
             raise ValueError("a tuple/list source must hold exactly 3 arrays: "
-                             "(users, items, timestamps)")
+                             "(users, items, timestamps), or be a list of records (dicts)")
         lengths = {len(a) for a in source}
         if len(lengths) != 1:
             raise ValueError(f"users, items and timestamps have different lengths: "
                              f"{[len(a) for a in source]}")
-        return frame(dict(zip(REQUIRED, source)))
+        return frame(dict(zip(REQUIRED, map(positional, source))))
     raise TypeError(f"cannot read interactions from {type(source).__name__}; pass a DataFrame, "
-                    f"a path to .csv/.csv.gz/.parquet, a dict of columns or "
-                    f"(users, items, timestamps)")
+                    f"a path to .csv/.csv.gz/.parquet, a dict of columns, "
+                    f"(users, items, timestamps) or a list of records")
+
+
+def positional(column):
+    """A Series as its values in order: columns passed side by side pair up by position, as
+    arrays do, not by index label (pandas would align them, turning unmatched labels into NaN)."""
+    return column.reset_index(drop=True) if isinstance(column, pd.Series) else column
 
 
 def frame(columns: dict, labels: Optional[dict] = None) -> pd.DataFrame:
@@ -270,14 +278,16 @@ def timestamps(s: pd.Series, label: str) -> np.ndarray:
 
 
 def drop_duplicates(out: pd.DataFrame) -> pd.DataFrame:
-    """Drop exact duplicate events (keeping the first), with a UserWarning saying how many."""
-    subset = [c for c in (USER_ID, ITEM_ID, TIMESTAMP, EVENT_TYPE) if c in out.columns]
+    """Drop exact duplicate events (equal in every column; keeping the first), with a UserWarning
+    saying how many. Events that differ in value or session are kept: a filter on either may
+    want the one that is not first."""
+    subset = [c for c in CANONICAL if c in out.columns]
     # A full DataFrame.duplicated over string ids costs seconds on 10M rows; hashing the
     # factorised codes first and checking only rows whose hash repeats is several times faster
     # and still exact.
     h = np.zeros(len(out), dtype=np.uint64)
     for col, mult in zip(subset, (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
-                                  0x27D4EB2F165667C5)):
+                                  0x27D4EB2F165667C5, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53)):
         if col == TIMESTAMP:  # the float's bits: equal timestamps, equal bits (-0.0 is gone)
             codes = np.ascontiguousarray(out[col].to_numpy(dtype=np.float64)).view(np.uint64)
         else:

@@ -32,8 +32,9 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
     ----------
     source : DataFrame, str or PathLike, dict, or tuple/list
         A DataFrame (never modified), a path to ``.csv``, ``.csv.gz`` or ``.parquet`` (Parquet
-        needs pyarrow: ``pip install 'hrnn[parquet]'``), a dict of column name -> array, or a
-        tuple/list of three arrays ``(users, items, timestamps)``.
+        needs pyarrow: ``pip install 'hrnn[parquet]'``), a dict of column name -> array, a
+        tuple/list of three arrays ``(users, items, timestamps)``, or a list of records (dicts
+        keyed by column name). Arrays pair up by position (Series too, whatever their index).
     columns : dict, optional
         Canonical name -> source column name, e.g. ``{"USER_ID": "session_id"}``; a value of None
         ignores an optional column. Other columns are matched case-insensitively.
@@ -46,8 +47,8 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
         Ids keep their type (no int <-> str conversion); CSV ids are typed as pandas infers them,
         so ids with leading zeros should be read with ``dtype=str`` and passed as a DataFrame.
         datetime64 timestamps are converted to unix seconds (naive ones are taken as UTC).
-        Exact duplicate rows (same user, item, timestamp and event type) are dropped with a
-        UserWarning.
+        Exact duplicate rows (equal in every column above) are dropped with a UserWarning;
+        rows that differ only in event value or session id are kept.
 
     Raises
     ------

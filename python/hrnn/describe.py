@@ -164,8 +164,9 @@ class Description:
         if self.event_types:
             shown = list(self.event_types.items())[:MAX_EVENT_TYPES]
             more = len(self.event_types) - len(shown)
+            every = sum(self.event_types.values())  # (n_events counts the filters' events only)
             lines.append("event types  " + ", ".join(
-                f"{k} {v:,} ({_pct(v, self.n_events)})" for k, v in shown)
+                f"{k} {v:,} ({_pct(v, every)})" for k, v in shown)
                 + (f", +{more} more" if more else ""))
         lines += [f"history      min {s['min']:,} | median {_num(s['median'])} | p90 "
                   f"{_num(s['p90'])} | p99 {_num(s['p99'])} | max {s['max']:,} | "
