@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import tempfile
 
@@ -97,6 +98,16 @@ def test_read_only_target_keeps_old_file(saved, tmp_path, monkeypatch):
     with pytest.raises(PermissionError):
         m.save(target)
     assert target.read_bytes() == before
+
+
+def test_save_where_no_file_can_be_written_names_the_path(saved, tmp_path):
+    m, _ = saved
+    missing = tmp_path / "no folder" / "model.hrnn"
+    with pytest.raises(FileNotFoundError, match=f"cannot write {re.escape(str(missing))}: no such folder"):
+        m.save(missing)
+    with pytest.raises(IsADirectoryError, match=f"cannot write {re.escape(str(tmp_path))}: it is a folder"):
+        m.save(tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("cut", [0, 7, 8, 16, 100, 1000, -13, -1])

@@ -18,7 +18,7 @@ import time
 import warnings
 from typing import Callable, List, Optional
 
-from ._files import atomic_file
+from ._files import atomic_file, check_output_path
 
 EXIT_USER_ERROR = 2
 
@@ -105,7 +105,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
     from .describe import describe
 
     if args.plot:
-        _check_output_path(args.plot)  # before the report, not after it
+        check_output_path(args.plot)  # before the report, not after it
     summary = describe(args.data, min_pct=args.min_pct, max_pct=args.max_pct,
                        session_gap=args.session_gap, columns=_columns(args), event_type=args.event_type,
                        event_value_threshold=args.event_value_threshold)
@@ -254,15 +254,6 @@ def _train_params(args: argparse.Namespace) -> dict:
     return params
 
 
-def _check_output_path(path: str) -> None:
-    """Fail before the long work (training, a report) rather than when writing its result."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"cannot write {path}: no such folder {folder}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot write {path}: it is a folder")
-
-
 def _run_train(args: argparse.Namespace) -> int:
     from .data import read_interactions
     from .model import HRNN
@@ -274,7 +265,7 @@ def _run_train(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as e:  # name the flag rather than the Python parameter
         bad = [p for p in params if p in str(e)] or list(params)
         raise ValueError(f"{flag_of[bad[0]]}: {e}") from e
-    _check_output_path(args.output)
+    check_output_path(args.output)
     t0 = time.perf_counter()
     table = read_interactions(args.data, _columns(args))
     model.fit(table)
@@ -443,7 +434,7 @@ def _run_recommend(args: argparse.Namespace) -> int:
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"no such file: {args.model}")
     if args.output:
-        _check_output_path(args.output)
+        check_output_path(args.output)
     model = load(args.model)
     if args.num_threads is not None:
         try:
