@@ -96,10 +96,12 @@ def test_inspect_passes_its_options(saved, monkeypatch, capsys):
     monkeypatch.setattr(importlib.import_module("hrnn.describe"), "describe",
                         lambda data, **kw: calls.append((str(data), kw)) or "summary")
     assert cli.main(["inspect", str(csv), "--min-pct", "0.1", "--max-pct", "0.9", "--session-gap", "60",
-                     "--event-type", "click", "--event-value-threshold", "2.5"]) == 0
+                     "--event-type", "click", "--event-value-threshold", "2.5", "--event-type-col", "kind",
+                     "--event-value-col", "stars"]) == 0
     data, kw = calls[0]
     assert data == str(csv) and (kw["min_pct"], kw["max_pct"], kw["session_gap"]) == (0.1, 0.9, 60.0)
     assert kw["event_type"] == ["click"] and kw["event_value_threshold"] == 2.5
+    assert kw["columns"] == {"EVENT_TYPE": "kind", "EVENT_VALUE": "stars"}
     assert capsys.readouterr().out == "summary\n"
 
 

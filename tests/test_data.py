@@ -355,9 +355,9 @@ class TestFeaturize:
     def test_event_filter_errors(self):
         df = lengths_table()
         plain = df.drop(columns=["EVENT_TYPE", "EVENT_VALUE"])
-        with pytest.raises(KeyError, match="event_type='buy' needs an EVENT_TYPE column"):
+        with pytest.raises(KeyError, match="event_type='buy' needs an EVENT_TYPE column.*--event-type-col NAME"):
             featurize(plain, event_type="buy")
-        with pytest.raises(KeyError, match="event_value_threshold needs an EVENT_VALUE"):
+        with pytest.raises(KeyError, match="event_value_threshold needs an EVENT_VALUE.*'EVENT_VALUE': NAME"):
             featurize(plain, event_value_threshold=1)
         with pytest.raises(ValueError, match="no events of type 'click'.*'buy'"):
             featurize(df, event_type="click")

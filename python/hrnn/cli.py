@@ -53,12 +53,15 @@ def _add_columns(p: argparse.ArgumentParser) -> None:
     g.add_argument("--item-col", metavar="NAME", help="source column to use as ITEM_ID")
     g.add_argument("--time-col", metavar="NAME", help="source column to use as TIMESTAMP")
     g.add_argument("--session-col", metavar="NAME", help="source column to use as SESSION_ID")
+    g.add_argument("--event-type-col", metavar="NAME", help="source column to use as EVENT_TYPE")
+    g.add_argument("--event-value-col", metavar="NAME", help="source column to use as EVENT_VALUE")
 
 
 def _columns(args: argparse.Namespace) -> Optional[dict]:
     """The ``columns=`` mapping for read_interactions from the --*-col options."""
     pairs = {"USER_ID": args.user_col, "ITEM_ID": args.item_col, "TIMESTAMP": args.time_col,
-             "SESSION_ID": args.session_col}
+             "SESSION_ID": args.session_col, "EVENT_TYPE": args.event_type_col,
+             "EVENT_VALUE": args.event_value_col}
     return {k: v for k, v in pairs.items() if v is not None} or None
 
 

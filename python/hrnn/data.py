@@ -298,6 +298,13 @@ class UserFilter:
         return pd.Index(user_ids).isin(self.train_users)
 
 
+def _missing(column: str, needed_by: str, df) -> str:
+    flag = "--" + column.lower().replace("_", "-") + "-col"
+    return (f"{needed_by} needs an {column} column; the interactions read have "
+            f"{', '.join(map(str, df.columns))} (a source column of another name: "
+            f"columns={{{column!r}: NAME}}, command line {flag} NAME)")
+
+
 def filter_events(df, event_type=None, event_value_threshold: Optional[float] = None) -> pd.DataFrame:
     """The rows of an interactions table that HRNN's event filters keep (``df`` itself when all
     do): ``event_type`` (a string or a list of them, matched against EVENT_TYPE as text) and
@@ -306,8 +313,7 @@ def filter_events(df, event_type=None, event_value_threshold: Optional[float] = 
     keep = np.ones(len(df), dtype=bool)
     if event_type is not None:
         if EVENT_TYPE not in df.columns:
-            raise KeyError(f"event_type={event_type!r} needs an EVENT_TYPE column; columns found: "
-                           f"{', '.join(map(str, df.columns))}")
+            raise KeyError(_missing(EVENT_TYPE, f"event_type={event_type!r}", df))
         if not (isinstance(event_type, str) or (isinstance(event_type, (list, tuple, set)) and event_type
                                                 and all(isinstance(e, str) for e in event_type))):
             raise TypeError(f"event_type must be a string or a list of strings, got {event_type!r}")
@@ -321,8 +327,7 @@ def filter_events(df, event_type=None, event_value_threshold: Optional[float] = 
                              f"{present}")
     if event_value_threshold is not None:
         if EVENT_VALUE not in df.columns:
-            raise KeyError(f"event_value_threshold needs an EVENT_VALUE column; columns found: "
-                           f"{', '.join(map(str, df.columns))}")
+            raise KeyError(_missing(EVENT_VALUE, "event_value_threshold", df))
         keep &= np.nan_to_num(df[EVENT_VALUE].to_numpy(dtype=np.float64),
                               nan=-np.inf) >= float(event_value_threshold)
         if not keep.any():
