@@ -52,6 +52,10 @@ def test_paired_difference_by_hand():
     one = hrnn.paired_difference(pd.DataFrame({**session, "rank": [1, 2]}),
                                  pd.DataFrame({**session, "rank": [1, 0]}), "mrr@20")
     assert one["n"] == 1 and one["difference"] == 0.5 and np.isnan(one["standard_error"]) and np.isnan(one["z"])
+    # No unit (only first events: nothing for mrr@20): nothing measured.
+    first_only = pd.DataFrame({**session, "rank": [1, 2]}).iloc[:1]
+    none = hrnn.paired_difference(first_only, first_only, "mrr@20")
+    assert none["n"] == 0 and all(np.isnan(none[k]) for k in ("difference", "standard_error", "z"))
     # Several runs of a model (e.g. seeds) are averaged unit by unit first.
     r = hrnn.paired_difference([a, b], b, "recall@20")  # A's mean per event: 1, 0.5, 0.5
     assert r["difference"] == pytest.approx(0.5 / 3)

@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from ._files import check_output_path
+
 METRIC_CHOICES = ("precision@5", "precision@10", "precision@25", "ndcg@5", "ndcg@10", "ndcg@25",
                   "mrr@25", "coverage", "recall@20", "mrr@20", "first_recall@20")
 
@@ -141,7 +143,7 @@ def run_tune(args: argparse.Namespace) -> int:
 
     cli = _cli()
     if args.output:
-        cli._check_output_path(args.output)
+        check_output_path(args.output)
     base = {"epochs": args.epochs} if args.epochs is not None else None
     result = tune(args.data, n_trials=args.trials, metric=args.metric, base_params=base,
                   columns=cli._columns(args), random_state=args.random_state, timeout=args.timeout,

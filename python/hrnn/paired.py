@@ -96,7 +96,8 @@ def paired_difference(details_a, details_b, metric: str) -> dict:
         ``difference`` (A's metric minus B's), ``standard_error`` (of the mean of the paired
         per-unit differences, with the sample standard deviation), ``z`` (their ratio; 0 when
         both are 0, infinite when every unit differs by the same amount) and ``n`` (the units);
-        the standard error and ``z`` are NaN with fewer than two units.
+        the standard error and ``z`` are NaN with fewer than two units, and the difference too
+        with none (e.g. ``mrr@20`` where no test session has a second event).
 
     Examples
     --------
@@ -110,7 +111,7 @@ def paired_difference(details_a, details_b, metric: str) -> dict:
         raise ValueError("details_a and details_b come from different splits: their units do not pair up")
     diff = a - b
     se = standard_error(diff)
-    mean = float(diff.mean()) if len(diff) else 0.0
+    mean = float(diff.mean()) if len(diff) else np.nan  # (no units: nothing measured, as evaluate's NaN)
     if np.isnan(se) or se > 0:
         z = mean / se
     else:  # every unit differs by the same amount
