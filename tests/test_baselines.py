@@ -95,13 +95,29 @@ class TestContract:
         assert len(ids) == 10 and not seen & set(ids.tolist())
         b_ids, b_scores = fitted.recommend_batch(["u4"], num_results=10, exclude_interacted=True)
         assert b_ids[0].tolist() == ids.tolist()
-        # Asking for everything: the excluded items pad the row, scored -inf.
+        # Asking for everything: the row is padded with None, scored -inf (as HRNN's).
         n_items = log["item_id"].nunique()
         b_ids, b_scores = fitted.recommend_batch(["u4"], num_results=500, exclude_interacted=True)
         assert b_ids.shape == (1, n_items)
-        assert set(b_ids[0, np.isinf(b_scores[0])].tolist()) == seen
         ids, _ = fitted.recommend("u4", num_results=500, exclude_interacted=True)
         assert len(ids) == n_items - len(seen)
+        assert b_ids[0, :len(ids)].tolist() == ids.tolist() and np.isfinite(b_scores[0, :len(ids)]).all()
+        assert b_ids[0, len(ids):].tolist() == [None] * len(seen) and np.isneginf(b_scores[0, len(ids):]).all()
+
+    @pytest.mark.parametrize("query", [dict(exclude_items=["i1", "i5", "not-an-item"]),
+                                       dict(include_items=["i1", "i2", "i9", "not-an-item"]),
+                                       dict(include_items=["i1", "i2", "i3"], exclude_items=["i2"],
+                                            exclude_interacted=True)])
+    def test_batch_takes_the_item_filters_of_recommend(self, fitted, query):
+        users = ["u0", "u4", "nobody"]
+        ids, scores = fitted.recommend_batch(users, num_results=8, **query)
+        assert ids.shape == scores.shape == (3, 8)
+        for row, user in enumerate(users):
+            one, one_scores = fitted.recommend(user, num_results=8, **query)
+            n = len(one)
+            assert ids[row, :n].tolist() == one.tolist()
+            np.testing.assert_allclose(scores[row, :n], one_scores, rtol=1e-6)
+            assert ids[row, n:].tolist() == [None] * (8 - n) and np.isneginf(scores[row, n:]).all()
 
     def test_include_and_exclude_items(self, fitted):
         ids, _ = fitted.recommend("u2", include_items=["i1", "i2", "not-an-item"])

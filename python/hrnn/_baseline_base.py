@@ -122,12 +122,9 @@ class Baseline(Recommender):
         rows, items, values, scale = self._evidence(users)
         scores = scale[0] * self._backoff + np.bincount(items, weights=values,
                                                         minlength=self.n_items)
-        allowed = np.ones(len(scores), dtype=bool)
-        if include_items is not None:
-            allowed[:] = False
-            allowed[_known_items(include_items, self._item_pos, "include_items")] = True
-        if exclude_items is not None:
-            allowed[_known_items(exclude_items, self._item_pos, "exclude_items")] = False
+        allowed = self._allowed(exclude_items, include_items)
+        if allowed is None:
+            allowed = np.ones(len(scores), dtype=bool)
         if exclude_interacted and users[0] >= 0:
             seen = self._hist.items_of(users[0])
             allowed[seen[seen >= 0]] = False
@@ -136,19 +133,31 @@ class Baseline(Recommender):
         best = candidates[order]
         return self._item_ids[best], scores[best].astype(np.float32)
 
-    def recommend_batch(self, user_ids, num_results: int = 25,
-                        exclude_interacted: bool = False) -> tuple:
-        """Top items for many users.
+    def _allowed(self, exclude_items, include_items):
+        """bool [n_items] of the items a query may return, None when it names none."""
+        if include_items is None and exclude_items is None:
+            return None
+        allowed = np.full(self.n_items, include_items is None)
+        if include_items is not None:
+            allowed[_known_items(include_items, self._item_pos, "include_items")] = True
+        if exclude_items is not None:
+            allowed[_known_items(exclude_items, self._item_pos, "exclude_items")] = False
+        return allowed
+
+    def recommend_batch(self, user_ids, num_results: int = 25, exclude_interacted: bool = False,
+                        exclude_items=None, include_items=None) -> tuple:
+        """``recommend`` for many users (the same arguments, the same answers).
 
         Returns
         -------
         item_ids : ndarray [n_users, k]
-            ``k = min(num_results, n_items)``. A row whose eligible items run out (only with
-            ``exclude_interacted``) is padded with excluded items scored -inf.
+            ``k = min(num_results, n_items)``. A row whose eligible items run out is padded with
+            None, scored -inf (as ``HRNN.recommend_batch``).
         scores : float32 ndarray [n_users, k]
         """
         self._check_fitted()
         k = min(check_num_results(num_results), self.n_items)
+        allowed = self._allowed(exclude_items, include_items)
         users = self._hist.lookup(user_ids)
         out_idx = np.zeros((len(users), k), dtype=np.int64)
         out_sc = np.zeros((len(users), k), dtype=np.float32)
@@ -158,10 +167,15 @@ class Baseline(Recommender):
             rows, items, values, scale = self._evidence(chunk)
             excluded = self._hist.rows_items(chunk) if exclude_interacted else None
             best, sc = sparse_top_k(rows, items, values, scale, self._backoff, self._pop_order,
-                                    k, len(chunk), excluded)
+                                    k, len(chunk), excluded, allowed)
             out_idx[lo:lo + step] = best
             out_sc[lo:lo + step] = sc
-        return self._item_ids[out_idx], out_sc
+        ids = self._item_ids[out_idx]
+        padding = np.isneginf(out_sc)
+        if padding.any():
+            ids = ids.astype(object)
+            ids[padding] = None
+        return ids, out_sc
 
     # -- real-time events -----------------------------------------------------------------------
     def put_events(self, user_id, item_ids, timestamps, session_id=None) -> None:

@@ -67,7 +67,7 @@ def coalesce(rows, items, values, n_items: int) -> tuple:
 
 
 def sparse_top_k(rows, items, values, scale, backoff, pop_order, k: int, n_rows: int,
-                 excluded=None) -> tuple:
+                 excluded=None, allowed=None) -> tuple:
     """Top k of ``values (sparse) + scale[row] * backoff[item]`` for each row, without ever
     building the dense [rows, items] matrix.
 
@@ -88,6 +88,8 @@ def sparse_top_k(rows, items, values, scale, backoff, pop_order, k: int, n_rows:
     excluded : (rows, items), optional
         Pairs that must not be recommended; they are used, scored -inf, only to fill a row
         whose eligible items run out.
+    allowed : bool [n_items], optional
+        The only items any row may get; the others are scored -inf, as ``excluded``.
 
     Returns
     -------
@@ -97,12 +99,13 @@ def sparse_top_k(rows, items, values, scale, backoff, pop_order, k: int, n_rows:
     ex_rows, ex_items = excluded if excluded is not None else (np.zeros(0, np.int64),) * 2
     crowd = np.bincount(rows, minlength=n_rows) + np.bincount(ex_rows, minlength=n_rows)
     m = np.minimum(n_items, k + crowd)
-    if 32 * m.sum() > n_rows * n_items:
+    if allowed is not None or 32 * m.sum() > n_rows * n_items:
         # Small catalogue or long histories: dense blocks of rows cost less than sorting the
-        # candidates (the lexsort below takes ~40x as long per entry as a dense entry).
+        # candidates (the lexsort below takes ~40x as long per entry as a dense entry). An item
+        # filter goes this way too: its rows may run out of eligible items.
         block = max(1, DENSE_BLOCK // n_items)
         parts = [_dense_top_k(rows, items, values, scale, backoff, pop_order, k, ex_rows, ex_items,
-                              r0, min(n_rows, r0 + block)) for r0 in range(0, n_rows, block)]
+                              allowed, r0, min(n_rows, r0 + block)) for r0 in range(0, n_rows, block)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     first = np.cumsum(m) - m
     r = np.concatenate([rows, np.repeat(np.arange(n_rows, dtype=np.int64), m)])
@@ -121,7 +124,7 @@ def sparse_top_k(rows, items, values, scale, backoff, pop_order, k: int, n_rows:
     return i[keep].reshape(n_rows, k), score[keep].reshape(n_rows, k)
 
 
-def _dense_top_k(rows, items, values, scale, backoff, pop_order, k, ex_rows, ex_items, r0, r1):
+def _dense_top_k(rows, items, values, scale, backoff, pop_order, k, ex_rows, ex_items, allowed, r0, r1):
     """``sparse_top_k`` of rows [r0, r1) through a dense [r1 - r0, items] block."""
     n_items = len(backoff)
     sel = (rows >= r0) & (rows < r1)
@@ -130,6 +133,8 @@ def _dense_top_k(rows, items, values, scale, backoff, pop_order, k, ex_rows, ex_
                          minlength=(r1 - r0) * n_items).reshape(r1 - r0, n_items)
     ex = (ex_rows >= r0) & (ex_rows < r1)
     dense[ex_rows[ex] - r0, ex_items[ex]] = -np.inf
+    if allowed is not None:
+        dense[:, ~allowed] = -np.inf
     # Columns in popularity order, so that ties go to the more popular item.
     best = pop_order[top_k(dense[:, pop_order], k)]
     return best, np.take_along_axis(dense, best, axis=1)
