@@ -116,7 +116,15 @@ def test_truncated(saved, tmp_path, cut):
     data = path.read_bytes()
     bad = tmp_path / "bad.hrnn"
     bad.write_bytes(data[:cut] if cut >= 0 else data[:len(data) + cut])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not an hrnn model file" if cut in (0, 7) else "truncated"):
+        hrnn.load(bad)
+
+
+def test_bytes_appended_after_the_end(saved, tmp_path):
+    _, path = saved
+    bad = tmp_path / "bad.hrnn"
+    bad.write_bytes(path.read_bytes() + b"\n\n\n")
+    with pytest.raises(ValueError, match="damaged: 3 bytes after its end marker"):
         hrnn.load(bad)
 
 

@@ -125,8 +125,10 @@ def read_sections(path) -> dict:
     with open(path, "rb") as f:
         buf = f.read()
     name = os.fspath(path)
-    if len(buf) < _HEAD.size + _TRAILER.size or buf[:8] != MAGIC:
+    if buf[:8] != MAGIC:
         raise ValueError(f"{name} is not an hrnn model file (no HRNNMODL header)")
+    if len(buf) < _HEAD.size + _TRAILER.size:
+        raise ValueError(f"{name} is truncated ({len(buf)} bytes)")
     _, version, count = _HEAD.unpack_from(buf, 0)
     if version != VERSION:
         raise ValueError(f"{name} was written in model format version {version}; this hrnn "
@@ -134,7 +136,9 @@ def read_sections(path) -> dict:
                          "hrnn release that wrote it")
     crc, end = _TRAILER.unpack_from(buf, len(buf) - _TRAILER.size)
     if end != END:
-        raise ValueError(f"{name} is truncated (no end marker)")
+        marker = buf.rfind(END)  # (an end marker earlier on: bytes were appended after it)
+        raise ValueError(f"{name} is truncated (no end marker)" if marker < _HEAD.size else
+                         f"{name} is damaged: {len(buf) - marker - len(END)} bytes after its end marker")
     body = memoryview(buf)[: len(buf) - _TRAILER.size]
     if zlib.crc32(body) & 0xFFFFFFFF != crc:
         raise ValueError(f"{name} is corrupted (checksum mismatch)")
