@@ -231,6 +231,8 @@ def numeric(s: pd.Series, label: str, what: str, hint: str = "") -> np.ndarray:
             or (s.dtype == object and pd.api.types.infer_dtype(s, skipna=True)
                 in ("integer", "floating", "mixed-integer-float", "decimal", "empty"))):
         bad = pd.to_numeric(s, errors="coerce").isna().to_numpy() & s.notna().to_numpy()
+        if not bad.any() and s.dtype == object:  # text that reads as a number, among numbers
+            bad = np.array([isinstance(v, (str, bytes)) for v in s.to_numpy()], dtype=bool)
         rows = np.flatnonzero(bad)
         example = f"; first non-numeric value {s.iloc[rows[0]]!r} at {row(rows[0])}" \
             if len(rows) else ""

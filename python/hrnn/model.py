@@ -483,7 +483,8 @@ class HRNN(Recommender):
         -------
         (item_ids, scores) : (ndarray, float32 ndarray)
             Best first; fewer than ``num_results`` when the catalogue (or ``include_items``) is
-            smaller.
+            smaller. A known user's scores are the model's log-scale scores; an unknown user's
+            are the items' popularity shares (in [0, 1]): compare scores within one answer only.
         """
         self._check_fitted()
         q = _query(num_results, exclude_interacted, exclude_items, include_items, self._item_index())
@@ -501,6 +502,8 @@ class HRNN(Recommender):
         -------
         (item_ids, scores) : 2-D arrays [n_users, k], k = min(num_results, catalogue size)
             Row r answers ``user_ids[r]``; a row with fewer candidates is padded with None / -inf.
+            Unknown users' rows are scored by popularity share, the others by the model
+            (``recommend``): compare scores within a row.
         """
         self._check_fitted()
         q = _query(num_results, exclude_interacted, exclude_items, include_items, self._item_index())
