@@ -36,7 +36,7 @@ def load(source) -> pd.DataFrame:
         return frame({k: positional(v) for k, v in source.items()})
     if isinstance(source, (tuple, list)):
         if source and all(isinstance(r, dict) for r in source):
-            return pd.DataFrame.from_records(source)
+            return pd.DataFrame.from_records(list(source))
         if len(source) != 3 or any(isinstance(a, (str, bytes, dict)) or not hasattr(a, "__len__")
                                    for a in source):
             raise ValueError("a tuple/list source must hold exactly 3 arrays: "

@@ -91,7 +91,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.protocol == "both" and len(protocols) == 1:
         print(f"note: {quickstart.NO_NEXT_ITEM}", file=sys.stderr)
     for protocol, metrics in protocols:
-        details = {}  # the per-unit details pair hrnn with the best baseline (text output, below)
+        details = {}  # the per-unit details pair hrnn with the best baseline (below)
         results = quickstart.compare(table, contenders, args.random_state, sys.stderr, details,
                                      protocols=((protocol, metrics),))
         paired = quickstart.against_best_baseline(results, details) if args.baselines else None
