@@ -75,7 +75,7 @@ class TestSources:
         path = tmp_path / "x.parquet"
         table().to_parquet(path)
         monkeypatch.setitem(sys.modules, "pyarrow", None)
-        with pytest.raises(ImportError, match=r"pip install 'hrnn\[parquet\]'"):
+        with pytest.raises(ImportError, match=r"pip install pyarrow \(or, in hrnn's source folder, pip install '\.\[parquet\]'\)"):
             read_interactions(path)
 
     def test_dict_tuple_list(self):

@@ -153,7 +153,7 @@ class TestDescribe:
     def test_plot_without_matplotlib(self, tmp_path, monkeypatch):
         d = describe(skewed(20)[0], columns={"USER_ID": "user"})
         monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-        with pytest.raises(ImportError, match=r"pip install 'hrnn\[plot\]'"):
+        with pytest.raises(ImportError, match=r"pip install matplotlib \(or, in hrnn's source folder, pip install '\.\[plot\]'\)"):
             d.plot(tmp_path / "x.png")
 
 

@@ -357,3 +357,97 @@ def test_early_stopping_rounds_must_be_positive():
     for bad, error in ((0, ValueError), (1.5, TypeError), (True, TypeError)):
         with pytest.raises(error, match="early_stopping_rounds"):
             hrnn.HRNN(**FAST).fit(log, validation=True, early_stopping_rounds=bad)
+
+
+# --- from a second user audit ----------------------------------------------------------------
+
+def test_float32_timestamps_that_lost_seconds_are_refused(fitted):
+    m, t = fitted
+    before = snapshot(m, 3)
+    for call in (lambda: m.put_events(3, 5, np.float32(1_700_000_070)),  # (it was 1_700_000_128)
+                 lambda: m.put_events(3, [5, 6], np.array([t + 1, t + 2], np.float32))):
+        with pytest.raises(TypeError, match="float32 rounds unix seconds"):
+            call()
+    assert snapshot(m, 3)[2] == before[2]
+    m.put_events("small clock", [5, 6], np.array([10.0, 20.0], np.float32))  # exact below 2**24 s
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    with pytest.raises(TypeError, match="TIMESTAMP: float32 rounds"):
+        hrnn.read_interactions((users, items, (ts + 1.7e9).astype(np.float32)))
+
+
+def test_put_events_refuses_an_unordered_set_of_items(fitted):
+    m, t = fitted
+    for items in ({5, 6}, frozenset({5, 6}), {5: 0, 6: 1}.keys()):
+        with pytest.raises(TypeError, match="item_ids must be in time order"):
+            m.put_events(3, items, [t + 1, t + 2])
+
+
+def test_timestamps_beyond_int64_and_just_beyond_the_limit_are_named(fitted):
+    m, t = fitted
+    with pytest.raises(ValueError, match="year 5000"):
+        m.put_events(3, 5, 2**70)
+    with pytest.raises(ValueError, match="timestamp 100000000001 is beyond the year 5000"):
+        m.put_events(3, [5], [1e11 + 1])
+
+
+def test_fit_flags_and_callbacks_are_checked():
+    log = planted_log(n_users=40, n_items=30, length=30)
+    for kwargs, message in ((dict(check_minimums="no"), "check_minimums must be True or False"),
+                            (dict(validation="yes"), "validation must be True or False"),
+                            (dict(callbacks=print), "callbacks must be a list of callables"),
+                            (dict(callbacks=[print, 1]), "each of callbacks must be callable, got 1")):
+        with pytest.raises(TypeError, match=message):
+            hrnn.HRNN(**FAST).fit(log, **kwargs)
+
+
+def test_a_log_with_nothing_to_learn_warns():
+    single = (np.arange(50), np.arange(50) % 7, 1.6e9 + np.arange(50.0))  # every user: one event
+    with pytest.warns(UserWarning, match="no training user has 2 or more events"):
+        hrnn.HRNN(**FAST).fit(single, check_minimums=False)
+
+
+def test_hyperparameters_are_stored_as_a_model_file_holds_them(tmp_path):
+    from fractions import Fraction
+    kinds = ["click", "buy"]
+    m = hrnn.HRNN(**{**FAST, "learning_rate": Fraction(1, 10)}, event_type=tuple(kinds))
+    assert type(m.learning_rate) is float and m.learning_rate == 0.1
+    assert m.event_type == kinds and m.clone().get_params() == m.get_params()
+    copy = m.clone()
+    copy.event_type.append("view")
+    assert m.event_type == kinds  # not shared with the clone
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    table = pd.DataFrame({"USER_ID": users, "ITEM_ID": items, "TIMESTAMP": ts,
+                          "EVENT_TYPE": np.where(items % 2, "click", "buy")})
+    m.fit(table).save(tmp_path / "m.hrnn")
+    assert hrnn.load(tmp_path / "m.hrnn").get_params() == m.get_params()
+
+
+def test_tune_without_a_seed_scores_every_trial_on_one_split(monkeypatch):
+    pytest.importorskip("optuna")
+    import importlib
+    module = importlib.import_module("hrnn.tune")
+    seeds = []
+
+    def spy(estimator, table, protocol, random_state, return_details, fit_params):
+        seeds.append(random_state)
+        return {"recall@20": 0.5 + 0.01 * len(seeds)}, None
+
+    monkeypatch.setattr(module, "evaluate", spy)
+    monkeypatch.setattr(module, "per_unit_scores", lambda details, metric: np.zeros(3))
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    hrnn.tune((users, items, ts), n_trials=3, metric="recall@20", random_state=None, refit=False,
+              space={"dropout": ("float", (0.0, 0.5))}, base_params=FAST)
+    assert len(seeds) == 3 and len(set(seeds)) == 1 and isinstance(seeds[0], int)
+
+
+def test_evaluate_passes_fit_params_and_names_the_split_when_fit_refuses():
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)  # 3 sessions of 10 events each
+    log = (users, items, ts + np.tile(np.arange(30) // 10, 40) * 1e4)
+    with pytest.raises(ValueError, match=r"training part of the split \(800 of 1,200 events\): needs at least"):
+        hrnn.evaluate(hrnn.HRNN(**FAST), log, protocol="next-item")
+    scores = hrnn.evaluate(hrnn.HRNN(**FAST), log, protocol="next-item", fit_params={"check_minimums": False})
+    assert 0 <= scores["recall@20"] <= 1
+    with pytest.raises(TypeError, match="random_state must be an int"):
+        hrnn.evaluate(hrnn.HRNN(**FAST), log, random_state=True)
+    with pytest.raises(TypeError, match="fit_params must be a dict"):
+        hrnn.evaluate(hrnn.HRNN(**FAST), log, fit_params=["check_minimums"])

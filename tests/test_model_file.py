@@ -13,6 +13,7 @@ import pytest
 
 import hrnn
 from hrnn import model_file
+from hrnn.synthetic import make_log
 from conftest import planted_log
 
 FAST = dict(hidden_dimension=32, n_sample=32, batch_size=16, bptt=8, show_progress=False, epochs=2)
@@ -98,6 +99,20 @@ def test_read_only_target_keeps_old_file(saved, tmp_path, monkeypatch):
     with pytest.raises(PermissionError):
         m.save(target)
     assert target.read_bytes() == before
+
+
+def test_training_records_are_kept(tmp_path):
+    log = make_log(3000, n_users=60, n_items=200, seed=1)  # (users with several sessions: validation)
+    m = hrnn.HRNN(random_state=0, num_threads=1, **{**FAST, "epochs": 3}).fit(
+        log, validation=True, early_stopping_rounds=1)
+    m.save(tmp_path / "m.hrnn")
+    back = hrnn.load(tmp_path / "m.hrnn")
+    assert back.history_ == m.history_ and len(back.history_) >= 2
+    assert back.transition_weight_scores_ == m.transition_weight_scores_ and back.transition_weight_scores_
+    assert back.best_epoch_ == m.best_epoch_
+    # A refit without early stopping records no best epoch (not the previous fit's).
+    m.fit(log)
+    assert not hasattr(m, "best_epoch_")
 
 
 def test_save_where_no_file_can_be_written_names_the_path(saved, tmp_path):

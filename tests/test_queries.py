@@ -87,7 +87,7 @@ def test_one_scalar_event_equals_the_list_form(model):
     m, df = fresh(model)
     t = float(df.TIMESTAMP.max() + 100)
     scalar_forms = [("i10", t), (np.str_("i10"), np.float64(t)), ("i10", int(t)),
-                    ("i10", np.int64(t)), ("i10", np.float32(t))]
+                    ("i10", np.int64(t))]  # (float32 rounds today's seconds: refused, test_input_guards)
     for j, (item, ts) in enumerate(scalar_forms):
         m.put_events(f"scalar{j}", item, ts)
         m.put_events(f"list{j}", [str(item)], [float(ts)])

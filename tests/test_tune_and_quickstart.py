@@ -169,7 +169,7 @@ def test_a_failing_trial_raises_without_optunas_traceback(tmp_path, capfd):
 
 def test_tune_without_optuna_says_what_to_install(log_csv, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
-    with pytest.raises(ImportError, match=r"hrnn\[tune\]"):
+    with pytest.raises(ImportError, match=r"pip install optuna \(or, in hrnn's source folder, pip install '\.\[tune\]'\)"):
         hrnn.tune(log_csv, n_trials=1, base_params={"epochs": 1})
 
 

@@ -14,7 +14,9 @@ MAX_RESULTS = 500  # Personalize's limit for GetRecommendations
 MAX_TIMESTAMP = 1e11
 # put_events takes a fast path for one event given as scalars of these types (bools go the general way)
 _ONE_ID = (str, int, np.integer, np.str_)
-_ONE_TIMESTAMP = (int, float, np.integer, np.floating)
+_ONE_TIMESTAMP = (int, float, np.integer)  # (np.float64 is a float; float32 goes the general way)
+# Beyond 2**24 a float32 no longer holds every whole second: 1_700_000_070 is 1_700_000_128 as a float32.
+FLOAT32_EXACT_SECONDS = 2.0**24
 
 
 def _as_list(values, what: str) -> list:
@@ -111,6 +113,9 @@ def _events(item_ids, timestamps, session_id, index: dict) -> tuple:
     """A put_events call's checked arguments: (item ids as a list, int32 dense indices with -1
     for unknown items, the unknown ids as plain Python values, float64 timestamps in time order,
     int64 session hashes or None). Every item id is checked, the unknown ones as new ids."""
+    if isinstance(item_ids, (set, frozenset, dict, MappingView)):  # (each item pairs with a timestamp)
+        raise TypeError(f"item_ids must be in time order (a list, tuple or array), got an unordered "
+                        f"{type(item_ids).__name__}")
     items = _as_list(item_ids, "item_ids")
     for i in items:
         _check_lookup(i, "item_ids")
@@ -132,11 +137,22 @@ def _check_num_results(num_results) -> None:
         raise ValueError(f"num_results must be in [1, {MAX_RESULTS}], got {num_results}")
 
 
+def check_float_width(values: np.ndarray, what: str) -> None:
+    """TypeError for unix seconds in a float narrower than float64 that has already rounded them."""
+    if values.dtype.kind == "f" and values.dtype.itemsize < 8 and \
+            (np.abs(values[np.isfinite(values)]) > FLOAT32_EXACT_SECONDS).any():
+        raise TypeError(f"{what}: {values.dtype} rounds unix seconds of today by up to a minute "
+                        f"(1700000070 becomes 1700000128); pass float64 or integers")
+
+
 def _timestamps(values, n: int) -> np.ndarray:
     """float64 unix seconds, one per event, finite and >= 0."""
     ts = np.atleast_1d(np.asarray(list(values) if isinstance(values, Iterator) else values))
+    if ts.dtype == object and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in ts.ravel()):
+        ts = ts.astype(np.float64)  # integers too large for int64: refused below as beyond the year 5000
     if ts.dtype.kind not in "iuf" or ts.dtype == np.bool_:
         raise TypeError(f"timestamps must be numbers (unix seconds), got dtype {ts.dtype}")
+    check_float_width(ts, "timestamps")
     ts = ts.astype(np.float64).ravel()
     if len(ts) != n:
         raise ValueError(f"got {n} item ids but {len(ts)} timestamps")
@@ -145,7 +161,7 @@ def _timestamps(values, n: int) -> np.ndarray:
         raise ValueError(f"timestamps must be finite and >= 0, got {ts[bad][0]!r}")
     late = ts > MAX_TIMESTAMP
     if late.any():
-        raise ValueError(f"timestamp {ts[late][0]:.6g} is beyond the year 5000 in unix seconds "
+        raise ValueError(f"timestamp {ts[late][0]:.12g} is beyond the year 5000 in unix seconds "
                          "(milliseconds? divide by 1000)")
     return ts
 

@@ -73,7 +73,23 @@ def check(name: str, value):
         raise ValueError(f"{name} must be a number, got NaN")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
+    if not isinstance(value, (int, float)):  # a Fraction, a Decimal...: what a model file can hold
+        value = int(value) if kind == "int" else float(value)
     return value
+
+
+def check_fit_flags(validation, check_minimums, callbacks) -> list:
+    """fit's flags checked (a string is not a yes), and its callbacks as a list of callables."""
+    for name, flag in (("validation", validation), ("check_minimums", check_minimums)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    if callable(callbacks) or isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        raise TypeError(f"callbacks must be a list of callables, got {callbacks!r}")
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"each of callbacks must be callable, got {cb!r}")
+    return callbacks
 
 
 def check_gap(name: str, value, allow_none: bool = True) -> None:

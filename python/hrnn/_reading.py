@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from ._ids import MAX_TIMESTAMP, _check_text_ids
+from ._ids import MAX_TIMESTAMP, _check_text_ids, check_float_width
 
 USER_ID, ITEM_ID, TIMESTAMP = "USER_ID", "ITEM_ID", "TIMESTAMP"
 EVENT_TYPE, EVENT_VALUE, SESSION_ID = "EVENT_TYPE", "EVENT_VALUE", "SESSION_ID"
@@ -78,7 +78,8 @@ def read_file(path: str) -> pd.DataFrame:
         try:
             import pyarrow  # noqa: F401
         except ImportError as e:
-            raise ImportError("reading Parquet needs pyarrow: pip install 'hrnn[parquet]'") from e
+            raise ImportError("reading Parquet needs pyarrow: pip install pyarrow (or, in hrnn's source "
+                              "folder, pip install '.[parquet]')") from e
         reader = functools.partial(pd.read_parquet, path, engine="pyarrow")
     elif lower.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv", ".tsv.gz")):
         sep = "\t" if ".tsv" in lower else ","
@@ -254,6 +255,7 @@ def timestamps(s: pd.Series, label: str) -> np.ndarray:
     else:
         hint = "; convert date strings with pandas.to_datetime" if s.dtype == object or \
             pd.api.types.is_string_dtype(s) else ""
+        check_float_width(s.to_numpy(), label)
         ts = numeric(s, label, "unix seconds", hint) + 0.0  # + 0.0 turns -0.0 into 0.0
     bad = ~np.isfinite(ts)
     if bad.any():

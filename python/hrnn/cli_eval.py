@@ -113,7 +113,7 @@ def add_tune(sub) -> None:
     p = cli._add_parser(
         sub, "tune", help="search hyperparameters (HPO) and save the best model",
         description="Hyperparameter optimisation like Personalize's performHPO: Optuna (install "
-                    "with pip install 'hrnn[tune]') searches hidden_dimension, recency_mask, bptt, "
+                    "with pip install '.[tune]') searches hidden_dimension, recency_mask, bptt, "
                     "learning_rate, dropout and n_sample (each fit chooses transition_weight); each "
                     "trial is scored on a validation part carved out of DATA (trained on the rest "
                     "only). The chosen parameters (the defaults unless a trial is clearly "

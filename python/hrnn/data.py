@@ -7,6 +7,7 @@ vectorised: no Python loop runs over events.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -32,7 +33,7 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
     ----------
     source : DataFrame, str or PathLike, dict, or tuple/list
         A DataFrame (never modified), a path to ``.csv``, ``.csv.gz`` or ``.parquet`` (Parquet
-        needs pyarrow: ``pip install 'hrnn[parquet]'``), a dict of column name -> array, a
+        needs pyarrow: ``pip install '.[parquet]'``), a dict of column name -> array, a
         tuple/list of three arrays ``(users, items, timestamps)``, or a list of records (dicts
         keyed by column name). Arrays pair up by position (Series too, whatever their index).
     columns : dict, optional
@@ -373,6 +374,17 @@ def featurize(df, min_user_history_length_percentile: float = 0.0,
                       min_pct=lo_pct, max_pct=hi_pct, n_users=len(lengths), n_events=len(events),
                       n_train_users=int(kept.sum()), n_train_events=int(lengths[kept].sum()))
     return events, info
+
+
+def check_trainable(lengths: np.ndarray, train_users: np.ndarray, minimums: bool) -> None:
+    """Personalize's minimums (when ``minimums``) over the training users' history ``lengths``,
+    and a UserWarning when none of them has two events (nothing to learn a next item from)."""
+    n_2plus = int(((lengths >= 2) & train_users).sum())
+    if minimums:
+        check_minimums(int(lengths[train_users].sum()), n_2plus)
+    if n_2plus == 0:
+        warnings.warn("no training user has 2 or more events: there is no next item to learn from, "
+                      "and the model stays at its initialisation", UserWarning, stacklevel=4)
 
 
 def check_minimums(n_interactions: int, n_users_with_2plus: int,

@@ -180,13 +180,14 @@ class Description:
     def plot(self, path) -> str:
         """Write the history-length histogram with the cut-offs as a PNG; returns the path.
 
-        Needs matplotlib (``pip install 'hrnn[plot]'``). Draws on a standalone Figure, so
+        Needs matplotlib (``pip install '.[plot]'``). Draws on a standalone Figure, so
         pyplot's global state and the caller's backend are left alone.
         """
         try:
             from matplotlib.figure import Figure
         except ImportError as e:
-            raise ImportError("plotting needs matplotlib: pip install 'hrnn[plot]'") from e
+            raise ImportError("plotting needs matplotlib: pip install matplotlib (or, in hrnn's source "
+                              "folder, pip install '.[plot]')") from e
         # Uniform log bins here, without the cut edges the text inserts: a thin bin drawn as a bar
         # of its count would look empty. Each bar is split into kept and dropped users instead.
         lengths = self.lengths

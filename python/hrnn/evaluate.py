@@ -10,7 +10,7 @@ from __future__ import annotations
 import numbers
 import time
 import warnings
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,8 @@ def _take(df: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
 
 
 def _rng(random_state) -> np.random.Generator:
+    if isinstance(random_state, (bool, np.bool_)):  # (numpy would take True as the seed 1)
+        raise TypeError(f"random_state must be an int, a numpy Generator or None, got {random_state!r}")
     try:
         return np.random.default_rng(random_state)
     except (TypeError, ValueError):
@@ -252,7 +254,7 @@ def _next_item(model, split: NextItemSplit, return_details: bool, put_last: bool
 def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 0,
              random_state=0, columns=None, holdout_fraction: float = 0.1,
              return_details: bool = False, session_gap: float = 1800.0,
-             return_estimator: bool = False):
+             return_estimator: bool = False, fit_params: Optional[dict] = None):
     """Fit a clone of ``estimator`` on a training split of ``data`` and score the held-out part.
 
     Parameters
@@ -292,6 +294,9 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         ``put_events``. After ``"next-item"`` it has then seen every event of ``data``: the last
         event of each test session, which is only ever a target, is put last (within
         ``eval_seconds``).
+    fit_params : dict, optional
+        Keyword arguments for the clone's ``fit``, e.g. ``{"check_minimums": False}`` for a log
+        whose training part falls short of Personalize's minimums.
 
     Returns
     -------
@@ -325,8 +330,14 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         split = split_next_item(df, session_gap=session_gap)
         if len(split.test) == 0:
             raise ValueError("no user has 2 or more sessions: nothing to evaluate next-item on")
+    if fit_params is not None and not isinstance(fit_params, dict):
+        raise TypeError(f"fit_params must be a dict of fit's keyword arguments, got {fit_params!r}")
     t0 = time.perf_counter()
-    model.fit(split.train)
+    try:
+        model.fit(split.train, **(fit_params or {}))
+    except ValueError as e:  # (what fit refused is the split's training part, not all of data)
+        raise ValueError(f"fitting on the training part of the split ({len(split.train):,} of "
+                         f"{len(df):,} events): {e}") from e
     t1 = time.perf_counter()
     if protocol == "personalize":
         result, details = _personalize(model, split, return_details)

@@ -174,6 +174,7 @@ class HRNN(Recommender):
         if et is not None and not isinstance(et, str) and not (
                 isinstance(et, (list, tuple)) and et and all(isinstance(e, str) for e in et)):
             raise TypeError(f"event_type must be a string or a list of strings, got {et!r}")
+        self.event_type = list(et) if isinstance(et, (list, tuple)) else et  # a copy, as a file holds it
         _device.require(self.device)
 
     def set_params(self, **params) -> "HRNN":
@@ -228,6 +229,7 @@ class HRNN(Recommender):
             refit starts over from ``data``: users created by ``put_events`` and the counts of
             ``unknown_item_events_`` are not carried over.
         """
+        callbacks = _params.check_fit_flags(validation, check_minimums, callbacks)
         log, train_users = self._training_log(data, columns, check_minimums)
         if metric not in ("recall@20", "mrr@20"):
             raise ValueError(f"metric must be 'recall@20' or 'mrr@20', got {metric!r}")
@@ -244,7 +246,7 @@ class HRNN(Recommender):
                 split = validation_split(log, held)
         before = dict(self.__dict__)  # a failed refit leaves the fitted model and its records in use
         try:
-            self._train(log, np.flatnonzero(train_users), list(callbacks), split, validation,
+            self._train(log, np.flatnonzero(train_users), callbacks, split, validation,
                         early_stopping_rounds, metric)
         except BaseException:
             self.__dict__.clear()
@@ -270,10 +272,7 @@ class HRNN(Recommender):
         if not train_users.any():
             raise ValueError(f"the history-length percentiles {users.min_pct}..{users.max_pct} keep no "
                              f"user for training (lengths {users.min_length}..{users.max_length})")
-        lengths = log.lengths()
-        if check_minimums:
-            _data.check_minimums(int(lengths[train_users].sum()),
-                                 int(((lengths >= 2) & train_users).sum()))
+        _data.check_trainable(log.lengths(), train_users, check_minimums)
         return log, train_users
 
     def _loss_weights_and_popularity(self, arrays: tuple, n_items: int,
@@ -325,6 +324,7 @@ class HRNN(Recommender):
         progress = Progress(self.epochs, n_targets(arrays, train_users), enabled=self.show_progress)
         self.history_ = []
         self.transition_weight_scores_ = {}
+        self.__dict__.pop("best_epoch_", None)  # (a previous fit's)
         run = {"interrupted": False, "best": -1.0, "best_epoch": -1, "best_weights": None}
 
         def rejoin_epoch() -> tuple:

@@ -81,7 +81,8 @@ def save(model, path) -> None:
         user_ids = model.known_user_ids
         unknown = [[k, v] for k, v in model.unknown_item_events_.items() if isinstance(k, (int, str))]
     meta = {"params": model.get_params(), "hidden": engine.hidden, "tied": engine.tied,
-            "n_items": engine.n_items, "hrnn_version": _version(), "unknown_item_events": unknown}
+            "n_items": engine.n_items, "hrnn_version": _version(), "unknown_item_events": unknown,
+            "training": _training_record(model)}
     sections = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
     for name in engine.param_names():
         sections[f"param.{name}"] = engine.get_param(name)
@@ -95,6 +96,40 @@ def save(model, path) -> None:
     sections.update(_encode_ids(user_ids, "user_ids"))
     sections.update(_encode_ids(model.item_ids_, "item_ids"))
     _write_atomic(os.fspath(path), sections)
+
+
+def _training_record(model) -> dict:
+    """What fit recorded (``history_``, ``transition_weight_scores_``, ``best_epoch_``), as JSON."""
+    record = {}
+    if hasattr(model, "history_"):
+        record["history"] = [{k: v.item() if isinstance(v, np.generic) else v for k, v in epoch.items()}
+                             for epoch in model.history_]
+    if hasattr(model, "transition_weight_scores_"):
+        record["transition_weight_scores"] = [[float(w), float(v)] for w, v in model.transition_weight_scores_.items()]
+    if hasattr(model, "best_epoch_"):
+        record["best_epoch"] = int(model.best_epoch_)
+    return record
+
+
+def _restore_training(model, record, name: str) -> None:
+    """``_training_record``'s attributes back on ``model`` (a file without them: none set)."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    keys = ("history", "transition_weight_scores", "best_epoch")
+    history, scores, best = [record.get(k) for k in keys] if isinstance(record, dict) else [None] * 3
+    if not (isinstance(record, dict)
+            and (history is None or (isinstance(history, list) and all(isinstance(e, dict) for e in history)))
+            and (scores is None or (isinstance(scores, list) and all(
+                isinstance(p, list) and len(p) == 2 and all(map(number, p)) for p in scores)))
+            and (best is None or (isinstance(best, int) and not isinstance(best, bool)))):
+        raise ValueError(f"{name} is corrupted: its training record is malformed")
+    if history is not None:
+        model.history_ = history
+    if scores is not None:
+        model.transition_weight_scores_ = {w: v for w, v in scores}
+    if best is not None:
+        model.best_epoch_ = best
 
 
 def _version() -> str:
@@ -246,6 +281,7 @@ def load(path, device=None):
                 twice = next(v for v, n in Counter(ids.tolist()).items() if n > 1)
                 raise ValueError(f"{name} is corrupted: {kind} id {twice!r} appears twice")
         model.transition_weight_ = float(table["weight"][0]) if len(table["weight"]) else 0.0
+        _restore_training(model, meta.get("training", {}), name)
     except KeyError as e:
         raise ValueError(f"{name} is missing section {e}") from None
     except json.JSONDecodeError as e:

@@ -59,7 +59,8 @@ def _optuna():
     try:
         import optuna
     except ImportError:
-        raise ImportError("hrnn.tune needs Optuna: pip install 'hrnn[tune]'") from None
+        raise ImportError("hrnn.tune needs Optuna: pip install optuna (or, in hrnn's source folder, "
+                          "pip install '.[tune]')") from None
     return optuna
 
 
@@ -143,7 +144,7 @@ def _inside(kind: str, spec, value) -> bool:
 def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict] = None,
          base_params: Optional[dict] = None, columns: Optional[dict] = None, random_state: int = 0,
          timeout: Optional[float] = None, refit: bool = True,
-         min_standard_errors: float = 2.0) -> TuneResult:
+         min_standard_errors: float = 2.0, fit_params: Optional[dict] = None) -> TuneResult:
     """Search hyperparameters that maximise ``metric`` on a held-out part of ``data``.
 
     Parameters
@@ -170,8 +171,9 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     base_params : dict, optional
         Fixed HRNN hyperparameters for every trial (e.g. ``{"epochs": 5}``); one that ``space``
         also varies is the first trial's value, and must lie inside the space (ValueError).
-    random_state : int
-        Seeds the sampler, the splits and the models.
+    random_state : int or None
+        Seeds the sampler, the splits and the models; None draws one seed for all of them (every
+        trial is scored on the same validation part, whatever the seed).
     timeout : float, optional
         Stop starting trials after this many seconds.
     refit : bool
@@ -182,6 +184,9 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         on the validation part: a small validation split makes the plain best follow noise, and
         tuning should not leave a model worse than the defaults. 0 takes the plain best; so
         does ``metric="coverage"``, which has no per-user share.
+    fit_params : dict, optional
+        Keyword arguments for every ``fit`` (as :func:`hrnn.evaluate`'s), e.g.
+        ``{"check_minimums": False}``.
 
     Returns
     -------
@@ -211,6 +216,8 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         raise ValueError(f"base_params {({k: base_params[k] for k in outside})} lie outside the search space "
                          f"{({k: space[k] for k in outside})}: the search would replace them; widen the space "
                          "or leave them out of it")
+    if random_state is None:
+        random_state = int(np.random.SeedSequence().generate_state(1)[0])
     base = {"show_progress": False, "random_state": random_state, **(base_params or {})}
     unknown = sorted((set(space) | set(base)) - set(HRNN._param_names()))
     if unknown:
@@ -225,7 +232,7 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         params = _suggest(trial, space)
         t0 = time.perf_counter()
         scores, details = evaluate(HRNN(**{**base, **params}), table, protocol=protocol,
-                                   random_state=random_state, return_details=True)
+                                   random_state=random_state, return_details=True, fit_params=fit_params)
         if metric != "coverage":
             shares[trial.number] = per_unit_scores(details, metric)
         rows.append({"trial": trial.number, **params,
@@ -257,6 +264,6 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     best = dict(chosen.params)
     model = HRNN(**{**base, **best})
     if refit:
-        model.fit(table)
+        model.fit(table, **(fit_params or {}))
     return TuneResult(best_params=best, best_score=float(chosen.value), trials=pd.DataFrame(rows),
                       model=model)
