@@ -305,6 +305,8 @@ class TestErrors:
                       "TIMESTAMP": 1.6e9 + np.arange(4)}).to_csv(csv, index=False)
         assert main(["train", str(csv), "-o", str(tmp_path / "m.hrnn")] + FAST) == 2
         assert "1,000" in one_error_line(capsys.readouterr().err)
+        assert main(["train", str(csv), "-o", str(tmp_path / "m.hrnn"), "--no-minimums"] + FAST) == 0
+        assert len(hrnn.load(tmp_path / "m.hrnn").item_ids_) == 3
 
     @pytest.mark.parametrize("content, message", [
         ('{"user": 1}\n', 'line 1: a JSON line needs a "userId" field'),

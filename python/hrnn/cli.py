@@ -244,6 +244,9 @@ examples:
     for flags, param, kwargs, text in _TRAIN_FLAGS:
         g.add_argument(*flags, dest=param, default=argparse.SUPPRESS,
                        help=text.format(default=defaults[param]), **kwargs)
+    p.add_argument("--no-minimums", dest="check_minimums", action="store_false",
+                   help="train on a log below Personalize's minimums (1,000 interactions, 25 users "
+                        "with 2 or more)")
     _add_columns(p)
     p.set_defaults(func=_run_train)
 
@@ -271,7 +274,7 @@ def _run_train(args: argparse.Namespace) -> int:
     check_output_path(args.output)
     t0 = time.perf_counter()
     table = read_interactions(args.data, _columns(args))
-    model.fit(table)
+    model.fit(table, check_minimums=args.check_minimums)
     seconds = time.perf_counter() - t0
     model.save(args.output)
     history = model.history_

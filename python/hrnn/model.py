@@ -120,6 +120,8 @@ class HRNN(Recommender):
     history_ : list of dict
         One entry per epoch: loss, events, seconds, and the validation scores with
         ``fit(validation=True)``.
+    best_epoch_ : int
+        With ``early_stopping_rounds``: the (0-based) epoch whose parameters the model keeps.
     """
 
     def __init__(self, hidden_dimension: int = 43, bptt: int = 32, recency_mask: bool = False,
