@@ -337,3 +337,10 @@ class TestErrors:
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "usage: hrnn" in err and "error:" in err
+
+
+def test_python_dash_m_hrnn_is_the_command():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "hrnn", "--version"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and hrnn.__version__ in out.stdout + out.stderr

@@ -180,7 +180,7 @@ _TRAIN_FLAGS = [
     (("--optimizer",), "optimizer", dict(choices=_choices("optimizer")),
      "optimizer (default: {default})"),
     (("--momentum",), "momentum", dict(type=float, metavar="M"),
-     "Adagrad momentum, in [0, 1) (default: {default})"),
+     "Adagrad momentum, in [0, 0.999] (default: {default})"),
     (("--loss",), "loss", dict(choices=_choices("loss")),
      "sampled softmax cross-entropy or GRU4Rec's BPR-max (default: {default})"),
     (("--n-sample",), "n_sample", dict(type=int, metavar="N"),
@@ -205,7 +205,8 @@ _TRAIN_FLAGS = [
     (("--transition-weight",), "transition_weight", dict(type=_weight, metavar="W"),
      "weight of the transition prior added to every query's scores: W * log P(item | the "
      "user's last items), transitions and repeats counted on the training events; 0 = off, "
-     "auto = chosen on each user's last session before training on it (default: {default})"),
+     "auto = chosen after half the epochs on the last sessions of random users (2%% of the events, at "
+     "least 2,000), held out until then (default: {default})"),
     (("--session-gap",), "session_gap", dict(type=float, metavar="SECONDS"),
      "inactivity that starts a new session when the data has no SESSION_ID "
      "(default: {default})"),

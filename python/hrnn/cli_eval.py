@@ -53,7 +53,7 @@ def add_evaluate(sub) -> None:
                     "computes solution metrics: DATA is split, a fresh model with MODEL's "
                     "hyperparameters is trained on the training part only, and the held-out part "
                     "is scored, so no test event can leak into training. Protocol 'personalize': "
-                    "10%% of users held out, their oldest 90%% of events go in, the newest 10%% are "
+                    "10% of users held out, their oldest 90% of events go in, the newest 10% are "
                     "the truth (precision, NDCG, MRR, coverage). Protocol 'next-item': each user's "
                     "last session, every event predicted from everything before it (Recall@20, "
                     "MRR@20, first-item Recall@20).",

@@ -56,7 +56,7 @@ class HRNN(Recommender):
         Adagrad (with optional ``momentum``) or Adam; both update only the item rows a
         mini-batch touched.
     momentum : float
-        Adagrad momentum, in [0, 1).
+        Adagrad momentum, in [0, 0.999].
     n_sample : int
         Negative items drawn per step, shared by the mini-batch, in addition to the other lanes'
         targets.

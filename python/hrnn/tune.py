@@ -171,6 +171,8 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     base_params : dict, optional
         Fixed HRNN hyperparameters for every trial (e.g. ``{"epochs": 5}``); one that ``space``
         also varies is the first trial's value, and must lie inside the space (ValueError).
+    columns : dict, optional
+        As for :func:`hrnn.read_interactions`, e.g. ``{"USER_ID": "session_id"}``.
     random_state : int or None
         Seeds the sampler, the splits and the models; None draws one seed for all of them (every
         trial is scored on the same validation part, whatever the seed).

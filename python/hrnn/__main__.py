@@ -1,0 +1,6 @@
+"""``python -m hrnn``: the ``hrnn`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
