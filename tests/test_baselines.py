@@ -231,6 +231,9 @@ class TestPopularity:
         assert ids.tolist() == ["x", "y", "z"] and scores.tolist() == [3.0, 2.0, 1.0]
         ids, _ = Popularity(recency_half_life=600).fit(df).recommend("a", num_results=3)
         assert ids.tolist() == ["y", "x", "z"]
+        for bad in (0, 0.5, -1):  # (0 used to mean "unweighted" silently; HRNN's bound is 1 s too)
+            with pytest.raises(ValueError, match="recency_half_life"):
+                Popularity(recency_half_life=bad)
 
 
 class TestMarkov:
@@ -280,6 +283,14 @@ class TestRepeatRule:
         model = RepeatRule(decay=0.5, history_length=10).fit(log)
         np.testing.assert_allclose(model._curve[1:] / model._curve[:-1], 0.5)
 
+    def test_history_length_set_after_fit_applies_at_the_next_fit(self, log):
+        model = RepeatRule(history_length=3).fit(log)
+        before = model.recommend_batch(["u1", "u2"], 10)
+        model.set_params(history_length=1000)  # longer than the fitted repeat curve
+        after = model.recommend_batch(["u1", "u2"], 10)
+        np.testing.assert_array_equal(before[0], after[0])
+        assert len(model.fit(log)._curve) == 1000
+
 
 class TestSessionKNN:
     def test_neighbour_sessions_vote(self):
@@ -313,6 +324,37 @@ class TestSessionKNN:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_threads_creating_users_lose_no_event(cls, log):
+    """put_events grows the histories that queries read: calls from many threads take turns."""
+    import sys
+    import threading
+    model = cls().fit(log)
+    errors = []
+
+    def work(t):
+        try:
+            for k in range(300):
+                model.put_events(f"t{t}_{k}", ["i1", "i2"], [5e6 + k, 5e6 + k + 1])
+                model.recommend(f"t{t}_{k}", num_results=3, exclude_interacted=True)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    ids, _ = model.recommend_batch([f"t{t}_{k}" for t in range(4) for k in range(300)], 40, exclude_interacted=True)
+    assert not np.isin(ids, ["i1", "i2"]).any()  # every new user has both events
+
+
 def test_vectorised_speed():
     """About 270k events, 4000 users: fit and a full batch take seconds, not minutes."""
     big = make_log(n_users=4000, n_items=5000, seed=1)

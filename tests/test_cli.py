@@ -235,6 +235,39 @@ class TestRecommendBatch:
             assert keep.read_text() == "PRECIOUS\n"
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".hrnn-")] == []
 
+    def test_json_values_keep_their_type_and_spaces(self, tmp_path, capsys, monkeypatch):
+        """Users 5, "5" and " 7" are three users: a JSON line names one exactly; a plain line
+        is trimmed text (the user "5" here). A byte-order mark is not part of the first id."""
+        ids = [5, "5", " 7", "user 3"]
+        log = make_log(n_events=400, n_users=4, n_items=30, seed=2).drop_duplicates()
+        log["USER_ID"] = log["USER_ID"].map(dict(enumerate(ids)))
+        path = tmp_path / "mixed.hrnn"
+        hrnn.HRNN(hidden_dimension=32, epochs=1, num_threads=1, show_progress=False).fit(
+            log, check_minimums=False).save(path)
+        users = tmp_path / "users.txt"
+        users.write_bytes("\ufeff5\n".encode("utf-8") + b'{"userId": 5}\n{"userId": "5"}\n{"userId": " 7"}\n'
+                          b'{"userId": "user  3"}\n')
+        calls = []
+        real = hrnn.HRNN.recommend_batch
+        monkeypatch.setattr(hrnn.HRNN, "recommend_batch", lambda self, *a, **k: calls.append(a[0]) or real(self, *a, **k))
+        assert main(["recommend", str(path), "--users", str(users), "-n", "3"]) == 0
+        assert calls == [["5", 5, "5", " 7", "user  3"]]
+        assert "warning: user 'user  3' is not in the model" in capsys.readouterr().err
+
+    def test_a_reader_that_stops_is_not_an_error(self, trained, tmp_path):
+        import subprocess
+        import sys
+        _, model_path, _ = trained
+        (tmp_path / "u.txt").write_text("3\n" * 5000)  # far more than a pipe holds
+        proc = subprocess.Popen([sys.executable, "-m", "hrnn", "recommend", str(model_path), "--users",
+                                 str(tmp_path / "u.txt"), "-n", "25"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        proc.stdout.readline()
+        proc.stdout.close()  # as `| head -1` does
+        with proc.stderr:
+            err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 141 and err == ""
+
     def test_short_rows_are_trimmed(self, tmp_path, capsys):
         # A catalogue smaller than -n after excluding the history: no None / -Infinity in JSON.
         users, items, ts = (np.repeat(np.arange(30), 40), np.tile(np.arange(40), 30),

@@ -32,8 +32,10 @@ def test_evaluate_scores_the_saved_hyperparameters_beside_the_baselines(saved, m
     # Markov is the best baseline by its score; by the ranks, hrnn finds both later events, Markov one.
     recall = {"HRNN": 0.9, "Popularity": 0.1, "Markov": 0.6, "RepeatRule": 0.5, "SessionKNN": 0.2}
 
-    def spy(estimator, table, protocol, random_state, return_details, return_estimator):
+    def spy(estimator, table, protocol, random_state, return_details, return_estimator, fit_params):
         calls.append((estimator, protocol, random_state))
+        # --no-minimums reaches hrnn's fit only (the baselines' fit takes no options)
+        assert fit_params == ({"check_minimums": False} if isinstance(estimator, hrnn.HRNN) else None)
         assert return_details  # (what pairs hrnn with the best baseline)
         name = type(estimator).__name__
         ranks = [3, 1, 2] if name == "HRNN" else [3, 1, 40]
@@ -43,7 +45,7 @@ def test_evaluate_scores_the_saved_hyperparameters_beside_the_baselines(saved, m
     monkeypatch.setattr(importlib.import_module("hrnn.quickstart"), "evaluate", spy)
     capsys.readouterr()
     assert cli.main(["evaluate", str(model), str(csv), "--protocol", "next-item", "--baselines",
-                     "--random-state", "7", "--json"]) == 0
+                     "--random-state", "7", "--json", "--no-minimums"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["model"] for row in lines[:5]] == ["hrnn", "popularity", "markov", "repeat-rule", "session-knn"]
     assert lines[2]["recall@20"] == 0.6
@@ -72,11 +74,12 @@ def test_tune_command_passes_its_options_and_prints_the_chosen_score(saved, monk
     monkeypatch.setattr(importlib.import_module("hrnn.tune"), "tune", spy)
     capsys.readouterr()
     assert cli.main(["tune", str(csv), "--trials", "2", "--random-state", "9", "--timeout", "60",
-                     "--epochs", "2", "--min-standard-errors", "3"]) == 0
+                     "--epochs", "2", "--min-standard-errors", "3", "--no-minimums"]) == 0
     data, kw = calls[0]
     assert data == str(csv) and kw["metric"] == "ndcg@25"  # Personalize's HPO objective by default
     assert (kw["n_trials"], kw["random_state"], kw["timeout"], kw["min_standard_errors"]) == (2, 9, 60.0, 3.0)
     assert kw["base_params"] == {"epochs": 2} and kw["refit"] is False  # no -o: nothing to refit for
+    assert kw["fit_params"] == {"check_minimums": False}
     assert 'chosen ndcg@25: 0.3000 with {"learning_rate": 0.1}' in capsys.readouterr().out
 
 
@@ -85,9 +88,10 @@ def test_quickstart_command_passes_its_options(saved, monkeypatch):
     calls = []
     monkeypatch.setattr(importlib.import_module("hrnn.quickstart"), "run", lambda *a, **kw: calls.append((a, kw)))
     assert cli.main(["quickstart", "--data", str(csv), "--epochs", "3", "--random-state", "4",
-                     "--item-col", "item_id"]) == 0
+                     "--item-col", "item_id", "--no-minimums"]) == 0
     (data, columns), kw = calls[0]
-    assert data == str(csv) and columns["ITEM_ID"] == "item_id" and kw == {"epochs": 3, "random_state": 4}
+    assert data == str(csv) and columns["ITEM_ID"] == "item_id"
+    assert kw == {"epochs": 3, "random_state": 4, "fit_params": {"check_minimums": False}}
 
 
 def test_inspect_passes_its_options(saved, monkeypatch, capsys):

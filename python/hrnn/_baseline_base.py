@@ -5,6 +5,9 @@ Private; kept apart so that baselines.py holds only the models.
 """
 from __future__ import annotations
 
+import functools
+import threading
+
 import numpy as np
 
 from ._baseline_history import Histories, check_num_results, sparse_top_k, top_k
@@ -32,11 +35,22 @@ def lift(rows, items, values, backoff, n_rows):
     return rows, items, 1.0 + values / top[rows] - (1.0 - 1e-6) * backoff[items]
 
 
+def _serialised(method):
+    """One call at a time per model: put_events grows the histories that queries read."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        self._check_fitted()
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return call
+
+
 class Baseline(Recommender):
     """Shared fit / recommend / put_events; subclasses add ``_fit_model`` and ``_evidence``.
 
     A subclass scores user rows as ``sparse evidence + scale[row] * backoff[item]``, which the
-    base turns into top-k lists without a dense [users, items] matrix.
+    base turns into top-k lists without a dense [users, items] matrix. Safe to call from many
+    threads: the calls of one model take turns.
     """
 
     def __init__(self):
@@ -82,6 +96,7 @@ class Baseline(Recommender):
         self._fit_model(log, df)
         # Stable on -backoff: equally popular items keep index order, as everywhere else.
         self._pop_order = np.argsort(-self._backoff, kind="stable")
+        self._lock = threading.Lock()
         return self
 
     def _check_fitted(self):
@@ -95,6 +110,7 @@ class Baseline(Recommender):
         return len(self._item_ids)
 
     # -- recommend -------------------------------------------------------------------------------
+    @_serialised
     def recommend(self, user_id, num_results: int = 25, exclude_interacted: bool = False,
                   exclude_items=None, include_items=None) -> tuple:
         """Top items for one user, best first.
@@ -116,7 +132,6 @@ class Baseline(Recommender):
             At most ``num_results`` of the fitted item ids (fewer when the candidates run out).
         scores : float32 ndarray
         """
-        self._check_fitted()
         k = check_num_results(num_results)
         users = self._hist.lookup([user_id])
         rows, items, values, scale = self._evidence(users)
@@ -144,6 +159,7 @@ class Baseline(Recommender):
             allowed[_known_items(exclude_items, self._item_pos, "exclude_items")] = False
         return allowed
 
+    @_serialised
     def recommend_batch(self, user_ids, num_results: int = 25, exclude_interacted: bool = False,
                         exclude_items=None, include_items=None) -> tuple:
         """``recommend`` for many users (the same arguments, the same answers).
@@ -155,7 +171,6 @@ class Baseline(Recommender):
             None, scored -inf (as ``HRNN.recommend_batch``).
         scores : float32 ndarray [n_users, k]
         """
-        self._check_fitted()
         k = min(check_num_results(num_results), self.n_items)
         allowed = self._allowed(exclude_items, include_items)
         users = self._hist.lookup(user_ids)
@@ -178,6 +193,7 @@ class Baseline(Recommender):
         return ids, out_sc
 
     # -- real-time events -----------------------------------------------------------------------
+    @_serialised
     def put_events(self, user_id, item_ids, timestamps, session_id=None) -> None:
         """Append events to a user's history (a new user id is created).
 
@@ -200,7 +216,6 @@ class Baseline(Recommender):
             Lengths differ, a timestamp is not a finite number >= 0 or goes back in time, an id
             is not a string or an integer; nothing changes.
         """
-        self._check_fitted()
         items, idx, _, ts, sessions = _events(item_ids, timestamps, session_id, self._item_pos)
         _check_lookup(user_id, "user_id")
         if user_id not in self._hist.index and len(items):

@@ -32,8 +32,9 @@ class Popularity(Baseline):
     Parameters
     ----------
     recency_half_life : float, optional
-        In seconds; each event counts ``2 ** -(age / half_life)`` with age measured from the
-        newest event (``hrnn.data.recency_weights``). None counts every event once.
+        In seconds (>= 1); each event counts ``2 ** -(age / half_life)`` with age measured from
+        the newest event, at least 1e-3 (``hrnn.data.recency_weights``: events older than ten
+        half-lives all count the same). None counts every event once.
     """
 
     def __init__(self, recency_half_life=None):
@@ -41,8 +42,8 @@ class Popularity(Baseline):
         super().__init__()
 
     def _validate_params(self):
-        if self.recency_half_life is not None:
-            check_gap("recency_half_life", self.recency_half_life, allow_none=False)
+        if self.recency_half_life is not None:  # (as HRNN's: 0 would silently mean unweighted)
+            check_range("recency_half_life", self.recency_half_life, 1.0, 1e12)
 
     def _fit_model(self, log, df):
         w = recency_weights(log.timestamps, self.recency_half_life)
@@ -106,7 +107,7 @@ class RepeatRule(Baseline):
     ----------
     decay : float or None
         None learns ``q`` from the data (recommended); a number in (0, 1] imposes the shape
-        ``q[p] ~ decay ** p`` with the learned total.
+        ``q[p] ~ decay ** p`` with the learned total. Used by ``fit``, as ``history_length``.
     transition_weight : float
         >= 0; ``w`` above: the weight of new items against repeats (1 = the plain mixture).
     transition_decay : float
@@ -148,7 +149,7 @@ class RepeatRule(Baseline):
         self._pop_total = float(self._pop.sum())
 
     def _evidence(self, users):
-        b, n, L = len(users), self.n_items, self.history_length
+        b, n, L = len(users), self.n_items, len(self._curve)  # (the fitted history_length)
         tails = self._hist.tails(users, L)
         rr, pp = np.nonzero(tails >= 0)
         it = tails[rr, pp]

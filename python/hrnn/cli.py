@@ -21,6 +21,7 @@ from typing import Callable, List, Optional
 from ._files import atomic_file, check_output_path
 
 EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
 
 # Exceptions that mean "the input or the arguments are wrong", not "hrnn has a bug".
 # OSError covers missing/unreadable files and corrupt gzip; pandas' parser errors are ValueErrors.
@@ -55,6 +56,17 @@ def _add_columns(p: argparse.ArgumentParser) -> None:
     g.add_argument("--session-col", metavar="NAME", help="source column to use as SESSION_ID")
     g.add_argument("--event-type-col", metavar="NAME", help="source column to use as EVENT_TYPE")
     g.add_argument("--event-value-col", metavar="NAME", help="source column to use as EVENT_VALUE")
+
+
+def _add_minimums(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-minimums", dest="check_minimums", action="store_false",
+                   help="train on a log below Personalize's minimums (1,000 interactions, 25 users "
+                        "with 2 or more)")
+
+
+def _fit_params(args: argparse.Namespace) -> Optional[dict]:
+    """hrnn's fit options from --no-minimums (None: the defaults)."""
+    return None if args.check_minimums else {"check_minimums": False}
 
 
 def _columns(args: argparse.Namespace) -> Optional[dict]:
@@ -245,9 +257,7 @@ examples:
     for flags, param, kwargs, text in _TRAIN_FLAGS:
         g.add_argument(*flags, dest=param, default=argparse.SUPPRESS,
                        help=text.format(default=defaults[param]), **kwargs)
-    p.add_argument("--no-minimums", dest="check_minimums", action="store_false",
-                   help="train on a log below Personalize's minimums (1,000 interactions, 25 users "
-                        "with 2 or more)")
+    _add_minimums(p)
     _add_columns(p)
     p.set_defaults(func=_run_train)
 
@@ -361,10 +371,14 @@ class _UserIds:
         self.kind = ids.dtype.kind
         self.known = set(ids.tolist()) if self.kind == "O" else None
 
-    def __call__(self, value):
+    def __call__(self, value, typed: bool = False):
+        """``value`` as the model's id. ``typed``: a JSON value, whose type and spaces are the
+        writer's: the number 5 is user 5, the text " 7" user " 7" (a plain line is text, trimmed)."""
         if isinstance(value, bool) or value is None or not isinstance(value, (str, int, float)):
             raise ValueError(f"a user id must be a string or a number, got {value!r}")
-        text = str(value).strip()
+        if typed and isinstance(value, int) and self.kind == "O" and value in self.known:
+            return value
+        text = value if typed and isinstance(value, str) else str(value).strip()
         if self.kind in "iu":
             if isinstance(value, float) and value.is_integer():  # JSON writers may give 42 as 42.0
                 return int(value)
@@ -397,7 +411,7 @@ def _result(user, items, scores) -> dict:
 def _read_user_file(path: str, to_id) -> list:
     if path != "-" and not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
-    f = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    f = sys.stdin if path == "-" else open(path, encoding="utf-8-sig")  # (-sig: a BOM is not an id)
     users = []
     try:
         for n, line in enumerate(f, 1):
@@ -415,7 +429,7 @@ def _read_user_file(path: str, to_id) -> list:
             else:
                 value = line
             try:
-                users.append(to_id(value))
+                users.append(to_id(value, typed=line.startswith("{")))
             except ValueError as e:
                 raise ValueError(f"{path} line {n}: {e}") from None
     finally:
@@ -519,10 +533,18 @@ def _version() -> str:
         return getattr(sys.modules.get("hrnn"), "__version__", "unknown")
 
 
+def _silence_stdout() -> None:
+    """What is left in stdout's buffer would fail again at exit: it goes nowhere instead."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # (a stdout without a descriptor, as under pytest)
+        pass
+
+
 def _message(exc: BaseException) -> str:
     # KeyError's str() is the repr of its argument; show the text itself, on one line.
     text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(text).split()) or type(exc).__name__
+    return " ".join(line.strip() for line in str(text).splitlines()) or type(exc).__name__
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -543,6 +565,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         warnings.simplefilter("always")
         try:
             code = args.func(args)
+        except BrokenPipeError:  # the reader stopped reading (| head): as other tools, quietly
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
         except USER_ERRORS as e:
             if args.traceback:
                 raise

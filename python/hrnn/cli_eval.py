@@ -34,6 +34,7 @@ examples:
     p.add_argument("--data", metavar="FILE", help="your own interactions file instead of the bundled one")
     p.add_argument("--epochs", type=int, metavar="N", help="hrnn's training epochs (default: hrnn's)")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="seed (default: 0)")
+    cli._add_minimums(p)
     cli._add_columns(p)
     p.set_defaults(func=run_quickstart)
 
@@ -41,7 +42,9 @@ examples:
 def run_quickstart(args: argparse.Namespace) -> int:
     from . import quickstart
 
-    quickstart.run(args.data, _cli()._columns(args), epochs=args.epochs, random_state=args.random_state)
+    cli = _cli()
+    quickstart.run(args.data, cli._columns(args), epochs=args.epochs, random_state=args.random_state,
+                   fit_params=cli._fit_params(args))
     return 0
 
 
@@ -71,6 +74,7 @@ examples:
                         "\"kind\": \"paired\")")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="seed of the split (default: 0)")
     p.add_argument("--json", action="store_true", help="print the results as JSON lines")
+    cli._add_minimums(p)
     cli._add_columns(p)
     p.set_defaults(func=run_evaluate)
 
@@ -93,7 +97,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for protocol, metrics in protocols:
         details = {}  # the per-unit details pair hrnn with the best baseline (below)
         results = quickstart.compare(table, contenders, args.random_state, sys.stderr, details,
-                                     protocols=((protocol, metrics),))
+                                     protocols=((protocol, metrics),), fit_params=_cli()._fit_params(args))
         paired = quickstart.against_best_baseline(results, details) if args.baselines else None
         if args.json:
             lines = results.to_dict("records")
@@ -134,6 +138,7 @@ examples:
                    help="keep the defaults unless the best trial beats them by N standard errors on "
                         "validation (default: 2; 0 takes the plain best)")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="seed (default: 0)")
+    cli._add_minimums(p)
     cli._add_columns(p)
     p.set_defaults(func=run_tune)
 
@@ -147,7 +152,8 @@ def run_tune(args: argparse.Namespace) -> int:
     base = {"epochs": args.epochs} if args.epochs is not None else None
     result = tune(args.data, n_trials=args.trials, metric=args.metric, base_params=base,
                   columns=cli._columns(args), random_state=args.random_state, timeout=args.timeout,
-                  refit=bool(args.output), min_standard_errors=args.min_standard_errors)
+                  refit=bool(args.output), min_standard_errors=args.min_standard_errors,
+                  fit_params=cli._fit_params(args))
     print(result.trials.round(4).to_string(index=False))
     print(f"\nchosen {args.metric}: {result.best_score:.4f} with {json.dumps(result.best_params)}")
     if args.output:

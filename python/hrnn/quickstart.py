@@ -34,18 +34,20 @@ def contenders(epochs: Optional[int], random_state: int) -> dict:
 
 def compare(table: pd.DataFrame, models: dict, random_state: int = 0, out=None,
             details: Optional[dict] = None, fitted: Optional[dict] = None,
-            protocols: tuple = PROTOCOLS) -> pd.DataFrame:
+            protocols: tuple = PROTOCOLS, fit_params: Optional[dict] = None) -> pd.DataFrame:
     """The evaluation protocols (both by default) for every model; returns one row per (protocol,
     model) with ``evaluate``'s scores and the seconds it took. Dicts passed as ``details`` and
     ``fitted`` receive each run's per-unit details and its fitted model (``evaluate``'s
-    ``return_estimator``), keyed (protocol, model)."""
+    ``return_estimator``), keyed (protocol, model). ``fit_params`` go to the HRNN models' fit
+    (the baselines' takes none)."""
     out = out or sys.stdout
     rows = []
     for protocol, _ in protocols:
         for name, model in models.items():
             t0 = time.perf_counter()
             scores, det = evaluate(model, table, protocol=protocol, random_state=random_state,
-                                   return_details=True, return_estimator=fitted is not None)
+                                   return_details=True, return_estimator=fitted is not None,
+                                   fit_params=fit_params if isinstance(model, HRNN) else None)
             if details is not None:
                 details[(protocol, name)] = det
             if fitted is not None:
@@ -127,8 +129,8 @@ def possible_protocols(table: pd.DataFrame) -> tuple:
 
 
 def run(data=None, columns: Optional[dict] = None, epochs: Optional[int] = None, random_state: int = 0,
-        out=None) -> pd.DataFrame:
-    """The whole quickstart; returns the results table."""
+        out=None, fit_params: Optional[dict] = None) -> pd.DataFrame:
+    """The whole quickstart; returns the results table. ``fit_params``: hrnn's fit options."""
     out = out or sys.stdout
     titles = None
     if data is None:
@@ -148,13 +150,13 @@ def run(data=None, columns: Optional[dict] = None, epochs: Optional[int] = None,
         print(f"  ({NO_NEXT_ITEM})", file=out)
     details, fitted = {}, {}
     results = compare(table, contenders(epochs, random_state), random_state, out, details, fitted,
-                      protocols)
+                      protocols, fit_params)
     print("\n" + format_results(results), file=out)
     print("\n" + format_paired(against_best_baseline(results, details)), file=out)
     model = fitted.get(("next-item", "hrnn"))
     if model is None:
         print("\nFitting hrnn on all the events ...", file=out, flush=True)
-        model = contenders(epochs, random_state)["hrnn"].fit(table)
+        model = contenders(epochs, random_state)["hrnn"].fit(table, **(fit_params or {}))
         what, then = "all the events", ""
     else:  # No third fit: the last sessions arrived through put_events, as in a service.
         what, then = "all but each user's last session", ";\nthose sessions then arrived through put_events"
