@@ -535,10 +535,13 @@ def _version() -> str:
 
 def _silence_stdout() -> None:
     """What is left in stdout's buffer would fail again at exit: it goes nowhere instead."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):  # (a stdout without a descriptor, as under pytest)
         pass
+    finally:
+        os.close(devnull)
 
 
 def _message(exc: BaseException) -> str:
