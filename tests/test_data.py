@@ -385,7 +385,8 @@ class TestFeaturize:
     def test_minimums(self):
         check_minimums(1000, 25)
         with pytest.raises(ValueError, match=r"^needs at least 1,000 interactions after filtering, "
-                                             r"got 640 \(360 short\)$"):
+                                             r"got 640 \(360 short\) \(check_minimums=False, or "
+                                             r"--no-minimums on the command line, trains anyway\)$"):
             check_minimums(640, 30)
         with pytest.raises(ValueError, match=r"25 users with 2 or more interactions after "
                                              r"filtering, got 10 \(15 short\)"):

@@ -409,8 +409,9 @@ def check_minimums(n_interactions: int, n_users_with_2plus: int,
         problems.append(f"needs at least {min_users:,} users with 2 or more interactions after "
                         f"filtering, got {n_users_with_2plus:,} "
                         f"({min_users - n_users_with_2plus:,} short)")
-    if problems:
-        raise ValueError("; ".join(problems))
+    if problems:  # (Personalize's rule, not the model's: it can be switched off)
+        raise ValueError("; ".join(problems) + " (check_minimums=False, or --no-minimums on the "
+                         "command line, trains anyway)")
 
 
 # ------------------------------------------------------------------------ weights, popularity
