@@ -271,8 +271,9 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         ``"next-item"``: each user's last session (users with >= 2 sessions) is the test; every
         event after the first is predicted from the history plus the session so far (top 20,
         ranked against all items), the first one from the user id alone (``first_recall@20``).
-        Test items the model does not know count as misses. The estimator's ``event_type`` and
-        ``event_value_threshold`` filter the whole log before it is split.
+        Test items the model does not know count as misses. Events with equal timestamps keep
+        the order of ``data`` (which of them is input and which truth). The estimator's
+        ``event_type`` and ``event_value_threshold`` filter the whole log before it is split.
     num_threads : int
         Passed to the clone's ``num_threads`` hyperparameter when it has one; 0 leaves it as is.
     random_state : int, Generator or None
