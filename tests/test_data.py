@@ -454,3 +454,20 @@ class TestRealData:
         with pytest.warns(UserWarning, match="exact duplicate"):
             df = read_interactions(path, columns={"USER_ID": "session_id"})
         assert build_event_log(df).n_users == 21_210
+
+
+class TestSyntheticLogs:
+    def test_seeded_and_shaped(self):
+        from hrnn.synthetic import make_log
+        a, b = make_log(500, n_users=20, n_items=50, seed=3), make_log(500, n_users=20, n_items=50, seed=3)
+        pd.testing.assert_frame_equal(a, b)
+        assert len(a) == 500 and a["USER_ID"].nunique() <= 20 and a["ITEM_ID"].max() < 50
+
+    @pytest.mark.parametrize("kwargs, name", [
+        (dict(n_events=0), "n_events"), (dict(n_users=0), "n_users"), (dict(n_items=2.5), "n_items"),
+        (dict(session_length=0), "session_length"), (dict(repeat=1.5), "repeat"), (dict(repeat=-1), "repeat"),
+        (dict(zipf=-1), "zipf"), (dict(n_events=True), "n_events")])
+    def test_arguments_out_of_range_are_named(self, kwargs, name):
+        from hrnn.synthetic import make_log
+        with pytest.raises(ValueError, match=f"^{name} must be"):
+            make_log(**{"n_events": 100, **kwargs})

@@ -150,6 +150,20 @@ class TestDescribe:
         assert "matplotlib.pyplot" not in sys.modules or not sys.modules["matplotlib.pyplot"] \
             .get_fignums()
 
+    def test_plot_format_follows_the_extension(self, tmp_path):
+        pytest.importorskip("matplotlib")
+        df, _ = skewed()
+        d = describe(df, 0.05, 0.95, columns={"USER_ID": "user"})
+        d.plot(tmp_path / "h.pdf")
+        assert (tmp_path / "h.pdf").read_bytes()[:5] == b"%PDF-"
+        d.plot(tmp_path / "h.svg")
+        assert b"<svg" in (tmp_path / "h.svg").read_bytes()[:2000]
+        d.plot(tmp_path / "noext")
+        assert (tmp_path / "noext").read_bytes()[:8] == PNG_MAGIC
+        with pytest.raises(ValueError, match=r"cannot write a plot as \.xyz: use one of .*\.png"):
+            d.plot(tmp_path / "h.xyz")
+        assert not (tmp_path / "h.xyz").exists()
+
     def test_plot_without_matplotlib(self, tmp_path, monkeypatch):
         d = describe(skewed(20)[0], columns={"USER_ID": "user"})
         monkeypatch.setitem(sys.modules, "matplotlib.figure", None)

@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -62,6 +63,18 @@ class TestHandComputed:
         assert M.ndcg_at_k(["a", "b"], ["a", float("nan")], 2) == 1.0
         hits, n_truth = M.hit_matrix(np.array([["a", "b"]], dtype=object), [["a", None]])
         assert n_truth.tolist() == [1]
+        nullable = pd.Series([1, None], dtype="Int64")  # (its missing value is pd.NA)
+        assert M.recall_at_k([1], nullable, 1) == 1.0
+        assert M.hit_matrix([[1]], [nullable])[1].tolist() == [1]
+
+    def test_a_zero_dimensional_array_is_one_id(self):
+        assert M.recall_at_k([5, 6], np.array(6), 2) == 1.0
+        assert M.precision_at_k(np.array(5), [5], 1) == 1.0
+
+    def test_a_hit_matrix_without_columns(self):
+        empty = np.zeros((2, 0), dtype=bool)
+        assert M.first_hit_rank(empty).tolist() == [0, 0]
+        assert M.mrr_from_hits(empty, 3).tolist() == M.precision_from_hits(empty, 3).tolist() == [0.0, 0.0]
 
     def test_mixed_id_types_in_a_list(self):
         """A list of ints and strings stays ids (np.asarray would make 1 the string "1")."""

@@ -84,6 +84,11 @@ def test_paired_difference_rejects_what_does_not_pair():
         hrnn.paired_difference(a, a, "ndcg@10")  # not a next-item metric
     with pytest.raises(ValueError, match="'position'"):
         hrnn.paired_difference(a.drop(columns="position").assign(rank=1), a, "recall@20")
+    with pytest.raises(ValueError, match="'position'"):
+        hrnn.per_unit_scores(a.drop(columns="position"), "recall@20")
+    for bad in (np.nan, -1, np.inf):  # (a NaN rank was scored as a miss)
+        with pytest.raises(ValueError, match="rank has missing, negative or infinite values"):
+            hrnn.paired_difference(a.assign(rank=bad), a, "recall@20")
     with pytest.raises(ValueError, match="lack the column 'ndcg@10'"):
         hrnn.per_unit_scores(personalize_details([0.2] * 3, [1.0] * 3), "ndcg@10")
     with pytest.raises(ValueError, match="no details"):

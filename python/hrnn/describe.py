@@ -178,7 +178,9 @@ class Description:
         return "\n".join(line for line in lines if line is not None)
 
     def plot(self, path) -> str:
-        """Write the history-length histogram with the cut-offs as a PNG; returns the path.
+        """Write the history-length histogram with the cut-offs; returns the path. The format is
+        the one the file name's extension names (.png, .svg, .pdf, ...; PNG without one), a
+        ValueError for one matplotlib cannot write.
 
         Needs matplotlib (``pip install '.[plot]'``). Draws on a standalone Figure, so
         pyplot's global state and the caller's backend are left alone.
@@ -224,7 +226,11 @@ class Description:
                      f"{self.n_events:,} events; kept {self.users_kept:,} users, "
                      f"{self.events_kept:,} events", fontsize=9)
         fig.tight_layout()
-        fig.savefig(os.fspath(path), format="png")
+        ext = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
+        if ext not in fig.canvas.get_supported_filetypes():
+            raise ValueError(f"cannot write a plot as .{ext}: use one of "
+                             f"{', '.join('.' + e for e in sorted(fig.canvas.get_supported_filetypes()))}")
+        fig.savefig(os.fspath(path), format=ext)
         return os.fspath(path)
 
 

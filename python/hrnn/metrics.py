@@ -33,11 +33,13 @@ def _check_k(k) -> int:
 def _as_set(truth) -> set:
     """The relevant ids; None and NaN are no ids (they match nothing and do not count)."""
     # A string is iterable but is one id, not a set of characters.
-    if isinstance(truth, (str, bytes)) or not isinstance(truth, Iterable):
+    if isinstance(truth, np.ndarray) and truth.ndim == 0:
+        truth = [truth.item()]
+    elif isinstance(truth, (str, bytes)) or not isinstance(truth, Iterable):
         truth = [truth]
     # numpy scalars hash and compare like the Python ones, so a plain set suffices.
     ids = set(truth.tolist()) if isinstance(truth, np.ndarray) else set(truth)
-    return {i for i in ids if i is not None and not (isinstance(i, (float, np.floating)) and i != i)}
+    return {i for i in ids if not (i is None or i is pd.NA or (isinstance(i, (float, np.floating)) and i != i))}
 
 
 def _id_array(values) -> np.ndarray:
@@ -190,8 +192,11 @@ def target_hits(recommended, targets) -> np.ndarray:
 def first_hit_rank(hits) -> np.ndarray:
     """int64 [n]: the 1-based rank of the first hit in each row, 0 for a row without one."""
     hits = np.asarray(hits, dtype=bool)
-    any_hit = hits.any(axis=1)
-    return np.where(any_hit, hits.argmax(axis=1) + 1, 0).astype(np.int64)
+    if hits.ndim != 2:
+        raise ValueError(f"hits must be 2-D [n, k], got shape {hits.shape}")
+    if hits.shape[1] == 0:  # (no column: no hit, and nothing for argmax)
+        return np.zeros(len(hits), dtype=np.int64)
+    return np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0).astype(np.int64)
 
 
 def _top(hits, k) -> np.ndarray:

@@ -40,8 +40,13 @@ def per_unit_scores(details: pd.DataFrame, metric: str) -> np.ndarray:
         if metric not in details:
             raise ValueError(f"details lack the column {metric!r}: pass evaluate(..., return_details=True)'s")
         return details[metric].to_numpy(np.float64)
+    if "position" not in details:
+        raise ValueError("details lack the column 'position': pass evaluate(..., return_details=True)'s")
+    rank = details["rank"].to_numpy(dtype=np.float64, na_value=np.nan)
+    if not (np.isfinite(rank).all() and (rank >= 0).all()):
+        raise ValueError("the details' rank has missing, negative or infinite values: not evaluate()'s details")
     first = details["position"].to_numpy() == 0
-    rank = details["rank"].to_numpy()[first if metric == "first_recall@20" else ~first]
+    rank = rank[first if metric == "first_recall@20" else ~first]
     return _per_event(rank, "mrr@20" if metric == "mrr@20" else "recall@20")
 
 

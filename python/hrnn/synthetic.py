@@ -2,6 +2,8 @@
 repeats and sequential structure. For benchmarks and scale tests."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 
@@ -14,19 +16,27 @@ def make_log(n_events: int = 1_000_000, n_users: int = None, n_items: int = 50_0
     Parameters
     ----------
     n_events, n_users, n_items : int
-        Sizes; n_users defaults to n_events // 50.
+        Sizes (>= 1); n_users defaults to n_events // 50.
     zipf : float
         Item popularity exponent (rank r has weight r ** -zipf).
     session_length : float
-        Mean events per session (geometric); gaps are ~1 min inside a session, ~1 day between.
+        Mean events per session (>= 1, geometric); gaps are ~1 min inside a session, ~1 day
+        between.
     repeat : float
-        Probability that an event repeats one of the user's last few items.
+        Probability (in [0, 1]) that an event repeats one of the user's last few items.
     cover_items : bool
         Make every item appear at least once (needs n_events >= n_items).
     seed : int
     """
+    n_users = max(n_events // 50, 1) if n_users is None else n_users
+    for name, value, lo in (("n_events", n_events, 1), ("n_users", n_users, 1), ("n_items", n_items, 1)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    for name, value, lo, hi in (("zipf", zipf, 0.0, np.inf), ("session_length", session_length, 1.0, np.inf),
+                                ("repeat", repeat, 0.0, 1.0)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo <= value <= hi:
+            raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
     rng = np.random.default_rng(seed)
-    n_users = n_users or max(n_events // 50, 1)
     users = np.sort(rng.integers(0, n_users, n_events))
     weights = np.arange(1, n_items + 1, dtype=np.float64) ** -zipf
     items = rng.choice(n_items, size=n_events, p=weights / weights.sum())
