@@ -107,7 +107,8 @@ examples:
                    help="max_user_history_length_percentile to preview (default 0.99)")
     p.add_argument("--session-gap", type=float, default=1800.0, metavar="SECONDS",
                    help="inactivity that starts a new session (default 1800)")
-    p.add_argument("--plot", metavar="PNG", help="also write the histogram to this PNG file")
+    p.add_argument("--plot", metavar="FILE", help="also write the histogram to this file (.png, .svg, "
+                                                  ".pdf, ...: as its extension names)")
     p.add_argument("--event-type", action="append", metavar="TYPE",
                    help="preview the lengths of these events only, as `hrnn train --event-type`")
     p.add_argument("--event-value-threshold", type=float, metavar="V",

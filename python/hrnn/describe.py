@@ -256,7 +256,7 @@ def describe(data, min_pct: float = 0.0, max_pct: float = 0.99, session_gap: Opt
     -------
     Description
         ``print()`` it for the report; its attributes and ``as_dict()`` hold the numbers;
-        ``plot(path)`` writes the histogram as a PNG.
+        ``plot(path)`` writes the histogram (PNG, SVG, PDF... by the file name's extension).
     """
     min_pct, max_pct = check_percentiles(min_pct, max_pct, names=("min_pct", "max_pct"))
     title = os.fspath(data) if isinstance(data, (str, os.PathLike)) else None
