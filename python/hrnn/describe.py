@@ -227,9 +227,10 @@ class Description:
                      f"{self.events_kept:,} events", fontsize=9)
         fig.tight_layout()
         ext = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
-        if ext not in fig.canvas.get_supported_filetypes():
+        formats = fig.canvas.get_supported_filetypes()
+        if ext not in formats:
             raise ValueError(f"cannot write a plot as .{ext}: use one of "
-                             f"{', '.join('.' + e for e in sorted(fig.canvas.get_supported_filetypes()))}")
+                             f"{', '.join('.' + e for e in sorted(formats))}")
         fig.savefig(os.fspath(path), format=ext)
         return os.fspath(path)
 

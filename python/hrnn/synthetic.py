@@ -28,10 +28,11 @@ def make_log(n_events: int = 1_000_000, n_users: int = None, n_items: int = 50_0
         Make every item appear at least once (needs n_events >= n_items).
     seed : int
     """
+    for name, value in (("n_events", n_events), ("n_users", n_users), ("n_items", n_items)):
+        if (value is not None or name != "n_users") and (
+                isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     n_users = max(n_events // 50, 1) if n_users is None else n_users
-    for name, value, lo in (("n_events", n_events, 1), ("n_users", n_users, 1), ("n_items", n_items, 1)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
     for name, value, lo, hi in (("zipf", zipf, 0.0, np.inf), ("session_length", session_length, 1.0, np.inf),
                                 ("repeat", repeat, 0.0, 1.0)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo <= value <= hi:
