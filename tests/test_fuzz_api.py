@@ -40,13 +40,12 @@ def examples(n: int) -> int:
 
 @contextmanager
 def strict_warnings():
-    """Every warning is an error, except the documented ones: dropped duplicate rows, whole-number
-    float ids used as integers, a log where no user has two events."""
+    """Every warning is an error, except the documented ones (below)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        warnings.filterwarnings("ignore", r"dropped .* exact duplicate", UserWarning)
-        warnings.filterwarnings("ignore", r".* holds floats; they are whole numbers", UserWarning)
-        warnings.filterwarnings("ignore", r"no training user has 2 or more events", UserWarning)
+        for documented in (r"dropped .* exact duplicate", r".* holds floats; they are whole numbers",
+                           r"no training user has 2 or more events"):
+            warnings.filterwarnings("ignore", documented, UserWarning)
         yield
 
 
