@@ -232,3 +232,10 @@ def test_items_only_users_left_out_of_training_consumed_stay_recommendable():
     ids, _ = m.recommend("heavy", num_results=3)
     assert ids[0] == "p0"  # seen 2 events back: the repeat curve's peak here
     assert "p0" not in m.recommend("u1", num_results=3)[0]
+
+
+def test_n_items_is_the_catalogue_size(model):
+    m, df = model
+    assert m.n_items == len(m.item_ids_) == df["ITEM_ID"].nunique()
+    with pytest.raises(RuntimeError, match="not fitted"):
+        hrnn.HRNN().n_items

@@ -152,9 +152,9 @@ def test_early_stopping_waits_exactly_its_rounds(monkeypatch, rounds, epochs_run
 
 def test_recency_half_life_defaults_to_a_quarter_of_the_span():
     ts = np.array([1_000.0, 5_000.0, 401_000.0])
-    assert hrnn.HRNN(recency_mask=True)._half_life(ts) == 100_000.0
-    assert hrnn.HRNN(recency_mask=True, recency_half_life=50.0)._half_life(ts) == 50.0
-    assert hrnn.HRNN(recency_mask=False)._half_life(ts) is None
+    assert hrnn.data.training_half_life(ts, True, None) == 100_000.0
+    assert hrnn.data.training_half_life(ts, True, 50.0) == 50.0
+    assert hrnn.data.training_half_life(ts, False, 50.0) is None
 
 
 def test_validation_needs_two_sessions_and_early_stopping_needs_validation(planted):

@@ -416,6 +416,28 @@ def check_minimums(n_interactions: int, n_users_with_2plus: int,
 
 # ------------------------------------------------------------------------ weights, popularity
 
+def training_half_life(timestamps: np.ndarray, recency_mask: bool,
+                       recency_half_life: Optional[float]) -> Optional[float]:
+    """The half-life of HRNN's recency weights: ``recency_half_life``, else a quarter of the log's
+    span (at least 1 s); None without ``recency_mask``."""
+    if not recency_mask or timestamps.size == 0:
+        return None
+    if recency_half_life is not None:
+        return float(recency_half_life)
+    return max(float(timestamps.max() - timestamps.min()) / 4.0, 1.0)
+
+
+def loss_weights_and_popularity(arrays: tuple, n_items: int, train_users: np.ndarray, recency_mask: bool,
+                                recency_half_life: Optional[float]) -> tuple:
+    """(per-event loss weights or None without ``recency_mask``, float64 item popularity of the
+    training users' events) for HRNN's event arrays (offsets, items, timestamps, ...)."""
+    offsets, items, timestamps = arrays[:3]
+    weights = recency_weights(timestamps, training_half_life(timestamps, recency_mask, recency_half_life))
+    in_train = np.repeat(np.isin(np.arange(len(offsets) - 1), train_users), np.diff(offsets))
+    pop = popularity(items[in_train], n_items, weights[in_train])
+    return (weights if recency_mask else None), pop
+
+
 def recency_weights(timestamps, half_life: Optional[float]) -> np.ndarray:
     """Per-event weights that halve every ``half_life`` seconds before the latest event.
 

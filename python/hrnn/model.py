@@ -277,22 +277,9 @@ class HRNN(Recommender):
         _data.check_trainable(log.lengths(), train_users, check_minimums)
         return log, train_users
 
-    def _loss_weights_and_popularity(self, arrays: tuple, n_items: int,
-                                     train_users: np.ndarray) -> tuple:
-        """(per-event loss weights or None without ``recency_mask``, float64 item popularity of
-        the training users' events) for the event arrays (offsets, items, timestamps, ...)."""
-        offsets, items, timestamps = arrays[:3]
-        weights = _data.recency_weights(timestamps, self._half_life(timestamps))
-        in_train = np.repeat(np.isin(np.arange(len(offsets) - 1), train_users), np.diff(offsets))
-        pop = _data.popularity(items[in_train], n_items, weights[in_train])
-        return (weights if self.recency_mask else None), pop
-
-    def _half_life(self, timestamps: np.ndarray) -> Optional[float]:
-        if not self.recency_mask or timestamps.size == 0:
-            return None
-        if self.recency_half_life is not None:
-            return float(self.recency_half_life)
-        return max(float(timestamps.max() - timestamps.min()) / 4.0, 1.0)
+    def _loss_weights_and_popularity(self, arrays: tuple, n_items: int, train_users: np.ndarray) -> tuple:
+        return _data.loss_weights_and_popularity(arrays, n_items, train_users, self.recency_mask,
+                                                 self.recency_half_life)
 
     def _train(self, log: "_data.EventLog", train_users: np.ndarray, callbacks: list,
                split: Optional[tuple], validation: bool, patience: Optional[int],
@@ -445,8 +432,15 @@ class HRNN(Recommender):
         self._check_fitted()
         return {n: self._engine.get_param(n) for n in self._engine.param_names()}
 
+    @property
+    def n_items(self) -> int:
+        """Number of items the model can recommend (as the baselines' ``n_items``)."""
+        self._check_fitted()
+        return len(self.item_ids_)
+
     def user_state(self, user_id) -> tuple:
-        """(user state u, session state h) of a known user, as float32 arrays."""
+        """``(u, h)``: a known user's user-level and session states after its last event, float32
+        copies [hidden_dimension]; KeyError for a user neither trained on nor given to put_events."""
         self._check_fitted()
         _check_lookup(user_id, "user_id")
         user = self._user_index.get(user_id)
@@ -593,7 +587,8 @@ class HRNN(Recommender):
     # --------------------------------------------------------------------------- model files
 
     def save(self, path) -> None:
-        """Write the model (parameters, id maps, every user's state) to one file, atomically."""
+        """Write the model to ``path`` (its folder must exist) atomically: the parameters, the id
+        maps, every user's state and history, the prior and ``fit``'s records (:func:`hrnn.load`)."""
         self._check_fitted()
         from . import model_file
         model_file.save(self, path)

@@ -224,8 +224,19 @@ def _expected_dtype(key: str):
 def load(path, device=None):
     """Read a model written by :meth:`HRNN.save`.
 
-    device: "cpu" or "cuda" to train and score there; None keeps the device the model was saved
-    with, or the CPU (with a RuntimeWarning) when that was "cuda" and CUDA is not available here.
+    Parameters
+    ----------
+    path : str or PathLike
+        The model file. A truncated, corrupted, foreign or other-version file is a ValueError
+        naming it (nothing is allocated beyond what the file holds).
+    device : {"cpu", "cuda"}, optional
+        Where to train and score; None keeps the device the model was saved with, or the CPU
+        (with a RuntimeWarning) when that was "cuda" and CUDA is not available here.
+
+    Returns
+    -------
+    HRNN
+        Fitted, with every user's state: ready for ``recommend`` and ``put_events``.
     """
     from .model import HRNN
 
