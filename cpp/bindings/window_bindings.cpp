@@ -7,19 +7,26 @@
 
 namespace hrnn_py {
 
+namespace {
+
+// d[name] into dst, its shape checked against the block's (what the message calls `what`).
+void read_block(const py::dict& d, const std::string& name, const hrnn::Params& P, std::vector<float>& dst,
+                const char* what) {
+  if (!d.contains(name.c_str())) throw std::invalid_argument(std::string(what) + " is missing '" + name + "'");
+  auto a = d[name.c_str()].cast<Arr<float>>();
+  auto shape = P.shape(name);
+  const float* src = checked(a, std::vector<py::ssize_t>(shape.begin(), shape.end()), name);
+  std::copy(src, src + dst.size(), dst.begin());
+}
+
+}  // namespace
+
 hrnn::Params params_from_dict(const py::dict& d) {
   if (!d.contains("E")) throw std::invalid_argument("params must contain 'E'");
   auto E = d["E"].cast<Arr<float>>();
   if (E.ndim() != 2) throw std::invalid_argument("E must be 2-D");
   hrnn::Params P(E.shape(0), static_cast<int>(E.shape(1)), !d.contains("O"));
-  for (const auto& name : P.names()) {
-    if (!d.contains(name.c_str())) throw std::invalid_argument("params is missing '" + name + "'");
-    auto a = d[name.c_str()].cast<Arr<float>>();
-    auto shape = P.shape(name);
-    const float* src = checked(a, std::vector<py::ssize_t>(shape.begin(), shape.end()), name);
-    auto& dst = P.block(name);
-    std::copy(src, src + dst.size(), dst.begin());
-  }
+  for (const auto& name : P.names()) read_block(d, name, P, P.block(name), "params");
   return P;
 }
 
@@ -216,13 +223,7 @@ py::dict optimizer_steps(const py::dict& params, const py::list& steps, const st
   for (const auto& item : steps) {
     const auto step = item.cast<py::dict>();
     g.reset(P);
-    g.dense.for_each([&](const char* name, std::vector<float>& v) {
-      if (!step.contains(name)) throw std::invalid_argument(std::string("a step is missing '") + name + "'");
-      auto a = step[name].cast<Arr<float>>();
-      auto shape = P.shape(name);
-      const float* src = checked(a, std::vector<py::ssize_t>(shape.begin(), shape.end()), name);
-      std::copy(src, src + v.size(), v.begin());
-    });
+    g.dense.for_each([&](const char* name, std::vector<float>& v) { read_block(step, name, P, v, "a step"); });
     sparse_from_dict(g.emb, step, "E_rows", "E_grad", P.n_items);
     sparse_from_dict(g.out, step, "out_rows", "out_grad", P.n_items);
     py::gil_scoped_release release;

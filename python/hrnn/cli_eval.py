@@ -89,7 +89,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     contenders = {"hrnn": type(model)(**params)}
     if args.baselines:
         contenders.update({k: v for k, v in quickstart.contenders(None, args.random_state).items() if k != "hrnn"})
-    table = read_interactions(args.data, _cli()._columns(args))
+    cli = _cli()
+    table = read_interactions(args.data, cli._columns(args))
+    fit_params = cli._fit_params(args)
     protocols = (quickstart.possible_protocols(table) if args.protocol == "both"
                  else [p for p in quickstart.PROTOCOLS if p[0] == args.protocol])
     if args.protocol == "both" and len(protocols) == 1:
@@ -97,7 +99,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for protocol, metrics in protocols:
         details = {}  # the per-unit details pair hrnn with the best baseline (below)
         results = quickstart.compare(table, contenders, args.random_state, sys.stderr, details,
-                                     protocols=((protocol, metrics),), fit_params=_cli()._fit_params(args))
+                                     protocols=((protocol, metrics),), fit_params=fit_params)
         paired = quickstart.against_best_baseline(results, details) if args.baselines else None
         if args.json:
             lines = results.to_dict("records")

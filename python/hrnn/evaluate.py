@@ -316,6 +316,8 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
     _check_fraction("holdout_fraction", holdout_fraction)
     check_gap("session_gap", session_gap)
     _rng(random_state)
+    if fit_params is not None and not isinstance(fit_params, dict):
+        raise TypeError(f"fit_params must be a dict of fit's keyword arguments, got {fit_params!r}")
     df = read_interactions(data, columns)
     model = estimator.clone()
     params = model.get_params()
@@ -331,8 +333,6 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         split = split_next_item(df, session_gap=session_gap)
         if len(split.test) == 0:
             raise ValueError("no user has 2 or more sessions: nothing to evaluate next-item on")
-    if fit_params is not None and not isinstance(fit_params, dict):
-        raise TypeError(f"fit_params must be a dict of fit's keyword arguments, got {fit_params!r}")
     t0 = time.perf_counter()
     try:
         model.fit(split.train, **(fit_params or {}))

@@ -116,20 +116,18 @@ def _restore_training(model, record, name: str) -> None:
     def number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    keys = ("history", "transition_weight_scores", "best_epoch")
-    history, scores, best = [record.get(k) for k in keys] if isinstance(record, dict) else [None] * 3
-    if not (isinstance(record, dict)
-            and (history is None or (isinstance(history, list) and all(isinstance(e, dict) for e in history)))
-            and (scores is None or (isinstance(scores, list) and all(
-                isinstance(p, list) and len(p) == 2 and all(map(number, p)) for p in scores)))
-            and (best is None or (isinstance(best, int) and not isinstance(best, bool)))):
+    checks = {"history": lambda h: isinstance(h, list) and all(isinstance(e, dict) for e in h),
+              "transition_weight_scores": lambda s: isinstance(s, list) and all(
+                  isinstance(p, list) and len(p) == 2 and all(map(number, p)) for p in s),
+              "best_epoch": lambda b: number(b) and isinstance(b, int)}
+    if not isinstance(record, dict) or not all(record.get(k) is None or ok(record[k]) for k, ok in checks.items()):
         raise ValueError(f"{name} is corrupted: its training record is malformed")
-    if history is not None:
-        model.history_ = history
-    if scores is not None:
-        model.transition_weight_scores_ = {w: v for w, v in scores}
-    if best is not None:
-        model.best_epoch_ = best
+    if record.get("history") is not None:
+        model.history_ = record["history"]
+    if record.get("transition_weight_scores") is not None:
+        model.transition_weight_scores_ = {w: v for w, v in record["transition_weight_scores"]}
+    if record.get("best_epoch") is not None:
+        model.best_epoch_ = record["best_epoch"]
 
 
 def _version() -> str:
