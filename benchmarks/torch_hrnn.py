@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrnn import _training
+
 REPEAT_WINDOW = 200                    # L: a user's recent events that can be repeated
 N_POS = N_AGE = 8                      # repeat buckets by position and by age
 AGE_EDGES_MINUTES = np.array([1, 5, 30, 180, 1440, 4320, 10080], dtype=np.float64)
@@ -59,7 +61,7 @@ def offsets_of(counts) -> np.ndarray:
 
 @dataclass
 class Events:
-    """The training input exactly as hrnn's engine gets it (see HRNN._train)."""
+    """The training input exactly as hrnn's engine gets it (see hrnn._training.train)."""
     offsets: np.ndarray        # int64 [n_users + 1]
     items: np.ndarray          # int32 [n_events]
     timestamps: np.ndarray     # float64 [n_events]
@@ -74,7 +76,7 @@ class Events:
         log, train = model._training_log(data)
         arrays = (log.offsets, log.items, log.timestamps, log.new_session)
         users = np.flatnonzero(train)
-        weights, pop = model._loss_weights_and_popularity(arrays, log.n_items, users)
+        weights, pop = _training.weights_and_popularity(model, arrays, log.n_items, users)
         if weights is None:
             weights = np.ones(len(log.items), dtype=np.float32)
         return cls(*arrays, weights, users, pop)

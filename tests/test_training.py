@@ -1,12 +1,11 @@
 """Training end to end: determinism, a planted pattern, threads, and the fitted states."""
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
 import hrnn
+from hrnn import _training
 from conftest import planted_log
 
 FAST = dict(hidden_dimension=32, n_sample=32, batch_size=16, bptt=8, show_progress=False)
@@ -143,7 +142,7 @@ def test_early_stopping_waits_exactly_its_rounds(monkeypatch, rounds, epochs_run
     """Validation scores that only fall after the first epoch: training stops once `rounds`
     epochs have passed without a better one; the first epoch is the best."""
     scores = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
-    monkeypatch.setattr(sys.modules["hrnn.model"], "validation_scores",
+    monkeypatch.setattr(_training, "validation_scores",
                         lambda *a: {"val_recall@20": next(scores), "val_mrr@20": 0.0})
     m = hrnn.HRNN(epochs=6, random_state=0, num_threads=1, **FAST)
     m.fit(sessions_log(), validation=True, early_stopping_rounds=rounds)

@@ -2,21 +2,16 @@
 from __future__ import annotations
 
 import threading
-import time
-import warnings
 from collections import Counter
 from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from . import _core, _device, _params
+from . import _device, _params, _training
 from . import data as _data
-from ._transitions import apply_table, transition_table
-from ._validation import (auto_fallback, auto_holdout_users, choose_transition_weight, n_targets,
-                          validation_scores, validation_split)
+from ._validation import auto_holdout_users, validation_split
 from ._ids import (_ONE_ID, _ONE_TIMESTAMP, MAX_TIMESTAMP, _as_list, _check_id, _check_lookup, _events, _ids_of,
                    _query)
-from ._progress import Progress, stops
 from .base import Recommender
 
 
@@ -248,8 +243,8 @@ class HRNN(Recommender):
                 split = validation_split(log, held)
         before = dict(self.__dict__)  # a failed refit leaves the fitted model and its records in use
         try:
-            self._train(log, np.flatnonzero(train_users), callbacks, split, validation,
-                        early_stopping_rounds, metric)
+            _training.train(self, log, np.flatnonzero(train_users), callbacks, split, validation,
+                            early_stopping_rounds, metric)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)
@@ -276,108 +271,6 @@ class HRNN(Recommender):
                              f"user for training (lengths {users.min_length}..{users.max_length})")
         _data.check_trainable(log.lengths(), train_users, check_minimums)
         return log, train_users
-
-    def _loss_weights_and_popularity(self, arrays: tuple, n_items: int, train_users: np.ndarray) -> tuple:
-        return _data.loss_weights_and_popularity(arrays, n_items, train_users, self.recency_mask,
-                                                 self.recency_half_life)
-
-    def _train(self, log: "_data.EventLog", train_users: np.ndarray, callbacks: list,
-               split: Optional[tuple], validation: bool, patience: Optional[int],
-               metric: str) -> None:
-        seed = self._seed()
-        engine = _core.Engine(log.n_items, self.hidden_dimension, self.tie_embeddings, seed)
-        _device.attach(engine, self.device)
-        full = (log.offsets, log.items, log.timestamps, log.new_session)
-        arrays = split[0] if split else full
-        w, pop = self._loss_weights_and_popularity(arrays, log.n_items, train_users)
-        auto = self.transition_weight == "auto"
-        table = (transition_table(arrays, train_users, pop)
-                 if auto or self.transition_weight > 0 else None)
-        fallback = auto_fallback(table)
-        apply_table(engine, table, fallback if auto else self.transition_weight)
-        # "auto" without validation: the held-out sessions, the most recent ones, join the second
-        # half of the epochs once the weight has been chosen on them. Negatives are drawn by the
-        # popularity of every event from the start: an item seen only in a held-out session must
-        # not have a zero sampling probability (its logQ correction) when it becomes a target.
-        rejoin = auto and split is not None and not validation
-        full_w, full_pop = (self._loss_weights_and_popularity(full, log.n_items, train_users)
-                            if rejoin else (w, pop))
-        engine.start_training(full_pop, batch_size=self.batch_size, bptt=self.bptt,
-                              n_sample=self.n_sample, sample_alpha=self.sample_alpha,
-                              loss=self.loss, logq=self.logq, bpreg=self.bpreg,
-                              optimizer=self.optimizer, learning_rate=self.learning_rate,
-                              momentum=self.momentum, dropout=self.dropout, repeat=self.repeat,
-                              repeat_negatives=self.repeat_negatives,
-                              seed=seed,
-                              num_threads=self.num_threads)
-        progress = Progress(self.epochs, n_targets(arrays, train_users), enabled=self.show_progress)
-        self.history_ = []
-        self.transition_weight_scores_ = {}
-        self.__dict__.pop("best_epoch_", None)  # (a previous fit's)
-        run = {"interrupted": False, "best": -1.0, "best_epoch": -1, "best_weights": None}
-
-        def rejoin_epoch() -> tuple:
-            run["weight"] = self._choose_transition_weight(engine, split, metric, fallback)
-            progress.total = max(n_targets(full, train_users), 1)
-            return full, full_w
-
-        try:
-            self._epochs(engine, arrays, w, train_users, callbacks, split if validation else None,
-                         patience, metric, progress, run, rejoin_epoch if rejoin else None)
-        except KeyboardInterrupt:  # Ctrl-C while Python code ran between two native epochs
-            run["interrupted"] = True
-        finally:  # any other error propagates (fit puts the model back as it was)
-            progress.close()
-            engine.end_training()
-        if run["best_weights"] is not None:
-            for name, value in run["best_weights"].items():
-                engine.set_param(name, value)
-            self.best_epoch_ = run["best_epoch"]
-        if auto and split is not None and "weight" not in run:  # not trained on the held-out sessions
-            run["weight"] = self._choose_transition_weight(engine, split, metric, fallback)
-        if rejoin:  # the prior and the cold users' popularity count every event
-            pop = full_pop
-            table = transition_table(full, train_users, pop)
-        self.transition_weight_ = float(run.get("weight", fallback if auto else self.transition_weight))
-        apply_table(engine, table, self.transition_weight_)
-        engine.compute_states(*full, num_threads=self.num_threads)
-        if log.last_sessions is not None:
-            engine.set_last_sessions(log.last_sessions)
-        self._set_catalogue(engine, log, pop)
-        if run["interrupted"]:
-            warnings.warn(f"training interrupted by the user during epoch {len(self.history_)}; "
-                          "the model holds the parameters of the last completed mini-batch",
-                          RuntimeWarning, stacklevel=3)
-
-    def _choose_transition_weight(self, engine, split: tuple, metric: str, fallback: float) -> float:
-        weight, self.transition_weight_scores_ = choose_transition_weight(engine, split, metric,
-                                                                          self.num_threads, fallback)
-        return weight
-
-    def _epochs(self, engine, arrays, w, train_users, callbacks, split, patience, metric,
-                progress, run: dict, rejoin: Optional[Callable] = None) -> None:
-        for epoch in range(self.epochs):
-            if rejoin is not None and epoch == self.epochs // 2:
-                arrays, w = rejoin()
-            t0 = time.perf_counter()
-            stats = engine.train_epoch(*arrays, w, train_users, progress.update)
-            stats["seconds"] = time.perf_counter() - t0
-            stats["events_per_second"] = stats["events"] / max(stats["seconds"], 1e-9)
-            if split:
-                stats.update(validation_scores(engine, split, self.num_threads))
-            self.history_.append(stats)
-            progress.end_epoch(stats)
-            if stats["keyboard_interrupt"]:
-                run["interrupted"] = True
-                return
-            if split and stats["val_" + metric] > run["best"]:
-                run["best"], run["best_epoch"] = stats["val_" + metric], epoch
-                if patience is not None:
-                    run["best_weights"] = {n: engine.get_param(n) for n in engine.param_names()}
-            if any(stops(cb(self, epoch, stats), cb) for cb in callbacks):
-                return
-            if patience is not None and epoch - run["best_epoch"] >= patience:
-                return
 
     def _seed(self) -> int:
         if self.random_state is None:

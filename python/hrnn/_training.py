@@ -1,0 +1,137 @@
+"""One fit's training run: the epochs, validation and early stopping, Ctrl-C, and the choice of
+``transition_weight="auto"`` on held-out sessions (docs/engine.md).
+
+Private; what HRNN.fit does once the log is read and split.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import _core, _device
+from . import data as _data
+from ._progress import Progress, stops
+from ._transitions import apply_table, transition_table
+from ._validation import auto_fallback, choose_transition_weight, n_targets, validation_scores
+
+
+def weights_and_popularity(model, arrays: tuple, n_items: int, train_users: np.ndarray) -> tuple:
+    """(loss weight per event or None, item popularity): what ``model`` trains ``arrays`` with."""
+    return _data.loss_weights_and_popularity(arrays, n_items, train_users, model.recency_mask,
+                                             model.recency_half_life)
+
+
+def choose_weight(model, engine, split: tuple, metric: str, fallback: float) -> float:
+    """The transition weight ``split``'s held-out sessions rank best (scores kept on ``model``)."""
+    weight, model.transition_weight_scores_ = choose_transition_weight(engine, split, metric,
+                                                                       model.num_threads, fallback)
+    return weight
+
+
+class _Run:
+    """What the epochs found out: best validation score and its parameters, a Ctrl-C, the weight."""
+
+    def __init__(self):
+        self.interrupted = False
+        self.best, self.best_epoch, self.best_weights = -1.0, -1, None
+        self.weight: Optional[float] = None
+
+
+def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list,
+          split: Optional[tuple], validation: bool, patience: Optional[int], metric: str) -> None:
+    """Train a new engine for ``model`` on ``log`` and make it the model's (its records too)."""
+    seed = model._seed()
+    engine = _core.Engine(log.n_items, model.hidden_dimension, model.tie_embeddings, seed)
+    _device.attach(engine, model.device)
+    full = (log.offsets, log.items, log.timestamps, log.new_session)
+    arrays = split[0] if split else full
+    w, pop = weights_and_popularity(model, arrays, log.n_items, train_users)
+    auto = model.transition_weight == "auto"
+    table = (transition_table(arrays, train_users, pop)
+             if auto or model.transition_weight > 0 else None)
+    fallback = auto_fallback(table)
+    apply_table(engine, table, fallback if auto else model.transition_weight)
+    # "auto" without validation: the held-out sessions, the most recent ones, join the second
+    # half of the epochs once the weight has been chosen on them. Negatives are drawn by the
+    # popularity of every event from the start: an item seen only in a held-out session must
+    # not have a zero sampling probability (its logQ correction) when it becomes a target.
+    rejoin = auto and split is not None and not validation
+    full_w, full_pop = (weights_and_popularity(model, full, log.n_items, train_users)
+                        if rejoin else (w, pop))
+    engine.start_training(full_pop, batch_size=model.batch_size, bptt=model.bptt,
+                          n_sample=model.n_sample, sample_alpha=model.sample_alpha,
+                          loss=model.loss, logq=model.logq, bpreg=model.bpreg,
+                          optimizer=model.optimizer, learning_rate=model.learning_rate,
+                          momentum=model.momentum, dropout=model.dropout, repeat=model.repeat,
+                          repeat_negatives=model.repeat_negatives,
+                          seed=seed,
+                          num_threads=model.num_threads)
+    progress = Progress(model.epochs, n_targets(arrays, train_users), enabled=model.show_progress)
+    model.history_ = []
+    model.transition_weight_scores_ = {}
+    model.__dict__.pop("best_epoch_", None)  # (a previous fit's)
+    run = _Run()
+
+    def rejoin_epoch() -> tuple:
+        run.weight = choose_weight(model, engine, split, metric, fallback)
+        progress.total = max(n_targets(full, train_users), 1)
+        return full, full_w
+
+    try:
+        _epochs(model, engine, arrays, w, train_users, callbacks, split if validation else None,
+                patience, metric, progress, run, rejoin_epoch if rejoin else None)
+    except KeyboardInterrupt:  # Ctrl-C while Python code ran between two native epochs
+        run.interrupted = True
+    finally:  # any other error propagates (fit puts the model back as it was)
+        progress.close()
+        engine.end_training()
+    if run.best_weights is not None:
+        for name, value in run.best_weights.items():
+            engine.set_param(name, value)
+        model.best_epoch_ = run.best_epoch
+    if auto and split is not None and run.weight is None:  # not trained on the held-out sessions
+        run.weight = choose_weight(model, engine, split, metric, fallback)
+    if rejoin:  # the prior and the cold users' popularity count every event
+        pop = full_pop
+        table = transition_table(full, train_users, pop)
+    if run.weight is None:
+        run.weight = fallback if auto else model.transition_weight
+    model.transition_weight_ = float(run.weight)
+    apply_table(engine, table, model.transition_weight_)
+    engine.compute_states(*full, num_threads=model.num_threads)
+    if log.last_sessions is not None:
+        engine.set_last_sessions(log.last_sessions)
+    model._set_catalogue(engine, log, pop)
+    if run.interrupted:
+        warnings.warn(f"training interrupted by the user during epoch {len(model.history_)}; "
+                      "the model holds the parameters of the last completed mini-batch",
+                      RuntimeWarning, stacklevel=3)
+
+
+def _epochs(model, engine, arrays, w, train_users, callbacks, split, patience, metric,
+            progress, run: _Run, rejoin: Optional[Callable] = None) -> None:
+    for epoch in range(model.epochs):
+        if rejoin is not None and epoch == model.epochs // 2:
+            arrays, w = rejoin()
+        t0 = time.perf_counter()
+        stats = engine.train_epoch(*arrays, w, train_users, progress.update)
+        stats["seconds"] = time.perf_counter() - t0
+        stats["events_per_second"] = stats["events"] / max(stats["seconds"], 1e-9)
+        if split:
+            stats.update(validation_scores(engine, split, model.num_threads))
+        model.history_.append(stats)
+        progress.end_epoch(stats)
+        if stats["keyboard_interrupt"]:
+            run.interrupted = True
+            return
+        if split and stats["val_" + metric] > run.best:
+            run.best, run.best_epoch = stats["val_" + metric], epoch
+            if patience is not None:
+                run.best_weights = {n: engine.get_param(n) for n in engine.param_names()}
+        if any(stops(cb(model, epoch, stats), cb) for cb in callbacks):
+            return
+        if patience is not None and epoch - run.best_epoch >= patience:
+            return
