@@ -184,6 +184,12 @@ class TestContract:
             model.put_events("u1", ["i1"], [t + 10], session_id="x")
             model.put_events("u1", ["i2"], [t + 20], session_id="y")
             assert h.new[h.index["u1"]][-2:].tolist() == [False, True], cls
+            # One session id, but a gap beyond session_gap: a new session (as in fit and HRNN;
+            # RepeatRule's default session_gap=None never splits by time).
+            model.put_events("u1", ["i3", "i4"], [t + 30, t + 5000], session_id="y")
+            model.put_events("u1", ["i1"], [t + 9000], session_id="y")
+            by_time = model._session_gap() is not None
+            assert h.new[h.index["u1"]][-3:].tolist() == [False, by_time, by_time], cls
 
     def test_not_fitted(self):
         for cls in MODELS:
@@ -439,3 +445,14 @@ def test_top_k_ties_by_index():
 def test_empty_batch(log):
     ids, scores = Markov().fit(log).recommend_batch([], num_results=5)
     assert ids.shape == scores.shape == (0, 5)
+
+
+def test_put_events_takes_event_types_and_values(log):
+    """The baselines take HRNN's put_events arguments; without event filters they record all."""
+    for cls in MODELS:
+        model = cls().fit(log)
+        model.put_events("typed", ["i1", "i2"], [4e9, 4e9 + 1], event_type=["view", "buy"], event_value=2)
+        h = model._hist
+        assert h.items[h.index["typed"]].tolist() == [model._item_pos["i1"], model._item_pos["i2"]], cls
+        with pytest.raises(TypeError, match="event_type"):
+            model.put_events("typed", ["i1"], [4e9 + 2], event_type=1)

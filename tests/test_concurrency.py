@@ -1,9 +1,15 @@
 """Many Python threads on one model: no crash, no torn state, no lost event."""
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import threading
+import time
+import warnings
 
 import numpy as np
+import pytest
 
 import hrnn
 from conftest import planted_log
@@ -46,3 +52,68 @@ def test_threads_recommend_and_put_events_lose_nothing():
         replay.put_events(k, [j % 60 for j in range(0, n_events, 25)],
                           [t0 + 1000 * k + j for j in range(0, n_events, 25)])
         np.testing.assert_allclose(m.user_state(k)[1], replay.user_state(k)[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_can_still_train_and_query():
+    """libgomp's threads do not survive fork(): a child of a process that ran hrnn on 2 threads
+    hung in its first parallel region (pre-fork servers). Such a child now runs single-threaded."""
+    users, items, ts = planted_log(n_users=200)
+    m = hrnn.HRNN(random_state=0, num_threads=2, **FAST).fit((users, items, ts))
+    expected = m.recommend_batch(users[:50], 10)[0]
+    with warnings.catch_warnings():  # (Python 3.12 warns of fork() in a multi-threaded process)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if both calls return what the parent gets
+        code = 1
+        try:
+            same = np.array_equal(m.recommend_batch(users[:50], 10)[0], expected)
+            hrnn.HRNN(random_state=0, num_threads=2, **FAST).fit((users, items, ts))
+            code = 0 if same else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung")
+
+
+class _CountingEngine:
+    """The model's engine, counting the users it scores; Ctrl-C after its first recommend_batch."""
+
+    def __init__(self, engine):
+        self._engine, self.users = engine, 0
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def recommend_batch(self, users, **kw):
+        out = self._engine.recommend_batch(users, **kw)
+        self.users += len(users)
+        signal.raise_signal(signal.SIGINT)
+        return out
+
+
+def test_a_large_batch_runs_in_chunks_and_stops_between_them(monkeypatch):
+    users, items, ts = planted_log(n_users=50)
+    m = hrnn.HRNN(random_state=0, num_threads=2, **FAST).fit((users, items, ts))
+    batch = list(users[:45]) + ["unknown"] * 5
+    whole = m.recommend_batch(batch, 7, exclude_items=[1, 2])
+    monkeypatch.setattr(sys.modules["hrnn.model"], "BATCH_CHUNK", 8)
+    chunked = m.recommend_batch(batch, 7, exclude_items=[1, 2])
+    np.testing.assert_array_equal(whole[0], chunked[0])
+    np.testing.assert_array_equal(whole[1], chunked[1])
+    counting = m._engine = _CountingEngine(m._engine)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            m.recommend_batch(batch, 7)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert counting.users == 8  # the first chunk's, not the whole batch's 50

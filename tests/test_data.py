@@ -295,13 +295,15 @@ class TestEventLog:
             build_event_log(df, session_gap=-1)
 
     def test_sessions_by_session_id(self):
-        df = read_interactions({"user_id": [1, 1, 1, 1, 2], "item_id": range(5),
-                                "timestamp": [0, 10_000, 10_001, 10_002, 5],
-                                "session_id": ["s", "s", "t", "s", "s"]})
-        log = build_event_log(df, session_gap=1.0)  # the gap rule is not used with SESSION_ID
-        assert log.new_session.tolist() == [1, 0, 1, 1, 1]
-        assert session_offsets(log).tolist() == [0, 2, 3, 4, 5]
-        assert last_session_starts(log).tolist() == [3, 4]
+        # A change of SESSION_ID starts a session, and so does a gap beyond session_gap (DESIGN.md).
+        df = read_interactions({"user_id": [1, 1, 1, 1, 1, 2], "item_id": range(6),
+                                "timestamp": [0, 10, 11, 12, 10_000, 5],
+                                "session_id": ["s", "s", "t", "s", "s", "s"]})
+        log = build_event_log(df)
+        assert log.new_session.tolist() == [1, 0, 1, 1, 1, 1]
+        assert session_offsets(log).tolist() == [0, 2, 3, 4, 5, 6]
+        assert last_session_starts(log).tolist() == [4, 5]
+        assert build_event_log(df, session_gap=None).new_session.tolist() == [1, 0, 1, 1, 0, 1]
 
     def test_item_map_event_types_raw_source(self):
         df = read_interactions({"user_id": [1, 1, 2], "item_id": ["x", "zz", "y"],

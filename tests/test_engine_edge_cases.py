@@ -81,11 +81,19 @@ def test_a_gap_of_exactly_session_gap_continues_the_session(small_log):
     m.put_events("one session", [a, b], [t, t + m.session_gap], session_id="s")
     m.put_events("two sessions", [a, b], [t, t + m.session_gap], session_id=["s", "t"])
     m.put_events("longer gap", [a, b], [t, t + m.session_gap + 0.5])
+    m.put_events("one id, longer gap", [a, b], [t, t + m.session_gap + 0.5], session_id="s")
     for x, y in zip(m.user_state("exact gap"), m.user_state("one session")):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(m.user_state("exact gap")[0], m.user_state("two sessions")[0])
-    # just above the gap: a new session, the user GRU has moved u
+    # just above the gap: a new session, the user GRU has moved u (under one session id too)
     assert not np.array_equal(m.user_state("longer gap")[0], m.user_state("exact gap")[0])
+    for x, y in zip(m.user_state("longer gap"), m.user_state("one id, longer gap")):
+        np.testing.assert_array_equal(x, y)
+    # ... and across two calls with the same id, against the user's last event
+    m.put_events("two calls", a, t, session_id="s")
+    m.put_events("two calls", b, t + m.session_gap + 0.5, session_id="s")
+    for x, y in zip(m.user_state("longer gap"), m.user_state("two calls")):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_first_session_id_after_a_log_without_sessions_follows_the_gap_rule(small_log):
@@ -256,3 +264,35 @@ def test_training_moves_the_user_level_gru_at_session_boundaries(small_log):
     for name in ("Wux", "Wuh", "bu"):
         np.testing.assert_array_equal(without[name], longer[name])
         assert not np.allclose(with_sessions[name], without[name]), name
+
+
+def test_put_events_applies_the_event_filters_of_fit(small_log):
+    """Trained on purchases with value >= 3, a model records only such real-time events: the
+    others change nothing, as they would have been left out of fit."""
+    log = small_log.assign(EVENT_TYPE=np.where(np.arange(len(small_log)) % 10, "purchase", "view"),
+                           EVENT_VALUE=5.0)
+    m = fit(log, event_type=["purchase"], event_value_threshold=3.0)
+    t, (a, b, c) = 2e9, m.item_ids_[[4, 9, 11]]
+    m.put_events("filtered", [a, b, c, "new item"], [t, t + 1, t + 2, t + 3],
+                 event_type=["purchase", "view", "purchase", "view"], event_value=[5, 5, 1, float("nan")])
+    m.put_events("only kept", [a], [t])
+    for x, y in zip(m.user_state("filtered"), m.user_state("only kept")):
+        np.testing.assert_array_equal(x, y)
+    assert "new item" not in m.unknown_item_events_  # a filtered event is not counted either
+    m.put_events("nothing kept", a, t, event_type="view")
+    assert "nothing kept" not in set(m.known_user_ids)  # no user created for it
+    m.put_events("one type for all", [a, b], [t, t + 1], event_type="purchase", event_value=3)
+    m.put_events("both", [a, b], [t, t + 1])
+    for x, y in zip(m.user_state("one type for all"), m.user_state("both")):
+        np.testing.assert_array_equal(x, y)
+    for bad, error in (({"event_type": 3}, TypeError), ({"event_type": ["view"] * 3}, ValueError),
+                       ({"event_value": "5"}, TypeError), ({"event_value": [1, 2, 3]}, ValueError)):
+        with pytest.raises(error, match=next(iter(bad))):
+            m.put_events("bad", [a, b], [t, t + 1], **bad)
+    assert "bad" not in set(m.known_user_ids)
+    # Without event filters every event is recorded, whatever its type.
+    plain = fit(log)
+    plain.put_events("typed", [a, b], [t, t + 1], event_type=["view", "x"], event_value=[0, -1])
+    plain.put_events("untyped", [a, b], [t, t + 1])
+    for x, y in zip(plain.user_state("typed"), plain.user_state("untyped")):
+        np.testing.assert_array_equal(x, y)

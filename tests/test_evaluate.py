@@ -280,6 +280,14 @@ class TestCoverage:
 
 
 class TestEvaluate:
+    def test_a_fitted_estimator_is_cloned_with_a_warning(self):
+        df = make_log(n_users=200)
+        fitted = RepeatRule().fit(df)
+        with pytest.warns(UserWarning, match="fitted parameters are not used"):
+            out = evaluate(fitted, df, random_state=5)
+        assert out == pytest.approx({**evaluate(RepeatRule(), df, random_state=5),
+                                     "fit_seconds": out["fit_seconds"], "eval_seconds": out["eval_seconds"]})
+
     @pytest.mark.parametrize("protocol", ["personalize", "next-item"])
     @pytest.mark.parametrize("cls", [Popularity, Markov, RepeatRule, SessionKNN])
     def test_baselines_run(self, cls, protocol):

@@ -216,18 +216,24 @@ def test_threads_creating_users_while_others_query_lose_nothing(base):
 
 
 class EngineProxy:
-    """The model's engine, with a hook run right after dump_users (inside save)."""
+    """The model's engine, with a hook run right after dump_users (inside save) or put_event."""
 
-    def __init__(self, engine, after_dump):
-        self._engine, self._after_dump = engine, after_dump
+    def __init__(self, engine, after_dump=None, after_put=None):
+        self._engine, self._after_dump, self._after_put = engine, after_dump, after_put
 
     def __getattr__(self, name):
         return getattr(self._engine, name)
 
     def dump_users(self):
         out = self._engine.dump_users()
-        self._after_dump()
+        if self._after_dump is not None:
+            self._after_dump()
         return out
+
+    def put_event(self, *args):
+        self._engine.put_event(*args)
+        if self._after_put is not None:
+            self._after_put()
 
 
 def in_other_thread(fn, wait=1.0):
@@ -250,6 +256,27 @@ def test_save_while_put_events_creates_a_user_writes_a_file_that_loads(base, tmp
     hrnn.load(tmp_path / "m.hrnn")
 
 
+def test_a_saved_file_counts_exactly_the_unknown_items_in_its_histories(base, tmp_path):
+    """An unknown item's event and its count go in together: a save that starts between the
+    two (here: right after the engine took the event) waits for both."""
+    base_path, t_max = base
+    m = hrnn.load(base_path)
+    m.put_events(0, ["unknown-1"], [t_max + 1])
+    threads = []
+    m._engine = EngineProxy(m._engine, after_put=lambda: threads.append(in_other_thread(
+        lambda: m.save(tmp_path / "m.hrnn"))))
+    m.put_events(1, "unknown-2", t_max + 2)
+    for t in threads:
+        t.join(10)
+    saved = hrnn.load(tmp_path / "m.hrnn")
+    in_histories = int((saved._engine.dump_users()["history_items"] == -1).sum())
+    assert in_histories == sum(saved.unknown_item_events_.values()) == 2
+    assert m.unknown_item_events_ == {"unknown-1": 1, "unknown-2": 1}
+    copy = m.unknown_item_events_
+    copy["unknown-1"] += 5  # a copy: the model's counts are its own
+    assert m.unknown_item_events_["unknown-1"] == 1
+
+
 class RacingCounter(collections.Counter):
     """A Counter whose iteration lets another thread in after the first entry, as the GIL may."""
 
@@ -269,7 +296,7 @@ def test_save_while_put_events_counts_unknown_items(base, tmp_path):
     m.put_events(0, ["unknown-1", "unknown-2"], [t_max + 1, t_max + 2])
     counter = RacingCounter(m.unknown_item_events_)
     counter.hook = lambda: in_other_thread(lambda: m.put_events(1, ["unknown-3"], [t_max + 3]))
-    m.unknown_item_events_ = counter
+    m._unknown_items = counter
     m.save(tmp_path / "m.hrnn")
     assert hrnn.load(tmp_path / "m.hrnn").unknown_item_events_["unknown-1"] == 1
 

@@ -1,12 +1,18 @@
 """Training end to end: determinism, a planted pattern, threads, and the fitted states."""
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import threading
+
 import numpy as np
 import pytest
 
 import hrnn
 from hrnn import _training
 from conftest import planted_log
+from hrnn.synthetic import make_log
 
 FAST = dict(hidden_dimension=32, n_sample=32, batch_size=16, bptt=8, show_progress=False)
 
@@ -165,26 +171,66 @@ def test_validation_needs_two_sessions_and_early_stopping_needs_validation(plant
         hrnn.HRNN(epochs=1, **FAST).fit(planted, validation=True, metric="auc")
 
 
+@contextlib.contextmanager
+def signal_after(seconds: float, signum: int, handler):
+    """Send ``signum`` to this process after ``seconds``, handled by ``handler`` meanwhile."""
+    previous = signal.signal(signum, handler)
+    timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signum))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        signal.signal(signum, previous)
+
+
 def test_ctrl_c_stops_training_cleanly_and_leaves_a_usable_model():
-    import os
-    import signal
-    import threading
     users, items, ts = planted_log(n_users=400, length=60)
     m = hrnn.HRNN(epochs=10_000, random_state=0, num_threads=1, **FAST)
     # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored: make
     # sure Ctrl-C raises KeyboardInterrupt here, as in a terminal.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
+    with signal_after(1.0, signal.SIGINT, signal.default_int_handler):
         with pytest.warns(RuntimeWarning, match="interrupted"):
             m.fit((users, items, ts))
-    finally:
-        timer.cancel()
-        signal.signal(signal.SIGINT, previous)
     assert 1 <= len(m.history_) < 10_000
     ids, scores = m.recommend(users[0], 5)
     assert len(ids) == 5 and np.isfinite(scores).all()
+
+
+def test_ctrl_c_in_the_first_half_skips_choosing_the_weight():
+    """The auto weight is chosen after half the epochs; a fit stopped before that returns at once,
+    with the fallback weight, and says so."""
+    log = make_log(n_events=40_000, n_users=400, n_items=500, seed=2).drop_duplicates()
+    m = hrnn.HRNN(epochs=10_000, random_state=0, num_threads=1, **FAST)
+    with signal_after(1.0, signal.SIGINT, signal.default_int_handler):
+        with pytest.warns(RuntimeWarning, match=r"interrupted.*transition weight 0\.5 \(not chosen"):
+            m.fit(log)
+    assert m.transition_weight_ == 0.5 and m.transition_weight_scores_ == {}
+
+
+def test_another_signal_handlers_exception_is_not_taken_for_ctrl_c():
+    """A service's SIGTERM handler that raises SystemExit must stop fit with SystemExit (the
+    model as it was), not be swallowed as a Ctrl-C."""
+    users, items, ts = planted_log(n_users=400, length=60)
+    m = hrnn.HRNN(epochs=10_000, random_state=0, num_threads=1, **FAST)
+
+    def shut_down(*_):
+        raise SystemExit(3)
+
+    with signal_after(1.0, signal.SIGTERM, shut_down):
+        with pytest.raises(SystemExit):
+            m.fit((users, items, ts))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        m.recommend(users[0])
+
+
+def test_ctrl_c_while_evaluate_fits_gives_no_metrics():
+    users, items, ts = planted_log(n_users=400, length=60)
+    model = hrnn.HRNN(epochs=10_000, random_state=0, num_threads=1, **FAST)
+    with signal_after(1.0, signal.SIGINT, signal.default_int_handler):
+        with pytest.raises(KeyboardInterrupt, match="no metrics"), \
+                pytest.warns(RuntimeWarning, match="interrupted"):
+            hrnn.evaluate(model, (users, items, ts))
 
 
 def test_the_type_stub_names_what_the_native_module_has():
@@ -199,3 +245,24 @@ def test_the_type_stub_names_what_the_native_module_has():
         names -= cuda_only
     assert names == {n for n in dir(hrnn._core) if not n.startswith("_")}
     assert methods == {n for n in dir(hrnn._core.Engine) if not n.startswith("_")} - {"session_gap"}
+
+
+def test_the_type_stub_gives_the_native_argument_names():
+    """A keyword call written from the stub must work: every name matches pybind11's signature."""
+    import ast
+    import re
+    from pathlib import Path
+    stub = ast.parse((Path(hrnn.__file__).parent / "_core.pyi").read_text())
+    functions = [(hrnn._core, n) for n in stub.body if isinstance(n, ast.FunctionDef)]
+    functions += [(hrnn._core.Engine, n) for c in stub.body if isinstance(c, ast.ClassDef)
+                  for n in c.body if isinstance(n, ast.FunctionDef) and not n.decorator_list]
+    checked = 0
+    for owner, fn in functions:
+        native = getattr(owner, fn.name, None)
+        if native is None:  # the CUDA functions in a build without CUDA
+            continue
+        signature = native.__doc__.splitlines()[0]
+        names = re.findall(r"(\w+): ", signature[signature.index("(") + 1:signature.rindex(")")])
+        assert [a.arg for a in fn.args.args] == names, (fn.name, signature)
+        checked += 1
+    assert checked >= 25

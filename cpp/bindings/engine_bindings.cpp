@@ -111,7 +111,7 @@ void bind_engine(py::module_& m) {
            [](Engine& e, const std::string& name) {
              auto shape = e.params.shape(name);
              return copy_out(e.params.block(name).data(), std::vector<py::ssize_t>(shape.begin(), shape.end()));
-           })
+           }, py::arg("name"))
       .def("set_param",
            [](Engine& e, const std::string& name, const Arr<float>& a) {
              auto shape = e.params.shape(name);
@@ -119,7 +119,7 @@ void bind_engine(py::module_& m) {
              auto& dst = e.params.block(name);
              std::copy(src, src + dst.size(), dst.begin());
              e.params_changed();
-           })
+           }, py::arg("name"), py::arg("value"))
       .def("start_training",
            [](Engine& e, const Arr<double>& popularity, int batch_size, int bptt, int n_sample, double sample_alpha,
               const std::string& loss, bool logq, float bpreg, const std::string& optimizer, float learning_rate,
@@ -154,8 +154,14 @@ void bind_engine(py::module_& m) {
                last = now;
                py::gil_scoped_acquire gil;
                if (PyErr_CheckSignals() != 0) {
-                 interrupted = true;
-                 PyErr_Clear();
+                 // Ctrl-C stops training cleanly; what another signal handler raised (SystemExit
+                 // from a SIGTERM handler) is raised again once the epoch has stopped.
+                 if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+                   interrupted = true;
+                   PyErr_Clear();
+                 } else {
+                   pending_error = std::make_exception_ptr(py::error_already_set());
+                 }
                  return true;
                }
                if (!progress.is_none()) {
@@ -211,7 +217,7 @@ void bind_engine(py::module_& m) {
            [](Engine& e, int64_t n) {
              py::gil_scoped_release release;
              e.users.ensure(e.params, n);
-           })
+           }, py::arg("n"))
       .def("user_state",
            [](const Engine& e, int64_t user) {
              const py::ssize_t H = e.params.H;
@@ -220,7 +226,7 @@ void bind_engine(py::module_& m) {
              int64_t n_events;
              e.users.state(user, u.mutable_data(), h.mutable_data(), &last_ts, &n_events);
              return py::make_tuple(u, h, last_ts, n_events);
-           })
+           }, py::arg("user"))
       .def("put_events",
            [](Engine& e, int64_t user, const Arr<int32_t>& items, const Arr<double>& ts,
               const std::optional<Arr<int64_t>>& session) {
@@ -274,7 +280,7 @@ void bind_engine(py::module_& m) {
            [](Engine& e, const Arr<float>& s) {
              const float* p = checked(s, {e.params.n_items}, "fallback scores");
              e.set_fallback_scores(std::vector<float>(p, p + e.params.n_items));
-           })
+           }, py::arg("scores"))
       .def("scoring_table_bytes", &Engine::scoring_table_bytes)
       .def("recommend",
            [](const Engine& e, int64_t user, int k, bool exclude_interacted,
@@ -356,7 +362,7 @@ void bind_engine(py::module_& m) {
                hrnn::require(i >= -1 && i < e.params.n_items, "history item index out of range");
              py::gil_scoped_release release;
              e.users.load(std::move(a));
-           })
+           }, py::arg("users"))
       .def("next_item_ranks",
            [](const Engine& e, const Arr<int64_t>& p_off, const Arr<int32_t>& p_items, const Arr<double>& p_ts,
               const Arr<uint8_t>& p_new, const Arr<int64_t>& t_off, const Arr<int32_t>& t_items,

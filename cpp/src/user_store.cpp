@@ -137,7 +137,7 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
     gaps[i] = static_cast<float>(gap);
     const bool by_session = session != nullptr && prev_session != kNoSession;
     // In double, as fit's session boundaries: a gap a hair above session_gap must not round to it.
-    news[i] = first || (by_session ? session[i] != prev_session : gap > session_gap);
+    news[i] = first || gap > session_gap || (by_session && session[i] != prev_session);
     prev_ts = ts[i];
     prev_session = session ? session[i] : kNoSession;
   }

@@ -194,7 +194,8 @@ class Baseline(Recommender):
 
     # -- real-time events -----------------------------------------------------------------------
     @_serialised
-    def put_events(self, user_id, item_ids, timestamps, session_id=None) -> None:
+    def put_events(self, user_id, item_ids, timestamps, session_id=None, event_type=None,
+                   event_value=None) -> None:
         """Append events to a user's history (a new user id is created).
 
         Parameters
@@ -209,6 +210,9 @@ class Baseline(Recommender):
         session_id : optional
             One session id for all these events, or one per event; a change of it starts a new
             session. Without one, the model's session gap decides.
+        event_type, event_value : optional
+            As in ``HRNN.put_events`` (one per event or one for all); checked, and every event
+            is recorded: the baselines have no event filters.
 
         Raises
         ------
@@ -216,7 +220,8 @@ class Baseline(Recommender):
             Lengths differ, a timestamp is not a finite number >= 0 or goes back in time, an id
             is not a string or an integer; nothing changes.
         """
-        items, idx, _, ts, sessions = _events(item_ids, timestamps, session_id, self._item_pos)
+        items, idx, _, ts, sessions = _events(item_ids, timestamps, session_id, self._item_pos,
+                                              event_type, event_value)
         _check_lookup(user_id, "user_id")
         if user_id not in self._hist.index and len(items):
             _check_id(user_id, "user_id")

@@ -252,13 +252,15 @@ class Histories:
                              f"({self.ts[u][-1]:.0f}); events must arrive in time order")
         gap = np.inf if gap is None else float(gap)
         new = np.zeros(len(ts), dtype=bool)
-        new[1:] = np.diff(ts) > gap if sessions is None else sessions[1:] != sessions[:-1]
+        new[1:] = np.diff(ts) > gap
+        if sessions is not None:
+            new[1:] |= sessions[1:] != sessions[:-1]
         if u < 0 or len(self.ts[u]) == 0:
             new[0] = True
-        elif sessions is not None and self.last_sid[u] is not None:  # as HRNN: else the gap decides
-            new[0] = int(sessions[0]) != self.last_sid[u]
-        else:
-            new[0] = ts[0] - self.ts[u][-1] > gap
+        else:  # as HRNN: the gap, or a session id other than the one of the user's last event
+            new[0] = ts[0] - self.ts[u][-1] > gap or (
+                sessions is not None and self.last_sid[u] is not None
+                and int(sessions[0]) != self.last_sid[u])
         if u < 0:
             u = len(self.ids)
             self.ids.append(user_id)

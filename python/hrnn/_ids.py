@@ -109,25 +109,64 @@ def _ids_of(item_ids: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return ids
 
 
-def _events(item_ids, timestamps, session_id, index: dict) -> tuple:
+def _events(item_ids, timestamps, session_id, index: dict, event_type=None, event_value=None,
+            filters=(None, None)) -> tuple:
     """A put_events call's checked arguments: (item ids as a list, int32 dense indices with -1
     for unknown items, the unknown ids as plain Python values, float64 timestamps in time order,
-    int64 session hashes or None). Every item id is checked, the unknown ones as new ids."""
+    int64 session hashes or None), of the events that pass the model's ``filters`` (its
+    event_type and event_value_threshold, as in fit). Every item id is checked, the unknown ones
+    that are kept as new ids."""
     if isinstance(item_ids, (set, frozenset, dict, MappingView)):  # (each item pairs with a timestamp)
         raise TypeError(f"item_ids must be in time order (a list, tuple or array), got an unordered "
                         f"{type(item_ids).__name__}")
     items = _as_list(item_ids, "item_ids")
     for i in items:
         _check_lookup(i, "item_ids")
-    idx = np.fromiter((index.get(i, -1) for i in items), dtype=np.int32, count=len(items))
-    unknown = [i.item() if isinstance(i, np.generic) else i for i, j in zip(items, idx) if j < 0]
-    for i in unknown:
-        _check_id(i, "item_ids")
     ts = _timestamps(timestamps, len(items))
     if (np.diff(ts) < 0).any():
         raise ValueError("timestamps must be in time order within one put_events call")
     sessions = None if session_id is None else _session_hashes(session_id, len(items))
+    keep = _kept(len(items), event_type, event_value, *filters)
+    if not keep.all():
+        items, ts = [i for i, k in zip(items, keep) if k], ts[keep]
+        sessions = None if sessions is None else sessions[keep]
+    idx = np.fromiter((index.get(i, -1) for i in items), dtype=np.int32, count=len(items))
+    unknown = [i.item() if isinstance(i, np.generic) else i for i, j in zip(items, idx) if j < 0]
+    for i in unknown:
+        _check_id(i, "item_ids")
     return items, idx, unknown, ts, sessions
+
+
+def _per_event(values, n: int, what: str) -> list:
+    values = _as_list(values, what)
+    if len(values) == 1:
+        values = values * n
+    if len(values) != n:
+        raise ValueError(f"{what} must be one value or one per event ({n}), got {len(values)}")
+    return values
+
+
+def _kept(n: int, event_type, event_value, wanted_types, threshold) -> np.ndarray:
+    """Boolean [n]: the events that ``fit``'s filters (``wanted_types``: the model's event_type,
+    ``threshold``: its event_value_threshold) would keep; an event without a type or a value
+    passes the filter that needs it."""
+    keep = np.ones(n, dtype=bool)
+    if event_type is not None:
+        types = _per_event(event_type, n, "event_type")
+        bad = next((t for t in types if not isinstance(t, str)), None)
+        if bad is not None:
+            raise TypeError(f"event_type must be a string or one string per event, got {bad!r}")
+        if wanted_types is not None:
+            wanted = {wanted_types} if isinstance(wanted_types, str) else set(wanted_types)
+            keep &= np.array([t in wanted for t in types], dtype=bool)
+    if event_value is not None:
+        values = _per_event(event_value, n, "event_value")
+        bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)), None)
+        if bad is not None:
+            raise TypeError(f"event_value must be a number or one number per event, got {bad!r}")
+        if threshold is not None:  # NaN fails the threshold, as a missing EVENT_VALUE in fit
+            keep &= np.nan_to_num(np.array(values, dtype=np.float64), nan=-np.inf) >= threshold
+    return keep
 
 
 def _check_num_results(num_results) -> None:

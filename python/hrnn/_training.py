@@ -92,7 +92,9 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
         for name, value in run.best_weights.items():
             engine.set_param(name, value)
         model.best_epoch_ = run.best_epoch
-    if auto and split is not None and run.weight is None:  # not trained on the held-out sessions
+    # Not trained on the held-out sessions: choose on them now, unless the user is waiting for
+    # an interrupted fit (the pass takes seconds on large logs).
+    if auto and split is not None and run.weight is None and not run.interrupted:
         run.weight = choose_weight(model, engine, split, metric, fallback)
     if rejoin:  # the prior and the cold users' popularity count every event
         pop = full_pop
@@ -105,9 +107,12 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     if log.last_sessions is not None:
         engine.set_last_sessions(log.last_sessions)
     model._set_catalogue(engine, log, pop)
+    model._fit_interrupted = run.interrupted  # hrnn.evaluate raises KeyboardInterrupt then
     if run.interrupted:
+        unchosen = (f" and the transition weight {run.weight:g} (not chosen on held-out sessions)"
+                    if auto and split is not None and not model.transition_weight_scores_ else "")
         warnings.warn(f"training interrupted by the user during epoch {len(model.history_)}; "
-                      "the model holds the parameters of the last completed mini-batch",
+                      f"the model holds the parameters of the last completed mini-batch{unchosen}",
                       RuntimeWarning, stacklevel=3)
 
 

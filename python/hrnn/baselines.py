@@ -106,12 +106,12 @@ class RepeatRule(Baseline):
     Parameters
     ----------
     decay : float or None
-        None learns ``q`` from the data (recommended); a number in (0, 1] imposes the shape
+        None learns ``q`` from the data (recommended); a number in [1e-9, 1] imposes the shape
         ``q[p] ~ decay ** p`` with the learned total. Used by ``fit``, as ``history_length``.
     transition_weight : float
         >= 0; ``w`` above: the weight of new items against repeats (1 = the plain mixture).
     transition_decay : float
-        In (0, 1]: position decay of the transition part.
+        In [1e-9, 1]: position decay of the transition part.
     smoothing : float
         > 0: pseudo-counts that pull the transition estimates towards popularity.
     history_length : int
@@ -208,7 +208,7 @@ class SessionKNN(Baseline):
     sample_size : int
         1..100000 candidate sessions per query (see above).
     session_gap : float or None
-        Seconds of inactivity that end a session (a SESSION_ID column overrides it).
+        Seconds of inactivity that end a session (a change of SESSION_ID ends one too).
     """
 
     def __init__(self, k=100, sample_size=500, session_gap=1800.0):

@@ -221,7 +221,7 @@ _TRAIN_FLAGS = [
      "auto = chosen after half the epochs on the last sessions of random users (2%% of the events, at "
      "least 2,000), held out until then (default: {default})"),
     (("--session-gap",), "session_gap", dict(type=float, metavar="SECONDS"),
-     "inactivity that starts a new session when the data has no SESSION_ID "
+     "inactivity that starts a new session (as does a change of SESSION_ID) "
      "(default: {default})"),
     (("--num-threads",), "num_threads", dict(type=int, metavar="N"),
      "threads for training and batch recommendations; 0 = all cores (default: {default})"),

@@ -182,9 +182,9 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
         Output of ``read_interactions`` or ``featurize`` (anything else is passed through
         ``read_interactions`` first).
     session_gap : float or None
-        A new session starts when the gap to the user's previous event exceeds this many seconds.
-        Ignored when the table has a SESSION_ID column: then a session starts where it changes.
-        None never splits a user's history by time.
+        A new session starts when the gap to the user's previous event exceeds this many seconds,
+        and, when the table has a SESSION_ID column, where the session id changes. None never
+        splits a user's history by time.
     item_ids : array-like, optional
         An existing item map (position = dense index); items not in it get index -1. By default
         items are numbered in order of first appearance in ``df``.
@@ -216,14 +216,13 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
     t = ts[order]
     new = np.zeros(len(t), dtype=bool)
     new[offsets[:-1]] = True
+    new[1:] |= np.diff(t) > gap
     last_sessions = None
     if SESSION_ID in df.columns:
         sid = pd.factorize(df[SESSION_ID])[0][order]
         new[1:] |= sid[1:] != sid[:-1]
         last = df[SESSION_ID].iloc[order[offsets[1:] - 1]].tolist()
         last_sessions = np.array([_stable_hash(v) for v in last], dtype=np.int64)
-    else:
-        new[1:] |= np.diff(t) > gap
     etypes = None
     if EVENT_TYPE in df.columns:
         # Few distinct types: indexing their codes beats materialising 10M Python strings.

@@ -127,8 +127,8 @@ def split_next_item(data, session_gap: float = 1800.0, columns=None) -> NextItem
     ----------
     data : DataFrame, path, dict or (users, items, timestamps)
     session_gap : float or None
-        Seconds of inactivity that start a new session (a SESSION_ID column overrides it; None:
-        never by time).
+        Seconds of inactivity that start a new session (a change of SESSION_ID starts one too;
+        None: never by time).
     columns : dict, optional
 
     Returns
@@ -251,6 +251,17 @@ def _next_item(model, split: NextItemSplit, return_details: bool, put_last: bool
     return out, details
 
 
+def _is_fitted(estimator) -> bool:
+    check = getattr(estimator, "_check_fitted", None)  # HRNN's and the baselines'
+    if check is None:
+        return False
+    try:
+        check()
+    except RuntimeError:
+        return False
+    return True
+
+
 def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 0,
              random_state=0, columns=None, holdout_fraction: float = 0.1,
              return_details: bool = False, session_gap: float = 1800.0,
@@ -260,7 +271,8 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
     Parameters
     ----------
     estimator : Recommender
-        Unfitted (its hyperparameters are what count); it is cloned and never modified.
+        Unfitted (its hyperparameters are what count); it is cloned and never modified. A
+        fitted one is cloned too, with a UserWarning: its fitted parameters are not scored.
     data : DataFrame, path, dict or (users, items, timestamps)
         Anything ``hrnn.data.read_interactions`` accepts.
     protocol : {"personalize", "next-item"}
@@ -286,8 +298,8 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         Also return a DataFrame with one row per held-out user (personalize) or per prediction
         (next-item: USER_ID, position in the session, target ITEM_ID, 1-based rank, 0 = miss).
     session_gap : float or None
-        Seconds that separate sessions (next-item; a SESSION_ID column overrides it; None: never
-        by time). The protocol's own, not the estimator's ``session_gap``: every model is scored
+        Seconds that separate sessions (next-item; a change of SESSION_ID separates them too;
+        None: never by time). The protocol's own, not the estimator's ``session_gap``: every model is scored
         on the same test sessions.
     return_estimator : bool
         Also return the fitted clone, under the result's key ``"estimator"`` (as scikit-learn's
@@ -312,6 +324,10 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
     if isinstance(estimator, type) or not hasattr(estimator, "clone"):
         what = f"the class {estimator.__name__}" if isinstance(estimator, type) else type(estimator).__name__
         raise TypeError(f"estimator must be an hrnn Recommender instance (e.g. HRNN()), got {what}")
+    if _is_fitted(estimator):
+        warnings.warn(f"evaluate fits a fresh clone of this {type(estimator).__name__} on the split's "
+                      "training part: its hyperparameters count, its fitted parameters are not used",
+                      UserWarning, stacklevel=2)
     # Both protocols' settings are checked whichever runs: a wrong one is never silently ignored.
     _check_fraction("holdout_fraction", holdout_fraction)
     check_gap("session_gap", session_gap)
@@ -339,6 +355,8 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
     except ValueError as e:  # (what fit refused is the split's training part, not all of data)
         raise ValueError(f"fitting on the training part of the split ({len(split.train):,} of "
                          f"{len(df):,} events): {e}") from e
+    if getattr(model, "_fit_interrupted", False):  # (HRNN's fit stops cleanly on Ctrl-C)
+        raise KeyboardInterrupt("training was interrupted: no metrics for a half-trained model")
     t1 = time.perf_counter()
     if protocol == "personalize":
         result, details = _personalize(model, split, return_details)

@@ -15,6 +15,9 @@ from ._ids import (_ONE_ID, _ONE_TIMESTAMP, MAX_TIMESTAMP, _as_list, _check_id, 
 from .base import Recommender
 
 
+BATCH_CHUNK = 8192  # users per native call of recommend_batch
+
+
 class HRNN(Recommender):
     """Hierarchical recurrent recommender with a learned, time-aware discount gate.
 
@@ -30,7 +33,8 @@ class HRNN(Recommender):
         Steps of truncated back-propagation through time, in [1, 32].
     recency_mask : bool, default False
         Weigh each event's loss, and the popularity used for negatives and cold users, by how
-        recent it is (halving every ``recency_half_life`` seconds before the log's end). Off by
+        recent it is (halving every ``recency_half_life`` seconds before the log's end, floored
+        at 1e-3 of the newest event's weight, then normalised to mean 1). Off by
         default (Personalize's recipe has it on): it teaches the model the *recent* popularity,
         which misleads it about users whose activity lies further back (README, "Model").
     min_user_history_length_percentile, max_user_history_length_percentile : float
@@ -92,7 +96,7 @@ class HRNN(Recommender):
         (``epochs=1`` and logs without such users get the fallback). The choice is
         ``transition_weight_`` (docs/engine.md).
     session_gap : float
-        Seconds of inactivity that end a session (when the data has no SESSION_ID).
+        1..1e9 seconds of inactivity that end a session (a change of SESSION_ID ends one too).
     recency_half_life : float, optional
         Half-life in seconds of the recency weights; None = a quarter of the log's time span.
     num_threads : int
@@ -298,7 +302,7 @@ class HRNN(Recommender):
         self._new_users = []  # users that put_events created, after the stored ones
         self._item_lookup = None
         self._lock = threading.RLock()
-        self.unknown_item_events_ = Counter(unknown_items or {})
+        self._unknown_items = Counter(unknown_items or {})
 
     def to(self, device: str) -> "HRNN":
         """Train and score on ``device`` ("cpu" or "cuda") from now on; returns self.
@@ -401,16 +405,26 @@ class HRNN(Recommender):
         for u in ids:
             _check_lookup(u, "user_id")
         users = np.fromiter((get(u, -1) for u in ids), dtype=np.int64, count=len(ids))
-        items, scores = self._engine.recommend_batch(users, exclude_interacted=exclude_interacted,
-                                                     num_threads=self.num_threads, **q)
+        def call(chunk):
+            return self._engine.recommend_batch(chunk, exclude_interacted=exclude_interacted,
+                                                num_threads=self.num_threads, **q)
+
+        if len(users) <= BATCH_CHUNK:
+            items, scores = call(users)
+        else:  # in chunks, so that Ctrl-C stops a batch of millions between two of them
+            items = np.empty((len(users), q["k"]), dtype=np.int32)
+            scores = np.empty((len(users), q["k"]), dtype=np.float32)
+            for a in range(0, len(users), BATCH_CHUNK):
+                items[a:a + BATCH_CHUNK], scores[a:a + BATCH_CHUNK] = call(users[a:a + BATCH_CHUNK])
         return _ids_of(self.item_ids_, items), scores
 
-    def put_events(self, user_id, item_ids, timestamps, session_id=None) -> None:
+    def put_events(self, user_id, item_ids, timestamps, session_id=None, event_type=None,
+                   event_value=None) -> None:
         """Record a user's new events and advance its state, without retraining.
 
         The same C++ step as training moves the user's session and user state; a new session
-        starts when the gap to the previous event exceeds ``session_gap`` (or, when session ids
-        are given, when the session id changes). A new user id is created on the fly, starting
+        starts when the gap to the previous event exceeds ``session_gap`` or, when session ids
+        are given, when the session id changes. A new user id is created on the fly, starting
         from the learned initial state. An item the model has never seen enters the step as a
         zero input vector: it still advances the clock and the session logic, and its id is
         counted in ``unknown_item_events_`` (retrain to learn it).
@@ -426,9 +440,17 @@ class HRNN(Recommender):
             One session id for all these events, or one per event. A user's first event with a
             session id continues the session of its last training event when that had the same
             SESSION_ID; without a SESSION_ID column in training, the gap rule decides that one.
+        event_type : str or sequence of str, optional
+            One event type for all these events, or one per event. A model fitted with
+            ``event_type`` records only the events of those types (the others change nothing,
+            as in ``fit``); without this argument every event is recorded.
+        event_value : number or sequence of numbers, optional
+            As ``event_type``, for ``event_value_threshold``: events below it (or NaN) are not
+            recorded.
         """
         self._check_fitted()
-        if (session_id is None and isinstance(item_ids, _ONE_ID) and type(item_ids) is not bool
+        if (session_id is None and event_type is None and event_value is None
+                and isinstance(item_ids, _ONE_ID) and type(item_ids) is not bool
                 and isinstance(timestamps, _ONE_TIMESTAMP) and type(timestamps) is not bool
                 and 0 <= timestamps <= MAX_TIMESTAMP):
             # one event as plain scalars, the usual real-time call: the checks below, without arrays
@@ -436,20 +458,36 @@ class HRNN(Recommender):
             idx = self._item_index().get(item, -1)
             if idx < 0:  # the types were checked above; a new id must also fit a model file
                 _check_id(item, "item_ids")
-            self._engine.put_event(self._user_for_events(user_id), idx, float(timestamps))
-            if idx < 0:
-                with self._lock:
-                    self.unknown_item_events_[item] += 1
+            user = self._user_for_events(user_id)
+            if idx >= 0:
+                self._engine.put_event(user, idx, float(timestamps))
+                return
+            with self._lock:  # the event and its count together: a save sees both or neither
+                self._engine.put_event(user, idx, float(timestamps))
+                self._unknown_items[item] += 1
             return
         # Checked before a new user is created for these events.
-        items, idx, unknown, ts, sessions = _events(item_ids, timestamps, session_id, self._item_index())
+        items, idx, unknown, ts, sessions = _events(
+            item_ids, timestamps, session_id, self._item_index(), event_type, event_value,
+            (self.event_type, self.event_value_threshold))
         if not items:  # nothing to record: no user is created either
             _check_lookup(user_id, "user_id")
             return
-        self._engine.put_events(self._user_for_events(user_id), idx, ts, sessions)
-        if unknown:
-            with self._lock:
-                self.unknown_item_events_.update(unknown)
+        user = self._user_for_events(user_id)
+        if not unknown:
+            self._engine.put_events(user, idx, ts, sessions)
+            return
+        with self._lock:
+            self._engine.put_events(user, idx, ts, sessions)
+            self._unknown_items.update(unknown)
+
+    @property
+    def unknown_item_events_(self) -> Counter:
+        """Events per item id the model does not know, given to ``put_events`` since ``fit``
+        (kept in model files): a copy, safe to read while other threads put events."""
+        self._check_fitted()
+        with self._lock:
+            return Counter(self._unknown_items)
 
     def _user_for_events(self, user_id) -> int:
         """The user's index, creating the user (from the learned initial state) when new."""

@@ -12,10 +12,19 @@
 
 namespace hrnn {
 
+// libgomp's thread pool does not survive fork(): a child process that opens a parallel region
+// after its parent ran one hangs (pre-fork servers, multiprocessing's "fork"). Such a child runs
+// single-threaded instead (parallel.cpp).
+void note_parallel_use();
+bool forked_after_parallel_use();
+
 // 0 = all cores.
 inline int resolve_threads(int num_threads) {
 #ifdef HRNN_HAVE_OPENMP
-  return num_threads > 0 ? num_threads : omp_get_num_procs();
+  if (forked_after_parallel_use()) return 1;
+  const int nt = num_threads > 0 ? num_threads : omp_get_num_procs();
+  if (nt > 1) note_parallel_use();
+  return nt;
 #else
   (void)num_threads;
   return 1;
