@@ -305,11 +305,24 @@ class HRNN(Recommender):
         self._unknown_items = Counter(unknown_items or {})
 
     def to(self, device: str) -> "HRNN":
-        """Train and score on ``device`` ("cpu" or "cuda") from now on; returns self.
+        """Train and score on ``device`` from now on.
 
         A fitted model moves its batch scoring there at once; its parameters and user states stay
-        on the host either way, so model files do not depend on the device. ValueError, naming
-        the reason, when CUDA is not available here.
+        on the host either way, so model files do not depend on the device.
+
+        Parameters
+        ----------
+        device : {"cpu", "cuda"}
+
+        Returns
+        -------
+        HRNN
+            self.
+
+        Raises
+        ------
+        ValueError
+            CUDA is not available here (the message says why: no CUDA build, no device).
         """
         _params.check("device", device)
         _device.require(device)
@@ -336,8 +349,23 @@ class HRNN(Recommender):
         return len(self.item_ids_)
 
     def user_state(self, user_id) -> tuple:
-        """``(u, h)``: a known user's user-level and session states after its last event, float32
-        copies [hidden_dimension]; KeyError for a user neither trained on nor given to put_events."""
+        """A known user's states after its last event.
+
+        Parameters
+        ----------
+        user_id
+            A user trained on or given to ``put_events``.
+
+        Returns
+        -------
+        (u, h) : float32 arrays [hidden_dimension]
+            Copies of the user-level and the session state.
+
+        Raises
+        ------
+        KeyError
+            For any other user id.
+        """
         self._check_fitted()
         _check_lookup(user_id, "user_id")
         user = self._user_index.get(user_id)
@@ -518,8 +546,23 @@ class HRNN(Recommender):
     # --------------------------------------------------------------------------- model files
 
     def save(self, path) -> None:
-        """Write the model to ``path`` (its folder must exist) atomically: the parameters, the id
-        maps, every user's state and history, the prior and ``fit``'s records (:func:`hrnn.load`)."""
+        """Write the model to one file, atomically (:func:`hrnn.load` reads it back).
+
+        The file holds the parameters, the id maps, every user's state and history (users
+        created by ``put_events`` included), the transition prior and ``fit``'s records.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write; its folder must exist. An existing file is replaced only once the
+            new one is complete.
+
+        Raises
+        ------
+        OSError
+            FileNotFoundError for a missing folder, IsADirectoryError for a folder's path, or what
+            writing the file met; the old file, if any, is left as it was.
+        """
         self._check_fitted()
         from . import model_file
         model_file.save(self, path)
