@@ -454,5 +454,5 @@ def test_put_events_takes_event_types_and_values(log):
         model.put_events("typed", ["i1", "i2"], [4e9, 4e9 + 1], event_type=["view", "buy"], event_value=2)
         h = model._hist
         assert h.items[h.index["typed"]].tolist() == [model._item_pos["i1"], model._item_pos["i2"]], cls
-        with pytest.raises(TypeError, match="event_type"):
-            model.put_events("typed", ["i1"], [4e9 + 2], event_type=1)
+        with pytest.raises(TypeError, match="event_value"):
+            model.put_events("typed", ["i1"], [4e9 + 2], event_value="high")

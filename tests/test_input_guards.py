@@ -241,6 +241,14 @@ def test_event_filters_apply_to_evaluation_and_numeric_event_types():
     assert len(details) and details["ITEM_ID"].str.startswith("b").all()
     out = hrnn.evaluate(model, table, protocol="personalize")
     assert out["n_users"] > 0
+    # put_events compares its event types as fit does, as text: 2 is "2", a missing type is none.
+    fitted = model.clone().fit(table)
+    t = ts.max() + 1
+    fitted.put_events("typed", ["b1", "b2", "b3", "b4"], [t, t + 1, t + 2, t + 3],
+                      event_type=[2, 1, None, np.int64(2)])
+    fitted.put_events("kept", ["b1", "b4"], [t, t + 3])
+    for a, b in zip(fitted.user_state("typed"), fitted.user_state("kept")):
+        np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="no events of type '3'; EVENT_TYPE values present: '2', '1'"):
         hrnn.HRNN(**FAST, event_type="3").fit(table)
     with pytest.raises(ValueError, match=r"percentiles 0.5..0.5 keep no user"):

@@ -209,7 +209,7 @@ class Baseline(Recommender):
             Unix seconds, non-decreasing and not older than the user's last event.
         session_id : optional
             One session id for all these events, or one per event; a change of it starts a new
-            session. Without one, the model's session gap decides.
+            session, as does a gap beyond the model's session gap (with or without ids).
         event_type, event_value : optional
             As in ``HRNN.put_events`` (one per event or one for all); checked, and every event
             is recorded: the baselines have no event filters.

@@ -116,10 +116,7 @@ def _events(item_ids, timestamps, session_id, index: dict, event_type=None, even
     int64 session hashes or None), of the events that pass the model's ``filters`` (its
     event_type and event_value_threshold, as in fit). Every item id is checked, the unknown ones
     that are kept as new ids."""
-    if isinstance(item_ids, (set, frozenset, dict, MappingView)):  # (each item pairs with a timestamp)
-        raise TypeError(f"item_ids must be in time order (a list, tuple or array), got an unordered "
-                        f"{type(item_ids).__name__}")
-    items = _as_list(item_ids, "item_ids")
+    items = _as_list(_ordered(item_ids, "item_ids"), "item_ids")
     for i in items:
         _check_lookup(i, "item_ids")
     ts = _timestamps(timestamps, len(items))
@@ -137,8 +134,16 @@ def _events(item_ids, timestamps, session_id, index: dict, event_type=None, even
     return items, idx, unknown, ts, sessions
 
 
+def _ordered(values, what: str):
+    """``values``, refused when unordered: each one pairs with an event by position."""
+    if isinstance(values, (set, frozenset, dict, MappingView)):
+        raise TypeError(f"{what} must be in time order (a list, tuple or array), got an unordered "
+                        f"{type(values).__name__}")
+    return values
+
+
 def _per_event(values, n: int, what: str) -> list:
-    values = _as_list(values, what)
+    values = _as_list(_ordered(values, what), what)
     if len(values) == 1:
         values = values * n
     if len(values) != n:
@@ -146,26 +151,38 @@ def _per_event(values, n: int, what: str) -> list:
     return values
 
 
+def event_type_mask(types, wanted) -> np.ndarray:
+    """Boolean mask of the events whose type is one of ``wanted`` (a string or a list of them),
+    compared as text (a CSV column of 1 / 2 is read as integers, the filter is "1" / "2"); a
+    missing type is none of them."""
+    wanted = {wanted} if isinstance(wanted, str) else set(wanted)
+    codes, kinds = pd.factorize(np.asarray(types, dtype=object) if isinstance(types, list) else types)
+    return np.append([str(k) in wanted for k in kinds], False)[codes]
+
+
+def event_value_mask(values, threshold: float) -> np.ndarray:
+    """Boolean mask of the events whose value is >= ``threshold``; a missing one (NaN) is not."""
+    return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-np.inf) >= float(threshold)
+
+
 def _kept(n: int, event_type, event_value, wanted_types, threshold) -> np.ndarray:
     """Boolean [n]: the events that ``fit``'s filters (``wanted_types``: the model's event_type,
-    ``threshold``: its event_value_threshold) would keep; an event without a type or a value
-    passes the filter that needs it."""
+    ``threshold``: its event_value_threshold) would keep, with their types and values as in an
+    EVENT_TYPE / EVENT_VALUE column; without types (values), the filter that needs them passes
+    every event."""
     keep = np.ones(n, dtype=bool)
     if event_type is not None:
         types = _per_event(event_type, n, "event_type")
-        bad = next((t for t in types if not isinstance(t, str)), None)
-        if bad is not None:
-            raise TypeError(f"event_type must be a string or one string per event, got {bad!r}")
         if wanted_types is not None:
-            wanted = {wanted_types} if isinstance(wanted_types, str) else set(wanted_types)
-            keep &= np.array([t in wanted for t in types], dtype=bool)
+            keep &= event_type_mask(types, wanted_types)
     if event_value is not None:
         values = _per_event(event_value, n, "event_value")
-        bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)), None)
-        if bad is not None:
-            raise TypeError(f"event_value must be a number or one number per event, got {bad!r}")
-        if threshold is not None:  # NaN fails the threshold, as a missing EVENT_VALUE in fit
-            keep &= np.nan_to_num(np.array(values, dtype=np.float64), nan=-np.inf) >= threshold
+        bad = [v for v in values if v is not None and v is not pd.NA
+               and (isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real))]
+        if bad:
+            raise TypeError(f"event_value must be a number or one number per event, got {bad[0]!r}")
+        if threshold is not None:  # a missing value fails the threshold, as in fit
+            keep &= event_value_mask([np.nan if v is None or v is pd.NA else v for v in values], threshold)
     return keep
 
 

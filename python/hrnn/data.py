@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import _reading as _v
-from ._ids import _check_text_ids, _stable_hash
+from ._ids import _check_text_ids, _stable_hash, event_type_mask, event_value_mask
 from ._params import check_gap
 from ._reading import (CANONICAL, EVENT_TYPE, EVENT_VALUE, ITEM_ID, OPTIONAL,  # noqa: F401
                         REQUIRED, SESSION_ID, TIMESTAMP, USER_ID)
@@ -317,19 +317,15 @@ def filter_events(df, event_type=None, event_value_threshold: Optional[float] = 
         if not (isinstance(event_type, str) or (isinstance(event_type, (list, tuple, set)) and event_type
                                                 and all(isinstance(e, str) for e in event_type))):
             raise TypeError(f"event_type must be a string or a list of strings, got {event_type!r}")
-        wanted = {event_type} if isinstance(event_type, str) else set(event_type)
-        # Compared as text: a CSV column of 1 / 2 is read as integers, the filter is "1" / "2".
-        codes, kinds = pd.factorize(df[EVENT_TYPE])
-        keep &= np.append([str(k) in wanted for k in kinds], False)[codes]
+        keep &= event_type_mask(df[EVENT_TYPE], event_type)
         if not keep.any():
-            present = ", ".join(repr(str(k)) for k in kinds[:20])
+            present = ", ".join(repr(str(k)) for k in pd.unique(df[EVENT_TYPE].dropna())[:20])
             raise ValueError(f"no events of type {event_type!r}; EVENT_TYPE values present: "
                              f"{present}")
     if event_value_threshold is not None:
         if EVENT_VALUE not in df.columns:
             raise KeyError(_missing(EVENT_VALUE, "event_value_threshold", df))
-        keep &= np.nan_to_num(df[EVENT_VALUE].to_numpy(dtype=np.float64),
-                              nan=-np.inf) >= float(event_value_threshold)
+        keep &= event_value_mask(df[EVENT_VALUE].to_numpy(dtype=np.float64), event_value_threshold)
         if not keep.any():
             raise ValueError(f"no events left with EVENT_VALUE >= {event_value_threshold}")
     return df if keep.all() else df.loc[keep].reset_index(drop=True)

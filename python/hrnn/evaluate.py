@@ -257,7 +257,7 @@ def _is_fitted(estimator) -> bool:
         return False
     try:
         check()
-    except RuntimeError:
+    except Exception:  # (ours raise RuntimeError; another library's may raise what it likes)
         return False
     return True
 
@@ -324,16 +324,16 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
     if isinstance(estimator, type) or not hasattr(estimator, "clone"):
         what = f"the class {estimator.__name__}" if isinstance(estimator, type) else type(estimator).__name__
         raise TypeError(f"estimator must be an hrnn Recommender instance (e.g. HRNN()), got {what}")
-    if _is_fitted(estimator):
-        warnings.warn(f"evaluate fits a fresh clone of this {type(estimator).__name__} on the split's "
-                      "training part: its hyperparameters count, its fitted parameters are not used",
-                      UserWarning, stacklevel=2)
     # Both protocols' settings are checked whichever runs: a wrong one is never silently ignored.
     _check_fraction("holdout_fraction", holdout_fraction)
     check_gap("session_gap", session_gap)
     _rng(random_state)
     if fit_params is not None and not isinstance(fit_params, dict):
         raise TypeError(f"fit_params must be a dict of fit's keyword arguments, got {fit_params!r}")
+    if _is_fitted(estimator):
+        warnings.warn(f"evaluate fits a fresh clone of this {type(estimator).__name__} on the split's "
+                      "training part: its hyperparameters count, its fitted parameters are not used",
+                      UserWarning, stacklevel=2)
     df = read_interactions(data, columns)
     model = estimator.clone()
     params = model.get_params()

@@ -467,14 +467,16 @@ class HRNN(Recommender):
         session_id : optional
             One session id for all these events, or one per event. A user's first event with a
             session id continues the session of its last training event when that had the same
-            SESSION_ID; without a SESSION_ID column in training, the gap rule decides that one.
+            SESSION_ID and the gap is within ``session_gap``; without a SESSION_ID column in
+            training, the gap alone decides that one.
         event_type : str or sequence of str, optional
-            One event type for all these events, or one per event. A model fitted with
-            ``event_type`` records only the events of those types (the others change nothing,
-            as in ``fit``); without this argument every event is recorded.
+            One event type for all these events, or one per event, compared as text as in ``fit``
+            (2 is "2"; None is no type). A model fitted with ``event_type`` records only the
+            events of those types (the others change nothing); without this argument every event
+            is recorded.
         event_value : number or sequence of numbers, optional
-            As ``event_type``, for ``event_value_threshold``: events below it (or NaN) are not
-            recorded.
+            As ``event_type``, for ``event_value_threshold``: events below it (or NaN / None)
+            are not recorded.
         """
         self._check_fitted()
         if (session_id is None and event_type is None and event_value is None
@@ -512,8 +514,10 @@ class HRNN(Recommender):
     @property
     def unknown_item_events_(self) -> Counter:
         """Events per item id the model does not know, given to ``put_events`` since ``fit``
-        (kept in model files): a copy, safe to read while other threads put events."""
-        self._check_fitted()
+        (kept in model files): a copy, safe to read while other threads put events; the counts
+        start over with the next ``fit``. Only a fitted model has it (AttributeError before)."""
+        if self._engine is None:  # as any fitted attribute: hasattr() is False before fit
+            raise AttributeError("unknown_item_events_: this HRNN is not fitted yet")
         with self._lock:
             return Counter(self._unknown_items)
 

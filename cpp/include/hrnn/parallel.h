@@ -14,7 +14,7 @@ namespace hrnn {
 
 // libgomp's thread pool does not survive fork(): a child process that opens a parallel region
 // after its parent ran one hangs (pre-fork servers, multiprocessing's "fork"). Such a child runs
-// single-threaded instead (parallel.cpp).
+// single-threaded instead (parallel.cpp). Every region below notes its use first.
 void note_parallel_use();
 bool forked_after_parallel_use();
 
@@ -22,9 +22,7 @@ bool forked_after_parallel_use();
 inline int resolve_threads(int num_threads) {
 #ifdef HRNN_HAVE_OPENMP
   if (forked_after_parallel_use()) return 1;
-  const int nt = num_threads > 0 ? num_threads : omp_get_num_procs();
-  if (nt > 1) note_parallel_use();
-  return nt;
+  return num_threads > 0 ? num_threads : omp_get_num_procs();
 #else
   (void)num_threads;
   return 1;
@@ -71,6 +69,7 @@ void parallel_for(int64_t n, int num_threads, F&& fn, int64_t chunk = 1) {
     return;
   }
 #ifdef HRNN_HAVE_OPENMP
+  note_parallel_use();
 #pragma omp parallel for num_threads(nt) schedule(dynamic, chunk)
 #endif
   for (int64_t i = 0; i < n; ++i) errors.run([&] { fn(i); });
@@ -83,6 +82,7 @@ void parallel_team(int num_threads, F&& fn) {
   ExceptionCollector errors;
   const int nt = resolve_threads(num_threads);
 #ifdef HRNN_HAVE_OPENMP
+  if (nt > 1) note_parallel_use();
 #pragma omp parallel num_threads(nt) if (nt > 1)
   errors.run([&] { fn(omp_get_thread_num(), omp_get_num_threads()); });
 #else
