@@ -123,3 +123,21 @@ def test_recommend_finds_the_integer_ids_of_a_mixed_id_model(tmp_path, capsys):
         assert cli.main(["recommend", str(path), "--user", str(user), "--json", "-n", "5"]) == 0
         got = json.loads(capsys.readouterr().out)
         assert got["userId"] == user and got["recommendedItems"] == model.recommend(user, 5)[0].tolist()
+
+
+def test_evaluate_scores_every_model_on_the_events_the_saved_filters_keep(tmp_path, capsys):
+    """A model trained on purchases only: the baselines are scored on the same filtered log, so
+    the paired differences pair up (they failed with "different splits" on next-item, and paired
+    different held-out events without a word on personalize)."""
+    df = make_log(3_000, n_users=60, n_items=300, seed=1)
+    df["event_type"] = ["view" if i % 4 == 0 else "buy" for i in range(len(df))]
+    csv, model = tmp_path / "typed.csv", tmp_path / "typed.hrnn"
+    df.to_csv(csv, index=False)
+    assert cli.main(["train", str(csv), "-o", str(model), "--epochs", "1", "--no-progress", "--num-threads",
+                     "1", "--hidden-dimension", "32", "--event-type", "buy", "--no-minimums"]) == 0
+    assert "after the event filters" in capsys.readouterr().out
+    assert cli.main(["evaluate", str(model), str(csv), "--baselines", "--json", "--no-minimums"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    paired = [row for row in lines if row.get("kind") == "paired"]
+    assert {row["protocol"] for row in paired} == {"personalize", "next-item"}
+    assert len({row["n_users"] for row in lines if row.get("kind") != "paired" and row["protocol"] == "next-item"}) == 1

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hrnn
-from hrnn.data import (EventLog, build_event_log, check_minimums, check_percentiles, featurize,
+from hrnn.data import (EventLog, build_event_log, check_minimums, check_percentiles, featurize, filter_events,
                        last_session_starts, popularity, read_interactions, recency_weights,
                        session_offsets)
 
@@ -304,6 +304,16 @@ class TestEventLog:
         assert session_offsets(log).tolist() == [0, 2, 3, 4, 5, 6]
         assert last_session_starts(log).tolist() == [4, 5]
         assert build_event_log(df, session_gap=None).new_session.tolist() == [1, 0, 1, 1, 0, 1]
+        # A frame with the canonical required columns but a raw optional one is read first.
+        raw = pd.DataFrame({"USER_ID": [1, 1], "ITEM_ID": [1, 2], "TIMESTAMP": [0, 10],
+                            "session_id": ["a", "b"]})
+        assert build_event_log(raw).new_session.tolist() == [1, 1]
+
+    def test_event_types_compare_as_text(self):
+        df = read_interactions({"user_id": [1] * 4, "item_id": range(4), "timestamp": range(4),
+                                "event_type": [1.0, 2.0, 2.0, 2.5]})
+        assert filter_events(df, "2")["ITEM_ID"].tolist() == [1, 2]  # (1.0 used to read "1.0")
+        assert filter_events(df, ["1", "2.5"])["ITEM_ID"].tolist() == [0, 3]
 
     def test_item_map_event_types_raw_source(self):
         df = read_interactions({"user_id": [1, 1, 2], "item_id": ["x", "zz", "y"],

@@ -212,7 +212,7 @@ class TestInspect:
         assert main(["inspect", str(path), "--user-col", "who", "--item-col", "what",
                      "--time-col", "when", "--session-col", "sess"]) == 0
         out = capsys.readouterr().out
-        assert "from SESSION_ID" in out and "sessions                3" in out
+        assert "where SESSION_ID changes or after 1800 s" in out and "sessions                3" in out
 
     def test_missing_file(self, tmp_path, capsys):
         assert main(["inspect", str(tmp_path / "nope.csv")]) == 2

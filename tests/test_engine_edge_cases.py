@@ -280,6 +280,8 @@ def test_put_events_applies_the_event_filters_of_fit(small_log):
         np.testing.assert_array_equal(x, y)
     assert "new item" not in m.unknown_item_events_  # a filtered event is not counted either
     m.put_events("nothing kept", a, t, event_type="view")
+    m.put_events("nothing kept", [a, b], [t, t + 1], event_type=[None, np.nan])  # no types at all
+    m.put_events("nothing kept", a, t, event_value=[None])
     assert "nothing kept" not in set(m.known_user_ids)  # no user created for it
     m.put_events("one type for all", [a, b], [t, t + 1], event_type="purchase", event_value=3)
     m.put_events("both", [a, b], [t, t + 1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import struct
 import tempfile
 
@@ -223,3 +224,21 @@ def test_missing_file():
 def test_no_pickle_in_the_file(saved):
     _, path = saved
     assert b"\x80\x04\x95" not in path.read_bytes()[:64]
+
+
+def test_a_saved_file_gets_the_permissions_of_any_new_file(saved, tmp_path):
+    """Not mkstemp's 0o600: a serving process running as another user must be able to read it.
+    A file that is replaced keeps its own permissions."""
+    m, _ = saved
+    previous = os.umask(0o022)
+    try:
+        m.save(tmp_path / "new.hrnn")
+        assert stat.S_IMODE(os.stat(tmp_path / "new.hrnn").st_mode) == 0o644
+        os.umask(0o077)
+        m.save(tmp_path / "private.hrnn")
+        assert stat.S_IMODE(os.stat(tmp_path / "private.hrnn").st_mode) == 0o600
+        os.chmod(tmp_path / "new.hrnn", 0o640)
+        m.save(tmp_path / "new.hrnn")
+        assert stat.S_IMODE(os.stat(tmp_path / "new.hrnn").st_mode) == 0o640
+    finally:
+        os.umask(previous)

@@ -77,6 +77,12 @@ def test_paired_difference_rejects_what_does_not_pair():
         hrnn.paired_difference(a, a.assign(USER_ID=["a", "c", "a", "c", "a"]), "recall@20")
     with pytest.raises(ValueError, match="different splits"):
         hrnn.paired_difference([a, a.iloc[:4]], a, "recall@20")
+    # The same users, but other targets / held-out counts: fed different events (event filters).
+    with pytest.raises(ValueError, match="different splits"):
+        hrnn.paired_difference(a, a.assign(ITEM_ID=[1, 2, 3, 4, 6]), "recall@20")
+    p = personalize_details([0.2] * 3, [1.0] * 3)
+    with pytest.raises(ValueError, match="different splits"):
+        hrnn.paired_difference(p, p.assign(n_truth=[1, 2, 2]), "precision@5")
     with pytest.raises(ValueError, match="coverage"):
         hrnn.paired_difference(personalize_details([0.2] * 3, [1.0] * 3),
                                personalize_details([0.2] * 3, [1.0] * 3), "coverage")

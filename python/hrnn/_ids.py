@@ -157,7 +157,15 @@ def event_type_mask(types, wanted) -> np.ndarray:
     missing type is none of them."""
     wanted = {wanted} if isinstance(wanted, str) else set(wanted)
     codes, kinds = pd.factorize(np.asarray(types, dtype=object) if isinstance(types, list) else types)
-    return np.append([str(k) in wanted for k in kinds], False)[codes]
+    return np.append(np.array([_as_text(k) in wanted for k in kinds], dtype=bool), False)[codes]
+
+
+def _as_text(kind) -> str:
+    """An event type as the text a filter names: a whole number read as a float (a Parquet
+    column of 1.0 / 2.0) is the integer's text, as for ids."""
+    if isinstance(kind, (float, np.floating)) and float(kind).is_integer():
+        return str(int(kind))
+    return str(kind)
 
 
 def event_value_mask(values, threshold: float) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Baselines with the same interface as HRNN, for honest comparison.
+"""Baselines with HRNN's fit / recommend / recommend_batch / put_events interface, for honest
+comparison (no model files: they fit in seconds).
 
 ``Popularity``, ``Markov``, ``RepeatRule`` and ``SessionKNN`` learn from an interactions table
 with ``fit``, keep every user's history (dense item indices) and extend it with ``put_events``,

@@ -295,7 +295,8 @@ def _run_train(args: argparse.Namespace) -> int:
     rows = [("model", f"{args.output}"),
             ("users", f"{len(model.user_ids_):,}"),
             ("items", f"{len(model.item_ids_):,}"),
-            ("events", f"{len(table):,}"),
+            ("events", f"{len(table):,}" + (f" ({model._log.n_events:,} after the event filters)"
+                                             if model._log.n_events < len(table) else "")),
             ("epochs", f"{len(history)}"),
             ("seconds", f"{seconds:,.1f} (reading, training and computing user states)"),
             ("events/s", f"{train_events / max(train_seconds, 1e-9):,.0f} (training)"),

@@ -81,7 +81,7 @@ examples:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from . import quickstart
-    from .data import read_interactions
+    from .data import filter_events, read_interactions
     from .model_file import load
 
     model = load(args.model)
@@ -90,7 +90,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.baselines:
         contenders.update({k: v for k, v in quickstart.contenders(None, args.random_state).items() if k != "hrnn"})
     cli = _cli()
-    table = read_interactions(args.data, cli._columns(args))
+    # The model's event filters apply to every contender's log: the baselines have none of their
+    # own, and a paired difference needs the same held-out events on both sides.
+    table = filter_events(read_interactions(args.data, cli._columns(args)), params["event_type"],
+                          params["event_value_threshold"])
     fit_params = cli._fit_params(args)
     protocols = (quickstart.possible_protocols(table) if args.protocol == "both"
                  else [p for p in quickstart.PROTOCOLS if p[0] == args.protocol])

@@ -87,9 +87,10 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
 
 
 def _as_interactions(df) -> pd.DataFrame:
-    # A frame with the canonical columns is taken to be read_interactions output already:
-    # validating 10M rows again would cost seconds on every call.
-    if isinstance(df, pd.DataFrame) and all(c in df.columns for c in REQUIRED):
+    # A frame of the canonical columns only, with numeric timestamps, is taken to be
+    # read_interactions output already: validating 10M rows again would cost seconds per call.
+    if (isinstance(df, pd.DataFrame) and all(c in df.columns for c in REQUIRED)
+            and set(df.columns) <= set(CANONICAL) and df[TIMESTAMP].dtype.kind in "iuf"):
         return df
     return read_interactions(df)
 

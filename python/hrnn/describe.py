@@ -150,9 +150,9 @@ class Description:
     def __str__(self) -> str:
         span = self.last_timestamp - self.first_timestamp
         with_time = span < 2 * 86400
-        how = "from SESSION_ID" if self.sessions_from_ids else (
-            f"a new one after {self.session_gap:g} s without events"
-            if self.session_gap is not None else "one per user")
+        rules = (["where SESSION_ID changes"] if self.sessions_from_ids else []) + (
+            [f"after {self.session_gap:g} s without events"] if self.session_gap is not None else [])
+        how = "a new one " + " or ".join(rules) if rules else "one per user"
         s = self.length_stats
         lines = [f"== {self.title}" if self.title else None,
                  f"events       {self.n_events:>12,}",
@@ -246,7 +246,7 @@ def describe(data, min_pct: float = 0.0, max_pct: float = 0.99, session_gap: Opt
     min_pct, max_pct : float
         The ``min/max_user_history_length_percentile`` to preview, in [0, 1].
     session_gap : float or None
-        Seconds without events that start a new session (unused with a SESSION_ID column).
+        Seconds without events that start a new session (as does a change of SESSION_ID).
     columns : dict, optional
         Canonical -> source column names, as in ``read_interactions``.
     event_type, event_value_threshold : optional

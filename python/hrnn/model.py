@@ -181,8 +181,9 @@ class HRNN(Recommender):
     def set_params(self, **params) -> "HRNN":
         """Set hyperparameters by name (validated; nothing changes if one is invalid).
 
-        On a fitted model ``session_gap`` and ``device`` take effect at once, as they would in a
-        saved and reloaded copy; the others shape the next ``fit``.
+        On a fitted model ``session_gap``, ``device``, ``event_type`` and
+        ``event_value_threshold`` take effect at once (the latter two in ``put_events``), as they
+        would in a saved and reloaded copy; the others shape the next ``fit``.
         """
         super().set_params(**params)
         if self._engine is not None:
@@ -471,12 +472,12 @@ class HRNN(Recommender):
             training, the gap alone decides that one.
         event_type : str or sequence of str, optional
             One event type for all these events, or one per event, compared as text as in ``fit``
-            (2 is "2"; None is no type). A model fitted with ``event_type`` records only the
+            (2 is "2"; None in a list is no type; None itself, the default, gives no types). A model fitted with ``event_type`` records only the
             events of those types (the others change nothing); without this argument every event
             is recorded.
         event_value : number or sequence of numbers, optional
-            As ``event_type``, for ``event_value_threshold``: events below it (or NaN / None)
-            are not recorded.
+            As ``event_type``, for ``event_value_threshold``: events below it (or NaN / None in a
+            list) are not recorded.
         """
         self._check_fitted()
         if (session_id is None and event_type is None and event_value is None

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import _per_event, standard_error
-from .data import USER_ID
+from .data import ITEM_ID, USER_ID
 from .evaluate import NEXT_ITEM_METRICS, PERSONALIZE_METRICS
 
 __all__ = ["per_unit_scores", "paired_difference"]
@@ -75,11 +75,15 @@ def _check_frame(details) -> None:
 
 
 def _unit_keys(details: pd.DataFrame) -> pd.DataFrame:
+    """What identifies a unit: its user (and position), and, where the details have it, what it
+    was scored against (the target item; the number of held-out items): two models fed
+    different events (one with event filters, one without) do not pair up."""
     _check_frame(details)
     cols = [USER_ID, "position"] if "rank" in details else [USER_ID]
     missing = [c for c in cols if c not in details]
     if missing:
         raise ValueError(f"details lack the column {missing[0]!r}: pass evaluate(..., return_details=True)'s")
+    cols += [c for c in (ITEM_ID, "n_truth") if c in details]
     return details[cols].reset_index(drop=True)
 
 
