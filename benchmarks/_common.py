@@ -9,10 +9,12 @@ import inspect
 import os
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 import hrnn
+from hrnn import datasets
 from hrnn.synthetic import make_log
 
 N_ITEMS = 100_000          # the catalogue the query benchmarks score
@@ -21,6 +23,31 @@ N_USERS = 2_000
 K = 25                     # items per recommendation (Personalize's default)
 BATCH_USERS = 1_000        # users per recommend_batch call
 HIDDEN = (43, 256)         # Personalize's default, and the largest hidden_dimension it allows
+
+
+# The data sets beside the repository (not part of a clone: see each folder's PROVENANCE.md).
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+BUNDLED = "movielens-latest-small"  # also shipped with hrnn
+
+
+def dataset_names() -> list:
+    """The data sets of ``DATASETS``, or the bundled one alone where that folder is missing."""
+    if not DATASETS.is_dir():
+        return [BUNDLED]
+    return sorted(p.name for p in DATASETS.iterdir() if (p / "interactions.csv.gz").exists())
+
+
+def read_dataset(name: str):
+    """A data set as hrnn reads it (yoochoose: each session is its own user); the bundled
+    MovieLens latest-small where ``DATASETS`` does not have it. SystemExit naming what is missing."""
+    path = DATASETS / name / "interactions.csv.gz"
+    if not path.exists():
+        if name != BUNDLED:
+            raise SystemExit(f"{path} not found: this benchmark reads the data sets of ../shared/datasets "
+                             f"beside the repository; without them, only the bundled {BUNDLED} is here")
+        path = datasets.movielens_small_path() / "interactions.csv.gz"
+    columns = {"USER_ID": "session_id"} if name.startswith("yoochoose") else None
+    return hrnn.read_interactions(path, columns=columns)
 
 
 def bench_model(hidden: int, cache_dir: str | None = None, verbose: bool = False,

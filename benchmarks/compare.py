@@ -1,8 +1,8 @@
 """hrnn's query (and, with --train, training) speed beside numpy doing the same computation,
 measured side by side in one run, as one table.
 
-    PYTHONPATH=python python benchmarks/compare.py            # queries: about 1-3 minutes
-    PYTHONPATH=python python benchmarks/compare.py --train    # + training events/s, beside
+    python benchmarks/compare.py            # queries: about 1-3 minutes
+    python benchmarks/compare.py --train    # + training events/s, beside
                                                               # PyTorch when torch is installed
 
 Variants are measured interleaved (blocks of calls, rotating), so a load spike from another
@@ -296,7 +296,7 @@ def training(n_events: int, rates, rounds: int) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="example:\n  PYTHONPATH=python python "
+                                epilog="example:\n  python "
                                        "benchmarks/compare.py --train --cache /tmp/hrnn-bench")
     p.add_argument("--hidden", type=int, nargs="+", default=list(_common.HIDDEN),
                    help="hidden dimensions of the query models (default: 43 256)")

@@ -2,7 +2,7 @@
 session, hidden 43 and 256, each only when a benchmark asks for it) and numpy's BLAS.
 
 Run with ``python -m pytest benchmarks --benchmark-only`` (needs pytest-benchmark:
-``pip install '.[bench]'``). The default ``python -m pytest`` runs ``tests/`` only.
+``pip install pytest-benchmark``, or ``'.[bench]'`` with torch). The default ``python -m pytest`` runs ``tests/`` only.
 Set ``HRNN_BENCH_CACHE=/some/folder`` to keep the fitted models between runs.
 """
 from __future__ import annotations
@@ -10,10 +10,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("pytest_benchmark", reason="the benchmarks need pytest-benchmark: "
-                                               "pip install '.[bench]'")
+import _common  # (benchmarks/ is on sys.path: pytest's rootdir-relative import)
 
-import _common  # noqa: E402  (benchmarks/ is on sys.path: pytest's rootdir-relative import)
+try:
+    import pytest_benchmark  # noqa: F401
+except ImportError:  # one line saying what to install, not a traceback
+    def pytest_addoption(parser):  # (the plugin's options, so that parsing gets as far as the message)
+        for name in ("--benchmark-only", "--benchmark-disable", "--benchmark-skip"):
+            parser.addoption(name, action="store_true")
+
+    def pytest_configure(config):
+        raise pytest.UsageError("the benchmarks need pytest-benchmark: pip install pytest-benchmark "
+                                "(or '.[bench]', which adds torch for the PyTorch comparison)")
 
 
 @pytest.fixture(scope="session")

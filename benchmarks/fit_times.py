@@ -1,17 +1,17 @@
 """The README's fit-time table: `HRNN().fit(data)` with the defaults on every data set in
 ../shared/datasets (yoochoose: each session is its own user), with training events/s.
 
-    PYTHONPATH=python python benchmarks/fit_times.py [--num-threads 0]
+    python benchmarks/fit_times.py [--num-threads 0]
 """
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import hrnn
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+from _common import dataset_names, read_dataset
+
 
 
 def main() -> None:
@@ -20,15 +20,14 @@ def main() -> None:
     args = ap.parse_args()
     print("| data set | events | users | items | fit seconds (total) | training events/s | final loss |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for folder in sorted(p for p in DATASETS.iterdir() if p.is_dir()):
-        cols = {"USER_ID": "session_id"} if folder.name.startswith("yoochoose") else None
-        table = hrnn.read_interactions(folder / "interactions.csv.gz", columns=cols)
+    for name in dataset_names():
+        table = read_dataset(name)
         model = hrnn.HRNN(num_threads=args.num_threads, random_state=0, show_progress=False)
         t0 = time.perf_counter()
         model.fit(table)
         seconds = time.perf_counter() - t0
         rate = sum(h["events"] for h in model.history_) / sum(h["seconds"] for h in model.history_)
-        print(f"| {folder.name} | {len(table):,} | {len(model.user_ids_):,} | {len(model.item_ids_):,} | "
+        print(f"| {name} | {len(table):,} | {len(model.user_ids_):,} | {len(model.item_ids_):,} | "
               f"{seconds:.1f} | {rate:,.0f} | {model.history_[-1]['loss']:.3f} |", flush=True)
 
 

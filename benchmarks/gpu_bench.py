@@ -6,7 +6,7 @@
 * recommend_batch users/s on a 1M-item catalogue (random parameters, the repeat score on, k = 25):
   the CUDA engine's default (the candidate pass) beside its full pass (every score written) and the CPU.
 
-    PYTHONPATH=python python benchmarks/gpu_bench.py [--out figures.json] [--quick]
+    python benchmarks/gpu_bench.py [--out figures.json] [--quick]
 
 Needs hrnn built with CUDA (pip install . -Ccmake.define.HRNN_CUDA=ON) and a visible device;
 benchmarks/gpu_check.sh runs it with the CUDA tests.

@@ -2,7 +2,7 @@
 where the prior floors every item of a user's history): the median user and the heaviest one, with
 and without ``exclude_interacted``, one thread, calls interleaved as in compare.py.
 
-    PYTHONPATH=python python benchmarks/heavy_users.py [--model FILE] [--calls 4000]
+    python benchmarks/heavy_users.py [--model FILE] [--calls 4000]
 
 ``--model FILE`` keeps the fitted model (defaults, random_state 0) there for later runs, so that
 two builds can be measured on the same model one after the other.

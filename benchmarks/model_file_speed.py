@@ -1,6 +1,6 @@
 """Save and load time of a model file with a large catalogue (default 1M items, hidden 43).
 
-    PYTHONPATH=python python benchmarks/model_file_speed.py [--items 1000000] [--hidden 43]
+    python benchmarks/model_file_speed.py [--items 1000000] [--hidden 43]
 """
 from __future__ import annotations
 

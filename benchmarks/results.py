@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +26,8 @@ import pandas as pd
 import hrnn
 from hrnn import quickstart
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+from _common import read_dataset
+
 NAMES = ["movielens-100k", "movielens-latest-small", "movielens-1m-users1-2999",
          "taobao-userbehavior-prefix", "yoochoose-rsc15-100k-sample"]
 SHOWN = {"personalize": ["precision@5", "ndcg@10", "ndcg@25", "mrr@25", "coverage"],
@@ -58,8 +58,7 @@ def main() -> None:
         return over_splits(args)
     rows, paired = [], []
     for name in args.datasets:
-        cols = {"USER_ID": "session_id"} if name.startswith("yoochoose") else None
-        table = hrnn.read_interactions(DATASETS / name / "interactions.csv.gz", columns=cols)
+        table = read_dataset(name)
         for protocol in SHOWN:
             models = quickstart.contenders(None, 0)
             if args.tune_trials:
@@ -106,8 +105,7 @@ def over_splits(args) -> None:
     rows, paired = [], []
     metrics = SHOWN["personalize"]
     for name in args.datasets:
-        cols = {"USER_ID": "session_id"} if name.startswith("yoochoose") else None
-        table = hrnn.read_interactions(DATASETS / name / "interactions.csv.gz", columns=cols)
+        table = read_dataset(name)
         results, details = [], {}
         for model_name, model in quickstart.contenders(None, 0).items():
             runs = []

@@ -20,7 +20,8 @@ import hrnn
 from hrnn.base import Recommender
 from hrnn.data import ITEM_ID, TIMESTAMP, USER_ID, read_interactions
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+from _common import read_dataset
+
 PSEUDO_COUNT = 0.5
 _FITS: dict = {}  # (seed, training-set fingerprint) -> the saved fit the weights share
 
@@ -90,8 +91,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--top", type=int, default=0)
     a = ap.parse_args()
-    columns = {"USER_ID": "session_id"} if a.dataset.startswith("yoochoose") else None
-    data = read_interactions(DATASETS / a.dataset / "interactions.csv.gz", columns=columns)
+    data = read_dataset(a.dataset)
     metrics = {"next-item": ["recall@20", "mrr@20", "first_recall@20"],
                "personalize": ["precision@5", "ndcg@10", "ndcg@25", "mrr@25", "coverage"]}
     for protocol, keys in metrics.items():

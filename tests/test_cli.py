@@ -377,3 +377,18 @@ def test_python_dash_m_hrnn_is_the_command():
     import sys
     out = subprocess.run([sys.executable, "-m", "hrnn", "--version"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and hrnn.__version__ in out.stdout + out.stderr
+
+
+def test_ctrl_c_exits_130(trained, tmp_path, monkeypatch, capsys):
+    """An interrupted `hrnn train` saves the model as trained so far but says so by its exit
+    status; another command stopped by Ctrl-C prints one line, no traceback."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hrnn._training, "_epochs", interrupted)  # Ctrl-C in the first epoch
+    model = tmp_path / "m.hrnn"
+    assert main(["train", str(trained[0]), "-o", str(model)] + FAST) == 130
+    assert model.exists() and "training interrupted by the user" in capsys.readouterr().err
+    assert main(["evaluate", str(model), str(trained[0])]) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == "interrupted" and err[-2].startswith("warning: training interrupted by the user")

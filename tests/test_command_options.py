@@ -79,7 +79,7 @@ def test_tune_command_passes_its_options_and_prints_the_chosen_score(saved, monk
     assert data == str(csv) and kw["metric"] == "ndcg@25"  # Personalize's HPO objective by default
     assert (kw["n_trials"], kw["random_state"], kw["timeout"], kw["min_standard_errors"]) == (2, 9, 60.0, 3.0)
     assert kw["base_params"] == {"epochs": 2} and kw["refit"] is False  # no -o: nothing to refit for
-    assert kw["fit_params"] == {"check_minimums": False}
+    assert kw["fit_params"] == {"check_minimums": False} and kw["show_progress"] is True
     assert 'chosen ndcg@25: 0.3000 with {"learning_rate": 0.1}' in capsys.readouterr().out
 
 
@@ -88,10 +88,11 @@ def test_quickstart_command_passes_its_options(saved, monkeypatch):
     calls = []
     monkeypatch.setattr(importlib.import_module("hrnn.quickstart"), "run", lambda *a, **kw: calls.append((a, kw)))
     assert cli.main(["quickstart", "--data", str(csv), "--epochs", "3", "--random-state", "4",
-                     "--item-col", "item_id", "--no-minimums"]) == 0
+                     "--item-col", "item_id", "--no-minimums", "--num-threads", "1"]) == 0
     (data, columns), kw = calls[0]
     assert data == str(csv) and columns["ITEM_ID"] == "item_id"
-    assert kw == {"epochs": 3, "random_state": 4, "fit_params": {"check_minimums": False}}
+    assert kw == {"epochs": 3, "random_state": 4, "fit_params": {"check_minimums": False}, "num_threads": 1}
+    assert cli.main(["quickstart"]) == 0 and calls[1][1]["num_threads"] == 0  # all cores by default
 
 
 def test_inspect_passes_its_options(saved, monkeypatch, capsys):

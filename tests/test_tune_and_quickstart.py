@@ -120,6 +120,8 @@ def test_choice_needs_a_mean_above_the_standard_errors():
 
 
 def test_tune_rejects_bad_arguments(log_csv):
+    with pytest.raises(TypeError, match="show_progress"):
+        hrnn.tune(str(log_csv), n_trials=1, show_progress="yes")
     with pytest.raises(ValueError, match="metric"):
         hrnn.tune(log_csv, metric="auc")
     with pytest.raises(ValueError, match="n_trials"):
@@ -310,8 +312,10 @@ def test_tune_command(log_csv, tmp_path, capsys):
     out_path = tmp_path / "t.hrnn"
     assert cli.main(["tune", str(log_csv), "--trials", "2", "--epochs", "1", "--metric", "mrr@20",
                      "-o", str(out_path)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "chosen mrr@20" in out
+    assert [line.split(":")[0] for line in err.splitlines() if line.startswith("trial ")] == \
+        ["trial 1/2", "trial 2/2"]  # progress while the search runs
     assert hrnn.load(out_path).get_params()["epochs"] == 1
     # With no evidence demanded, the chosen score is the best trial's.
     assert cli.main(["tune", str(log_csv), "--trials", "3", "--epochs", "1", "--metric", "recall@20",
@@ -324,6 +328,7 @@ def test_tune_command(log_csv, tmp_path, capsys):
 
 def test_quickstart_seeds_every_fit_and_split(monkeypatch):
     assert quickstart.contenders(2, 7)["hrnn"].get_params()["random_state"] == 7
+    assert quickstart.contenders(2, 7, num_threads=1)["hrnn"].num_threads == 1
     seeds = []
     monkeypatch.setattr(quickstart, "evaluate", lambda model, table, **kw: seeds.append(kw["random_state"]) or (
         {m: 0.0 for m in quickstart.PERSONALIZE + quickstart.NEXT_ITEM}, None))

@@ -31,6 +31,13 @@ def choose_weight(model, engine, split: tuple, metric: str, fallback: float) -> 
     return weight
 
 
+def raise_if_interrupted(model) -> None:
+    """KeyboardInterrupt where ``model``'s last fit was stopped by Ctrl-C: for the callers that
+    must not go on with a half-trained model (evaluate's metrics, tune's refit)."""
+    if getattr(model, "_fit_interrupted", False):
+        raise KeyboardInterrupt("training was interrupted: no metrics or models from a half-trained model")
+
+
 class _Run:
     """What the epochs found out: best validation score and its parameters, a Ctrl-C, the weight."""
 
@@ -107,7 +114,7 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     if log.last_sessions is not None:
         engine.set_last_sessions(log.last_sessions)
     model._set_catalogue(engine, log, pop)
-    model._fit_interrupted = run.interrupted  # hrnn.evaluate raises KeyboardInterrupt then
+    model._fit_interrupted = run.interrupted  # (see raise_if_interrupted; hrnn train exits 130)
     if run.interrupted:
         unchosen = (f" and the transition weight {run.weight:g} (not chosen on held-out sessions)"
                     if auto and split is not None and not model.transition_weight_scores_ else "")

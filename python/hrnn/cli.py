@@ -22,6 +22,8 @@ from ._files import atomic_file, check_output_path
 
 EXIT_USER_ERROR = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C, as a shell reports it
+DATA_FILE_HELP = "interactions file (.csv or .tsv, plain or .gz, or .parquet)"
 
 # Exceptions that mean "the input or the arguments are wrong", not "hrnn has a bug".
 # OSError covers missing/unreadable files and corrupt gzip; pandas' parser errors are ValueErrors.
@@ -100,7 +102,7 @@ examples:
   hrnn inspect interactions.csv
   hrnn inspect interactions.csv.gz --max-pct 0.95 --plot lengths.png
   hrnn inspect clicks.parquet --user-col session_id""")
-    p.add_argument("data", help="interactions file (.csv, .csv.gz or .parquet)")
+    p.add_argument("data", help=DATA_FILE_HELP)
     p.add_argument("--min-pct", type=_fraction, default=0.0, metavar="P",
                    help="min_user_history_length_percentile to preview (default 0.0)")
     p.add_argument("--max-pct", type=_fraction, default=0.99, metavar="P",
@@ -250,7 +252,7 @@ examples:
   hrnn train interactions.csv.gz -o model.hrnn --hidden-dimension 64 --epochs 20 --max-pct 0.95
   hrnn train clicks.parquet -o model.hrnn --user-col session_id --event-type click
   hrnn recommend model.hrnn --user 42""")
-    p.add_argument("data", help="interactions file (.csv, .csv.gz or .parquet)")
+    p.add_argument("data", help=DATA_FILE_HELP)
     p.add_argument("-o", "--output", required=True, metavar="MODEL",
                    help="where to save the trained model (one file; overwritten)")
     defaults = _hrnn_defaults()
@@ -302,7 +304,8 @@ def _run_train(args: argparse.Namespace) -> int:
             ("events/s", f"{train_events / max(train_seconds, 1e-9):,.0f} (training)"),
             ("final loss", f"{history[-1]['loss']:.4f}" if history else "-")]
     print("\n".join(f"{k:<11} {v}" for k, v in rows))
-    return 0
+    # Saved as trained so far (the warning says up to when); the status says it is not finished.
+    return EXIT_INTERRUPTED if model._fit_interrupted else 0
 
 
 # ----------------------------------------------------------------------------------- recommend
@@ -565,7 +568,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or argparse's own usage error (code 2)
         return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
-    error = None
+    error, interrupted = None, False
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -573,12 +576,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         except BrokenPipeError:  # the reader stopped reading (| head): as other tools, quietly
             _silence_stdout()
             return EXIT_BROKEN_PIPE
+        except KeyboardInterrupt:
+            if args.traceback:
+                raise
+            interrupted = True
         except USER_ERRORS as e:
             if args.traceback:
                 raise
             error = e
     for w in caught:
         print(f"warning: {_message(w.message)}", file=sys.stderr)
+    if interrupted:  # (after the warnings: what was left when Ctrl-C came)
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if error is not None:
         print(f"error: {_message(error)}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -34,6 +34,8 @@ examples:
     p.add_argument("--data", metavar="FILE", help="your own interactions file instead of the bundled one")
     p.add_argument("--epochs", type=int, metavar="N", help="hrnn's training epochs (default: hrnn's)")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="seed (default: 0)")
+    p.add_argument("--num-threads", type=int, default=0, metavar="N",
+                   help="hrnn's threads; 0 = all cores (default); 1 is faster on a busy machine")
     cli._add_minimums(p)
     cli._add_columns(p)
     p.set_defaults(func=run_quickstart)
@@ -44,7 +46,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
 
     cli = _cli()
     quickstart.run(args.data, cli._columns(args), epochs=args.epochs, random_state=args.random_state,
-                   fit_params=cli._fit_params(args))
+                   fit_params=cli._fit_params(args), num_threads=args.num_threads)
     return 0
 
 
@@ -65,7 +67,7 @@ examples:
   hrnn evaluate model.hrnn interactions.csv
   hrnn evaluate model.hrnn interactions.csv --protocol next-item --baselines --json""")
     p.add_argument("model", help="a model file saved by `hrnn train` (its hyperparameters are used)")
-    p.add_argument("data", help="interactions file (.csv, .csv.gz or .parquet)")
+    p.add_argument("data", help=cli.DATA_FILE_HELP)
     p.add_argument("--protocol", choices=("personalize", "next-item", "both"), default="both",
                    help="which evaluation (default: both)")
     p.add_argument("--baselines", action="store_true",
@@ -132,7 +134,7 @@ def add_tune(sub) -> None:
 examples:
   hrnn tune interactions.csv --trials 20 -o tuned.hrnn
   hrnn tune interactions.csv --metric recall@20 --trials 30 --epochs 5""")
-    p.add_argument("data", help="interactions file (.csv, .csv.gz or .parquet)")
+    p.add_argument("data", help=cli.DATA_FILE_HELP)
     p.add_argument("-o", "--output", metavar="MODEL", help="save the refitted best model here")
     p.add_argument("--trials", type=int, default=20, metavar="N", help="trials (default: 20)")
     p.add_argument("--metric", choices=METRIC_CHOICES, default="ndcg@25",
@@ -158,7 +160,7 @@ def run_tune(args: argparse.Namespace) -> int:
     result = tune(args.data, n_trials=args.trials, metric=args.metric, base_params=base,
                   columns=cli._columns(args), random_state=args.random_state, timeout=args.timeout,
                   refit=bool(args.output), min_standard_errors=args.min_standard_errors,
-                  fit_params=cli._fit_params(args))
+                  fit_params=cli._fit_params(args), show_progress=True)
     print(result.trials.round(4).to_string(index=False))
     print(f"\nchosen {args.metric}: {result.best_score:.4f} with {json.dumps(result.best_params)}")
     if args.output:

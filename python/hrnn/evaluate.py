@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import metrics as M
 from ._params import check_gap
+from ._training import raise_if_interrupted
 from .data import (ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, build_event_log, filter_events,
                    last_session_starts, read_interactions)
 
@@ -355,8 +356,7 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
     except ValueError as e:  # (what fit refused is the split's training part, not all of data)
         raise ValueError(f"fitting on the training part of the split ({len(split.train):,} of "
                          f"{len(df):,} events): {e}") from e
-    if getattr(model, "_fit_interrupted", False):  # (HRNN's fit stops cleanly on Ctrl-C)
-        raise KeyboardInterrupt("training was interrupted: no metrics for a half-trained model")
+    raise_if_interrupted(model)  # (HRNN's fit stops cleanly on Ctrl-C)
     t1 = time.perf_counter()
     if protocol == "personalize":
         result, details = _personalize(model, split, return_details)

@@ -20,9 +20,9 @@ NEXT_ITEM = list(NEXT_ITEM_METRICS)
 PROTOCOLS = (("personalize", PERSONALIZE), ("next-item", NEXT_ITEM))
 
 
-def contenders(epochs: Optional[int], random_state: int) -> dict:
+def contenders(epochs: Optional[int], random_state: int, num_threads: int = 0) -> dict:
     """The models compared: hrnn with its defaults, and every baseline."""
-    hrnn_kw = {"random_state": random_state, "show_progress": False}
+    hrnn_kw = {"random_state": random_state, "show_progress": False, "num_threads": num_threads}
     if epochs is not None:
         hrnn_kw["epochs"] = epochs
     return {"hrnn": HRNN(**hrnn_kw),
@@ -129,7 +129,7 @@ def possible_protocols(table: pd.DataFrame) -> tuple:
 
 
 def run(data=None, columns: Optional[dict] = None, epochs: Optional[int] = None, random_state: int = 0,
-        out=None, fit_params: Optional[dict] = None) -> pd.DataFrame:
+        out=None, fit_params: Optional[dict] = None, num_threads: int = 0) -> pd.DataFrame:
     """The whole quickstart; returns the results table. ``fit_params``: hrnn's fit options."""
     out = out or sys.stdout
     titles = None
@@ -140,8 +140,8 @@ def run(data=None, columns: Optional[dict] = None, epochs: Optional[int] = None,
               f"{datasets.movielens_small_path() / 'README.grouplens.txt'})", file=out)
         table = read_interactions(interactions)
     else:
-        print(f"Data: {data}", file=out)
         table = read_interactions(data, columns)
+        print(f"Data: {data}", file=out)
     print(f"{len(table):,} events, {table.USER_ID.nunique():,} users, {table.ITEM_ID.nunique():,} items\n",
           file=out)
     print("Evaluating (each model is fitted on the training part only):", file=out)
@@ -149,14 +149,14 @@ def run(data=None, columns: Optional[dict] = None, epochs: Optional[int] = None,
     if protocols != PROTOCOLS:
         print(f"  ({NO_NEXT_ITEM})", file=out)
     details, fitted = {}, {}
-    results = compare(table, contenders(epochs, random_state), random_state, out, details, fitted,
+    results = compare(table, contenders(epochs, random_state, num_threads), random_state, out, details, fitted,
                       protocols, fit_params)
     print("\n" + format_results(results), file=out)
     print("\n" + format_paired(against_best_baseline(results, details)), file=out)
     model = fitted.get(("next-item", "hrnn"))
     if model is None:
         print("\nFitting hrnn on all the events ...", file=out, flush=True)
-        model = contenders(epochs, random_state)["hrnn"].fit(table, **(fit_params or {}))
+        model = contenders(epochs, random_state, num_threads)["hrnn"].fit(table, **(fit_params or {}))
         what, then = "all the events", ""
     else:  # No third fit: the last sessions arrived through put_events, as in a service.
         what, then = "all but each user's last session", ";\nthose sessions then arrived through put_events"

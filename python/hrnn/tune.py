@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import sys
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -11,6 +12,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from ._training import raise_if_interrupted
 from ._validation import clearly_better
 from .data import read_interactions
 from .evaluate import NEXT_ITEM_METRICS, PERSONALIZE_METRICS, evaluate
@@ -144,7 +146,8 @@ def _inside(kind: str, spec, value) -> bool:
 def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict] = None,
          base_params: Optional[dict] = None, columns: Optional[dict] = None, random_state: int = 0,
          timeout: Optional[float] = None, refit: bool = True,
-         min_standard_errors: float = 2.0, fit_params: Optional[dict] = None) -> TuneResult:
+         min_standard_errors: float = 2.0, fit_params: Optional[dict] = None,
+         show_progress: bool = False) -> TuneResult:
     """Search hyperparameters that maximise ``metric`` on a held-out part of ``data``.
 
     Parameters
@@ -189,6 +192,8 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     fit_params : dict, optional
         Keyword arguments for every ``fit`` (as :func:`hrnn.evaluate`'s), e.g.
         ``{"check_minimums": False}``.
+    show_progress : bool
+        One line on stderr per finished trial (its score and seconds): a search takes minutes.
 
     Returns
     -------
@@ -207,6 +212,8 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         raise ValueError(f"min_standard_errors must be a finite number >= 0, got {min_standard_errors!r}")
     if timeout is not None and not (_is_number(timeout) and 0 < timeout < float("inf")):
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    if not isinstance(show_progress, (bool, np.bool_)):
+        raise TypeError(f"show_progress must be True or False, got {show_progress!r}")
     if base_params is not None and not isinstance(base_params, dict):
         raise TypeError(f"base_params must be a dict of HRNN hyperparameters, got {base_params!r}")
     _check_space(SPACE if space is None else space)
@@ -240,6 +247,9 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         rows.append({"trial": trial.number, **params,
                      **{k: v for k, v in scores.items() if isinstance(v, float)},
                      "seconds": time.perf_counter() - t0})
+        if show_progress:
+            print(f"trial {trial.number + 1}/{n_trials}: {metric} {scores[metric]:.4f} "
+                  f"({rows[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
         if np.isnan(scores[metric]):
             raise ValueError(f"{metric} is undefined on this data's validation part (no validation session has "
                              "a second event); tune first_recall@20 or a Personalize metric")
@@ -267,5 +277,6 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     model = HRNN(**{**base, **best})
     if refit:
         model.fit(table, **(fit_params or {}))
+        raise_if_interrupted(model)
     return TuneResult(best_params=best, best_score=float(chosen.value), trials=pd.DataFrame(rows),
                       model=model)
