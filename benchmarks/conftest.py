@@ -2,7 +2,8 @@
 session, hidden 43 and 256, each only when a benchmark asks for it) and numpy's BLAS.
 
 Run with ``python -m pytest benchmarks --benchmark-only`` (needs pytest-benchmark:
-``pip install pytest-benchmark``, or ``'.[bench]'`` with torch). The default ``python -m pytest`` runs ``tests/`` only.
+``pip install pytest-benchmark``, or ``'.[bench]'`` with torch). The default ``python -m pytest``
+runs ``tests/`` only.
 Set ``HRNN_BENCH_CACHE=/some/folder`` to keep the fitted models between runs.
 """
 from __future__ import annotations

@@ -141,4 +141,5 @@ def test_evaluate_scores_every_model_on_the_events_the_saved_filters_keep(tmp_pa
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     paired = [row for row in lines if row.get("kind") == "paired"]
     assert {row["protocol"] for row in paired} == {"personalize", "next-item"}
-    assert len({row["n_users"] for row in lines if row.get("kind") != "paired" and row["protocol"] == "next-item"}) == 1
+    next_item = [row for row in lines if row.get("kind") != "paired" and row["protocol"] == "next-item"]
+    assert len({row["n_users"] for row in next_item}) == 1

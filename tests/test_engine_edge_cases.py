@@ -287,7 +287,8 @@ def test_put_events_applies_the_event_filters_of_fit(small_log):
     m.put_events("both", [a, b], [t, t + 1])
     for x, y in zip(m.user_state("one type for all"), m.user_state("both")):
         np.testing.assert_array_equal(x, y)
-    for bad, error in (({"event_type": {"view", "purchase"}}, TypeError), ({"event_type": ["view"] * 3}, ValueError),
+    for bad, error in (({"event_type": {"view", "purchase"}}, TypeError),
+                       ({"event_type": ["view"] * 3}, ValueError),
                        ({"event_value": "5"}, TypeError), ({"event_value": [None, "5"]}, TypeError),
                        ({"event_value": [True, 5]}, TypeError), ({"event_value": [1, 2, 3]}, ValueError)):
         with pytest.raises(error, match=next(iter(bad))):

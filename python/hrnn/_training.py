@@ -106,7 +106,8 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     if rejoin:  # the prior and the cold users' popularity count every event
         pop = full_pop
         table = transition_table(full, train_users, pop)
-    if run.weight is None:
+    chosen = run.weight is not None
+    if not chosen:
         run.weight = fallback if auto else model.transition_weight
     model.transition_weight_ = float(run.weight)
     apply_table(engine, table, model.transition_weight_)
@@ -117,7 +118,7 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     model._fit_interrupted = run.interrupted  # (see raise_if_interrupted; hrnn train exits 130)
     if run.interrupted:
         unchosen = (f" and the transition weight {run.weight:g} (not chosen on held-out sessions)"
-                    if auto and split is not None and not model.transition_weight_scores_ else "")
+                    if auto and split is not None and not chosen else "")
         warnings.warn(f"training interrupted by the user during epoch {len(model.history_)}; "
                       f"the model holds the parameters of the last completed mini-batch{unchosen}",
                       RuntimeWarning, stacklevel=3)

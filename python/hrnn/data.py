@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import _reading as _v
-from ._ids import _check_text_ids, _stable_hash, event_type_mask, event_value_mask
+from ._ids import _as_text, _check_text_ids, _stable_hash, event_type_mask, event_value_mask
 from ._params import check_gap
 from ._reading import (CANONICAL, EVENT_TYPE, EVENT_VALUE, ITEM_ID, OPTIONAL,  # noqa: F401
                         REQUIRED, SESSION_ID, TIMESTAMP, USER_ID)
@@ -320,7 +320,7 @@ def filter_events(df, event_type=None, event_value_threshold: Optional[float] = 
             raise TypeError(f"event_type must be a string or a list of strings, got {event_type!r}")
         keep &= event_type_mask(df[EVENT_TYPE], event_type)
         if not keep.any():
-            present = ", ".join(repr(str(k)) for k in pd.unique(df[EVENT_TYPE].dropna())[:20])
+            present = ", ".join(repr(_as_text(k)) for k in pd.unique(df[EVENT_TYPE].dropna())[:20])
             raise ValueError(f"no events of type {event_type!r}; EVENT_TYPE values present: "
                              f"{present}")
     if event_value_threshold is not None:

@@ -300,8 +300,8 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         (next-item: USER_ID, position in the session, target ITEM_ID, 1-based rank, 0 = miss).
     session_gap : float or None
         Seconds that separate sessions (next-item; a change of SESSION_ID separates them too;
-        None: never by time). The protocol's own, not the estimator's ``session_gap``: every model is scored
-        on the same test sessions.
+        None: never by time). The protocol's own, not the estimator's ``session_gap``: every
+        model is scored on the same test sessions.
     return_estimator : bool
         Also return the fitted clone, under the result's key ``"estimator"`` (as scikit-learn's
         ``cross_validate``), as the protocol left it: the held-out inputs have gone through

@@ -472,9 +472,9 @@ class HRNN(Recommender):
             training, the gap alone decides that one.
         event_type : str or sequence of str, optional
             One event type for all these events, or one per event, compared as text as in ``fit``
-            (2 is "2"; None in a list is no type; None itself, the default, gives no types). A model fitted with ``event_type`` records only the
-            events of those types (the others change nothing); without this argument every event
-            is recorded.
+            (2 is "2"; None in a list is no type). A model fitted with ``event_type`` records
+            only the events of those types (the others change nothing); without this argument
+            (None, the default) every event is recorded.
         event_value : number or sequence of numbers, optional
             As ``event_type``, for ``event_value_threshold``: events below it (or NaN / None in a
             list) are not recorded.
@@ -490,12 +490,8 @@ class HRNN(Recommender):
             if idx < 0:  # the types were checked above; a new id must also fit a model file
                 _check_id(item, "item_ids")
             user = self._user_for_events(user_id)
-            if idx >= 0:
-                self._engine.put_event(user, idx, float(timestamps))
-                return
-            with self._lock:  # the event and its count together: a save sees both or neither
-                self._engine.put_event(user, idx, float(timestamps))
-                self._unknown_items[item] += 1
+            self._record(lambda: self._engine.put_event(user, idx, float(timestamps)),
+                         [item] if idx < 0 else ())
             return
         # Checked before a new user is created for these events.
         items, idx, unknown, ts, sessions = _events(
@@ -505,11 +501,16 @@ class HRNN(Recommender):
             _check_lookup(user_id, "user_id")
             return
         user = self._user_for_events(user_id)
+        self._record(lambda: self._engine.put_events(user, idx, ts, sessions), unknown)
+
+    def _record(self, put: Callable, unknown) -> None:
+        """``put()`` events into the engine; with items the model does not know, under the lock
+        with their counts, so that a save sees both or neither."""
         if not unknown:
-            self._engine.put_events(user, idx, ts, sessions)
+            put()
             return
         with self._lock:
-            self._engine.put_events(user, idx, ts, sessions)
+            put()
             self._unknown_items.update(unknown)
 
     @property

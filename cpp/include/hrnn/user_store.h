@@ -38,8 +38,9 @@ class UserStore {
   // Grows the store to n users; new users have no events (u = u0, h = 0).
   void ensure(const Params& P, int64_t n);
   // Applies a user's new events atomically. A session starts after a gap beyond session_gap and,
-  // with session ids (nullptr: none; else one per event), where the id changes. Throws std::invalid_argument, changing nothing, when the events are out of time
-  // order (among themselves or before the user's last event) or an item is out of range.
+  // with session ids (nullptr: none; else one per event), where the id changes. Throws
+  // std::invalid_argument, changing nothing, when the events are out of time order (among
+  // themselves or before the user's last event) or an item is out of range.
   void put_events(const Params& P, int64_t user, const int32_t* items, const double* ts, const int64_t* session,
                   int64_t n, double session_gap);
   // Copies h and returns true when the user has at least one event; copies the items of its history
