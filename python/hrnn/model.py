@@ -490,8 +490,10 @@ class HRNN(Recommender):
             if idx < 0:  # the types were checked above; a new id must also fit a model file
                 _check_id(item, "item_ids")
             user = self._user_for_events(user_id)
-            self._record(lambda: self._engine.put_event(user, idx, float(timestamps)),
-                         [item] if idx < 0 else ())
+            if idx >= 0:  # (the hot path: no closure)
+                self._engine.put_event(user, idx, float(timestamps))
+            else:
+                self._record(lambda: self._engine.put_event(user, idx, float(timestamps)), [item])
             return
         # Checked before a new user is created for these events.
         items, idx, unknown, ts, sessions = _events(
