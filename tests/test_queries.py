@@ -239,3 +239,12 @@ def test_n_items_is_the_catalogue_size(model):
     assert m.n_items == len(m.item_ids_) == df["ITEM_ID"].nunique()
     with pytest.raises(RuntimeError, match="not fitted"):
         hrnn.HRNN().n_items
+
+
+def test_not_fitted_models_raise_runtime_error(tmp_path):
+    m = hrnn.HRNN()
+    for call in (lambda: m.recommend("u"), lambda: m.recommend_batch(["u"]),
+                 lambda: m.put_events("u", [1], [1.0]), lambda: m.save(tmp_path / "x"),
+                 lambda: m.user_state("u"), lambda: m.get_weights(), lambda: m.known_user_ids):
+        with pytest.raises(RuntimeError, match="not fitted"):
+            call()
