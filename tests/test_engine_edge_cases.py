@@ -300,3 +300,23 @@ def test_put_events_applies_the_event_filters_of_fit(small_log):
     plain.put_events("untyped", [a, b], [t, t + 1])
     for x, y in zip(plain.user_state("typed"), plain.user_state("untyped")):
         np.testing.assert_array_equal(x, y)
+
+
+def test_session_ids_beyond_int64_continue_a_training_session(small_log):
+    """fit takes uint64 SESSION_IDs of 2**63 and more; put_events takes them too (only their
+    hashes are kept) and continues the user's last training session with the same id."""
+    big = np.uint64(2**63 + 5)
+    log = small_log.assign(SESSION_ID=np.full(len(small_log), big, dtype=np.uint64))
+    m = fit(log)
+    user = log["USER_ID"].iloc[0]
+    t = log.loc[log.USER_ID == user, "TIMESTAMP"].max() + 10
+    item = m.item_ids_[3]
+    same, other, plain = fit(log), fit(log), fit(log)
+    same.put_events(user, [item], [t], session_id=2**63 + 5)
+    other.put_events(user, [item], [t], session_id=np.uint64(2**63 + 6))
+    plain.put_events(user, [item], [t])  # within the gap: the same session
+    for x, y in zip(same.user_state(user), plain.user_state(user)):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(same.user_state(user)[0], other.user_state(user)[0])
+    with pytest.raises(TypeError, match="session_id"):
+        m.put_events(user, [item, item], [t, t + 1], session_id={"a", "b"})  # (no order)

@@ -241,11 +241,7 @@ def _stable_hash(value) -> int:
 
 
 def _session_hashes(session_id, n: int) -> np.ndarray:
-    ids = _as_list(session_id, "session_id")
-    if len(ids) == 1:
-        ids = ids * n
-    if len(ids) != n:
-        raise ValueError(f"session_id must be one id or one per event ({n}), got {len(ids)}")
-    for s in ids:
-        _check_id(s, "session_id")
+    ids = _per_event(session_id, n, "session_id")
+    for s in ids:  # (only their hashes are kept: any integer will do, as in fit's SESSION_ID)
+        _check_lookup(s, "session_id")
     return np.array([_stable_hash(s) for s in ids], dtype=np.int64)
