@@ -123,8 +123,8 @@ def _events(item_ids, timestamps, session_id, index: dict, event_type=None, even
     if (np.diff(ts) < 0).any():
         raise ValueError("timestamps must be in time order within one put_events call")
     sessions = None if session_id is None else _session_hashes(session_id, len(items))
-    keep = _kept(len(items), event_type, event_value, *filters)
-    if not keep.all():
+    if event_type is not None or event_value is not None:
+        keep = _kept(len(items), event_type, event_value, *filters)
         items, ts = [i for i, k in zip(items, keep) if k], ts[keep]
         sessions = None if sessions is None else sessions[keep]
     idx = np.fromiter((index.get(i, -1) for i in items), dtype=np.int32, count=len(items))

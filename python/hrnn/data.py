@@ -428,10 +428,11 @@ def loss_weights_and_popularity(arrays: tuple, n_items: int, train_users: np.nda
     """(per-event loss weights or None without ``recency_mask``, float64 item popularity of the
     training users' events) for HRNN's event arrays (offsets, items, timestamps, ...)."""
     offsets, items, timestamps = arrays[:3]
-    weights = recency_weights(timestamps, training_half_life(timestamps, recency_mask, recency_half_life))
     in_train = np.repeat(np.isin(np.arange(len(offsets) - 1), train_users), np.diff(offsets))
-    pop = popularity(items[in_train], n_items, weights[in_train])
-    return (weights if recency_mask else None), pop
+    if not recency_mask:  # (plain counts: no array of ones over every event)
+        return None, popularity(items[in_train], n_items)
+    weights = recency_weights(timestamps, training_half_life(timestamps, recency_mask, recency_half_life))
+    return weights, popularity(items[in_train], n_items, weights[in_train])
 
 
 def recency_weights(timestamps, half_life: Optional[float]) -> np.ndarray:

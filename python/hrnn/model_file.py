@@ -79,7 +79,7 @@ def save(model, path) -> None:
     with model._lock:  # one consistent snapshot: no user is created meanwhile
         users = engine.dump_users()
         user_ids = model.known_user_ids
-        unknown = [[k, v] for k, v in model.unknown_item_events_.items() if isinstance(k, (int, str))]
+        unknown = [[k, v] for k, v in model._unknown_items.items() if isinstance(k, (int, str))]
     meta = {"params": model.get_params(), "hidden": engine.hidden, "tied": engine.tied,
             "n_items": engine.n_items, "hrnn_version": _version(), "unknown_item_events": unknown,
             "training": _training_record(model)}
