@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import hrnn
-from hrnn import cli
+from hrnn import cli, cli_train
 from hrnn.cli import main
 from hrnn.synthetic import make_log
 
@@ -66,7 +66,7 @@ class TestTrain:
 
     def test_every_flag_maps_to_an_hrnn_parameter(self):
         names = set(hrnn.HRNN._param_names())
-        params = [param for _, param, _, _ in cli._TRAIN_FLAGS]
+        params = [param for _, param, _, _ in cli_train._TRAIN_FLAGS]
         assert len(set(params)) == len(params) and set(params) <= names
         # Every hyperparameter can be set from the command line.
         assert set(params) == names
@@ -79,7 +79,7 @@ class TestTrain:
             "--optimizer", "adam", "--loss", "bpr-max", "--tie-embeddings", "--no-logq",
             "--session-gap", "600", "--event-value-threshold", "2.5", "--no-progress",
             "--no-repeat"])
-        params = cli._train_params(args)
+        params = cli_train._train_params(args)
         assert params == {"hidden_dimension": 64, "bptt": 8, "recency_mask": False,
                           "max_user_history_length_percentile": 0.9,
                           "min_user_history_length_percentile": 0.1,
@@ -89,12 +89,12 @@ class TestTrain:
                           "show_progress": False, "repeat": False}
         hrnn.HRNN(**params)  # valid
         one = cli.build_parser().parse_args(["train", "d.csv", "-o", "m", "--event-type", "x"])
-        assert cli._train_params(one) == {"event_type": "x"}
+        assert cli_train._train_params(one) == {"event_type": "x"}
         none = cli.build_parser().parse_args(["train", "d.csv", "-o", "m"])
-        assert cli._train_params(none) == {}  # nothing given: HRNN's own defaults
+        assert cli_train._train_params(none) == {}  # nothing given: HRNN's own defaults
         for text, value in (("auto", "auto"), ("1.5", 1.5), ("0", 0.0)):
             w = cli.build_parser().parse_args(["train", "d.csv", "-o", "m", "--transition-weight", text])
-            assert cli._train_params(w) == {"transition_weight": value}
+            assert cli_train._train_params(w) == {"transition_weight": value}
 
     def test_column_overrides_and_string_ids(self, tmp_path, capsys):
         df = make_log(n_events=1500, n_users=40, n_items=100, seed=2)
