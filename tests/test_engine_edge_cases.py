@@ -320,3 +320,11 @@ def test_session_ids_beyond_int64_continue_a_training_session(small_log):
     assert not np.array_equal(same.user_state(user)[0], other.user_state(user)[0])
     with pytest.raises(TypeError, match="session_id"):
         m.put_events(user, [item, item], [t, t + 1], session_id={"a", "b"})  # (no order)
+
+
+def test_a_user_count_whose_state_size_would_wrap_is_refused():
+    engine = hrnn._core.Engine(10, 64, True, 0)
+    with pytest.raises(ValueError, match="too many users"):
+        engine.ensure_users(2**58 + 1)  # 2**58 * 64 floats wraps to 64 in size_t
+    engine.ensure_users(3)
+    assert engine.n_users() == 3

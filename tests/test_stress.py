@@ -365,3 +365,18 @@ def test_the_largest_batch_size_fits_a_small_log_in_3_gib(faults):
 def test_a_failed_refit_leaves_the_model_as_it_was(faults):
     assert faults["refit n_sample 2**20"] == "ok" or faults["after failed refit"] in (
         "same", "not fitted"), faults
+
+
+def test_a_window_larger_than_the_machines_memory_is_refused_before_it_is_allocated():
+    """batch_size and n_sample within their ranges, but together about 660 GB of logit buffers:
+    a ValueError naming both (not std::bad_alloc half-way, nor the OOM killer)."""
+    if os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") > 600e9:
+        pytest.skip("this machine could hold the window")
+    n = 70_000  # enough users with 2 events for every one of the 65,536 lanes
+    users = np.repeat(np.arange(n), 2)
+    data = (users, users % 50, 1.6e9 + np.arange(2 * n, dtype=float))
+    m = hrnn.HRNN(batch_size=65536, n_sample=2**20, hidden_dimension=256, epochs=1,
+                  transition_weight=0.0, show_progress=False, random_state=0)
+    with pytest.raises(ValueError, match="batch_size 65536 with n_sample 1048576.*GB of training "
+                                         "buffers.*lower batch_size or n_sample"):
+        m.fit(data)

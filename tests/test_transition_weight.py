@@ -125,6 +125,11 @@ def test_auto_holds_out_random_users_up_to_the_budget(log, monkeypatch):
     assert 150 <= held[0] < all_held
     other = hrnn.HRNN(epochs=2, **{**FAST, "random_state": 1}).fit(log)
     assert other.history_[1]["events"] - other.history_[0]["events"] >= 150
+    # The share's budget is capped (on large logs every held-out event costs a catalogue scan).
+    monkeypatch.setattr(hv, "AUTO_HOLDOUT_SHARE", 1.0)
+    monkeypatch.setattr(hv, "AUTO_HOLDOUT_MAX", 150)
+    capped = hrnn.HRNN(epochs=2, **FAST).fit(log)
+    assert capped.history_[1]["events"] - capped.history_[0]["events"] == held[0]
 
 
 def test_items_seen_only_in_held_out_sessions_train_like_the_others(log):

@@ -92,6 +92,9 @@ void UserStore::ensure(const Params& P, int64_t n) {
   require(H_ == P.H, "user store and model disagree on the hidden dimension");
   const int64_t old = static_cast<int64_t>(n_events_.size());
   if (n <= old) return;
+  // Two vectors of n * H floats: refuse a count whose product would wrap around.
+  require(n <= static_cast<int64_t>(U_.max_size() / static_cast<size_t>(H_)),
+          "too many users for the user store: " + std::to_string(n));
   U_.resize(static_cast<size_t>(n) * H_);
   for (int64_t u = old; u < n; ++u) std::copy(P.d.u0.begin(), P.d.u0.end(), U_.begin() + u * H_);
   Hs_.resize(static_cast<size_t>(n) * H_, 0.f);

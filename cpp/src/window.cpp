@@ -1,5 +1,7 @@
 #include "hrnn/window.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -104,6 +106,23 @@ const float* WindowEngine::u_at(int t, int b) const { return blocks_[lane_block_
 const float* WindowEngine::h_at(int t, int b) const { return blocks_[lane_block_[b]].h(t, b); }
 
 namespace {
+// Refuses a window whose buffers could never fit in this machine's memory (batch_size and n_sample
+// are each within range, but the logit buffers grow with their product): a clear error instead of
+// std::bad_alloc half-way, or the OOM killer once the zero-filled pages are touched.
+void check_window_memory(int T, int B, int S, int H, int Hp, int Rs, int Cp) {
+  // The logits and their gradients, the two candidate buffers, and the lane blocks' ~34 state rows.
+  const double floats = 2.0 * B * Rs + 6.0 * Cp * Hp + 34.0 * T * B * Hp;
+  const double bytes = 4.0 * floats;
+  static const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+  if (physical > 0 && bytes > physical) {
+    const auto gb = [](double b) { return std::to_string(static_cast<int64_t>(b / 1e9 + 0.5)); };
+    invalid("batch_size " + std::to_string(B) + " with n_sample " + std::to_string(S) + " (bptt " +
+            std::to_string(T) + ", hidden_dimension " + std::to_string(H) + ") needs about " + gb(bytes) +
+            " GB of training buffers, more than this machine's " + gb(physical) +
+            " GB of memory: lower batch_size or n_sample");
+  }
+}
+
 // The blocks first, first + step, ... below stop, for a range-for.
 struct BlockRange {
   int first, step, stop;
@@ -147,6 +166,7 @@ WindowResult WindowEngine::run(const Params& P, const Window& w, const float* lo
   g.dense.zero();
 
   const int Hp = pad_to_gemm(H), Cp = pad_to_gemm(C), Rs = Cp + kMaxExtras;
+  check_window_memory(T, B, S, H, Hp, Rs, Cp);
   hout_.assign(TB * Hp, 0.f);
   mask_.assign(static_cast<size_t>(B) * H, 1.f);
   R_.resize(static_cast<size_t>(B) * Rs);

@@ -96,7 +96,7 @@ _TRAIN_FLAGS = [
      "weight of the transition prior added to every query's scores: W * log P(item | the "
      "user's last items), transitions and repeats counted on the training events; 0 = off, "
      "auto = chosen after half the epochs on the last sessions of random users (2%% of the events, at "
-     "least 2,000), held out until then (default: {default})"),
+     "least 2,000, at most 20,000), held out until then (default: {default})"),
     (("--session-gap",), "session_gap", dict(type=float, metavar="SECONDS"),
      "inactivity that starts a new session (as does a change of SESSION_ID) "
      "(default: {default})"),
