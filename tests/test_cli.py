@@ -212,6 +212,29 @@ class TestRecommendBatch:
             assert row["recommendedItems"] == items[r].tolist()
             assert np.allclose(row["scores"], scores[r], rtol=1e-6)
 
+    def test_personalize_output_lines(self, trained, tmp_path, capsys):
+        _, model_path, _ = trained
+        users = tmp_path / "users.txt"
+        users.write_text('{"userId": "3"}\nnobody\n')
+        assert main(["recommend", str(model_path), "--users", str(users), "-n", "3", "--format",
+                     "personalize"]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        items, scores = hrnn.load(model_path).recommend_batch([3, "nobody"], 3)
+        for row, user, its, sc in zip(rows, ["3", "nobody"], items, scores):
+            assert set(row) == {"input", "output", "error"} and row["error"] is None
+            assert row["input"] == {"userId": user}  # ids as text, as Personalize writes them
+            assert row["output"]["recommendedItems"] == [str(i) for i in its]
+            assert np.allclose(row["output"]["scores"], sc, rtol=1e-6)
+        assert main(["recommend", str(model_path), "--user", "3", "-n", "2", "--format", "personalize"]) == 0
+        assert json.loads(capsys.readouterr().out)["input"] == {"userId": "3"}
+
+    def test_a_json_array_line_is_refused(self, trained, tmp_path, capsys):
+        _, model_path, _ = trained
+        users = tmp_path / "users.txt"
+        users.write_text('3\n[{"userId": "7"}]\n')
+        assert main(["recommend", str(model_path), "--users", str(users)]) == 2
+        assert "line 2: a JSON array" in one_error_line(capsys.readouterr().err)
+
     def test_matches_single_recommend_and_stdin(self, trained, capsys, monkeypatch):
         csv, model_path, _ = trained
         monkeypatch.setattr("sys.stdin", io.StringIO("1\n2\n"))

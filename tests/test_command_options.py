@@ -55,7 +55,9 @@ def test_evaluate_scores_the_saved_hyperparameters_beside_the_baselines(saved, m
     # A fresh estimator with the file's hyperparameters (not hrnn's defaults), the baselines as they are.
     first = calls[0][0]
     assert isinstance(first, hrnn.HRNN) and first._engine is None
-    assert first.get_params() == {**hrnn.load(model).get_params(), "show_progress": False}
+    # The file's model was trained unseeded: --random-state seeds the refit too (two runs agree).
+    assert hrnn.load(model).random_state is None
+    assert first.get_params() == {**hrnn.load(model).get_params(), "show_progress": False, "random_state": 7}
     assert (first.hidden_dimension, first.learning_rate) == (32, 0.05)
     assert not any(isinstance(est, hrnn.HRNN) for est, _, _ in calls[1:])
     assert {(protocol, seed) for _, protocol, seed in calls} == {("next-item", 7)}
@@ -143,3 +145,20 @@ def test_evaluate_scores_every_model_on_the_events_the_saved_filters_keep(tmp_pa
     assert {row["protocol"] for row in paired} == {"personalize", "next-item"}
     next_item = [row for row in lines if row.get("kind") != "paired" and row["protocol"] == "next-item"]
     assert len({row["n_users"] for row in next_item}) == 1
+
+
+def test_evaluate_keeps_the_seed_a_model_was_trained_with(saved, tmp_path, monkeypatch, capsys):
+    csv, _ = saved
+    seeded = tmp_path / "seeded.hrnn"
+    assert cli.main(["train", str(csv), "-o", str(seeded), "--epochs", "1", "--no-progress",
+                     "--num-threads", "1", "--random-state", "3"]) == 0
+    seeds = []
+
+    def spy(estimator, table, protocol, random_state, **kw):
+        seeds.append((estimator.random_state, random_state))
+        return {"recall@20": 0.5}, pd.DataFrame({"USER_ID": [1], "position": [0], "rank": [1]})
+
+    monkeypatch.setattr(importlib.import_module("hrnn.quickstart"), "evaluate", spy)
+    assert cli.main(["evaluate", str(seeded), str(csv), "--protocol", "next-item", "--random-state", "7",
+                     "--json"]) == 0
+    assert seeds == [(3, 7)]  # the model's own seed; the split's from the command line

@@ -56,6 +56,33 @@ class TestSources:
         out.loc[0, "USER_ID"] = -5
         pd.testing.assert_frame_equal(df, before)
 
+    @pytest.mark.parametrize("rows_at_a_time", [1 << 20, 7])
+    def test_csv_ids_that_are_not_plain_integers_stay_text(self, tmp_path, monkeypatch, rows_at_a_time):
+        """pandas reads "000050" as 50 (the SKU "50" too): such a column is read as its text,
+        whichever chunk of the file holds the first one; plain integers stay integers."""
+        monkeypatch.setattr(hrnn._reading, "ID_CHECK_ROWS", rows_at_a_time)
+        df = table(string_ids=False)
+        plain, path = df.copy(), tmp_path / "ids.csv"
+        df["item_id"] = df["item_id"].map("{:06d}".format)
+        df.loc[len(df) - 1, "item_id"] = "50"
+        df["user_id"] = (df["user_id"] - 3) * 10**17  # negative, and across powers of ten
+        df.to_csv(path, index=False)
+        out = read_interactions(path)
+        assert out["ITEM_ID"].tolist() == df["item_id"].tolist()  # "000050" and "50" apart
+        assert out["USER_ID"].dtype == np.int64 and out["USER_ID"].tolist() == df["user_id"].tolist()
+        plain.to_csv(path, index=False)
+        assert read_interactions(path)["ITEM_ID"].dtype == np.int64
+        plain.assign(user_id="+" + plain["user_id"].astype(str)).to_csv(path, index=False)
+        assert read_interactions(path)["USER_ID"].tolist()[:1] == ["+" + str(plain["user_id"][0])]
+        plain.assign(user_id=" " + plain["user_id"].astype(str)).to_csv(path, index=False)
+        assert read_interactions(path)["USER_ID"].dtype == np.int64  # spaces are not part of a number
+
+    def test_decimal_lengths_are_exact_at_every_power_of_ten(self):
+        values = [0, 9, 10, 99, 100, -1, -10, 10**18 - 1, 10**18, 2**63 - 1, -2**63]
+        assert hrnn._reading._decimal_lengths(np.array(values, np.int64)).tolist() == [len(str(v)) for v in values]
+        big = [2**64 - 1, 10**19 - 1, 10**19]
+        assert hrnn._reading._decimal_lengths(np.array(big, np.uint64)).tolist() == [len(str(v)) for v in big]
+
     @pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".tsv", ".parquet"])
     def test_files(self, tmp_path, suffix):
         df = table(event_type="view")
@@ -108,8 +135,15 @@ class TestSources:
         with pytest.raises(KeyError, match="'visitor' given for USER_ID not found.*item_id"):
             read_interactions(table(), columns={"USER_ID": "visitor"})
         df = table()
-        df["USER_ID"] = df["user_id"]
-        assert read_interactions(df)["USER_ID"].tolist() == df["USER_ID"].tolist()  # exact wins
+        df["USER_ID"] = df["user_id"] + "x"
+        with pytest.warns(UserWarning, match="'user_id', 'USER_ID' all match USER_ID; 'USER_ID', the exact"):
+            assert read_interactions(df)["USER_ID"].tolist() == df["USER_ID"].tolist()  # exact wins
+        assert read_interactions(df, columns={"USER_ID": "user_id"})["USER_ID"].tolist() == \
+            df["user_id"].tolist()
+        spaced = table().rename(columns={"item_id": " item_id "})  # "USER_ID, ITEM_ID" headers
+        assert read_interactions(spaced)["ITEM_ID"].tolist() == spaced[" item_id "].tolist()
+        with pytest.raises(KeyError, match="columns found: 'user_id', ' item_id ', 'timestamp_'"):
+            read_interactions(spaced.drop(columns="timestamp").assign(timestamp_=1))
         df = table()
         df["User_Id"] = df["user_id"]
         with pytest.raises(ValueError, match="several columns match USER_ID"):
@@ -140,7 +174,7 @@ def spoil(col, rows, value, **extra):
 
 BAD_INPUTS = {  # name: (make the table, exception, what the message must say)
     "no time column": (lambda: table().rename(columns={"timestamp": "ts"}), KeyError,
-                       "required column TIMESTAMP not found; columns found: user_id, item_id, ts"),
+                       "required column TIMESTAMP not found; columns found: 'user_id', 'item_id', 'ts'"),
     "missing user": (lambda: spoil("user_id", [4, 7], None), ValueError,
                      r"USER_ID \(column 'user_id'\) has 2 missing values.*first at row 4"),
     "missing item": (lambda: spoil("item_id", [7, 9], np.nan), ValueError,
@@ -168,7 +202,10 @@ BAD_INPUTS = {  # name: (make the table, exception, what the message must say)
     "text value": (lambda: table(event_value=["x"] * 30), TypeError, "EVENT_VALUE.*'x'"),
     "a number as text among numbers": (lambda: {"USER_ID": [1, 2, 3], "ITEM_ID": [1, 2, 3],
                                                 "TIMESTAMP": [T0, str(T0 + 1), T0]},
-                                       TypeError, "TIMESTAMP.*first non-numeric value '1600000001' at row 1"),
+                                       TypeError, "TIMESTAMP.*first value written as text '1600000001' at row 1.*"
+                                                  "pandas.to_numeric"),
+    "epoch seconds as text": (lambda: table().astype({"timestamp": str}), TypeError,
+                              "TIMESTAMP.*written as text.*at row 0.*pandas.to_numeric"),
     "2-tuple": (lambda: ([1], [2]), ValueError, "exactly 3 arrays"),
     "ragged": (lambda: ([1, 2], [2], [T0]), ValueError, "different lengths"),
     "records and arrays": (lambda: ([1, 2], {"USER_ID": 1}, [T0, T0]), ValueError, "or be a list of records"),

@@ -223,7 +223,7 @@ class TestInspect:
     def test_missing_column(self, csv, capsys):
         assert main(["inspect", str(csv)]) == 2  # the user column is called "user"
         err = capsys.readouterr().err
-        assert err.startswith("error: required column USER_ID not found; columns found: user,")
+        assert err.startswith("error: required column USER_ID not found; columns found: 'user',")
         assert err.count("\n") == 1
 
     def test_warnings_go_to_stderr(self, tmp_path, capsys):

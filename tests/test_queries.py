@@ -248,3 +248,56 @@ def test_not_fitted_models_raise_runtime_error(tmp_path):
                  lambda: m.user_state("u"), lambda: m.get_weights(), lambda: m.known_user_ids):
         with pytest.raises(RuntimeError, match="not fitted"):
             call()
+
+
+def test_ids_sent_as_text_find_a_model_fitted_on_integers():
+    """Personalize sends every id as text: "7" is user 7 when the model knows 7 and not "7" (its
+    events went to a new user "7", its queries to the popular items), with a warning; and the other
+    way round. An id known as given is never retyped."""
+    users, items, ts = planted_log(n_users=40)
+    m = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit((users, items, ts))
+    t = float(ts.max()) + 10
+    n_users, u, item = len(m.known_user_ids), int(users[0]), int(items[0])
+    with pytest.warns(UserWarning, match="user_id '3' is not in the model, but 3 is: 3 is used"):
+        same = m.recommend("3", 5)
+    assert same[0].tolist() == m.recommend(3, 5)[0].tolist()
+    for args in [(str(item), t), ([str(item), item], [t + 1, t + 2])]:  # the one-event path, the other
+        with pytest.warns(UserWarning) as caught:
+            m.put_events(str(u), *args)
+        assert {str(w.message).split(" ")[0] for w in caught} == {"item_ids", "user_id"}
+    assert len(m.known_user_ids) == n_users and not m.unknown_item_events_
+    assert m._engine.user_state(m._user_index[u])[3] == len(items[users == u]) + 3  # every event counted
+    with pytest.warns(UserWarning, match="each of include_items"):
+        assert m.recommend(u, 5, include_items=[str(item)])[0].tolist() == [item]
+    with pytest.warns(UserWarning):
+        batch = m.recommend_batch([str(u), "nobody", u], 4)[0]
+    assert batch[0].tolist() == batch[2].tolist() == m.recommend(u, 4)[0].tolist()
+    with pytest.warns(UserWarning):
+        assert np.array_equal(m.user_state(str(u))[1], m.user_state(u)[1])
+    m.put_events("07", item, t + 3)  # not the text of an integer: a new user, as before
+    assert m.known_user_ids[-1] == "07"
+    for cls in (hrnn.baselines.RepeatRule, hrnn.baselines.Markov):  # the baselines look up alike
+        b = cls().fit((users, items, ts))
+        with pytest.warns(UserWarning, match="user_id"):
+            b.put_events(str(u), [item], [t])
+        assert len(b._hist) == len(set(users.tolist()))
+        with pytest.warns(UserWarning, match="user_id"):
+            assert b.recommend(str(u), 3)[0].tolist() == b.recommend(u, 3)[0].tolist()
+    text = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit(([f"{x}" for x in users], items, ts))
+    with pytest.warns(UserWarning, match="user_id 3 is not in the model, but '3' is"):
+        assert text.recommend(3, 5)[0].tolist() == text.recommend("3", 5)[0].tolist()
+
+
+def test_put_events_takes_datetimes_as_fit_does():
+    users, items, ts = planted_log(n_users=40)
+    when = pd.to_datetime(ts, unit="s")  # naive: UTC, as in fit
+    a = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit((users, items, ts))
+    b = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit((users, items, when))
+    t = float(ts.max()) + 60
+    a.put_events("new", [1, 2], [t, t + 5])
+    b.put_events("new", [1, 2], [pd.Timestamp(t, unit="s"), (pd.Timestamp(t + 5, unit="s", tz="UTC")
+                                                            .tz_convert("Europe/Paris"))])
+    a.put_events("new", 3, t + 9)
+    b.put_events("new", 3, np.datetime64(int(t + 9), "s"))
+    assert np.array_equal(a.user_state("new")[1], b.user_state("new")[1])
+    assert a._engine.user_state(a._user_index["new"])[2] == b._engine.user_state(b._user_index["new"])[2] == t + 9

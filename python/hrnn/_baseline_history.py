@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._ids import _as_list, _check_lookup
+from ._ids import _as_list, _check_lookup, _lookup_all
 
 MAX_RESULTS = 500
 DENSE_BLOCK = 1 << 22  # entries of sparse_top_k's dense blocks: a bound on their memory
@@ -191,8 +191,7 @@ class Histories:
         ids = _as_list(user_ids, "user_ids")  # as HRNN's: one id is one user, not its characters
         for u in ids:
             _check_lookup(u, "user_id")
-        get = self.index.get
-        return np.array([get(u, -1) for u in ids], dtype=np.int64)
+        return _lookup_all(ids, self.index, "user_id")
 
     def items_of(self, u: int) -> np.ndarray:
         return self.items[u]

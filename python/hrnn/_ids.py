@@ -1,8 +1,11 @@
 """Argument checks shared by the query methods: ids, timestamps, sizes."""
 from __future__ import annotations
 
+import datetime
 import hashlib
 import numbers
+import re
+import warnings
 from collections.abc import Iterator, MappingView
 
 import numpy as np
@@ -47,6 +50,38 @@ def _check_lookup(value, what: str) -> None:
         raise TypeError(f"{what} must be a string or an integer, got {type(value).__name__} {value!r:.60}")
 
 
+_DECIMAL = re.compile(r"0|-?[1-9][0-9]*")  # the text str() gives an int: "7", not "07" or "+7"
+
+
+def _retyped(value, index: dict, what: str):
+    """``value`` if ``index`` knows it; else the same id in the other type the model may hold
+    (7 for "7", "7" for 7) when ``index`` knows that one, with a UserWarning: Personalize sends
+    every id as text, and a model fitted on integer ids would otherwise take user "7" for a new
+    user (its events lost to user 7, its queries answered with popular items)."""
+    if value in index:
+        return value
+    if type(value) is str:
+        other = int(value) if _DECIMAL.fullmatch(value) else None
+    elif isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        other = str(int(value))
+    else:
+        return value
+    if other is None or other not in index:
+        return value
+    warnings.warn(f"{what} {value!r} is not in the model, but {other!r} is: {other!r} is used "
+                  f"(ids keep the type they were fitted with)", UserWarning, stacklevel=4)
+    return other
+
+
+def _lookup_all(ids: list, index: dict, what: str) -> np.ndarray:
+    """int64 index of each id (``_retyped`` for the ones not known as given), -1 if unknown."""
+    get = index.get
+    out = np.fromiter((get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+    for r in np.flatnonzero(out < 0):
+        out[r] = get(_retyped(ids[r], index, what), -1)
+    return out
+
+
 def _check_id(value, what: str) -> None:
     """New ids (created by put_events) must also fit in what a model file holds."""
     _check_lookup(value, what)
@@ -83,7 +118,8 @@ def _known_items(item_ids, index: dict, what: str) -> np.ndarray:
     ids = _as_list(item_ids, what)
     for i in ids:
         _check_lookup(i, f"each of {what}")
-    return np.array([j for j in (index.get(i, -1) for i in ids) if j >= 0], dtype=np.int32)
+    idx = _lookup_all(ids, index, f"each of {what}")
+    return idx[idx >= 0].astype(np.int32)
 
 
 def _query(num_results, exclude_interacted, exclude_items, include_items, index: dict) -> dict:
@@ -127,7 +163,7 @@ def _events(item_ids, timestamps, session_id, index: dict, event_type=None, even
         keep = _kept(len(items), event_type, event_value, *filters)
         items, ts = [i for i, k in zip(items, keep) if k], ts[keep]
         sessions = None if sessions is None else sessions[keep]
-    idx = np.fromiter((index.get(i, -1) for i in items), dtype=np.int32, count=len(items))
+    idx = _lookup_all(items, index, "item_ids").astype(np.int32)
     unknown = [i.item() if isinstance(i, np.generic) else i for i, j in zip(items, idx) if j < 0]
     for i in unknown:
         _check_id(i, "item_ids")
@@ -210,8 +246,16 @@ def check_float_width(values: np.ndarray, what: str) -> None:
 
 
 def _timestamps(values, n: int) -> np.ndarray:
-    """float64 unix seconds, one per event, finite and >= 0."""
+    """float64 unix seconds, one per event, finite and >= 0; datetimes as fit takes them (naive
+    ones are UTC)."""
     ts = np.atleast_1d(np.asarray(list(values) if isinstance(values, Iterator) else values))
+    if ts.dtype.kind == "M" or (ts.dtype == object and ts.size and all(
+            isinstance(v, (datetime.datetime, np.datetime64)) for v in ts.ravel())):
+        try:
+            when = pd.to_datetime(ts.ravel(), utc=True)
+        except (ValueError, TypeError) as e:  # naive and aware datetimes mixed, out of range...
+            raise ValueError(f"timestamps: cannot convert these datetimes to unix seconds ({e})") from None
+        ts = ((when - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(np.float64)
     if ts.dtype == object and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in ts.ravel()):
         ts = ts.astype(np.float64)  # integers too large for int64: refused below as beyond the year 5000
     if ts.dtype.kind not in "iuf" or ts.dtype == np.bool_:

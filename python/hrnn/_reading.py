@@ -20,6 +20,7 @@ EVENT_TYPE, EVENT_VALUE, SESSION_ID = "EVENT_TYPE", "EVENT_VALUE", "SESSION_ID"
 REQUIRED = (USER_ID, ITEM_ID, TIMESTAMP)
 OPTIONAL = (EVENT_TYPE, EVENT_VALUE, SESSION_ID)
 CANONICAL = REQUIRED + OPTIONAL
+ID_CHECK_ROWS = 1 << 20  # rows of a CSV's id columns read as text at a time (keep_id_text)
 
 
 def load(source) -> pd.DataFrame:
@@ -81,11 +82,8 @@ def read_file(path: str) -> pd.DataFrame:
             raise ImportError("reading Parquet needs pyarrow: pip install pyarrow (or, in hrnn's source "
                               "folder, pip install '.[parquet]')") from e
         reader = functools.partial(pd.read_parquet, path, engine="pyarrow")
-    elif lower.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv", ".tsv.gz")):
-        sep = "\t" if ".tsv" in lower else ","
-        # The C engine is as fast as pyarrow's here and does not turn ISO dates into datetimes
-        # behind the caller's back, so a file reads the same whether or not pyarrow is installed.
-        reader = functools.partial(pd.read_csv, path, sep=sep, low_memory=False)
+    elif _is_csv(path):
+        reader = _csv_reader(path)
     else:
         raise ValueError(f"unsupported file type: {path} (expected .csv, .csv.gz, .tsv or "
                          f".parquet)")
@@ -93,6 +91,54 @@ def read_file(path: str) -> pd.DataFrame:
         return reader()
     except (ValueError, OSError, EOFError) as e:  # parser errors, empty or corrupt files
         raise ValueError(f"cannot read {path}: {e}") from e
+
+
+def _is_csv(path: str) -> bool:
+    return path.lower().endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".tsv", ".tsv.gz"))
+
+
+def _csv_reader(path: str, **kwargs):
+    sep = "\t" if ".tsv" in path.lower() else ","
+    # The C engine is as fast as pyarrow's here and does not turn ISO dates into datetimes
+    # behind the caller's back, so a file reads the same whether or not pyarrow is installed.
+    return functools.partial(pd.read_csv, path, sep=sep, low_memory=False, **kwargs)
+
+
+def _decimal_lengths(v: np.ndarray) -> np.ndarray:
+    """The length of ``str(x)`` for each integer x (int64 or uint64), exactly."""
+    neg = v < 0
+    with np.errstate(over="ignore"):  # (the unsigned branch that np.where does not take)
+        magnitude = np.where(neg, -(v + 1), v).astype(np.uint64) + neg
+    powers = np.array([10**k for k in range(1, 20)], dtype=np.uint64)
+    return np.searchsorted(powers, magnitude, side="right") + 1 + neg
+
+
+def keep_id_text(path: str, raw: pd.DataFrame, id_columns: list) -> pd.DataFrame:
+    """``raw`` (read from ``path``) with each id column that pandas read as integers but the file
+    does not write as plain integers (leading zeros, a sign: "000050", "+7") read again as text:
+    "000050" and "50" are two SKUs, and an answer must give back the id the file has.
+
+    The check reads the id columns again as text, a million rows at a time (about 0.6 s per
+    million rows and two columns); Parquet files keep their types and need none."""
+    check = [c for c in id_columns if _is_csv(path) and pd.api.types.is_integer_dtype(raw[c].dtype)]
+    if not check:
+        return raw
+    lengths = {c: _decimal_lengths(raw[c].to_numpy()) for c in check}
+    text, start = [], 0
+    for chunk in _csv_reader(path, usecols=check, dtype=str, chunksize=ID_CHECK_ROWS)():
+        end = start + len(chunk)
+        for c in [c for c in check if c not in text]:
+            if (chunk[c].str.strip().str.len().to_numpy() != lengths[c][start:end]).any():
+                text.append(c)
+        start = end
+        if len(text) == len(check):
+            break
+    if not text:
+        return raw
+    raw = raw.copy(deep=False)
+    for c in text:
+        raw[c] = _csv_reader(path, usecols=[c], dtype=str)()[c].to_numpy()
+    return raw
 
 
 def resolve_columns(found, columns) -> dict:
@@ -107,9 +153,9 @@ def resolve_columns(found, columns) -> dict:
             raise ValueError(f"unknown canonical column {key!r} in columns=; expected one of "
                              f"{', '.join(CANONICAL)}")
         mapping[canon] = name
-    by_upper: dict = {}
+    by_upper: dict = {}  # (a header written "USER_ID, ITEM_ID" gives the column " ITEM_ID")
     for col in found:
-        by_upper.setdefault(str(col).upper(), []).append(col)
+        by_upper.setdefault(str(col).strip().upper(), []).append(col)
     resolved = {}
     for canon, name in mapping.items():
         if name is None and canon in REQUIRED:
@@ -120,14 +166,14 @@ def resolve_columns(found, columns) -> dict:
             raise ValueError(f"several columns are named {name!r} (given for {canon}); rename them apart")
         elif name in found:
             resolved[canon] = name
-        elif len(by_upper.get(str(name).upper(), [])) == 1:
-            resolved[canon] = by_upper[str(name).upper()][0]
-        elif by_upper.get(str(name).upper()):
+        elif len(by_upper.get(str(name).strip().upper(), [])) == 1:
+            resolved[canon] = by_upper[str(name).strip().upper()][0]
+        elif by_upper.get(str(name).strip().upper()):
             raise ValueError(f"several columns match {name!r} (given for {canon}) case-insensitively: "
-                             f"{by_upper[str(name).upper()]}; give one of them exactly")
+                             f"{by_upper[str(name).strip().upper()]}; give one of them exactly")
         else:
             raise KeyError(f"column {name!r} given for {canon} not found; columns found: "
-                           f"{', '.join(map(str, found))}")
+                           f"{', '.join(map(repr, found))}")
     # A source column that the caller mapped explicitly is not auto-matched a second time
     # (yoochoose: session_id mapped to USER_ID must not also become SESSION_ID).
     used = {v for v in resolved.values() if v is not None}
@@ -135,8 +181,11 @@ def resolve_columns(found, columns) -> dict:
         if canon in resolved:
             continue
         candidates = [c for c in by_upper.get(canon, []) if c not in used]
-        if len(candidates) > 1:
-            candidates = [c for c in candidates if c == canon] or candidates
+        if len(candidates) > 1 and canon in candidates and len(set(candidates)) > 1:
+            warnings.warn(f"columns {', '.join(map(repr, candidates))} all match {canon}; {canon!r}, the "
+                          f"exact name, is used (choose another with columns={{'{canon}': ...}})",
+                          UserWarning, stacklevel=4)
+            candidates = [canon] * candidates.count(canon)
         if len(candidates) > 1 and len(set(candidates)) == 1:
             raise ValueError(f"several columns are named {candidates[0]!r} (they match {canon}); rename them apart")
         if len(candidates) > 1:
@@ -154,7 +203,7 @@ def resolve_columns(found, columns) -> dict:
                         f"columns={{'USER_ID': {by_upper[SESSION_ID][0]!r}}} (command line: "
                         f"--user-col {by_upper[SESSION_ID][0]})")
             raise KeyError(f"required column {canon} not found; columns found: "
-                           f"{', '.join(map(str, found)) or '(none)'}{hint}")
+                           f"{', '.join(map(repr, found)) or '(none)'}{hint}")
     return {k: v for k, v in resolved.items() if v is not None}
 
 
@@ -232,11 +281,13 @@ def numeric(s: pd.Series, label: str, what: str, hint: str = "") -> np.ndarray:
             or (s.dtype == object and pd.api.types.infer_dtype(s, skipna=True)
                 in ("integer", "floating", "mixed-integer-float", "decimal", "empty"))):
         bad = pd.to_numeric(s, errors="coerce").isna().to_numpy() & s.notna().to_numpy()
-        if not bad.any() and s.dtype == object:  # text that reads as a number, among numbers
+        as_text = not bad.any() and (s.dtype == object or pd.api.types.is_string_dtype(s))
+        if as_text:  # text that reads as a number
             bad = np.array([isinstance(v, (str, bytes)) for v in s.to_numpy()], dtype=bool)
+            hint = "; numbers written as text: convert them with pandas.to_numeric"
         rows = np.flatnonzero(bad)
-        example = f"; first non-numeric value {s.iloc[rows[0]]!r} at {row(rows[0])}" \
-            if len(rows) else ""
+        kind = "value written as text" if as_text else "non-numeric value"
+        example = f"; first {kind} {s.iloc[rows[0]]!r} at {row(rows[0])}" if len(rows) else ""
         raise TypeError(f"{label} must hold numbers ({what}), got dtype {s.dtype}{example}{hint}")
     return s.to_numpy(dtype=np.float64, na_value=np.nan)
 

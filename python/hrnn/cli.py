@@ -168,7 +168,9 @@ examples:
 --users file: one user id per line, or Personalize batch-inference input lines
   {"userId": "42"}
 output (--json, --users): one JSON line per user, in the order of the file
-  {"userId": 42, "recommendedItems": [7, 3, ...], "scores": [5.12, 4.9, ...]}""")
+  {"userId": 42, "recommendedItems": [7, 3, ...], "scores": [5.12, 4.9, ...]}
+output with --format personalize (Personalize's batch-inference lines, ids as text)
+  {"input": {"userId": "42"}, "output": {"recommendedItems": ["7", "3", ...], "scores": [...]}, "error": null}""")
     p.add_argument("model", help="a model file written by `hrnn train` or HRNN.save()")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", metavar="USER_ID", help="recommend for this user")
@@ -181,6 +183,10 @@ output (--json, --users): one JSON line per user, in the order of the file
                    help="leave out items the user has already interacted with")
     p.add_argument("--json", action="store_true",
                    help="with --user: print one JSON line instead of 'item<TAB>score' lines")
+    p.add_argument("--format", choices=("hrnn", "personalize"), default="hrnn",
+                   help="the JSON lines' shape: hrnn's, or Personalize's batch-inference output "
+                        "(input / output / error, ids as text) for code that reads those "
+                        "(default: hrnn)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the results to FILE instead of standard output "
                         "(JSON lines with --users)")
@@ -228,13 +234,16 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def _result(user, items, scores) -> dict:
+def _result(user, items, scores, shape: str = "hrnn") -> dict:
     keep = [i for i, (item, s) in enumerate(zip(items, scores))
             if item is not None and s != float("-inf")]
-    return {"userId": _plain(user),
-            "recommendedItems": [_plain(items[i]) for i in keep],
-            # str() of a float32 is its shortest round-tripping text: 4.9760084, not 4.976008415
-            "scores": [float(str(scores[i])) for i in keep]}
+    # str() of a float32 is its shortest round-tripping text: 4.9760084, not 4.976008415
+    scores = [float(str(scores[i])) for i in keep]
+    if shape == "personalize":  # (Personalize's ids are always strings)
+        return {"input": {"userId": str(_plain(user))},
+                "output": {"recommendedItems": [str(_plain(items[i])) for i in keep], "scores": scores},
+                "error": None}
+    return {"userId": _plain(user), "recommendedItems": [_plain(items[i]) for i in keep], "scores": scores}
 
 
 def _read_user_file(path: str, to_id) -> list:
@@ -247,6 +256,9 @@ def _read_user_file(path: str, to_id) -> list:
             line = line.strip()
             if not line:
                 continue
+            if line.startswith("["):
+                raise ValueError(f"{path} line {n}: a JSON array; the file holds one user id, or "
+                                 f"one JSON object {{\"userId\": ...}}, per line")
             if line.startswith("{"):
                 try:
                     value = json.loads(line)["userId"]
@@ -297,13 +309,15 @@ def _run_recommend(args: argparse.Namespace) -> int:
         users = [to_id(args.user)]
         items, scores = model.recommend(users[0], num_results=args.num_results,
                                         exclude_interacted=args.exclude_interacted)
-        lines = ([json.dumps(_result(users[0], items, scores)) + "\n"] if args.json else
+        as_json = args.json or args.format == "personalize"
+        lines = ([json.dumps(_result(users[0], items, scores, args.format)) + "\n"] if as_json else
                  [f"{_plain(i)}\t{str(s)}\n" for i, s in zip(items, scores)])
     else:
         users = _read_user_file(args.users, to_id)
         items, scores = model.recommend_batch(users, num_results=args.num_results,
                                               exclude_interacted=args.exclude_interacted)
-        lines = (json.dumps(_result(user, items[r], scores[r])) + "\n" for r, user in enumerate(users))
+        lines = (json.dumps(_result(user, items[r], scores[r], args.format)) + "\n"
+                 for r, user in enumerate(users))
     _write_lines(args.output, lines)  # only now: a failed call leaves an existing output file alone
     _warn_unknown([u for u in users if u not in known], len(users))
     if args.output and args.user is None:

@@ -74,7 +74,10 @@ examples:
                    help="also evaluate the baselines, and hrnn's paired difference from the best "
                         "baseline of each metric, with its standard error (JSON: lines with "
                         "\"kind\": \"paired\")")
-    p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="seed of the split (default: 0)")
+    p.add_argument("--random-state", type=int, default=0, metavar="SEED",
+                   help="seed of the split, and of the training when MODEL was trained without "
+                        "one (`hrnn train` without --random-state), so that two runs give the "
+                        "same figures (default: 0)")
     p.add_argument("--json", action="store_true", help="print the results as JSON lines")
     cli._add_minimums(p)
     cli._add_columns(p)
@@ -88,6 +91,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     model = load(args.model)
     params = {**model.get_params(), "show_progress": False}
+    if params["random_state"] is None:
+        params["random_state"] = args.random_state
     contenders = {"hrnn": type(model)(**params)}
     if args.baselines:
         contenders.update({k: v for k, v in quickstart.contenders(None, args.random_state).items() if k != "hrnn"})

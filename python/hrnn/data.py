@@ -7,6 +7,7 @@ vectorised: no Python loop runs over events.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -45,8 +46,8 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
     DataFrame
         A new frame with ``USER_ID``, ``ITEM_ID``, ``TIMESTAMP`` (float64 unix seconds) and, when
         present, ``EVENT_TYPE``, ``EVENT_VALUE`` (float64), ``SESSION_ID``; a fresh RangeIndex.
-        Ids keep their type (no int <-> str conversion); CSV ids are typed as pandas infers them,
-        so ids with leading zeros should be read with ``dtype=str`` and passed as a DataFrame.
+        Ids keep their type (no int <-> str conversion). A CSV's id column is integers when the
+        file writes every one of its ids as a plain integer (42, not 042 or +42), else its text.
         datetime64 timestamps are converted to unix seconds (naive ones are taken as UTC).
         Exact duplicate rows (equal in every column above) are dropped with a UserWarning;
         rows that differ only in event value or session id are kept.
@@ -67,6 +68,9 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
     names = _v.resolve_columns(list(raw.columns), columns)
     if len(raw) == 0:
         raise ValueError("the interactions table is empty")
+    if isinstance(source, (str, os.PathLike)):
+        raw = _v.keep_id_text(os.fspath(source), raw, [names[c] for c in (USER_ID, ITEM_ID, SESSION_ID)
+                                                       if c in names])
     out = {}
     for canon, name in names.items():
         s, label = raw[name], _v.column_label(canon, name)

@@ -11,7 +11,7 @@ from . import _device, _params, _training
 from . import data as _data
 from ._validation import auto_holdout_users, validation_split
 from ._ids import (_ONE_ID, _ONE_TIMESTAMP, MAX_TIMESTAMP, _as_list, _check_id, _check_lookup, _events, _ids_of,
-                   _query)
+                   _lookup_all, _query, _retyped)
 from .base import Recommender
 
 
@@ -369,7 +369,7 @@ class HRNN(Recommender):
         """
         self._check_fitted()
         _check_lookup(user_id, "user_id")
-        user = self._user_index.get(user_id)
+        user = self._user_index.get(_retyped(user_id, self._user_index, "user_id"))
         if user is None:
             raise KeyError(f"unknown user id {user_id!r}")
         u, h, _, _ = self._engine.user_state(user)
@@ -411,7 +411,7 @@ class HRNN(Recommender):
         self._check_fitted()
         q = _query(num_results, exclude_interacted, exclude_items, include_items, self._item_index())
         _check_lookup(user_id, "user_id")
-        user = self._user_index.get(user_id, -1)
+        user = self._user_index.get(_retyped(user_id, self._user_index, "user_id"), -1)
         items, scores = self._engine.recommend(user, q.pop("k"), exclude_interacted,
                                                num_threads=self.num_threads, **q)
         return self.item_ids_[items], scores
@@ -429,11 +429,10 @@ class HRNN(Recommender):
         """
         self._check_fitted()
         q = _query(num_results, exclude_interacted, exclude_items, include_items, self._item_index())
-        get = self._user_index.get
         ids = _as_list(user_ids, "user_ids")
         for u in ids:
             _check_lookup(u, "user_id")
-        users = np.fromiter((get(u, -1) for u in ids), dtype=np.int64, count=len(ids))
+        users = _lookup_all(ids, self._user_index, "user_id")
         def call(chunk):
             return self._engine.recommend_batch(chunk, exclude_interacted=exclude_interacted,
                                                 num_threads=self.num_threads, **q)
@@ -486,8 +485,11 @@ class HRNN(Recommender):
                 and 0 <= timestamps <= MAX_TIMESTAMP):
             # one event as plain scalars, the usual real-time call: the checks below, without arrays
             item = item_ids.item() if isinstance(item_ids, np.generic) else item_ids
-            idx = self._item_index().get(item, -1)
+            index = self._item_index()
+            idx = index.get(item, -1)
             if idx < 0:  # the types were checked above; a new id must also fit a model file
+                item = _retyped(item, index, "item_ids")
+                idx = index.get(item, -1)
                 _check_id(item, "item_ids")
             user = self._user_for_events(user_id)
             if idx >= 0:  # (the hot path: no closure)
@@ -531,6 +533,7 @@ class HRNN(Recommender):
         user = self._user_index.get(user_id)  # users are only ever added: no lock to find one
         if user is not None:
             return user
+        user_id = _retyped(user_id, self._user_index, "user_id")
         with self._lock:
             user = self._user_index.get(user_id)
             if user is None:
