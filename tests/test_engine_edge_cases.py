@@ -225,6 +225,18 @@ def test_exclude_interacted_leaves_out_a_real_time_item_below_the_users_last_ind
     got, _ = m.recommend(user, len(m.item_ids_), exclude_interacted=True)
     assert m.item_ids_[new] not in set(got.tolist())
     assert len(got) == len(m.item_ids_) - len(seen) - 1
+    # Many events in one call are merged into the set at once: the same set as one by one.
+    rng = np.random.default_rng(0)
+    batch = [m.item_ids_[k] for k in rng.integers(0, len(m.item_ids_) - 5, 100)] + ["unknown"]
+    m.put_events(user, batch, t + 1 + np.arange(len(batch)))
+    other = fit(small_log)
+    other.put_events(user, [m.item_ids_[new]], [t])
+    for j, one in enumerate(batch):
+        other.put_events(user, one, t + 1 + j)
+    expected = set(m.item_ids_.tolist()) - {m.item_ids_[i] for i in seen} - {m.item_ids_[new]} - set(batch)
+    assert set(m.recommend(user, len(m.item_ids_), exclude_interacted=True)[0].tolist()) == expected
+    assert other.recommend(user, len(m.item_ids_), exclude_interacted=True)[0].tolist() == \
+        m.recommend(user, len(m.item_ids_), exclude_interacted=True)[0].tolist()
 
 
 def test_validation_rank_counts_only_strictly_higher_items(small_log):

@@ -152,7 +152,7 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
   n_events_[user] = had + n;
   history_[user].insert(history_[user].end(), items, items + n);
   history_ts_[user].insert(history_ts_[user].end(), ts, ts + n);
-  for (int64_t i = 0; i < n; ++i) insert_item(seen_[user], items[i]);
+  insert_items(seen_[user], items, n);
 }
 
 bool UserStore::read(int64_t user, float* h, ItemSet* seen, int64_t recent,
