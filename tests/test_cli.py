@@ -215,14 +215,15 @@ class TestRecommendBatch:
     def test_personalize_output_lines(self, trained, tmp_path, capsys):
         _, model_path, _ = trained
         users = tmp_path / "users.txt"
-        users.write_text('{"userId": "3"}\nnobody\n')
+        users.write_text('{"userId": "3", "itemId": "x"}\nnobody\n007\n')
         assert main(["recommend", str(model_path), "--users", str(users), "-n", "3", "--format",
                      "personalize"]) == 0
         rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-        items, scores = hrnn.load(model_path).recommend_batch([3, "nobody"], 3)
-        for row, user, its, sc in zip(rows, ["3", "nobody"], items, scores):
+        items, scores = hrnn.load(model_path).recommend_batch([3, "nobody", "007"], 3)
+        inputs = [{"userId": "3", "itemId": "x"}, {"userId": "nobody"}, {"userId": "007"}]
+        for row, given, its, sc in zip(rows, inputs, items, scores):
             assert set(row) == {"input", "output", "error"} and row["error"] is None
-            assert row["input"] == {"userId": user}  # ids as text, as Personalize writes them
+            assert row["input"] == given  # the input line as written, as Personalize echoes it
             assert row["output"]["recommendedItems"] == [str(i) for i in its]
             assert np.allclose(row["output"]["scores"], sc, rtol=1e-6)
         assert main(["recommend", str(model_path), "--user", "3", "-n", "2", "--format", "personalize"]) == 0

@@ -1,6 +1,10 @@
 """recommend, put_events and recommend_batch: answers in the user's own ids, exclusions, cold users."""
 from __future__ import annotations
 
+import datetime
+import threading
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -258,19 +262,26 @@ def test_ids_sent_as_text_find_a_model_fitted_on_integers():
     m = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit((users, items, ts))
     t = float(ts.max()) + 10
     n_users, u, item = len(m.known_user_ids), int(users[0]), int(items[0])
-    with pytest.warns(UserWarning, match="user_id '3' is not in the model, but 3 is: 3 is used"):
+    with pytest.warns(UserWarning, match="user_id: text that reads as an integer .* taken as the model's "
+                                         "integer id") as caught:
         same = m.recommend("3", 5)
+    assert caught[0].filename == __file__  # the caller's line, not hrnn's
     assert same[0].tolist() == m.recommend(3, 5)[0].tolist()
+    with pytest.warns(UserWarning):
+        assert m.recommend(np.str_("3"), 5)[0].tolist() == same[0].tolist()
+    for unknown in ("9" * 5000, "03", "-0", "+3", " 3"):  # not the text of a known integer id
+        assert m.recommend(unknown, 5)[0].tolist() == m.recommend("nobody", 5)[0].tolist()
     for args in [(str(item), t), ([str(item), item], [t + 1, t + 2])]:  # the one-event path, the other
         with pytest.warns(UserWarning) as caught:
             m.put_events(str(u), *args)
-        assert {str(w.message).split(" ")[0] for w in caught} == {"item_ids", "user_id"}
+        assert {str(w.message).split(":")[0] for w in caught} == {"item_ids", "user_id"}
     assert len(m.known_user_ids) == n_users and not m.unknown_item_events_
     assert m._engine.user_state(m._user_index[u])[3] == len(items[users == u]) + 3  # every event counted
     with pytest.warns(UserWarning, match="each of include_items"):
         assert m.recommend(u, 5, include_items=[str(item)])[0].tolist() == [item]
-    with pytest.warns(UserWarning):
-        batch = m.recommend_batch([str(u), "nobody", u], 4)[0]
+    with pytest.warns(UserWarning) as caught:
+        batch = m.recommend_batch([str(u), "nobody", u] + [str(v) for v in range(30)], 4)[0]
+    assert len(caught) == 1  # one per call, not one per id
     assert batch[0].tolist() == batch[2].tolist() == m.recommend(u, 4)[0].tolist()
     with pytest.warns(UserWarning):
         assert np.array_equal(m.user_state(str(u))[1], m.user_state(u)[1])
@@ -284,8 +295,29 @@ def test_ids_sent_as_text_find_a_model_fitted_on_integers():
         with pytest.warns(UserWarning, match="user_id"):
             assert b.recommend(str(u), 3)[0].tolist() == b.recommend(u, 3)[0].tolist()
     text = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit(([f"{x}" for x in users], items, ts))
-    with pytest.warns(UserWarning, match="user_id 3 is not in the model, but '3' is"):
-        assert text.recommend(3, 5)[0].tolist() == text.recommend("3", 5)[0].tolist()
+    with pytest.warns(UserWarning, match="user_id: an integer .* taken as the model's text id"):
+        assert text.recommend(np.int64(3), 5)[0].tolist() == text.recommend("3", 5)[0].tolist()
+    assert text.recommend(10**5000, 5)[0].tolist() == text.recommend("nobody", 5)[0].tolist()
+
+
+def test_text_and_integer_ids_of_a_new_user_at_once_make_one_user():
+    users, items, ts = planted_log(n_users=40)
+    m = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit(([f"{x}" for x in users], items, ts))
+    barrier, t = threading.Barrier(8), float(ts.max()) + 10
+
+    def put(user):
+        barrier.wait()
+        m.put_events(user, 1, t)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the retyped one warns)
+        threads = [threading.Thread(target=put, args=(u,)) for u in ["777", 777] * 4]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    assert [u for u in m.known_user_ids.tolist() if u in ("777", 777)] in (["777"], [777])
+    assert m._engine.user_state(m._user_index.get("777", m._user_index.get(777)))[3] == 8
 
 
 def test_put_events_takes_datetimes_as_fit_does():
@@ -301,3 +333,8 @@ def test_put_events_takes_datetimes_as_fit_does():
     b.put_events("new", 3, np.datetime64(int(t + 9), "s"))
     assert np.array_equal(a.user_state("new")[1], b.user_state("new")[1])
     assert a._engine.user_state(a._user_index["new"])[2] == b._engine.user_state(b._user_index["new"])[2] == t + 9
+    late = datetime.datetime(2300, 1, 1)  # beyond pandas' nanosecond range, accepted by fit
+    a.put_events("new", 4, (late - datetime.datetime(1970, 1, 1)).total_seconds())
+    b.put_events("new", 4, late)
+    b.put_events("new", 4, [np.datetime64("2300-01-01T00:00:01")])
+    assert b._engine.user_state(b._user_index["new"])[2] == a._engine.user_state(a._user_index["new"])[2] + 1

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from ._baseline_history import Histories, check_num_results, sparse_top_k, top_k
-from ._ids import _check_id, _check_lookup, _events, _known_items, _retyped
+from ._ids import IdIndex, _check_id, _check_lookup, _events, _known_items, _retyped
 from .base import Recommender
 from .data import build_event_log, popularity, read_interactions
 
@@ -89,7 +89,7 @@ class Baseline(Recommender):
         self._item_ids = log.item_ids
         # A dict answers the few ids of a put_events call in O(1); pd.Index.get_indexer would
         # rebuild its hash table when the dtypes differ, O(n_items) per call.
-        self._item_pos = dict(zip(log.item_ids.tolist(), range(log.n_items)))
+        self._item_pos = IdIndex(log.item_ids)
         self._hist = Histories.from_log(log)
         self._pop = popularity(log.items, log.n_items)
         self._backoff = self._pop / (self._pop.max() + 1.0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._ids import _as_list, _check_lookup, _lookup_all
+from ._ids import IdIndex, _as_list, _check_lookup, _lookup_all
 
 MAX_RESULTS = 500
 DENSE_BLOCK = 1 << 22  # entries of sparse_top_k's dense blocks: a bound on their memory
@@ -172,7 +172,7 @@ class Histories:
     def __init__(self, user_ids, items, timestamps, new_session, last_sid):
         self.ids = list(user_ids)
         # numpy scalars hash and compare like Python ones, so lookups work with either.
-        self.index = dict(zip(self.ids, range(len(self.ids))))
+        self.index = IdIndex(self.ids)
         self.items, self.ts, self.new, self.last_sid = items, timestamps, new_session, last_sid
 
     @classmethod

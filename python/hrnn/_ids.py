@@ -4,7 +4,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import numbers
+import os
 import re
+import sys
 import warnings
 from collections.abc import Iterator, MappingView
 
@@ -53,32 +55,82 @@ def _check_lookup(value, what: str) -> None:
 _DECIMAL = re.compile(r"0|-?[1-9][0-9]*")  # the text str() gives an int: "7", not "07" or "+7"
 
 
-def _retyped(value, index: dict, what: str):
-    """``value`` if ``index`` knows it; else the same id in the other type the model may hold
-    (7 for "7", "7" for 7) when ``index`` knows that one, with a UserWarning: Personalize sends
-    every id as text, and a model fitted on integer ids would otherwise take user "7" for a new
-    user (its events lost to user 7, its queries answered with popular items)."""
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_caller(message: str, category=UserWarning) -> None:
+    """``warnings.warn`` attributed to the first frame outside hrnn: the user's own call."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+class IdIndex(dict):
+    """id -> dense index, knowing whether it holds integer ids and text ids: a lookup tries the
+    other type (``_retyped``) only where the model has ids of that type."""
+
+    def __init__(self, ids):
+        values = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+        super().__init__(zip(values, range(len(values))))
+        if isinstance(ids, np.ndarray) and ids.dtype.kind in "iu":
+            self.has_int, self.has_str = True, False
+        else:
+            self.has_int = any(isinstance(k, numbers.Integral) for k in self)
+            self.has_str = any(isinstance(k, str) for k in self)
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.has_int = self.has_int or isinstance(key, numbers.Integral)
+        self.has_str = self.has_str or isinstance(key, str)
+
+
+def _other_type(value, index: IdIndex):
+    """The id ``index`` knows that ``value`` stands for in the other type (7 for "7", "7" for 7),
+    or None."""
+    if isinstance(value, str):  # (np.str_ too); int() of 21+ digits would be beyond 64 bits anyway
+        if index.has_int and len(value) <= 20 and _DECIMAL.fullmatch(value):
+            other = int(value)
+            return other if other in index else None
+    elif (index.has_str and isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+          and -2**63 <= value < 2**64):
+        other = str(int(value))
+        return other if other in index else None
+    return None
+
+
+def _warn_retyped(what: str, value) -> None:
+    # The same text whatever the id: one line per call site, not one per id (and no registry of ids).
+    given = ("text that reads as an integer ('7') was taken as the model's integer id (7)"
+             if isinstance(value, str) else "an integer (7) was taken as the model's text id ('7')")
+    warn_caller(f"{what}: {given}; ids keep the type they were fitted with")
+
+
+def _retyped(value, index: IdIndex, what: str):
+    """``value`` if ``index`` knows it; else the id it stands for in the model's other id type,
+    with a UserWarning: Personalize sends every id as text, and a model fitted on integer ids
+    would otherwise take user "7" for a new user (its events lost to user 7, its queries
+    answered with popular items)."""
     if value in index:
         return value
-    if type(value) is str:
-        other = int(value) if _DECIMAL.fullmatch(value) else None
-    elif isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
-        other = str(int(value))
-    else:
+    other = _other_type(value, index)
+    if other is None:
         return value
-    if other is None or other not in index:
-        return value
-    warnings.warn(f"{what} {value!r} is not in the model, but {other!r} is: {other!r} is used "
-                  f"(ids keep the type they were fitted with)", UserWarning, stacklevel=4)
+    _warn_retyped(what, value)
     return other
 
 
-def _lookup_all(ids: list, index: dict, what: str) -> np.ndarray:
+def _lookup_all(ids: list, index: IdIndex, what: str) -> np.ndarray:
     """int64 index of each id (``_retyped`` for the ones not known as given), -1 if unknown."""
     get = index.get
     out = np.fromiter((get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+    retyped = None
     for r in np.flatnonzero(out < 0):
-        out[r] = get(_retyped(ids[r], index, what), -1)
+        other = _other_type(ids[r], index)
+        if other is not None:
+            out[r], retyped = index[other], ids[r]
+    if retyped is not None:
+        _warn_retyped(what, retyped)
     return out
 
 
@@ -249,13 +301,11 @@ def _timestamps(values, n: int) -> np.ndarray:
     """float64 unix seconds, one per event, finite and >= 0; datetimes as fit takes them (naive
     ones are UTC)."""
     ts = np.atleast_1d(np.asarray(list(values) if isinstance(values, Iterator) else values))
-    if ts.dtype.kind == "M" or (ts.dtype == object and ts.size and all(
-            isinstance(v, (datetime.datetime, np.datetime64)) for v in ts.ravel())):
-        try:
-            when = pd.to_datetime(ts.ravel(), utc=True)
-        except (ValueError, TypeError) as e:  # naive and aware datetimes mixed, out of range...
-            raise ValueError(f"timestamps: cannot convert these datetimes to unix seconds ({e})") from None
-        ts = ((when - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(np.float64)
+    if ts.dtype.kind == "M":
+        ts = (ts - np.datetime64(0, "s")) / np.timedelta64(1, "s")  # (NaT: NaN, refused below)
+    elif ts.dtype == object and ts.size and all(isinstance(v, (datetime.datetime, np.datetime64))
+                                                for v in ts.ravel()):
+        ts = np.array([_seconds(v) for v in ts.ravel()], dtype=np.float64)
     if ts.dtype == object and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in ts.ravel()):
         ts = ts.astype(np.float64)  # integers too large for int64: refused below as beyond the year 5000
     if ts.dtype.kind not in "iuf" or ts.dtype == np.bool_:
@@ -272,6 +322,17 @@ def _timestamps(values, n: int) -> np.ndarray:
         raise ValueError(f"timestamp {ts[late][0]:.12g} is beyond the year 5000 in unix seconds "
                          "(milliseconds? divide by 1000)")
     return ts
+
+
+_EPOCH = datetime.datetime(1970, 1, 1)
+_EPOCH_UTC = _EPOCH.replace(tzinfo=datetime.timezone.utc)
+
+
+def _seconds(when) -> float:
+    """Unix seconds of a datetime (naive: UTC, as in fit), in any year Python's datetime has."""
+    if isinstance(when, np.datetime64):
+        return float((when - np.datetime64(0, "s")) / np.timedelta64(1, "s"))
+    return (when - (_EPOCH if when.tzinfo is None else _EPOCH_UTC)).total_seconds()
 
 
 def _stable_hash(value) -> int:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from ._ids import MAX_TIMESTAMP, _check_text_ids, check_float_width
+from ._ids import MAX_TIMESTAMP, _check_text_ids, check_float_width, warn_caller
 
 USER_ID, ITEM_ID, TIMESTAMP = "USER_ID", "ITEM_ID", "TIMESTAMP"
 EVENT_TYPE, EVENT_VALUE, SESSION_ID = "EVENT_TYPE", "EVENT_VALUE", "SESSION_ID"
@@ -125,19 +124,20 @@ def keep_id_text(path: str, raw: pd.DataFrame, id_columns: list) -> pd.DataFrame
         return raw
     lengths = {c: _decimal_lengths(raw[c].to_numpy()) for c in check}
     text, start = [], 0
-    for chunk in _csv_reader(path, usecols=check, dtype=str, chunksize=ID_CHECK_ROWS)():
-        end = start + len(chunk)
-        for c in [c for c in check if c not in text]:
-            if (chunk[c].str.strip().str.len().to_numpy() != lengths[c][start:end]).any():
-                text.append(c)
-        start = end
-        if len(text) == len(check):
-            break
+    with _csv_reader(path, usecols=check, dtype=str, chunksize=ID_CHECK_ROWS)() as chunks:
+        for chunk in chunks:
+            end = start + len(chunk)
+            for c in [c for c in check if c not in text]:
+                if (chunk[c].str.strip().str.len().to_numpy() != lengths[c][start:end]).any():
+                    text.append(c)
+            start = end
+            if len(text) == len(check):
+                break
     if not text:
         return raw
     raw = raw.copy(deep=False)
-    for c in text:
-        raw[c] = _csv_reader(path, usecols=[c], dtype=str)()[c].to_numpy()
+    for c in text:  # (stripped, as pandas strips the numbers: " 007" and "007" are one id)
+        raw[c] = _csv_reader(path, usecols=[c], dtype=str)()[c].str.strip().to_numpy()
     return raw
 
 
@@ -182,9 +182,8 @@ def resolve_columns(found, columns) -> dict:
             continue
         candidates = [c for c in by_upper.get(canon, []) if c not in used]
         if len(candidates) > 1 and canon in candidates and len(set(candidates)) > 1:
-            warnings.warn(f"columns {', '.join(map(repr, candidates))} all match {canon}; {canon!r}, the "
-                          f"exact name, is used (choose another with columns={{'{canon}': ...}})",
-                          UserWarning, stacklevel=4)
+            warn_caller(f"columns {', '.join(map(repr, candidates))} all match {canon}; {canon!r}, the "
+                        f"exact name, is used (choose another with columns={{'{canon}': ...}})")
             candidates = [canon] * candidates.count(canon)
         if len(candidates) > 1 and len(set(candidates)) == 1:
             raise ValueError(f"several columns are named {candidates[0]!r} (they match {canon}); rename them apart")
@@ -240,8 +239,7 @@ def ids(s: pd.Series, label: str):
                         f"({type(value).__name__}) at {row(i)}")
 
     def converted(values):
-        warnings.warn(f"{label} holds floats; they are whole numbers and are used as integer ids",
-                      UserWarning, stacklevel=5)
+        warn_caller(f"{label} holds floats; they are whole numbers and are used as integer ids")
         return values
 
     if isinstance(s.dtype, pd.CategoricalDtype):
@@ -284,7 +282,8 @@ def numeric(s: pd.Series, label: str, what: str, hint: str = "") -> np.ndarray:
         as_text = not bad.any() and (s.dtype == object or pd.api.types.is_string_dtype(s))
         if as_text:  # text that reads as a number
             bad = np.array([isinstance(v, (str, bytes)) for v in s.to_numpy()], dtype=bool)
-            hint = "; numbers written as text: convert them with pandas.to_numeric"
+            as_text = bool(bad.any())  # (a column of booleans has none)
+            hint = "; numbers written as text: convert them with pandas.to_numeric" if as_text else hint
         rows = np.flatnonzero(bad)
         kind = "value written as text" if as_text else "non-numeric value"
         example = f"; first {kind} {s.iloc[rows[0]]!r} at {row(rows[0])}" if len(rows) else ""
@@ -356,7 +355,7 @@ def drop_duplicates(out: pd.DataFrame) -> pd.DataFrame:
     dup[candidates] = out.loc[candidates, subset].duplicated().to_numpy()
     n = int(dup.sum())
     if n:
-        warnings.warn(f"dropped {n:,} exact duplicate interactions (same "
-                      f"{', '.join(subset)}); {len(out) - n:,} remain", UserWarning, stacklevel=3)
+        warn_caller(f"dropped {n:,} exact duplicate interactions (same "
+                    f"{', '.join(subset)}); {len(out) - n:,} remain")
         out = out.loc[~dup].reset_index(drop=True)
     return out

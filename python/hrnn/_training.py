@@ -6,13 +6,13 @@ Private; what HRNN.fit does once the log is read and split.
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Callable, Optional
 
 import numpy as np
 
 from . import _core, _device
 from . import data as _data
+from ._ids import warn_caller
 from ._progress import Progress, stops
 from ._transitions import apply_table, transition_table
 from ._validation import auto_fallback, choose_transition_weight, n_targets, validation_scores
@@ -119,9 +119,8 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     if run.interrupted:
         unchosen = (f" and the transition weight {run.weight:g} (not chosen on held-out sessions)"
                     if auto and split is not None and not chosen else "")
-        warnings.warn(f"training interrupted by the user during epoch {len(model.history_)}; "
-                      f"the model holds the parameters of the last completed mini-batch{unchosen}",
-                      RuntimeWarning, stacklevel=3)
+        warn_caller(f"training interrupted by the user during epoch {len(model.history_)}; "
+                    f"the model holds the parameters of the last completed mini-batch{unchosen}", RuntimeWarning)
 
 
 def _epochs(model, engine, arrays, w, train_users, callbacks, split, patience, metric,

@@ -169,7 +169,7 @@ examples:
   {"userId": "42"}
 output (--json, --users): one JSON line per user, in the order of the file
   {"userId": 42, "recommendedItems": [7, 3, ...], "scores": [5.12, 4.9, ...]}
-output with --format personalize (Personalize's batch-inference lines, ids as text)
+output with --format personalize (Personalize's batch-inference lines: the input echoed, ids as text)
   {"input": {"userId": "42"}, "output": {"recommendedItems": ["7", "3", ...], "scores": [...]}, "error": null}""")
     p.add_argument("model", help="a model file written by `hrnn train` or HRNN.save()")
     who = p.add_mutually_exclusive_group(required=True)
@@ -185,8 +185,8 @@ output with --format personalize (Personalize's batch-inference lines, ids as te
                    help="with --user: print one JSON line instead of 'item<TAB>score' lines")
     p.add_argument("--format", choices=("hrnn", "personalize"), default="hrnn",
                    help="the JSON lines' shape: hrnn's, or Personalize's batch-inference output "
-                        "(input / output / error, ids as text) for code that reads those "
-                        "(default: hrnn)")
+                        "(the input line echoed, output with ids as text, error), for code that "
+                        "reads those; personalize implies --json with --user (default: hrnn)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the results to FILE instead of standard output "
                         "(JSON lines with --users)")
@@ -195,7 +195,9 @@ output with --format personalize (Personalize's batch-inference lines, ids as te
     p.set_defaults(func=_run_recommend)
 
 
-_INT = re.compile(r"[+-]?[0-9]+")
+# The text str() gives an integer, as _ids._DECIMAL (not imported: it would load numpy for --help):
+# "007" and "+7" are not 7, as in a CSV.
+_INT = re.compile(r"0|-?[1-9][0-9]*")
 
 
 class _UserIds:
@@ -234,23 +236,26 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def _result(user, items, scores, shape: str = "hrnn") -> dict:
+def _result(user, items, scores, shape: str = "hrnn", given=None) -> dict:
+    """One answer as a JSON object; ``given``: the input object Personalize's lines echo."""
     keep = [i for i, (item, s) in enumerate(zip(items, scores))
             if item is not None and s != float("-inf")]
     # str() of a float32 is its shortest round-tripping text: 4.9760084, not 4.976008415
     scores = [float(str(scores[i])) for i in keep]
     if shape == "personalize":  # (Personalize's ids are always strings)
-        return {"input": {"userId": str(_plain(user))},
+        return {"input": given,
                 "output": {"recommendedItems": [str(_plain(items[i])) for i in keep], "scores": scores},
                 "error": None}
     return {"userId": _plain(user), "recommendedItems": [_plain(items[i]) for i in keep], "scores": scores}
 
 
-def _read_user_file(path: str, to_id) -> list:
+def _read_user_file(path: str, to_id) -> tuple:
+    """(the users' ids as the model's, each line's input object: the JSON object as written, or
+    {"userId": the plain line})."""
     if path != "-" and not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
     f = sys.stdin if path == "-" else open(path, encoding="utf-8-sig")  # (-sig: a BOM is not an id)
-    users = []
+    users, inputs = [], []
     try:
         for n, line in enumerate(f, 1):
             line = line.strip()
@@ -261,16 +266,18 @@ def _read_user_file(path: str, to_id) -> list:
                                  f"one JSON object {{\"userId\": ...}}, per line")
             if line.startswith("{"):
                 try:
-                    value = json.loads(line)["userId"]
+                    record = json.loads(line)
+                    value = record["userId"]
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path} line {n}: not valid JSON ({e})") from None
                 except (KeyError, TypeError):
                     raise ValueError(f"{path} line {n}: a JSON line needs a \"userId\" "
                                      f"field") from None
             else:
-                value = line
+                value = record = line
             try:
                 users.append(to_id(value, typed=line.startswith("{")))
+                inputs.append(record if isinstance(record, dict) else {"userId": record})
             except ValueError as e:
                 raise ValueError(f"{path} line {n}: {e}") from None
     finally:
@@ -278,7 +285,7 @@ def _read_user_file(path: str, to_id) -> list:
             f.close()
     if not users:
         raise ValueError(f"{path} holds no user ids")
-    return users
+    return users, inputs
 
 
 def _warn_unknown(unknown: list, n: int) -> None:
@@ -310,13 +317,14 @@ def _run_recommend(args: argparse.Namespace) -> int:
         items, scores = model.recommend(users[0], num_results=args.num_results,
                                         exclude_interacted=args.exclude_interacted)
         as_json = args.json or args.format == "personalize"
-        lines = ([json.dumps(_result(users[0], items, scores, args.format)) + "\n"] if as_json else
+        lines = ([json.dumps(_result(users[0], items, scores, args.format, {"userId": args.user})) + "\n"]
+                 if as_json else
                  [f"{_plain(i)}\t{str(s)}\n" for i, s in zip(items, scores)])
     else:
-        users = _read_user_file(args.users, to_id)
+        users, inputs = _read_user_file(args.users, to_id)
         items, scores = model.recommend_batch(users, num_results=args.num_results,
                                               exclude_interacted=args.exclude_interacted)
-        lines = (json.dumps(_result(user, items[r], scores[r], args.format)) + "\n"
+        lines = (json.dumps(_result(user, items[r], scores[r], args.format, inputs[r])) + "\n"
                  for r, user in enumerate(users))
     _write_lines(args.output, lines)  # only now: a failed call leaves an existing output file alone
     _warn_unknown([u for u in users if u not in known], len(users))

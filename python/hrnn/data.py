@@ -8,7 +8,6 @@ vectorised: no Python loop runs over events.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import _reading as _v
-from ._ids import _as_text, _check_text_ids, _stable_hash, event_type_mask, event_value_mask
+from ._ids import _as_text, _check_text_ids, _stable_hash, event_type_mask, event_value_mask, warn_caller
 from ._params import check_gap
 from ._reading import (CANONICAL, EVENT_TYPE, EVENT_VALUE, ITEM_ID, OPTIONAL,  # noqa: F401
                         REQUIRED, SESSION_ID, TIMESTAMP, USER_ID)
@@ -383,8 +382,8 @@ def check_trainable(lengths: np.ndarray, train_users: np.ndarray, minimums: bool
     if minimums:
         check_minimums(int(lengths[train_users].sum()), n_2plus)
     if n_2plus == 0:
-        warnings.warn("no training user has 2 or more events: there is no next item to learn from, "
-                      "and the model stays at its initialisation", UserWarning, stacklevel=4)
+        warn_caller("no training user has 2 or more events: there is no next item to learn from, "
+                    "and the model stays at its initialisation")
 
 
 def check_minimums(n_interactions: int, n_users_with_2plus: int,

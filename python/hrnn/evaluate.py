@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
+from ._ids import warn_caller
 from ._params import check_gap
 from ._training import raise_if_interrupted
 from .data import (ITEM_ID, SESSION_ID, TIMESTAMP, USER_ID, build_event_log, filter_events,
@@ -236,8 +237,8 @@ def _next_item(model, split: NextItemSplit, return_details: bool, put_last: bool
     rank = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
     rr = np.divide(1.0, rank, out=np.zeros(len(rank)), where=rank > 0)
     if not len(rank):  # 0 would read as "found none of them"
-        warnings.warn(f"no test session has a second event: recall@{k} and mrr@{k} are undefined (NaN); "
-                      f"only first_recall@{k} measures something here", RuntimeWarning, stacklevel=3)
+        warn_caller(f"no test session has a second event: recall@{k} and mrr@{k} are undefined (NaN); "
+                    f"only first_recall@{k} measures something here", RuntimeWarning)
     out = {f"recall@{k}": float(np.mean(rank > 0)) if len(rank) else float("nan"),
            f"mrr@{k}": float(rr.mean()) if len(rank) else float("nan"),
            f"first_recall@{k}": float(np.mean(first_rank > 0)) if len(users) else 0.0,

@@ -10,8 +10,8 @@ import numpy as np
 from . import _device, _params, _training
 from . import data as _data
 from ._validation import auto_holdout_users, validation_split
-from ._ids import (_ONE_ID, _ONE_TIMESTAMP, MAX_TIMESTAMP, _as_list, _check_id, _check_lookup, _events, _ids_of,
-                   _lookup_all, _query, _retyped)
+from ._ids import (_ONE_ID, _ONE_TIMESTAMP, MAX_TIMESTAMP, IdIndex, _as_list, _check_id, _check_lookup, _events,
+                   _ids_of, _lookup_all, _query, _retyped)
 from .base import Recommender
 
 
@@ -299,7 +299,7 @@ class HRNN(Recommender):
         total = popularity.sum()
         engine.set_fallback_scores((popularity / total if total > 0 else popularity)
                                    .astype(np.float32))
-        self._user_index = {u: i for i, u in enumerate(user_ids.tolist())}
+        self._user_index = IdIndex(user_ids)
         self._new_users = []  # users that put_events created, after the stored ones
         self._item_lookup = None
         self._lock = threading.RLock()
@@ -379,7 +379,7 @@ class HRNN(Recommender):
 
     def _item_index(self) -> dict:
         if self._item_lookup is None:
-            self._item_lookup = {v: i for i, v in enumerate(self.item_ids_.tolist())}
+            self._item_lookup = IdIndex(self.item_ids_)
         return self._item_lookup
 
     def recommend(self, user_id, num_results: int = 25, exclude_interacted: bool = False,
@@ -533,8 +533,8 @@ class HRNN(Recommender):
         user = self._user_index.get(user_id)  # users are only ever added: no lock to find one
         if user is not None:
             return user
-        user_id = _retyped(user_id, self._user_index, "user_id")
-        with self._lock:
+        with self._lock:  # (retyped under the lock too: "7" and 7 at once must not make two users)
+            user_id = _retyped(user_id, self._user_index, "user_id")
             user = self._user_index.get(user_id)
             if user is None:
                 _check_id(user_id, "user_id")

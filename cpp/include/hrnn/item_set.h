@@ -2,8 +2,8 @@
 // items of a user's history that the prior rules out.
 #pragma once
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
-#include <iterator>
 #include <vector>
 
 namespace hrnn {
@@ -28,18 +28,18 @@ inline void insert_item(ItemSet& s, int32_t item) {
   if (at == s.end() || *at != item) s.insert(at, item);
 }
 
-// Adds the known items of items[0, n): one at a time for a few, else as one merge (inserting each
-// into a large set moves its tail every time: 200,000 new items in one call took 1.9 s).
+// Adds the known items of items[0, n): the new ones in one merge (inserting each into a large set
+// moves its tail every time: 200,000 new items in one call took 1.9 s), none when all are there.
 inline void insert_items(ItemSet& s, const int32_t* items, int64_t n) {
-  if (n < 64) {
-    for (int64_t i = 0; i < n; ++i) insert_item(s, items[i]);
-    return;
-  }
-  const ItemSet add = known_items(items, n);
-  ItemSet out;
-  out.reserve(s.size() + add.size());
-  std::set_union(s.begin(), s.end(), add.begin(), add.end(), std::back_inserter(out));
-  s.swap(out);
+  if (n == 1) return insert_item(s, items[0]);
+  ItemSet add = known_items(items, n);
+  add.erase(std::remove_if(add.begin(), add.end(),
+                           [&s](int32_t i) { return std::binary_search(s.begin(), s.end(), i); }),
+            add.end());
+  if (add.empty()) return;
+  const auto old = static_cast<std::ptrdiff_t>(s.size());
+  s.insert(s.end(), add.begin(), add.end());
+  std::inplace_merge(s.begin(), s.begin() + old, s.end());
 }
 
 }  // namespace hrnn
