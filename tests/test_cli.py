@@ -266,8 +266,9 @@ class TestRecommendBatch:
         log = make_log(n_events=400, n_users=4, n_items=30, seed=2).drop_duplicates()
         log["USER_ID"] = log["USER_ID"].map(dict(enumerate(ids)))
         path = tmp_path / "mixed.hrnn"
-        hrnn.HRNN(hidden_dimension=32, epochs=1, num_threads=1, show_progress=False).fit(
-            log, check_minimums=False).save(path)
+        with pytest.warns(UserWarning, match=r"USER_ID holds 1 ids both as integers and as text \(e.g. 5 and '5'\)"):
+            hrnn.HRNN(hidden_dimension=32, epochs=1, num_threads=1, show_progress=False).fit(
+                log, check_minimums=False).save(path)
         users = tmp_path / "users.txt"
         users.write_bytes("\ufeff5\n".encode("utf-8") + b'{"userId": 5}\n{"userId": "5"}\n{"userId": " 7"}\n'
                           b'{"userId": "user  3"}\n')

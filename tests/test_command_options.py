@@ -34,7 +34,7 @@ def test_evaluate_scores_the_saved_hyperparameters_beside_the_baselines(saved, m
 
     def spy(estimator, table, protocol, random_state, return_details, return_estimator, fit_params):
         calls.append((estimator, protocol, random_state))
-        # --no-minimums reaches hrnn's fit only (the baselines' fit takes no options)
+        # --no-minimums reaches hrnn's fit only (the baselines check no minimums)
         assert fit_params == ({"check_minimums": False} if isinstance(estimator, hrnn.HRNN) else None)
         assert return_details  # (what pairs hrnn with the best baseline)
         name = type(estimator).__name__

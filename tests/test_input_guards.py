@@ -459,3 +459,77 @@ def test_evaluate_passes_fit_params_and_names_the_split_when_fit_refuses():
         hrnn.evaluate(hrnn.HRNN(**FAST), log, random_state=True)
     with pytest.raises(TypeError, match="fit_params must be a dict"):
         hrnn.evaluate(hrnn.HRNN(**FAST), log, fit_params=["check_minimums"])
+
+
+# ------------------------------------------------------------- from a notebook user's audit
+
+def test_a_dataframe_is_not_a_list_of_ids(fitted):
+    m, _ = fitted
+    frame = pd.DataFrame({"USER_ID": [1, 2]})
+    with pytest.raises(TypeError, match=r"user_ids must be one id or a 1-D sequence of ids, got a DataFrame; "
+                                        r"pass one of its columns"):
+        m.recommend_batch(frame)  # (list() of a frame is its column names: one user "USER_ID")
+    with pytest.raises(TypeError, match="exclude_items .*got a DataFrame"):
+        m.recommend(1, 5, exclude_items=pd.DataFrame({"ITEM_ID": [1]}))
+    assert m.recommend_batch(frame["USER_ID"], 5)[0].shape == (2, 5)
+
+
+def test_arrow_columns_from_parquet(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    df = pd.DataFrame({"USER_ID": pd.Categorical([f"u{u}" for u in users]), "ITEM_ID": items, "TIMESTAMP": ts})
+    df.to_parquet(tmp_path / "log.parquet")
+    arrow = pd.read_parquet(tmp_path / "log.parquet", dtype_backend="pyarrow")
+    assert pa.types.is_dictionary(arrow["USER_ID"].dtype.pyarrow_dtype)
+    assert hrnn.read_interactions(arrow)["USER_ID"].tolist() == [f"u{u}" for u in users]
+    dates = pd.to_datetime(arrow["TIMESTAMP"], unit="s").dt.date.astype(pd.ArrowDtype(pa.date32()))
+    with pytest.raises(TypeError, match=r"TIMESTAMP holds dates \(date32.*\) without a time of day"):
+        hrnn.read_interactions(arrow.assign(TIMESTAMP=dates))
+
+
+def test_columns_in_two_roles_and_ids_in_the_index():
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    df = pd.DataFrame({"user": users, "ITEM_ID": items, "TIMESTAMP": ts})
+    with pytest.raises(ValueError, match="column 'user' is given for USER_ID and ITEM_ID in columns="):
+        hrnn.read_interactions(df.drop(columns="ITEM_ID"), columns={"USER_ID": "user", "ITEM_ID": "user"})
+    both = hrnn.read_interactions(df, columns={"USER_ID": "user", "SESSION_ID": "user"})  # sessions as users
+    assert both["SESSION_ID"].tolist() == users.tolist()
+    with pytest.raises(KeyError, match="required column USER_ID not found.*'USER_ID' is the DataFrame's "
+                                       "index: reset_index"):
+        hrnn.read_interactions(df.rename(columns={"user": "USER_ID"}).set_index("USER_ID"))
+
+
+def test_new_uint64_ids_are_taken_as_fit_takes_them(tmp_path):
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    big = np.uint64(2**63) + users.astype(np.uint64)
+    m = hrnn.HRNN(**FAST).fit((big, big[:1].repeat(len(items)) + items.astype(np.uint64), ts))
+    new_user, new_item = 2**64 - 1, 2**63 + 10**6
+    m.put_events(new_user, [int(m.item_ids_[0]), new_item], [ts.max() + 1, ts.max() + 2])
+    assert m.known_user_ids[-1] == new_user and m.unknown_item_events_ == {new_item: 1}
+    m.save(tmp_path / "m.hrnn")
+    back = hrnn.load(tmp_path / "m.hrnn")
+    assert back.recommend(new_user, 5)[0].tolist() == m.recommend(new_user, 5)[0].tolist()
+    with pytest.raises(ValueError, match=r"user_id must fit in 64 bits \(int64 or uint64\), got 18446744073709551616"):
+        m.put_events(2**64, 1, ts.max() + 3)
+
+
+def test_baselines_take_the_fit_params_hrnn_takes():
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    scores = hrnn.evaluate(hrnn.baselines.RepeatRule(), (users[:300], items[:300], ts[:300]),
+                           protocol="personalize", fit_params={"check_minimums": False})
+    assert 0 <= scores["precision@5"] <= 1
+    with pytest.raises(TypeError, match="check_minimums must be True or False"):
+        hrnn.baselines.Markov().fit((users, items, ts), check_minimums="no")
+
+
+def test_a_callback_asking_the_model_under_training_is_told_so():
+    users, items, ts = planted_log(n_users=40, n_items=30, length=30)
+    seen = []
+
+    def ask(model, epoch, stats):
+        with pytest.raises(RuntimeError, match="being fitted: it answers once fit\\(\\) returns"):
+            model.recommend(1, 3)
+        seen.append(epoch)
+
+    m = hrnn.HRNN(**{**FAST, "epochs": 2}).fit((users, items, ts), callbacks=[ask])
+    assert seen == [0, 1] and len(m.recommend(1, 3)[0]) == 3

@@ -242,3 +242,17 @@ def test_a_saved_file_gets_the_permissions_of_any_new_file(saved, tmp_path):
         assert stat.S_IMODE(os.stat(tmp_path / "new.hrnn").st_mode) == 0o640
     finally:
         os.umask(previous)
+
+
+def test_fitted_models_are_not_pickled_unfitted_ones_are(saved):
+    import copy
+    import pickle
+    model = hrnn.load(saved[1])
+    for copier in (pickle.dumps, copy.deepcopy, copy.copy):
+        with pytest.raises(TypeError, match="a fitted HRNN cannot be pickled or copied.*hrnn.load.*clone"):
+            copier(model)
+    clone = pickle.loads(pickle.dumps(model.clone()))
+    assert clone.get_params() == model.get_params() and clone._engine is None
+    fitted = hrnn.baselines.RepeatRule().fit((np.repeat([1, 2], 5), np.arange(10) % 4, np.arange(10.0)))
+    with pytest.raises(TypeError, match="a fitted RepeatRule cannot be pickled"):
+        pickle.dumps(fitted)

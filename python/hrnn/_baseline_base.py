@@ -12,6 +12,7 @@ import numpy as np
 
 from ._baseline_history import Histories, check_num_results, sparse_top_k, top_k
 from ._ids import IdIndex, _check_id, _check_lookup, _events, _known_items, _retyped
+from ._params import check_fit_flags
 from .base import Recommender
 from .data import build_event_log, popularity, read_interactions
 
@@ -70,7 +71,7 @@ class Baseline(Recommender):
         return getattr(self, "session_gap", 1800.0)
 
     # -- fit -------------------------------------------------------------------------------------
-    def fit(self, data, columns=None) -> "Baseline":
+    def fit(self, data, columns=None, check_minimums: bool = True) -> "Baseline":
         """Learn from an interactions table (anything ``hrnn.data.read_interactions`` accepts).
 
         Parameters
@@ -78,12 +79,16 @@ class Baseline(Recommender):
         data : DataFrame, path, dict or (users, items, timestamps)
         columns : dict, optional
             Canonical name -> column name, e.g. ``{"USER_ID": "session_id"}``.
+        check_minimums : bool
+            Taken as HRNN's ``fit`` takes it (the same ``fit_params`` serve both in
+            ``hrnn.evaluate``); the baselines check no minimums.
 
         Returns
         -------
         self
         """
         self._validate_params()
+        check_fit_flags(False, check_minimums, ())
         df = read_interactions(data, columns)
         log = build_event_log(df, session_gap=self._session_gap())
         self._item_ids = log.item_ids

@@ -30,6 +30,9 @@ def _as_list(values, what: str) -> list:
         raise TypeError(f"{what} must not be None")
     if isinstance(values, (list, tuple)):
         return list(values)
+    if isinstance(values, pd.DataFrame):  # (list() of a frame is its column names)
+        raise TypeError(f"{what} must be one id or a 1-D sequence of ids, got a DataFrame; pass one of "
+                        f"its columns, e.g. df['USER_ID']")
     if isinstance(values, (set, frozenset, dict, MappingView)) or (isinstance(values, Iterator) and not isinstance(values, str)):
         return list(values)
     if isinstance(values, (str, bytes)) or np.ndim(values) == 0:
@@ -135,10 +138,10 @@ def _lookup_all(ids: list, index: IdIndex, what: str) -> np.ndarray:
 
 
 def _check_id(value, what: str) -> None:
-    """New ids (created by put_events) must also fit in what a model file holds."""
+    """New ids (created by put_events) are what fit takes: integers of int64 or uint64, text."""
     _check_lookup(value, what)
-    if isinstance(value, numbers.Integral) and not -2**63 <= int(value) < 2**63:
-        raise ValueError(f"{what} must fit in 64 bits, got {value}")
+    if isinstance(value, numbers.Integral) and not -2**63 <= int(value) < 2**64:
+        raise ValueError(f"{what} must fit in 64 bits (int64 or uint64), got {value}")
     if isinstance(value, str):
         _check_text(value, what)
 

@@ -174,6 +174,14 @@ def resolve_columns(found, columns) -> dict:
         else:
             raise KeyError(f"column {name!r} given for {canon} not found; columns found: "
                            f"{', '.join(map(repr, found))}")
+    roles: dict = {}  # one source column in two roles (but USER_ID and SESSION_ID: sessions as users)
+    for canon, name in resolved.items():
+        if name is not None:
+            roles.setdefault(name, []).append(canon)
+    for name, canons in roles.items():
+        if len(canons) > 1 and set(canons) != {USER_ID, SESSION_ID}:
+            raise ValueError(f"column {name!r} is given for {' and '.join(canons)} in columns=; each "
+                             f"needs its own column")
     # A source column that the caller mapped explicitly is not auto-matched a second time
     # (yoochoose: session_id mapped to USER_ID must not also become SESSION_ID).
     used = {v for v in resolved.values() if v is not None}
@@ -229,6 +237,15 @@ def _plain_ids(dtype) -> bool:
         dtype != object and pd.api.types.is_string_dtype(dtype))
 
 
+def _arrow_type(s: pd.Series, test: str) -> bool:
+    """Whether ``s`` holds Arrow data of a kind (``pyarrow.types.<test>``), without importing
+    pyarrow for other columns."""
+    if not isinstance(s.dtype, pd.ArrowDtype):
+        return False
+    import pyarrow.types
+    return getattr(pyarrow.types, test)(s.dtype.pyarrow_dtype)
+
+
 def ids(s: pd.Series, label: str):
     """An id column's values: strings or integers (what a model file holds). Floats that are all
     whole numbers (an id column read as float) become integers, with a UserWarning; any other
@@ -242,6 +259,8 @@ def ids(s: pd.Series, label: str):
         warn_caller(f"{label} holds floats; they are whole numbers and are used as integer ids")
         return values
 
+    if _arrow_type(s, "is_dictionary"):  # Parquet's categoricals, read with dtype_backend="pyarrow"
+        s = s.astype(pd.ArrowDtype(s.dtype.pyarrow_dtype.value_type))
     if isinstance(s.dtype, pd.CategoricalDtype):
         if _plain_ids(s.cat.categories.dtype) or pd.api.types.infer_dtype(s.cat.categories) == "string":
             return s.array
@@ -267,7 +286,19 @@ def ids(s: pd.Series, label: str):
             values[i], floats = int(v), True
         elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, int, np.integer)):
             refuse(i, v)
+    _warn_text_and_integer(values, label)
     return converted(values) if floats else s.array
+
+
+def _warn_text_and_integer(values: np.ndarray, label: str) -> None:
+    """Ids of both types are different ids (a model file keeps both): say so where the text of an
+    integer is there too, which is most likely one id written two ways."""
+    text = {v for v in values if isinstance(v, str)}
+    both = sorted({str(v) for v in values if not isinstance(v, str)} & text) if text else []
+    if both:
+        warn_caller(f"{label} holds {len(both):,} ids both as integers and as text (e.g. {both[0]} and "
+                    f"{both[0]!r}): they are different ids; convert the column to one type to make "
+                    f"them one")
 
 
 def numeric(s: pd.Series, label: str, what: str, hint: str = "") -> np.ndarray:
@@ -293,6 +324,9 @@ def numeric(s: pd.Series, label: str, what: str, hint: str = "") -> np.ndarray:
 
 def timestamps(s: pd.Series, label: str) -> np.ndarray:
     """float64 unix seconds from a numeric or datetime64 column, checked for plausibility."""
+    if _arrow_type(s, "is_date"):
+        raise TypeError(f"{label} holds dates ({s.dtype}) without a time of day; convert them with "
+                        f"pandas.to_datetime if midnight UTC is meant")
     if isinstance(s.dtype, pd.ArrowDtype) and s.dtype.kind == "M":  # read_parquet(dtype_backend="pyarrow")
         unit, tz = s.dtype.pyarrow_dtype.unit, s.dtype.pyarrow_dtype.tz
         s = s.astype(pd.DatetimeTZDtype(unit, "UTC") if tz else s.dtype.numpy_dtype)

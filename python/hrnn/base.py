@@ -49,6 +49,21 @@ class Recommender:
         """A new, unfitted recommender with the same hyperparameters."""
         return type(self)(**self.get_params())
 
+    def _check_fitted(self) -> None:
+        """RuntimeError unless fitted."""
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict:
+        """An unfitted recommender pickles (and copies) as its hyperparameters; a fitted one does
+        not: its native state would be lost or shared between the copies."""
+        try:
+            self._check_fitted()
+        except RuntimeError:
+            return self.__dict__.copy()
+        raise TypeError(f"a fitted {type(self).__name__} cannot be pickled or copied: hrnn writes no "
+                        f"pickles (HRNN.save() and hrnn.load() write and read model files), and "
+                        f"clone() gives an unfitted copy to fit")
+
     def __repr__(self) -> str:
         sig = inspect.signature(type(self).__init__)
         shown = [f"{k}={v!r}" for k, v in self.get_params().items()

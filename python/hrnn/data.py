@@ -64,7 +64,13 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
         No such file; Parquet without pyarrow.
     """
     raw = _v.load(source)
-    names = _v.resolve_columns(list(raw.columns), columns)
+    try:
+        names = _v.resolve_columns(list(raw.columns), columns)
+    except KeyError as e:  # set_index("USER_ID") moves a column out of reach
+        index = [n for n in raw.index.names if n is not None and str(n).strip().upper() in CANONICAL]
+        if index:
+            raise KeyError(f"{e.args[0]}; {index[0]!r} is the DataFrame's index: reset_index() first") from None
+        raise
     if len(raw) == 0:
         raise ValueError("the interactions table is empty")
     if isinstance(source, (str, os.PathLike)):

@@ -118,7 +118,8 @@ class HRNN(Recommender):
         With "auto": each weight tried -> its validation score (empty when none was tried).
     history_ : list of dict
         One entry per epoch: loss, events, seconds, and the validation scores with
-        ``fit(validation=True)``.
+        ``fit(validation=True)`` (with ``transition_weight="auto"`` scored at the fallback
+        weight, 0.5 or 1: the weight is chosen after the last epoch).
     best_epoch_ : int
         With ``early_stopping_rounds``: the (0-based) epoch whose parameters the model keeps.
     """
@@ -220,7 +221,8 @@ class HRNN(Recommender):
         callbacks : iterable of callables
             Each is called after every epoch as ``cb(model, epoch, stats)`` (stats: a dict with
             ``loss``, ``events``, ``seconds``); returning True stops training, None or False
-            goes on (anything else is a TypeError).
+            goes on (anything else is a TypeError). ``model`` is this estimator: it answers
+            queries and saves only once ``fit`` returns (during a refit, as the previous fit).
         check_minimums : bool
             Enforce Personalize's minimums (1,000 interactions, 25 users with 2+ of them).
 
@@ -247,6 +249,7 @@ class HRNN(Recommender):
             if held.any():  # otherwise nobody to choose on: the fallback weight
                 split = validation_split(log, held)
         before = dict(self.__dict__)  # a failed refit leaves the fitted model and its records in use
+        self._fitting = True
         try:
             _training.train(self, log, np.flatnonzero(train_users), callbacks, split, validation,
                             early_stopping_rounds, metric)
@@ -254,6 +257,8 @@ class HRNN(Recommender):
             self.__dict__.clear()
             self.__dict__.update(before)
             raise
+        finally:
+            self._fitting = False
         return self
 
     def _training_log(self, data, columns: Optional[dict] = None,
@@ -336,6 +341,8 @@ class HRNN(Recommender):
 
     def _check_fitted(self) -> None:
         if self._engine is None:
+            if getattr(self, "_fitting", False):  # (a callback asking the model under training)
+                raise RuntimeError("this HRNN is being fitted: it answers once fit() returns")
             raise RuntimeError("this HRNN is not fitted yet: call fit() first")
 
     def get_weights(self) -> dict:

@@ -61,7 +61,8 @@ def _units(details, metric: str) -> tuple:
         raise ValueError("no details given")
     keys = [_unit_keys(d) for d in runs]
     if any(not k.equals(keys[0]) for k in keys[1:]):
-        raise ValueError("the details come from different splits: their units do not pair up")
+        raise ValueError("the details come from different splits: their units do not pair up (the same "
+                         "users / events in the same order, as evaluate returns them)")
     scores = np.mean([per_unit_scores(d, metric) for d in runs], axis=0)
     if not np.isfinite(scores).all():
         raise ValueError(f"the details' {metric} has missing or infinite values: not evaluate()'s details")
@@ -117,7 +118,8 @@ def paired_difference(details_a, details_b, metric: str) -> dict:
     a, keys_a = _units(details_a, metric)
     b, keys_b = _units(details_b, metric)
     if not keys_a.equals(keys_b):
-        raise ValueError("details_a and details_b come from different splits: their units do not pair up")
+        raise ValueError("details_a and details_b come from different splits: their units do not pair up "
+                         "(the same users / events in the same order, as evaluate returns them)")
     diff = a - b
     se = standard_error(diff)
     mean = float(diff.mean()) if len(diff) else np.nan  # (no units: nothing measured, as evaluate's NaN)

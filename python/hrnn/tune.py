@@ -48,7 +48,8 @@ class TuneResult:
     trials : DataFrame
         One row per trial: its parameters, every metric of the protocol, seconds.
     model : HRNN
-        A model with the best parameters, fitted on all of ``data``.
+        A model with the best parameters, fitted on all of ``data`` (unfitted with
+        ``refit=False``).
     """
 
     best_params: dict
