@@ -9,6 +9,30 @@
 
 namespace hrnn {
 
+namespace {
+// Sorts s, made of sorted runs [runs[r], runs[r + 1]), by merging them pairwise (stable: equal keys
+// keep their runs' order, so each item's entries are summed in a fixed order).
+template <class T, class Less>
+void merge_runs(std::vector<T>& s, std::vector<size_t> runs, Less less) {
+  std::vector<T> out(s.size());
+  while (runs.size() > 2) {
+    std::vector<size_t> merged{0};
+    size_t r = 0;
+    for (; r + 2 < runs.size(); r += 2) {
+      std::merge(s.begin() + runs[r], s.begin() + runs[r + 1], s.begin() + runs[r + 1], s.begin() + runs[r + 2],
+                 out.begin() + runs[r], less);
+      merged.push_back(runs[r + 2]);
+    }
+    if (r + 1 < runs.size()) {  // an odd run out: carried over as it is
+      std::copy(s.begin() + runs[r], s.begin() + runs[r + 1], out.begin() + runs[r]);
+      merged.push_back(runs[r + 1]);
+    }
+    s.swap(out);
+    runs.swap(merged);
+  }
+}
+}  // namespace
+
 void Transitions::set(int64_t n_items, float weight, std::vector<int64_t> offsets, std::vector<int32_t> successors,
                       std::vector<float> counts, std::vector<float> out, const double* popularity,
                       std::vector<float> repeat_curve) {
@@ -44,6 +68,17 @@ void Transitions::set(int64_t n_items, float weight, std::vector<int64_t> offset
     const double share = std::max(popularity[i] / total, 1e-12);  // log(0) would rule an item out for good
     pop[i] = static_cast<float>(share);
     log_pop[i] = std::log(share);
+  }
+  // Each item's successors in item order: a query then merges sorted runs instead of sorting them all.
+  std::vector<std::pair<int32_t, float>> row;
+  for (int64_t i = 0; i < n_items; ++i) {
+    row.clear();
+    for (int64_t e = offsets[i]; e < offsets[i + 1]; ++e) row.emplace_back(successors[e], counts[e]);
+    std::sort(row.begin(), row.end());
+    for (size_t r = 0; r < row.size(); ++r) {
+      successors[offsets[i] + static_cast<int64_t>(r)] = row[r].first;
+      counts[offsets[i] + static_cast<int64_t>(r)] = row[r].second;
+    }
   }
   weight_ = weight;
   offsets_ = std::move(offsets);
@@ -83,14 +118,20 @@ std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t*
     a[m++] = decay_k;
     sum_a += decay_k;
   }
-  // (item, a_k c / (out_k + s) of a successor, or q[p] / (1 - r) of a recent item) before merging
+  // (item, a_k c / (out_k + s) of a successor, or q[p] / (1 - r) of a recent item) before merging,
+  // in runs sorted by item: one per source, and the recent items'.
   std::vector<std::pair<int32_t, double>> s;
+  int64_t n_entries = std::min<int64_t>(n, static_cast<int64_t>(repeat_curve_.size()));
+  for (int q = 0; q < m; ++q) n_entries += offsets_[src[q] + 1] - offsets_[src[q]];
+  s.reserve(static_cast<size_t>(n_entries));
+  std::vector<size_t> runs{0};
   for (int q = 0; q < m; ++q) {
     const double denom = static_cast<double>(out_[src[q]]) + kTransitionSmoothing;
     const double aq = a[q] / sum_a;
     g += aq * kTransitionSmoothing / denom;
     for (int64_t e = offsets_[src[q]]; e < offsets_[src[q] + 1]; ++e)
       s.emplace_back(successors_[e], aq * counts_[e] / denom);
+    runs.push_back(s.size());
   }
   if (m == 0) g = 1.0;  // no known source: the transition part is the popularity alone
   // The repeat part: R_j = the sum of q[p] over j's positions p among the last events (0 = the
@@ -106,7 +147,10 @@ std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t*
   }
   const double keep_new = 1.0 - std::min(repeat_total, 0.95);
   for (size_t e = first_repeat; e < s.size(); ++e) s[e].second /= keep_new;
-  std::sort(s.begin(), s.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  const auto by_item = [](const auto& x, const auto& y) { return x.first < y.first; };
+  std::stable_sort(s.begin() + static_cast<std::ptrdiff_t>(first_repeat), s.end(), by_item);
+  runs.push_back(s.size());
+  merge_runs(s, runs, by_item);
   size_t n_terms = 0;  // each item's entries are summed into one, in place
   for (size_t r = 0; r < s.size();) {
     const int32_t j = s[r].first;

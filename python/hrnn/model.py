@@ -92,8 +92,8 @@ class HRNN(Recommender):
         the best go by the other next-item metric, MRR@20 or Recall@20): with
         ``fit(validation=True)`` on the held-out sessions
         after the last epoch; otherwise the last sessions of random users (2% of the events, at
-        least 2,000 and at most 20,000) are held out of the first half of the epochs and the choice is made there
-        (``epochs=1`` and logs without such users get the fallback). The choice is
+        least 2,000 and at most 20,000) are held out of the first half of the epochs and the
+        choice is made there (``epochs=1`` and logs without such users get the fallback). The choice is
         ``transition_weight_`` (docs/engine.md).
     session_gap : float
         1..1e9 seconds of inactivity that end a session (a change of SESSION_ID ends one too).

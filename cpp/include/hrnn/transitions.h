@@ -25,7 +25,7 @@ class Transitions {
   // including those not kept (>= the kept ones' sum); popularity [n_items]: >= 0, positive sum;
   // repeat_curve: q[p] in [0, 1], the chance that the next item is the one p + 1 events back, for
   // p < kRepeatWindow (may be empty). Throws std::invalid_argument (changing nothing) when the
-  // arrays are inconsistent.
+  // arrays are inconsistent. Each item's successors are kept in item order (a query merges them).
   void set(int64_t n_items, float weight, std::vector<int64_t> offsets, std::vector<int32_t> successors,
            std::vector<float> counts, std::vector<float> out, const double* popularity,
            std::vector<float> repeat_curve);
