@@ -323,12 +323,14 @@ def test_session_ids_beyond_int64_continue_a_training_session(small_log):
     user = log["USER_ID"].iloc[0]
     t = log.loc[log.USER_ID == user, "TIMESTAMP"].max() + 10
     item = m.item_ids_[3]
-    same, other, plain = fit(log), fit(log), fit(log)
+    same, other, plain, text = fit(log), fit(log), fit(log), fit(log)
     same.put_events(user, [item], [t], session_id=2**63 + 5)
     other.put_events(user, [item], [t], session_id=np.uint64(2**63 + 6))
     plain.put_events(user, [item], [t])  # within the gap: the same session
-    for x, y in zip(same.user_state(user), plain.user_state(user)):
-        np.testing.assert_array_equal(x, y)
+    text.put_events(user, [item], [t], session_id=str(2**63 + 5))  # Personalize's sessionId is text
+    for model in (same, text):
+        for x, y in zip(model.user_state(user), plain.user_state(user)):
+            np.testing.assert_array_equal(x, y)
     assert not np.array_equal(same.user_state(user)[0], other.user_state(user)[0])
     with pytest.raises(TypeError, match="session_id"):
         m.put_events(user, [item, item], [t, t + 1], session_id={"a", "b"})  # (no order)

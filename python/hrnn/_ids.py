@@ -342,6 +342,8 @@ def _stable_hash(value) -> int:
     """A process-independent int64 for a session id (Python's str hash is salted per process)."""
     if isinstance(value, np.generic):  # np.str_("s") is the session "s"
         value = value.item()
+    if isinstance(value, str) and len(value) <= 20 and _DECIMAL.fullmatch(value):
+        value = int(value)  # Personalize sends sessionId as text: "1001" continues the CSV's 1001
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value) & 0x7FFFFFFFFFFFFFFF
     digest = hashlib.blake2b(repr(value).encode(), digest_size=8).digest()

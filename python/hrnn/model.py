@@ -475,7 +475,8 @@ class HRNN(Recommender):
             One session id for all these events, or one per event. A user's first event with a
             session id continues the session of its last training event when that had the same
             SESSION_ID and the gap is within ``session_gap``; without a SESSION_ID column in
-            training, the gap alone decides that one.
+            training, the gap alone decides that one. The text of an integer is that integer
+            ("1001" continues the session 1001: Personalize sends session ids as text).
         event_type : str or sequence of str, optional
             One event type for all these events, or one per event, compared as text as in ``fit``
             (2 is "2"; None in a list is no type). A model fitted with ``event_type`` records
