@@ -267,3 +267,15 @@ def test_the_type_stub_gives_the_native_argument_names():
         assert [a.arg for a in fn.args.args] == names, (fn.name, signature)
         checked += 1
     assert checked >= 25
+
+
+def test_a_build_without_openmp_says_once_that_it_runs_on_one_thread(monkeypatch):
+    monkeypatch.setattr(_training._core, "build_info", lambda: {"openmp": False})
+    monkeypatch.setattr(_training, "_warned_single_threaded", False)
+    users, items, ts = planted_log(n_users=30, length=40)
+    fast = dict(hidden_dimension=32, n_sample=8, epochs=1, show_progress=False, random_state=0)
+    hrnn.HRNN(num_threads=1, **fast).fit((users, items, ts))  # asks for one thread: nothing to say
+    with pytest.warns(RuntimeWarning, match="built without OpenMP: num_threads=2 runs on one thread") as caught:
+        hrnn.HRNN(num_threads=2, **fast).fit((users, items, ts))
+    assert caught[0].filename == __file__
+    hrnn.HRNN(num_threads=0, **fast).fit((users, items, ts))  # once per process

@@ -1,7 +1,7 @@
 """hrnn: a hierarchical recurrent recommender (gated HRNN) with a native C++ core."""
 from __future__ import annotations
 
-from . import _core, baselines
+from . import _core, baselines, synthetic
 from .data import read_interactions
 from .describe import describe
 from .evaluate import evaluate, split_next_item, split_personalize
@@ -19,4 +19,5 @@ def build_info() -> dict:
 
 
 __all__ = ["HRNN", "baselines", "build_info", "describe", "evaluate", "load", "paired_difference",
-           "per_unit_scores", "read_interactions", "split_next_item", "split_personalize", "tune", "__version__"]
+           "per_unit_scores", "read_interactions", "split_next_item", "split_personalize", "synthetic", "tune",
+           "__version__"]

@@ -47,9 +47,23 @@ class _Run:
         self.weight: Optional[float] = None
 
 
+_warned_single_threaded = False
+
+
+def warn_if_single_threaded(num_threads: int) -> None:
+    """Once per process: a build without OpenMP runs everything on one thread, whatever
+    ``num_threads`` asks for (pip's quiet output hides CMake's own warning)."""
+    global _warned_single_threaded
+    if num_threads != 1 and not _warned_single_threaded and not _core.build_info()["openmp"]:
+        _warned_single_threaded = True
+        warn_caller(f"hrnn was built without OpenMP: num_threads={num_threads} runs on one thread "
+                    f"(rebuild with a compiler that has OpenMP for more)", RuntimeWarning)
+
+
 def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list,
           split: Optional[tuple], validation: bool, patience: Optional[int], metric: str) -> None:
     """Train a new engine for ``model`` on ``log`` and make it the model's (its records too)."""
+    warn_if_single_threaded(model.num_threads)
     seed = model._seed()
     engine = _core.Engine(log.n_items, model.hidden_dimension, model.tie_embeddings, seed)
     _device.attach(engine, model.device)

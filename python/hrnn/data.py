@@ -90,8 +90,11 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
         else:
             _v.check_no_missing(s, label)
             out[canon] = s.array
-    df = _v.frame({c: out[c] for c in CANONICAL if c in out},
-                  labels={canon: _v.column_label(canon, name) for canon, name in names.items()})
+    labels = {canon: _v.column_label(canon, name) for canon, name in names.items()}
+    df = _v.frame({c: out[c] for c in CANONICAL if c in out}, labels=labels)
+    for canon in (USER_ID, ITEM_ID):  # text a model file can hold (Arrow strings hold nothing else)
+        if df[canon].dtype == object or getattr(df[canon].dtype, "storage", None) == "python":
+            _check_text_ids(pd.unique(df[canon].to_numpy(dtype=object)), labels[canon])
     return _v.drop_duplicates(df)
 
 
@@ -218,7 +221,7 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
         index = pd.Index(item_ids)
         if not index.is_unique:
             raise ValueError("item_ids must not contain duplicates")
-        icodes, item_map = index.get_indexer(df[ITEM_ID]), _ids(index)
+        icodes, item_map = index.get_indexer(df[ITEM_ID]), _ids(index, df[ITEM_ID])
     if len(item_map) >= 2**31:
         raise ValueError(f"too many items for int32 indices: {len(item_map):,}")
     offsets = np.zeros(len(uniques) + 1, dtype=np.int64)
