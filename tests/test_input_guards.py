@@ -2,6 +2,7 @@
 refused with an exception naming it, or taken as the same value a user would expect."""
 from __future__ import annotations
 
+import pickle
 import re
 
 import numpy as np
@@ -497,6 +498,10 @@ def test_columns_in_two_roles_and_ids_in_the_index():
     with pytest.raises(KeyError, match="required column USER_ID not found.*'USER_ID' is the DataFrame's "
                                        "index: reset_index"):
         hrnn.read_interactions(df.rename(columns={"user": "USER_ID"}).set_index("USER_ID"))
+    with pytest.raises(KeyError) as missing:  # an index that is not the missing column: no hint
+        hrnn.read_interactions(df.drop(columns="ITEM_ID").set_index(pd.Index(items, name="EVENT_TYPE")),
+                               columns={"USER_ID": "user"})
+    assert "index" not in str(missing.value)
 
 
 def test_new_uint64_ids_are_taken_as_fit_takes_them(tmp_path):
@@ -529,6 +534,9 @@ def test_a_callback_asking_the_model_under_training_is_told_so():
     def ask(model, epoch, stats):
         with pytest.raises(RuntimeError, match="being fitted: it answers once fit\\(\\) returns"):
             model.recommend(1, 3)
+        copy = pickle.loads(pickle.dumps(model))  # unfitted yet: its hyperparameters, not "being fitted"
+        with pytest.raises(RuntimeError, match="not fitted yet"):
+            copy.recommend(1, 3)
         seen.append(epoch)
 
     m = hrnn.HRNN(**{**FAST, "epochs": 2}).fit((users, items, ts), callbacks=[ask])

@@ -256,3 +256,36 @@ def test_fitted_models_are_not_pickled_unfitted_ones_are(saved):
     fitted = hrnn.baselines.RepeatRule().fit((np.repeat([1, 2], 5), np.arange(10) % 4, np.arange(10.0)))
     with pytest.raises(TypeError, match="a fitted RepeatRule cannot be pickled"):
         pickle.dumps(fitted)
+
+
+def test_text_session_ids_of_files_from_before_the_integer_rule_still_continue(tmp_path, monkeypatch):
+    """Session ids "1799" hash as 1799 now (Personalize sends them as text); a file written
+    before that keeps its users' last sessions hashed as text, and its put_events too."""
+    users, items, ts = planted_log(n_users=40)
+    log = pd.DataFrame({"USER_ID": users, "ITEM_ID": items, "TIMESTAMP": ts,
+                        "SESSION_ID": [str(1000 + u) for u in users]})
+    user, t = int(users[0]), float(ts[users == users[0]].max()) + 10
+
+    def continued(path, session):
+        """Whether a put_events with ``session`` continues the user's training session."""
+        a, b = hrnn.load(path), hrnn.load(path)
+        a.put_events(user, [3], [t], session_id=session)
+        b.put_events(user, [3], [t])  # within the gap: the training session goes on
+        return np.array_equal(a.user_state(user)[0], b.user_state(user)[0])
+
+    fast = dict(FAST, epochs=1, random_state=0, num_threads=1)
+    hrnn.HRNN(**fast).fit(log).save(tmp_path / "new.hrnn")
+    assert continued(tmp_path / "new.hrnn", "1000") and continued(tmp_path / "new.hrnn", 1000)
+    # The file as the previous version wrote it: text hashed as text, no flag in the metadata.
+    with monkeypatch.context() as mp:
+        mp.setattr(hrnn.data, "_stable_hash", lambda v: hrnn._ids._stable_hash(v, digits_as_int=False))
+        hrnn.HRNN(**fast).fit(log).save(tmp_path / "old.hrnn")
+    sections = {k: np.array(v) for k, v in model_file.read_sections(tmp_path / "old.hrnn").items()}
+    meta = json.loads(sections["meta"].tobytes().decode("utf-8"))
+    del meta["session_digits_as_int"]
+    sections["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    model_file._write_atomic(tmp_path / "old.hrnn", sections)
+    assert continued(tmp_path / "old.hrnn", "1000") and not continued(tmp_path / "old.hrnn", 1000)
+    old = hrnn.load(tmp_path / "old.hrnn")
+    old.save(tmp_path / "again.hrnn")  # and it stays so when saved again
+    assert continued(tmp_path / "again.hrnn", "1000")

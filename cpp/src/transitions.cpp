@@ -14,6 +14,7 @@ namespace {
 // keep their runs' order, so each item's entries are summed in a fixed order).
 template <class T, class Less>
 void merge_runs(std::vector<T>& s, std::vector<size_t> runs, Less less) {
+  if (runs.size() <= 2) return;  // one run: sorted already
   std::vector<T> out(s.size());
   while (runs.size() > 2) {
     std::vector<size_t> merged{0};
@@ -72,6 +73,7 @@ void Transitions::set(int64_t n_items, float weight, std::vector<int64_t> offset
   // Each item's successors in item order: a query then merges sorted runs instead of sorting them all.
   std::vector<std::pair<int32_t, float>> row;
   for (int64_t i = 0; i < n_items; ++i) {
+    if (std::is_sorted(successors.begin() + offsets[i], successors.begin() + offsets[i + 1])) continue;
     row.clear();
     for (int64_t e = offsets[i]; e < offsets[i + 1]; ++e) row.emplace_back(successors[e], counts[e]);
     std::sort(row.begin(), row.end());

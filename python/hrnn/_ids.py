@@ -156,6 +156,15 @@ def _check_text(value: str, what: str) -> None:
         raise ValueError(f"{what} must be valid Unicode text (it is saved as UTF-8), got {value!r}") from None
 
 
+def _check_text_column(values: np.ndarray, what: str) -> None:
+    """``_check_text_ids`` for a whole column, duplicates and all: one join when it is all text."""
+    try:
+        "".join(values).encode("utf-8")
+        return
+    except (TypeError, UnicodeEncodeError):  # integers among the text, or text UTF-8 cannot hold
+        _check_text_ids(pd.unique(values), what)
+
+
 def _check_text_ids(ids: np.ndarray, what: str) -> None:
     """``_check_text`` for every string in an array of distinct ids: one encode on the usual path."""
     if ids.dtype.kind != "O" and ids.dtype.kind != "U":
@@ -201,7 +210,7 @@ def _ids_of(item_ids: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def _events(item_ids, timestamps, session_id, index: dict, event_type=None, event_value=None,
-            filters=(None, None)) -> tuple:
+            filters=(None, None), digits_as_int: bool = True) -> tuple:
     """A put_events call's checked arguments: (item ids as a list, int32 dense indices with -1
     for unknown items, the unknown ids as plain Python values, float64 timestamps in time order,
     int64 session hashes or None), of the events that pass the model's ``filters`` (its
@@ -213,7 +222,7 @@ def _events(item_ids, timestamps, session_id, index: dict, event_type=None, even
     ts = _timestamps(timestamps, len(items))
     if (np.diff(ts) < 0).any():
         raise ValueError("timestamps must be in time order within one put_events call")
-    sessions = None if session_id is None else _session_hashes(session_id, len(items))
+    sessions = None if session_id is None else _session_hashes(session_id, len(items), digits_as_int)
     if event_type is not None or event_value is not None:
         keep = _kept(len(items), event_type, event_value, *filters)
         items, ts = [i for i, k in zip(items, keep) if k], ts[keep]
@@ -338,20 +347,22 @@ def _seconds(when) -> float:
     return (when - (_EPOCH if when.tzinfo is None else _EPOCH_UTC)).total_seconds()
 
 
-def _stable_hash(value) -> int:
-    """A process-independent int64 for a session id (Python's str hash is salted per process)."""
+def _stable_hash(value, digits_as_int: bool = True) -> int:
+    """A process-independent int64 for a session id (Python's str hash is salted per process).
+    ``digits_as_int``: the text of an integer hashes as that integer (Personalize sends sessionId
+    as text: "1001" continues the CSV's 1001); model files from before that rule hash it as text."""
     if isinstance(value, np.generic):  # np.str_("s") is the session "s"
         value = value.item()
-    if isinstance(value, str) and len(value) <= 20 and _DECIMAL.fullmatch(value):
-        value = int(value)  # Personalize sends sessionId as text: "1001" continues the CSV's 1001
+    if digits_as_int and isinstance(value, str) and len(value) <= 20 and _DECIMAL.fullmatch(value):
+        value = int(value)
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value) & 0x7FFFFFFFFFFFFFFF
     digest = hashlib.blake2b(repr(value).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & 0x7FFFFFFFFFFFFFFF
 
 
-def _session_hashes(session_id, n: int) -> np.ndarray:
+def _session_hashes(session_id, n: int, digits_as_int: bool = True) -> np.ndarray:
     ids = _per_event(session_id, n, "session_id")
     for s in ids:  # (only their hashes are kept: any integer will do, as in fit's SESSION_ID)
         _check_lookup(s, "session_id")
-    return np.array([_stable_hash(s) for s in ids], dtype=np.int64)
+    return np.array([_stable_hash(s, digits_as_int) for s in ids], dtype=np.int64)

@@ -59,7 +59,9 @@ class Recommender:
         try:
             self._check_fitted()
         except RuntimeError:
-            return self.__dict__.copy()
+            state = self.__dict__.copy()
+            state.pop("_fitting", None)  # (a copy taken during fit is not being fitted)
+            return state
         raise TypeError(f"a fitted {type(self).__name__} cannot be pickled or copied: hrnn writes no "
                         f"pickles (HRNN.save() and hrnn.load() write and read model files), and "
                         f"clone() gives an unfitted copy to fit")

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from . import _reading as _v
-from ._ids import _as_text, _check_text_ids, _stable_hash, event_type_mask, event_value_mask, warn_caller
+from ._ids import (_as_text, _check_text_column, _check_text_ids, _stable_hash, event_type_mask, event_value_mask,
+                   warn_caller)
 from ._params import check_gap
 from ._reading import (CANONICAL, EVENT_TYPE, EVENT_VALUE, ITEM_ID, OPTIONAL,  # noqa: F401
                         REQUIRED, SESSION_ID, TIMESTAMP, USER_ID)
@@ -67,7 +68,8 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
     try:
         names = _v.resolve_columns(list(raw.columns), columns)
     except KeyError as e:  # set_index("USER_ID") moves a column out of reach
-        index = [n for n in raw.index.names if n is not None and str(n).strip().upper() in CANONICAL]
+        index = [n for n in raw.index.names if n is not None
+                 and f"required column {str(n).strip().upper()} not found" in str(e)]
         if index:
             raise KeyError(f"{e.args[0]}; {index[0]!r} is the DataFrame's index: reset_index() first") from None
         raise
@@ -94,7 +96,7 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
     df = _v.frame({c: out[c] for c in CANONICAL if c in out}, labels=labels)
     for canon in (USER_ID, ITEM_ID):  # text a model file can hold (Arrow strings hold nothing else)
         if df[canon].dtype == object or getattr(df[canon].dtype, "storage", None) == "python":
-            _check_text_ids(pd.unique(df[canon].to_numpy(dtype=object)), labels[canon])
+            _check_text_column(df[canon].to_numpy(dtype=object), labels[canon])
     return _v.drop_duplicates(df)
 
 

@@ -221,8 +221,9 @@ class HRNN(Recommender):
         callbacks : iterable of callables
             Each is called after every epoch as ``cb(model, epoch, stats)`` (stats: a dict with
             ``loss``, ``events``, ``seconds``); returning True stops training, None or False
-            goes on (anything else is a TypeError). ``model`` is this estimator: it answers
-            queries and saves only once ``fit`` returns (during a refit, as the previous fit).
+            goes on (anything else is a TypeError). ``model`` is this estimator: query or save it
+            once ``fit`` returns (a first fit refuses; a refit still answers as the previous fit,
+            with this fit's records so far).
         check_minimums : bool
             Enforce Personalize's minimums (1,000 interactions, 25 users with 2+ of them).
 
@@ -294,6 +295,7 @@ class HRNN(Recommender):
     def _attach(self, engine, user_ids: np.ndarray, item_ids: np.ndarray,
                 popularity: np.ndarray, unknown_items=None) -> None:
         """Make ``engine`` this model's, with its id maps (used by fit and by load)."""
+        self._session_digits = True  # session ids' text of an integer hashes as it (load may say not)
         if engine.device != self.device:
             _device.attach(engine, self.device)
         self._engine = engine
@@ -508,7 +510,7 @@ class HRNN(Recommender):
         # Checked before a new user is created for these events.
         items, idx, unknown, ts, sessions = _events(
             item_ids, timestamps, session_id, self._item_index(), event_type, event_value,
-            (self.event_type, self.event_value_threshold))
+            (self.event_type, self.event_value_threshold), self._session_digits)
         if not items:  # nothing to record: no user is created either
             _check_lookup(user_id, "user_id")
             return

@@ -82,7 +82,7 @@ def save(model, path) -> None:
         unknown = [[k, v] for k, v in model._unknown_items.items() if isinstance(k, (int, str))]
     meta = {"params": model.get_params(), "hidden": engine.hidden, "tied": engine.tied,
             "n_items": engine.n_items, "hrnn_version": _version(), "unknown_item_events": unknown,
-            "training": _training_record(model)}
+            "training": _training_record(model), "session_digits_as_int": model._session_digits}
     sections = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
     for name in engine.param_names():
         sections[f"param.{name}"] = engine.get_param(name)
@@ -283,6 +283,8 @@ def load(path, device=None):
             raise ValueError(f"{name} is corrupted: its id maps do not match the stored states")
         unknown = {k: v for k, v in meta.get("unknown_item_events", [])}
         model._attach(engine, user_ids, item_ids, popularity, unknown_items=unknown)
+        # Files from before "1001" hashed as 1001 hold their users' last session hashes as text.
+        model._session_digits = meta.get("session_digits_as_int", False) is True
         # One id, two states or two item rows: which one answers would be arbitrary. The id maps
         # are built here anyway (the item map on the first query otherwise).
         for kind, ids, index in (("user", user_ids, model._user_index), ("item", item_ids, model._item_index())):
