@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from ._baseline_history import Histories, check_num_results, sparse_top_k, top_k
-from ._ids import IdIndex, _check_id, _check_lookup, _events, _known_items, _retyped
+from ._ids import IdIndex, _check_id, _check_lookup, _events, _known_items, _lookup
 from ._params import check_fit_flags
 from .base import Recommender
 from .data import build_event_log, popularity, read_interactions
@@ -228,7 +228,9 @@ class Baseline(Recommender):
         items, idx, _, ts, sessions = _events(item_ids, timestamps, session_id, self._item_pos,
                                               event_type, event_value)
         _check_lookup(user_id, "user_id")
-        user_id = _retyped(user_id, self._hist.index, "user_id")
-        if user_id not in self._hist.index and len(items):
+        u = _lookup(user_id, self._hist.index, "user_id")
+        if u >= 0:  # (the id as the model holds it, "7" for 7 included)
+            user_id = self._hist.ids[u]
+        elif len(items):
             _check_id(user_id, "user_id")
         self._hist.append(user_id, idx, ts, sessions, self._session_gap())

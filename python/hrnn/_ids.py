@@ -71,7 +71,7 @@ def warn_caller(message: str, category=UserWarning) -> None:
 
 class IdIndex(dict):
     """id -> dense index, knowing whether it holds integer ids and text ids: a lookup tries the
-    other type (``_retyped``) only where the model has ids of that type."""
+    other type (``_lookup``) only where the model has ids of that type."""
 
     def __init__(self, ids):
         values = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
@@ -109,22 +109,22 @@ def _warn_retyped(what: str, value) -> None:
     warn_caller(f"{what}: {given}; ids keep the type they were fitted with")
 
 
-def _retyped(value, index: IdIndex, what: str):
-    """``value`` if ``index`` knows it; else the id it stands for in the model's other id type,
-    with a UserWarning: Personalize sends every id as text, and a model fitted on integer ids
-    would otherwise take user "7" for a new user (its events lost to user 7, its queries
-    answered with popular items)."""
-    if value in index:
-        return value
-    other = _other_type(value, index)
-    if other is None:
-        return value
-    _warn_retyped(what, value)
-    return other
+def _lookup(value, index: IdIndex, what: str) -> int:
+    """``index[value]``; else the index of the id it stands for in the model's other id type,
+    with a UserWarning (Personalize sends every id as text, and a model fitted on integer ids
+    would otherwise take user "7" for a new user: its events lost to user 7, its queries
+    answered with popular items); -1 for neither."""
+    j = index.get(value, -1)
+    if j < 0:
+        other = _other_type(value, index)
+        if other is not None:
+            _warn_retyped(what, value)
+            j = index[other]
+    return j
 
 
 def _lookup_all(ids: list, index: IdIndex, what: str) -> np.ndarray:
-    """int64 index of each id (``_retyped`` for the ones not known as given), -1 if unknown."""
+    """``_lookup`` of each id as int64, with one warning for all the retyped ones."""
     get = index.get
     out = np.fromiter((get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
     retyped = None

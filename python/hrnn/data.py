@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import _reading as _v
-from ._ids import (_as_text, _check_text_column, _check_text_ids, _stable_hash, event_type_mask, event_value_mask,
-                   warn_caller)
+from ._ids import _as_text, _check_text_column, _stable_hash, event_type_mask, event_value_mask, warn_caller
 from ._params import check_gap
 from ._reading import (CANONICAL, EVENT_TYPE, EVENT_VALUE, ITEM_ID, OPTIONAL,  # noqa: F401
                         REQUIRED, SESSION_ID, TIMESTAMP, USER_ID)
@@ -94,7 +93,9 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
             out[canon] = s.array
     labels = {canon: _v.column_label(canon, name) for canon, name in names.items()}
     df = _v.frame({c: out[c] for c in CANONICAL if c in out}, labels=labels)
-    for canon in (USER_ID, ITEM_ID):  # text a model file can hold (Arrow strings hold nothing else)
+    # Id text a model file can hold (Arrow strings hold nothing else): the one check of new ids,
+    # since fit reads every table through here.
+    for canon in (USER_ID, ITEM_ID):
         if df[canon].dtype == object or getattr(df[canon].dtype, "storage", None) == "python":
             _check_text_column(df[canon].to_numpy(dtype=object), labels[canon])
     return _v.drop_duplicates(df)
@@ -111,15 +112,9 @@ def _as_interactions(df) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------- event log
 
-def _ids(uniques, column: Optional[pd.Series] = None) -> np.ndarray:
-    """An id map as an array. ``column``: the ids' source, when they are new to the model: their
-    text must fit a model file (UTF-8; Arrow strings cannot hold anything else)."""
-    out = np.asarray(uniques.to_numpy() if hasattr(uniques, "to_numpy") else uniques)
-    dtype = None if column is None else column.dtype
-    arrow = isinstance(dtype, pd.ArrowDtype) or (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow")
-    if column is not None and not arrow:
-        _check_text_ids(out, f"{column.name} value")
-    return out
+def _ids(uniques) -> np.ndarray:
+    """An id map as an array (its text was checked by read_interactions: it fits a model file)."""
+    return np.asarray(uniques.to_numpy() if hasattr(uniques, "to_numpy") else uniques)
 
 
 @dataclass(frozen=True, eq=False)
@@ -218,12 +213,12 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
     order = _user_time_order(ucodes, ts, len(uniques))
     if item_ids is None:
         icodes, iuniques = pd.factorize(df[ITEM_ID])
-        item_map = _ids(iuniques, df[ITEM_ID])
+        item_map = _ids(iuniques)
     else:
         index = pd.Index(item_ids)
         if not index.is_unique:
             raise ValueError("item_ids must not contain duplicates")
-        icodes, item_map = index.get_indexer(df[ITEM_ID]), _ids(index, df[ITEM_ID])
+        icodes, item_map = index.get_indexer(df[ITEM_ID]), _ids(index)
     if len(item_map) >= 2**31:
         raise ValueError(f"too many items for int32 indices: {len(item_map):,}")
     offsets = np.zeros(len(uniques) + 1, dtype=np.int64)
@@ -243,7 +238,7 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
         # Few distinct types: indexing their codes beats materialising 10M Python strings.
         ecodes, etype_values = pd.factorize(df[EVENT_TYPE])
         etypes = _ids(etype_values)[ecodes[order]]
-    return EventLog(user_ids=_ids(uniques, df[USER_ID]), item_ids=item_map, offsets=offsets,
+    return EventLog(user_ids=_ids(uniques), item_ids=item_map, offsets=offsets,
                     items=icodes[order].astype(np.int32), timestamps=t,
                     new_session=new.view(np.uint8), event_types=etypes, last_sessions=last_sessions)
 

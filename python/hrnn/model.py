@@ -11,7 +11,7 @@ from . import _device, _params, _training
 from . import data as _data
 from ._validation import auto_holdout_users, validation_split
 from ._ids import (_ONE_ID, _ONE_TIMESTAMP, MAX_TIMESTAMP, IdIndex, _as_list, _check_id, _check_lookup, _events,
-                   _ids_of, _lookup_all, _query, _retyped)
+                   _ids_of, _lookup, _lookup_all, _query)
 from .base import Recommender
 
 
@@ -378,8 +378,8 @@ class HRNN(Recommender):
         """
         self._check_fitted()
         _check_lookup(user_id, "user_id")
-        user = self._user_index.get(_retyped(user_id, self._user_index, "user_id"))
-        if user is None:
+        user = _lookup(user_id, self._user_index, "user_id")
+        if user < 0:
             raise KeyError(f"unknown user id {user_id!r}")
         u, h, _, _ = self._engine.user_state(user)
         return u, h
@@ -420,7 +420,7 @@ class HRNN(Recommender):
         self._check_fitted()
         q = _query(num_results, exclude_interacted, exclude_items, include_items, self._item_index())
         _check_lookup(user_id, "user_id")
-        user = self._user_index.get(_retyped(user_id, self._user_index, "user_id"), -1)
+        user = _lookup(user_id, self._user_index, "user_id")
         items, scores = self._engine.recommend(user, q.pop("k"), exclude_interacted,
                                                num_threads=self.num_threads, **q)
         return self.item_ids_[items], scores
@@ -495,11 +495,8 @@ class HRNN(Recommender):
                 and 0 <= timestamps <= MAX_TIMESTAMP):
             # one event as plain scalars, the usual real-time call: the checks below, without arrays
             item = item_ids.item() if isinstance(item_ids, np.generic) else item_ids
-            index = self._item_index()
-            idx = index.get(item, -1)
+            idx = _lookup(item, self._item_index(), "item_ids")
             if idx < 0:  # the types were checked above; a new id must also fit a model file
-                item = _retyped(item, index, "item_ids")
-                idx = index.get(item, -1)
                 _check_id(item, "item_ids")
             user = self._user_for_events(user_id)
             if idx >= 0:  # (the hot path: no closure)
@@ -544,9 +541,8 @@ class HRNN(Recommender):
         if user is not None:
             return user
         with self._lock:  # (retyped under the lock too: "7" and 7 at once must not make two users)
-            user_id = _retyped(user_id, self._user_index, "user_id")
-            user = self._user_index.get(user_id)
-            if user is None:
+            user = _lookup(user_id, self._user_index, "user_id")
+            if user < 0:
                 _check_id(user_id, "user_id")
                 user = len(self._new_users) + len(self.user_ids_)
                 self._engine.ensure_users(user + 1)
