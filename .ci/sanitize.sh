@@ -70,9 +70,8 @@ if [ "$WHAT" = all ] || [ "$WHAT" = asan ]; then
   # optimizer), queries and their scoring kernels, model files (round trips and damaged files),
   # threads; then the fuzzing
   # of model files and of the query API, and the stress tests, at reduced sizes.
-  # (test_engine_reference.py: the tests that run the C++ engine; the reference's own
-  # self-consistency checks are numpy only.)
-  python -m pytest -q -p no:cacheprovider tests/test_engine_reference.py -k "not TestReferenceSelfConsistency"
+  # (the reference's own checks, tests/test_reference_*.py, are numpy only.)
+  python -m pytest -q -p no:cacheprovider tests/test_engine_reference.py
   python -m pytest -q -p no:cacheprovider \
     tests/test_queries.py tests/test_scoring.py tests/test_query_scores.py tests/test_model_file.py \
     tests/test_concurrency.py tests/test_recent_lists.py tests/test_optimizer.py

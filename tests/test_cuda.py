@@ -10,9 +10,10 @@ import pytest
 
 import hrnn
 import reference as ref
+import reference_windows as refw
 from conftest import planted_log
 from hrnn import _core, _device
-from test_engine_reference import LOSS_CASES, LOSS_IDS, cpp_window, norm_rel_err
+from engine_cases import LOSS_CASES, LOSS_IDS, cpp_window, norm_rel_err
 
 COMPILED = hrnn.build_info()["cuda_compiled"]
 REASON = _device.cuda_unavailable_reason()
@@ -62,7 +63,7 @@ def test_cuda_build_without_device_raises_instead_of_crashing():
         _core.cuda_attach(engine)
     assert engine.device == "cpu"
     p = ref.init_params(10, 8, True, seed=0)
-    w = ref.make_window(10, 8, 2, 2, 3, seed=1)
+    w = refw.make_window(10, 8, 2, 2, 3, seed=1)
     with pytest.raises(ValueError, match="no CUDA device is visible"):
         _core.cuda_window_loss_grad(ref.to_float32(p), cpp_window(w))
 
@@ -120,7 +121,7 @@ def assert_same_window(cpu, gpu, names, tol=1e-4):
 def test_window_equals_the_cpu_engine(tied, loss, logq, bpreg, variant, extras):
     n_items, H, T, B, S = 40, 12, 16, 6, 9
     p = ref.init_params(n_items, H, tied, seed=3)
-    w = ref.make_window(n_items, H, T, B, S, seed=4, extras=extras, **variant)
+    w = refw.make_window(n_items, H, T, B, S, seed=4, extras=extras, **variant)
     cpu, gpu = run_both(p, w, loss=loss, logq=logq, bpreg=bpreg)
     assert_same_window(cpu, gpu, p)
 
@@ -130,7 +131,7 @@ def test_window_equals_the_cpu_engine(tied, loss, logq, bpreg, variant, extras):
 def test_window_with_dropout_uses_the_cpu_masks(loss):
     n_items, H, T, B, S = 30, 10, 8, 5, 7
     p = ref.init_params(n_items, H, False, seed=5)
-    w = ref.make_window(n_items, H, T, B, S, seed=6, extras=True)
+    w = refw.make_window(n_items, H, T, B, S, seed=6, extras=True)
     cpu, gpu = run_both(p, w, loss=loss, dropout=0.4)
     assert_same_window(cpu, gpu, p)
 
@@ -141,7 +142,7 @@ def test_large_window_equals_the_cpu_engine(tied):
     """Sizes past one GEMM tile (64) in every dimension: lanes, candidates and hidden units."""
     n_items, H, T, B, S = 400, 72, 32, 70, 130
     p = ref.init_params(n_items, H, tied, seed=7, scale=0.1)
-    w = ref.make_window(n_items, H, T, B, S, seed=8, extras=True)
+    w = refw.make_window(n_items, H, T, B, S, seed=8, extras=True)
     cpu, gpu = run_both(p, w, loss="softmax", logq=True)
     assert_same_window(cpu, gpu, p, tol=5e-4)
 
@@ -149,7 +150,7 @@ def test_large_window_equals_the_cpu_engine(tied):
 @needs_gpu
 def test_window_matches_the_reference_loss():
     p = ref.init_params(20, 8, True, seed=9)
-    w = ref.make_window(20, 8, 10, 4, 5, seed=10, extras=True)
+    w = refw.make_window(20, 8, 10, 4, 5, seed=10, extras=True)
     got = _core.cuda_window_loss_grad(ref.to_float32(p), cpp_window(w))
     np.testing.assert_allclose(got["loss"], ref.window_forward(p, w)["loss"], rtol=1e-5)
 
@@ -157,7 +158,7 @@ def test_window_matches_the_reference_loss():
 @needs_gpu
 def test_malformed_window_is_rejected_on_cuda_too():
     p = ref.init_params(20, 8, True, seed=11)
-    w = ref.make_window(20, 8, 4, 3, 5, seed=12)
+    w = refw.make_window(20, 8, 4, 3, 5, seed=12)
     w["negatives"][0, 0] = 20
     with pytest.raises(ValueError, match="negative sample out of range"):
         _core.cuda_window_loss_grad(ref.to_float32(p), cpp_window(w))
