@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import hrnn
-import reference as ref
+import reference_query as ref
 from hrnn._transitions import top_successors, transition_counts
 from hrnn.synthetic import make_log
 
@@ -89,16 +89,42 @@ def test_transition_table_is_counted_on_the_training_sessions(model, log):
 
 
 def test_table_keeps_the_most_frequent_successors():
-    # 0 -> 1 three times, 0 -> 2 twice, 0 -> j once for 150 others: 100 are kept, ties to the lower index.
-    sessions = [[0, 1]] * 3 + [[0, 2]] * 2 + [[0, j] for j in range(3, 153)]
+    # 0 -> 152 five times, 0 -> 1 three times, 0 -> 2 twice, 0 -> j once for 149 others: 100 are
+    # kept, ties to the lower index.
+    sessions = [[0, 152]] * 4 + [[0, 1]] * 3 + [[0, 2]] * 2 + [[0, j] for j in range(3, 153)]
     kept, out = ref.transition_table(sessions, 160)
-    assert out[0] == 155 and len(kept[0]) == 100
-    assert kept[0][:3] == [(1, 3), (2, 2), (3, 1)] and kept[0][-1] == (100, 1)
+    assert out[0] == 159 and len(kept[0]) == 100
+    assert kept[0][:4] == [(152, 5), (1, 3), (2, 2), (3, 1)] and kept[0][-1] == (99, 1)
     items = np.concatenate([np.asarray(s) for s in sessions])
     new_session = np.tile([1, 0], len(sessions)).astype(np.uint8)
-    offsets, succ, counts, total = top_successors(*transition_counts(items, new_session, 160))
-    assert total[0] == 155
+    counted = transition_counts(items, new_session, 160)
+    offsets, succ, counts, total = top_successors(*counted)
+    assert total[0] == 159
     assert list(zip(succ[offsets[0]:offsets[1]].tolist(), counts[offsets[0]:offsets[1]].tolist())) == kept[0]
+    # The same successors in item order, the order the engine keeps them in.
+    offsets, succ, counts, total = top_successors(*counted, by_count=False)
+    assert total[0] == 159
+    assert list(zip(succ[offsets[0]:offsets[1]].tolist(), counts[offsets[0]:offsets[1]].tolist())) == sorted(kept[0])
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0**60], ids=["small-counts", "counts-past-one-key"])
+def test_top_successors_order(scale):
+    # Random rows in transition_counts' layout; counts so large that rows x counts would overflow
+    # one int64 sort key take the other sort, with the same result.
+    rng = np.random.default_rng(3)
+    n = 40
+    keys = np.unique(rng.integers(0, n * n, 600))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys // n, minlength=n), out=indptr[1:])
+    succ, count = keys % n, rng.integers(1, 5, len(keys)) * scale
+    for by_count in (True, False):
+        offsets, s, c, total = top_successors(indptr, succ, count, cap=7, by_count=by_count)
+        for i in range(n):
+            row = list(zip(succ[indptr[i]:indptr[i + 1]].tolist(), count[indptr[i]:indptr[i + 1]].tolist()))
+            want = sorted(row, key=lambda e: (-e[1], e[0]))[:7]
+            got = list(zip(s[offsets[i]:offsets[i + 1]].tolist(), c[offsets[i]:offsets[i + 1]].tolist()))
+            assert got == (want if by_count else sorted(want))
+            assert total[i] == sum(e[1] for e in row)
 
 
 def test_recommend_scores_equal_the_reference(model, log):

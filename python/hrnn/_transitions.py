@@ -28,17 +28,29 @@ def transition_counts(items: np.ndarray, new_session: np.ndarray, n_items: int) 
     return indptr, keys % n_items, counts.astype(np.float64)
 
 
-def top_successors(indptr, succ, count, cap=MAX_SUCCESSORS):
-    """Each row's ``cap`` most frequent successors, sorted by decreasing count (ties: the lower
-    item index first), and each row's total count before the cut."""
+def top_successors(indptr, succ, count, cap=MAX_SUCCESSORS, by_count=True):
+    """Each row's ``cap`` most frequent successors (ties: the lower item index first), and each
+    row's total count before the cut. They are sorted by decreasing count, or with ``by_count=False``
+    left in item order (the order the engine keeps). The input is transition_counts' output: each
+    row's successors in item order, whole counts."""
     n = len(indptr) - 1
     rows = np.repeat(np.arange(n), np.diff(indptr))
     total = np.bincount(rows, weights=count, minlength=n)
-    order = np.lexsort((succ, -count, rows))
+    whole = count.astype(np.int64)
+    top = int(whole.max(initial=0))
+    # Stable sorts keep item order within a count; one integer key sorts several times faster.
+    if n * (top + 1) < 2**62:
+        order = np.argsort(rows * (top + 1) + (top - whole), kind="stable")
+    else:
+        order = np.lexsort((-count, rows))
     keep = (np.arange(len(rows)) - indptr[rows]) < cap
     new_ptr = np.zeros_like(indptr)
     np.cumsum(np.minimum(np.diff(indptr), cap), out=new_ptr[1:])
-    return new_ptr, succ[order][keep], count[order][keep], total
+    if by_count:
+        return new_ptr, succ[order][keep], count[order][keep], total
+    kept = np.empty_like(keep)
+    kept[order] = keep
+    return new_ptr, succ[kept], count[kept], total
 
 
 def repeat_curve(offsets: np.ndarray, items: np.ndarray, n_items: int, length: int) -> np.ndarray:
@@ -50,7 +62,7 @@ def repeat_curve(offsets: np.ndarray, items: np.ndarray, n_items: int, length: i
     users = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
     items = np.asarray(items, dtype=np.int64)
     key = np.where(items >= 0, users * n_items + items, -1 - idx)  # an unknown item matches nothing
-    order = np.lexsort((idx, key))
+    order = np.argsort(key, kind="stable")  # equal keys stay in time order
     same = key[order][1:] == key[order][:-1]
     prev = np.full(n, -1, dtype=np.int64)
     nxt = np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64)
@@ -77,7 +89,7 @@ def transition_table(arrays: tuple, train_users: np.ndarray, popularity: np.ndar
     curve = repeat_curve(np.concatenate([[0], np.cumsum(lengths[is_train])]), items[in_train],
                          n_items, REPEAT_HISTORY)
     offsets, successors, counts, out = top_successors(
-        *transition_counts(items[in_train], new_session[in_train], n_items))
+        *transition_counts(items[in_train], new_session[in_train], n_items), by_count=False)
     return (offsets, successors.astype(np.int32), counts.astype(np.float32),
             out.astype(np.float32), popularity, curve.astype(np.float32))
 
