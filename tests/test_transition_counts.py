@@ -30,6 +30,20 @@ def test_repeat_curve_by_hand():
     np.testing.assert_allclose(curve, [0.25, 1.0, 0.0])
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 37])
+def test_repeat_curve_in_chunks_of_users(chunk):
+    """Whole users a few events at a time give the curve of all at once: users longer than a
+    chunk, users without events (at the start too) and unknown items (-1) included."""
+    rng = np.random.default_rng(chunk)
+    lengths = rng.integers(0, 12, 40)
+    lengths[:2] = 0
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    items = rng.integers(-1, 6, offsets[-1])
+    whole = repeat_curve(offsets, items, 6, 9, chunk=10**9)
+    assert whole.any()
+    np.testing.assert_array_equal(repeat_curve(offsets, items, 6, 9, chunk=chunk), whole)
+
+
 def test_repeat_rule_uses_the_repeat_at_its_full_history_length():
     """RepeatRule(history_length=2) learns q = [0, 1] from x y x: a user with x two events back
     gets x first, scored q[1] = 1 (the 0.95 cap limits only the share left to new items)."""

@@ -10,6 +10,7 @@ import numpy as np
 
 MAX_SUCCESSORS = 100  # successors kept per item: a bound on the work per history position
 REPEAT_HISTORY = 200  # the recent events the transition prior's repeat part reads (kRepeatWindow)
+REPEAT_CHUNK = 2_000_000  # events repeat_curve takes at a time
 
 
 def transition_counts(items: np.ndarray, new_session: np.ndarray, n_items: int) -> tuple:
@@ -53,10 +54,25 @@ def top_successors(indptr, succ, count, cap=MAX_SUCCESSORS, by_count=True):
     return new_ptr, succ[kept], count[kept], total
 
 
-def repeat_curve(offsets: np.ndarray, items: np.ndarray, n_items: int, length: int) -> np.ndarray:
+def repeat_curve(offsets: np.ndarray, items: np.ndarray, n_items: int, length: int,
+                 chunk: int = REPEAT_CHUNK) -> np.ndarray:
     """float64 [length]: q[p] = P(next item == the item p + 1 events back | that event is the
     latest occurrence of its item), measured on the histories (``offsets`` [n_users + 1], users one
-    after another, time order). Events of unknown items (-1) are never repeated."""
+    after another, time order). Events of unknown items (-1) are never repeated. Whole users of
+    about ``chunk`` events at a time, so the temporaries stay bounded on large logs."""
+    num = np.zeros(length, dtype=np.int64)
+    den = np.zeros(length, dtype=np.int64)
+    cuts = np.unique(np.searchsorted(offsets, np.arange(0, offsets[-1], chunk), side="right") - 1)
+    for a, b in zip(cuts.tolist(), cuts[1:].tolist() + [len(offsets) - 1]):
+        part = offsets[a:b + 1] - offsets[a]
+        n_part, d_part = _repeat_counts(part, items[offsets[a]:offsets[b]], n_items, length)
+        num += n_part
+        den += d_part
+    return np.divide(num, den, out=np.zeros(length), where=den > 0)
+
+
+def _repeat_counts(offsets, items, n_items, length):
+    """repeat_curve's numerator and denominator on whole users (offsets start at 0)."""
     n = int(offsets[-1])
     idx = np.arange(n, dtype=np.int64)
     users = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
@@ -74,7 +90,7 @@ def repeat_curve(offsets: np.ndarray, items: np.ndarray, n_items: int, length: i
     # so it counts in the denominator of every distance up to that.
     reach = np.minimum(np.minimum(nxt - idx, offsets[users + 1] - 1 - idx), length)
     den = np.cumsum(np.bincount(reach, minlength=length + 1)[::-1])[::-1][1:]
-    return np.divide(num, den, out=np.zeros(length), where=den > 0)
+    return num, den
 
 
 def transition_table(arrays: tuple, train_users: np.ndarray, popularity: np.ndarray) -> tuple:
