@@ -122,6 +122,18 @@ def test_sknn_similarity_divides_by_the_neighbours_length():
     assert got["q"] == pytest.approx(1 + 0.5 / top, abs=1e-5)
 
 
+def test_sknn_similarity_counts_every_shared_item():
+    """Session a, b (weights 1/2, 1) with sample_size 2: each item reaches its one most recent
+    session, a -> s1 (a b p) and b -> s2 (b q). s1 is reached through a alone but shares a and b:
+    sim(s1) = (1/2 + 1) / sqrt(2*3), sim(s2) = 1 / sqrt(2*2). b gets both votes, the maximum."""
+    model = knn({"s1": (0, ["a", "b", "p"]), "s2": (100, ["b", "q"])}, sample_size=2)
+    model.put_events("me", ["a", "b"], [1000.0, 1010.0])
+    got = scores_of(model, "me")
+    s1, s2 = 1.5 / math.sqrt(6), 0.5
+    assert got["p"] == pytest.approx(1 + s1 / (s1 + s2), abs=1e-5)
+    assert got["q"] == pytest.approx(1 + s2 / (s1 + s2), abs=1e-5)
+
+
 def test_sknn_only_k_neighbours_vote():
     """k=1: only the more similar a p (1/sqrt2 > 1/2) votes; q, r, s fall back to popularity."""
     model = knn({"s1": (0, ["a", "p"]), "s2": (100, ["a", "q", "r", "s"])}, k=1)

@@ -262,8 +262,16 @@ class SessionKNN(Baseline):
         c_rows, c_sess = rows[owner], self._item_sess[flat]
         own = self._own_sessions(users, length)
         keep = c_sess != own[c_rows]
-        c_rows, c_sess, c_w = coalesce(c_rows[keep], c_sess[keep], w[owner][keep],
-                                       len(self._sess_len))
+        c_rows, c_sess, _ = coalesce(c_rows[keep], c_sess[keep], np.zeros(int(keep.sum())),
+                                     len(self._sess_len))
+        # The overlap counts every shared item, not only those whose lists reached the neighbour:
+        # each neighbour's items are looked up among the current session's (sorted by row, item).
+        owner, flat = csr_gather(self._sess_ptr, c_sess)
+        current = rows * n + items
+        probe = c_rows[owner] * n + self._sess_items[flat]
+        at = np.minimum(np.searchsorted(current, probe), max(len(current) - 1, 0))
+        shared = current[at] == probe if len(current) else np.zeros(len(probe), dtype=bool)
+        c_w = np.bincount(owner[shared], weights=w[at[shared]], minlength=len(c_sess))
         sim = c_w / np.sqrt(n_cur[c_rows] * self._sess_len[c_sess])
         # The k most similar neighbours of each row (ties: the more recent session).
         order = np.lexsort((-self._recency[c_sess], -sim, c_rows))
