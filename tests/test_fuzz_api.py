@@ -44,7 +44,8 @@ def strict_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for documented in (r"dropped .* exact duplicate", r".* holds floats; they are whole numbers",
-                           r"no training user has 2 or more events"):
+                           r"no training user has 2 or more events",
+                           r".* ids keep the type they were fitted with"):
             warnings.filterwarnings("ignore", documented, UserWarning)
         yield
 
