@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hrnn._transitions import repeat_share
 from hrnn.baselines import Markov, Popularity, RepeatRule, SessionKNN
 
 
@@ -259,3 +260,47 @@ def test_batch_exclusion_on_a_large_catalogue():
     assert ids[0].tolist() == expected and ids[1].tolist() == expected
     np.testing.assert_array_equal(scores, 1.0)
     assert model.recommend("me", num_results=5, exclude_interacted=True)[0].tolist() == expected
+
+
+# ------------------------------------------------------------------------------- exclude_seen
+
+def test_repeat_share_by_hand():
+    """u0: a b a (one repeat), u1: c c d (one), u2: two unknown items (never a repeat): 2 of 8."""
+    offsets, items = np.array([0, 3, 6, 8]), np.array([0, 1, 0, 2, 2, 3, -1, -1])
+    assert repeat_share(offsets, items, 4) == pytest.approx(0.25)
+    assert repeat_share(np.array([0]), np.zeros(0, dtype=np.int64), 4) == 0.0
+
+
+NEVER_AGAIN = [("u1", "x", 0), ("u1", "y", 1), ("u2", "x", 0), ("u2", "z", 1), ("u3", "x", 5)]
+ONE_IN_SIX = NEVER_AGAIN + [("u1", "x", 2)]
+# 1 repeat in 200 events: under the 1% of "auto".
+RARE_REPEATS = ONE_IN_SIX + [(f"v{u}", it, 0) for u in range(97) for it in ("y", "z")]
+
+
+@pytest.mark.parametrize("cls", [Popularity, Markov, SessionKNN])
+def test_exclude_seen_follows_the_logs_repeats(cls):
+    """"auto" leaves a user's items out of every answer (as exclude_interacted=True) where under
+    1% of the training events re-consume an item, and keeps them where one in six does; True and
+    False force it either way."""
+    for rows, auto in ((NEVER_AGAIN, True), (ONE_IN_SIX, False), (RARE_REPEATS, True)):
+        for setting, expected in (("auto", auto), (True, True), (False, False)):
+            model = cls(exclude_seen=setting).fit(table(rows))
+            assert model.exclude_seen_ is expected, (len(rows), setting)
+            ids = model.recommend("u1", num_results=10)[0].tolist()
+            assert sorted(ids) == (["z"] if expected else ["x", "y", "z"])
+            batch = model.recommend_batch(["u1"], num_results=10)[0][0].tolist()
+            assert [i for i in batch if i is not None] == ids
+            assert model.get_params()["exclude_seen"] == setting
+            assert model.clone().exclude_seen == setting
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, "AUTO"])
+def test_exclude_seen_rejects_other_values(value):
+    with pytest.raises(ValueError, match="exclude_seen must be True, False or 'auto'"):
+        Popularity(exclude_seen=value)
+
+
+def test_repeat_rule_learns_its_own_exclusion():
+    """RepeatRule has no switch: its repeat curve says whether seen items come back."""
+    model = RepeatRule().fit(table(NEVER_AGAIN))
+    assert model.exclude_seen_ is False and "exclude_seen" not in model.get_params()

@@ -233,9 +233,9 @@ class TestPopularity:
     def test_counts_and_recency(self):
         df = table([("a", "x", 0), ("b", "x", 10), ("c", "x", 20), ("a", "y", 10_000),
                     ("b", "y", 10_010), ("c", "z", 20)])
-        ids, scores = Popularity().fit(df).recommend("a", num_results=3)
+        ids, scores = Popularity(exclude_seen=False).fit(df).recommend("a", num_results=3)
         assert ids.tolist() == ["x", "y", "z"] and scores.tolist() == [3.0, 2.0, 1.0]
-        ids, _ = Popularity(recency_half_life=600).fit(df).recommend("a", num_results=3)
+        ids, _ = Popularity(recency_half_life=600, exclude_seen=False).fit(df).recommend("a", num_results=3)
         assert ids.tolist() == ["y", "x", "z"]
         for bad in (0, 0.5, -1):  # (0 used to mean "unweighted" silently; HRNN's bound is 1 s too)
             with pytest.raises(ValueError, match="recency_half_life"):
@@ -312,7 +312,7 @@ class TestSessionKNN:
     def test_own_session_is_not_a_neighbour(self):
         rows = [("me", "p", 0), ("me", "q", 10)] + [("other", "r", 0), ("other", "s", 5),
                                                      ("third", "r", 0), ("third", "t", 5)]
-        model = SessionKNN().fit(table(rows))
+        model = SessionKNN(exclude_seen=False).fit(table(rows))
         _, scores = model.recommend("me", num_results=5)
         assert (scores < 1).all()  # only the popularity back-off: no session matches but its own
         model.put_events("me", ["r"], [20.0])  # same session, now shares r with two others
@@ -322,7 +322,7 @@ class TestSessionKNN:
     def test_session_ids_from_put_events(self):
         rows = [(f"s{u}", it, 10 * j) for u in range(4) for j, it in enumerate(["a", "b"])]
         rows += [(f"t{u}", it, 10 * j) for u in range(4) for j, it in enumerate(["c", "d"])]
-        model = SessionKNN().fit(table(rows))
+        model = SessionKNN(exclude_seen=False).fit(table(rows))
         model.put_events("new", ["a"], [100.0], session_id="one")
         model.put_events("new", ["c"], [101.0], session_id="two")  # a new session: only c counts
         ids, scores = model.recommend("new", num_results=2)

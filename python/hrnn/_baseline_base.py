@@ -13,6 +13,7 @@ import numpy as np
 from ._baseline_history import Histories, check_num_results, sparse_top_k, top_k
 from ._ids import IdIndex, _check_id, _check_lookup, _events, _known_items, _lookup
 from ._params import check_fit_flags
+from ._transitions import repeat_share
 from .base import Recommender
 from .data import build_event_log, popularity, read_interactions
 
@@ -23,6 +24,14 @@ def check_range(name, value, lo, hi, integer=False):
     if not ok or not lo <= value <= hi:
         kind = "an integer" if integer else "a number"
         raise ValueError(f"{name} must be {kind} in [{lo}, {hi}], got {value!r}")
+
+
+AUTO_EXCLUDE_BELOW = 0.01  # exclude_seen="auto": below this share of re-consumed training events
+
+
+def check_exclude_seen(value):
+    if not (isinstance(value, (bool, np.bool_)) or (isinstance(value, str) and value == "auto")):
+        raise ValueError(f"exclude_seen must be True, False or 'auto', got {value!r}")
 
 
 def lift(rows, items, values, backoff, n_rows):
@@ -98,6 +107,9 @@ class Baseline(Recommender):
         self._hist = Histories.from_log(log)
         self._pop = popularity(log.items, log.n_items)
         self._backoff = self._pop / (self._pop.max() + 1.0)
+        setting = getattr(self, "exclude_seen", False)
+        self.exclude_seen_ = bool(repeat_share(log.offsets, log.items, log.n_items) < AUTO_EXCLUDE_BELOW
+                                  if isinstance(setting, str) else setting)
         self._fit_model(log, df)
         # Stable on -backoff: equally popular items keep index order, as everywhere else.
         self._pop_order = np.argsort(-self._backoff, kind="stable")
@@ -127,7 +139,8 @@ class Baseline(Recommender):
         num_results : int
             1..500.
         exclude_interacted : bool
-            Leave out every item in the user's history.
+            Leave out every item in the user's history (always so where the fitted
+            ``exclude_seen_`` is True).
         exclude_items, include_items : iterable of item ids, optional
             Leave out these items / recommend only among these (unknown ids are ignored).
 
@@ -145,7 +158,7 @@ class Baseline(Recommender):
         allowed = self._allowed(exclude_items, include_items)
         if allowed is None:
             allowed = np.ones(len(scores), dtype=bool)
-        if exclude_interacted and users[0] >= 0:
+        if (exclude_interacted or self.exclude_seen_) and users[0] >= 0:
             seen = self._hist.items_of(users[0])
             allowed[seen[seen >= 0]] = False
         candidates = self._pop_order[allowed[self._pop_order]]  # ties: the more popular
@@ -185,7 +198,7 @@ class Baseline(Recommender):
         for lo in range(0, len(users), step):
             chunk = users[lo:lo + step]
             rows, items, values, scale = self._evidence(chunk)
-            excluded = self._hist.rows_items(chunk) if exclude_interacted else None
+            excluded = self._hist.rows_items(chunk) if exclude_interacted or self.exclude_seen_ else None
             best, sc = sparse_top_k(rows, items, values, scale, self._backoff, self._pop_order,
                                     k, len(chunk), excluded, allowed)
             out_idx[lo:lo + step] = best

@@ -93,6 +93,18 @@ def _repeat_counts(offsets, items, n_items, length):
     return num, den
 
 
+def repeat_share(offsets: np.ndarray, items: np.ndarray, n_items: int) -> float:
+    """The share of the events (unknown items' included) whose item their user had already
+    consumed: 0 on ratings logs like MovieLens, a quarter or more on click logs."""
+    n = int(offsets[-1])
+    if n == 0:
+        return 0.0
+    users = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+    items = np.asarray(items, dtype=np.int64)
+    known = items >= 0
+    return 1.0 - (len(np.unique(users[known] * n_items + items[known])) + int((~known).sum())) / n
+
+
 def transition_table(arrays: tuple, train_users: np.ndarray, popularity: np.ndarray) -> tuple:
     """HRNN's transition prior (all but its weight), counted on the training users' events of an
     event log's arrays (offsets, items, timestamps, new_session): the arguments of

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._baseline_base import Baseline, check_range, lift
+from ._baseline_base import Baseline, check_exclude_seen, check_range, lift
 from ._params import check_gap
 from ._baseline_history import coalesce, csr_gather
 from ._transitions import repeat_curve, top_successors, transition_counts
@@ -36,13 +36,20 @@ class Popularity(Baseline):
         In seconds (>= 1); each event counts ``2 ** -(age / half_life)`` with age measured from
         the newest event, at least 1e-3 (``hrnn.data.recency_weights``: events older than ten
         half-lives all count the same). None counts every event once.
+    exclude_seen : bool or "auto"
+        Leave the items a user has consumed out of every answer. "auto" (the default) does so
+        when fewer than 1% of the training events consume an item their user had consumed before
+        (ratings logs like MovieLens: nobody rates a film twice), and not on logs where users come
+        back to items (clicks, plays); ``exclude_seen_`` holds the fitted choice.
     """
 
-    def __init__(self, recency_half_life=None):
+    def __init__(self, recency_half_life=None, exclude_seen="auto"):
         self.recency_half_life = recency_half_life
+        self.exclude_seen = exclude_seen
         super().__init__()
 
     def _validate_params(self):
+        check_exclude_seen(self.exclude_seen)
         if self.recency_half_life is not None:  # (as HRNN's: 0 would silently mean unweighted)
             check_range("recency_half_life", self.recency_half_life, 1.0, 1e12)
 
@@ -61,17 +68,24 @@ class Markov(Baseline):
         Seconds; consecutive events further apart than this (or with different SESSION_IDs) are in
         different sessions and their transition is not counted. None counts every consecutive pair
         of a user's events.
+    exclude_seen : bool or "auto"
+        Leave the items a user has consumed out of every answer. "auto" (the default) does so
+        when fewer than 1% of the training events consume an item their user had consumed before
+        (ratings logs like MovieLens: nobody rates a film twice), and not on logs where users come
+        back to items (clicks, plays); ``exclude_seen_`` holds the fitted choice.
 
     Popularity fills the slots that the transitions leave, and the whole list of a user whose last
     item is unknown or without successors.
     """
 
-    def __init__(self, session_gap=1800.0):
+    def __init__(self, session_gap=1800.0, exclude_seen="auto"):
         self.session_gap = session_gap
+        self.exclude_seen = exclude_seen
         super().__init__()
 
     def _validate_params(self):
         check_gap("session_gap", self.session_gap)
+        check_exclude_seen(self.exclude_seen)
 
     def _fit_model(self, log, df):
         self._indptr, self._succ, self._count = transition_counts(log.items, log.new_session, log.n_items)
@@ -210,18 +224,25 @@ class SessionKNN(Baseline):
         1..100000 candidate sessions per query (see above).
     session_gap : float or None
         Seconds of inactivity that end a session (a change of SESSION_ID ends one too).
+    exclude_seen : bool or "auto"
+        Leave the items a user has consumed out of every answer. "auto" (the default) does so
+        when fewer than 1% of the training events consume an item their user had consumed before
+        (ratings logs like MovieLens: nobody rates a film twice), and not on logs where users come
+        back to items (clicks, plays); ``exclude_seen_`` holds the fitted choice.
     """
 
-    def __init__(self, k=100, sample_size=500, session_gap=1800.0):
+    def __init__(self, k=100, sample_size=500, session_gap=1800.0, exclude_seen="auto"):
         self.k = k
         self.sample_size = sample_size
         self.session_gap = session_gap
+        self.exclude_seen = exclude_seen
         super().__init__()
 
     def _validate_params(self):
         check_range("k", self.k, 1, 10000, integer=True)
         check_range("sample_size", self.sample_size, 1, 100000, integer=True)
         check_gap("session_gap", self.session_gap)
+        check_exclude_seen(self.exclude_seen)
 
     def _fit_model(self, log, df):
         so = session_offsets(log)
