@@ -38,8 +38,8 @@ def test_evaluate_scores_the_saved_hyperparameters_beside_the_baselines(saved, m
         assert fit_params == ({"check_minimums": False} if isinstance(estimator, hrnn.HRNN) else None)
         assert return_details  # (what pairs hrnn with the best baseline)
         name = type(estimator).__name__
-        ranks = [3, 1, 2] if name == "HRNN" else [3, 1, 40]
-        details = pd.DataFrame({"USER_ID": [1, 1, 1], "position": [0, 1, 2], "rank": ranks})
+        ranks = [3, 1, 3, 2] if name == "HRNN" else [3, 1, 3, 40]
+        details = pd.DataFrame({"USER_ID": [1, 1, 2, 2], "position": [0, 1, 0, 1], "rank": ranks})
         return {"recall@20": recall[name]}, details
 
     monkeypatch.setattr(importlib.import_module("hrnn.quickstart"), "evaluate", spy)
@@ -51,7 +51,7 @@ def test_evaluate_scores_the_saved_hyperparameters_beside_the_baselines(saved, m
     assert lines[2]["recall@20"] == 0.6
     # Then hrnn's paired difference from the best baseline of each metric the rows carry.
     assert lines[5:] == [{"kind": "paired", "protocol": "next-item", "metric": "recall@20", "baseline": "markov",
-                          "difference": 0.5, "standard_error": 0.5, "z": 1.0, "n": 2}]
+                          "difference": 0.5, "standard_error": 0.5, "z": 1.0, "n": 2, "users": 2}]
     # A fresh estimator with the file's hyperparameters (not hrnn's defaults), the baselines as they are.
     first = calls[0][0]
     assert isinstance(first, hrnn.HRNN) and first._engine is None

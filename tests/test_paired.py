@@ -41,19 +41,24 @@ def test_per_unit_scores_by_hand():
 def test_paired_difference_by_hand():
     a = next_item_details([1, 2, 1, 0, 2])
     b = next_item_details([1, 0, 2, 0, 0])
-    r = hrnn.paired_difference(a, b, "mrr@20")  # per event: 1 - 0.5, 0 - 0, 0.5 - 0
-    assert r["n"] == 3 and r["difference"] == pytest.approx(1 / 3)
-    se = np.std([0.5, 0.0, 0.5], ddof=1) / np.sqrt(3)  # the sample standard deviation
-    assert r["standard_error"] == pytest.approx(se) and r["z"] == pytest.approx((1 / 3) / se)
+    r = hrnn.paired_difference(a, b, "mrr@20")  # per event: a 1 - 0.5, b 0 - 0, a 0.5 - 0
+    assert (r["n"], r["users"]) == (3, 2) and r["difference"] == pytest.approx(1 / 3)
+    # Clustered by user: residuals 1/6, -1/3, 1/6 sum to 1/3 for a and -1/3 for b;
+    # sqrt(2 / 1 * (1/9 + 1/9)) / 3 = 2/9 (the events taken as independent: 1/6).
+    assert r["standard_error"] == pytest.approx(2 / 9) and r["z"] == pytest.approx(1.5)
     r = hrnn.paired_difference(a, b, "first_recall@20")  # the sessions: 1 - 1, 1 - 0
-    assert (r["n"], r["difference"]) == (2, 0.5) and r["standard_error"] == pytest.approx(0.5)
-    # One unit cannot tell its difference from noise.
-    session = {"USER_ID": ["a", "a"], "position": [0, 1], "ITEM_ID": [1, 2]}
-    one = hrnn.paired_difference(pd.DataFrame({**session, "rank": [1, 2]}),
-                                 pd.DataFrame({**session, "rank": [1, 0]}), "mrr@20")
+    assert (r["n"], r["users"], r["difference"]) == (2, 2, 0.5)
+    assert r["standard_error"] == pytest.approx(np.std([0.0, 1.0], ddof=1) / np.sqrt(2))
+    # One unit, or units of one user, cannot tell their difference from noise.
+    session = {"USER_ID": ["a", "a", "a"], "position": [0, 1, 2], "ITEM_ID": [1, 2, 3]}
+    one = hrnn.paired_difference(pd.DataFrame({**session, "rank": [1, 2, 1]}).iloc[:2],
+                                 pd.DataFrame({**session, "rank": [1, 0, 0]}).iloc[:2], "mrr@20")
     assert one["n"] == 1 and one["difference"] == 0.5 and np.isnan(one["standard_error"]) and np.isnan(one["z"])
+    one_user = hrnn.paired_difference(pd.DataFrame({**session, "rank": [1, 2, 1]}),
+                                      pd.DataFrame({**session, "rank": [1, 0, 0]}), "mrr@20")
+    assert (one_user["n"], one_user["users"]) == (2, 1) and np.isnan(one_user["standard_error"])
     # No unit (only first events: nothing for mrr@20): nothing measured.
-    first_only = pd.DataFrame({**session, "rank": [1, 2]}).iloc[:1]
+    first_only = pd.DataFrame({**session, "rank": [1, 2, 1]}).iloc[:1]
     none = hrnn.paired_difference(first_only, first_only, "mrr@20")
     assert none["n"] == 0 and all(np.isnan(none[k]) for k in ("difference", "standard_error", "z"))
     # Several runs of a model (e.g. seeds) are averaged unit by unit first.
@@ -63,7 +68,8 @@ def test_paired_difference_by_hand():
     behind = hrnn.paired_difference(next_item_details([1, 2, 0, 0, 0]), next_item_details([1, 2, 1, 3, 2]),
                                     "recall@20")  # every event found by B only
     assert (behind["difference"], behind["z"]) == (-1.0, -np.inf)
-    assert hrnn.paired_difference(a, a, "mrr@20") == {"difference": 0.0, "standard_error": 0.0, "z": 0.0, "n": 3}
+    assert hrnn.paired_difference(a, a, "mrr@20") == {"difference": 0.0, "standard_error": 0.0, "z": 0.0,
+                                                      "n": 3, "users": 2}
     p = personalize_details([0.2, 0.0, 0.4], [1.0, 0.0, 0.5])
     q = personalize_details([0.0, 0.0, 0.2], [0.5, 0.0, 0.5])
     assert hrnn.paired_difference(p, q, "mrr@25")["difference"] == pytest.approx(0.5 / 3)

@@ -6,6 +6,7 @@ Private; what HRNN.fit uses between its epochs.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from . import data as _data
 
@@ -100,10 +101,19 @@ def choose_transition_weight(engine, split: tuple, metric: str, num_threads: int
     return max(near, key=lambda x: (second[x].mean(), scores[x])), scores
 
 
-def standard_error(diff: np.ndarray) -> float:
+def standard_error(diff: np.ndarray, groups=None) -> float:
     """The standard error of the mean of paired per-event (or per-user) differences: the sample
-    standard deviation (ddof 1) over sqrt(n); NaN for fewer than two, which cannot tell noise."""
-    return float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    standard deviation (ddof 1) over sqrt(n), or, given each unit's group (its user), the
+    cluster-robust one, sqrt(G / (G - 1) * sum over groups of (their sum of diff - mean)^2) / n,
+    which is the same with one unit per group; NaN for fewer than two units or groups, which
+    cannot tell noise."""
+    if groups is None:
+        return float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    codes, uniques = pd.factorize(np.asarray(groups, dtype=object))
+    if len(uniques) < 2:
+        return float("nan")
+    sums = np.bincount(codes, weights=diff - diff.mean(), minlength=len(uniques))
+    return float(np.sqrt(len(uniques) / (len(uniques) - 1) * (sums ** 2).sum()) / len(diff))
 
 
 def clearly_better(diff: np.ndarray, n_se: float = 2.0) -> bool:

@@ -45,14 +45,19 @@ def per_unit_scores(details: pd.DataFrame, metric: str) -> np.ndarray:
     rank = details["rank"].to_numpy(dtype=np.float64, na_value=np.nan)
     if not (np.isfinite(rank).all() and (rank >= 0).all()):
         raise ValueError("the details' rank has missing, negative or infinite values: not evaluate()'s details")
+    return _per_event(rank[_ranked(details, metric)], "mrr@20" if metric == "mrr@20" else "recall@20")
+
+
+def _ranked(details: pd.DataFrame, metric: str) -> np.ndarray:
+    """The next-item details' rows that are units of ``metric``: the sessions' first events for
+    first_recall@20, the others for recall@20 and mrr@20."""
     first = details["position"].to_numpy() == 0
-    rank = rank[first if metric == "first_recall@20" else ~first]
-    return _per_event(rank, "mrr@20" if metric == "mrr@20" else "recall@20")
+    return first if metric == "first_recall@20" else ~first
 
 
 def _units(details, metric: str) -> tuple:
-    """(per-unit scores averaged over the runs, the units' keys) of one model's details: one
-    DataFrame, or several (e.g. fits with different seeds) of the same split."""
+    """(per-unit scores averaged over the runs, the details' unit keys) of one model's details:
+    one DataFrame, or several (e.g. fits with different seeds) of the same split."""
     if not isinstance(details, (pd.DataFrame, list, tuple)):
         raise TypeError(f"details must be a DataFrame from evaluate(..., return_details=True) or a "
                         f"list of them, got {type(details).__name__}")
@@ -104,10 +109,14 @@ def paired_difference(details_a, details_b, metric: str) -> dict:
     -------
     dict
         ``difference`` (A's metric minus B's), ``standard_error`` (of the mean of the paired
-        per-unit differences, with the sample standard deviation), ``z`` (their ratio; 0 when
-        both are 0, infinite when every unit differs by the same amount) and ``n`` (the units);
-        the standard error and ``z`` are NaN with fewer than two units, and the difference too
-        with none (e.g. ``mrr@20`` where no test session has a second event).
+        per-unit differences), ``z`` (their ratio; 0 when both are 0, infinite when every unit
+        differs by the same amount), ``n`` (the units) and ``users`` (the users they belong
+        to). The units are clustered by user: the events of one test session are not
+        independent draws, so next-item's ``recall@20`` and ``mrr@20`` get the cluster-robust
+        standard error over users; with one unit per user (the Personalize metrics,
+        ``first_recall@20``) it is the sample standard deviation over sqrt(n). The standard error
+        and ``z`` are NaN with fewer than two users, and the difference too with no unit (e.g.
+        ``mrr@20`` where no test session has a second event).
 
     Examples
     --------
@@ -121,10 +130,14 @@ def paired_difference(details_a, details_b, metric: str) -> dict:
         raise ValueError("details_a and details_b come from different splits: their units do not pair up "
                          "(the same users / events in the same order, as evaluate returns them)")
     diff = a - b
-    se = standard_error(diff)
+    users = keys_a[USER_ID].to_numpy()
+    if "position" in keys_a:
+        users = users[_ranked(keys_a, metric)]
+    se = standard_error(diff, users)
     mean = float(diff.mean()) if len(diff) else np.nan  # (no units: nothing measured, as evaluate's NaN)
     if np.isnan(se) or se > 0:
         z = mean / se
     else:  # every unit differs by the same amount
         z = 0.0 if mean == 0 else float(np.copysign(np.inf, mean))
-    return {"difference": mean, "standard_error": se, "z": z, "n": len(diff)}
+    return {"difference": mean, "standard_error": se, "z": z, "n": len(diff),
+            "users": len(pd.unique(users))}
