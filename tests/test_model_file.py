@@ -45,6 +45,21 @@ def test_round_trip(saved):
     assert np.isfinite(m2.recommend(17, 3)[1]).all()
 
 
+def test_id_maps_are_read_only(tmp_path):
+    """known_user_ids() of a model without put_events users was the model's own array: a write into
+    it gave user 0's state to another id in the next model file."""
+    users, items, ts = planted_log(n_users=40)
+    m = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit((users, items, ts))
+    for arr in (m.known_user_ids, m.user_ids_, m.item_ids_, m.popularity_):
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0] = 10**9
+    m.save(tmp_path / "m.hrnn")
+    loaded = hrnn.load(tmp_path / "m.hrnn")
+    assert loaded.known_user_ids.tolist() == m.known_user_ids.tolist()
+    with pytest.raises(ValueError, match="read-only"):
+        loaded.known_user_ids[0] = 10**9
+
+
 def test_event_filters_and_device_round_trip(tmp_path):
     """The event filters are hyperparameters of the file too; load(device=) overrides the saved device."""
     users, items, ts = planted_log(n_users=60)

@@ -18,6 +18,12 @@ from .base import Recommender
 BATCH_CHUNK = 8192  # users per native call of recommend_batch
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
 class HRNN(Recommender):
     """Hierarchical recurrent recommender with a learned, time-aware discount gate.
 
@@ -300,9 +306,9 @@ class HRNN(Recommender):
             _device.attach(engine, self.device)
         self._engine = engine
         engine.session_gap = float(self.session_gap)
-        self.user_ids_ = user_ids
-        self.item_ids_ = item_ids
-        self.popularity_ = popularity
+        # Read-only views: a write into one (e.g. known_user_ids()[0] = ...) would give a user's
+        # state to another id in the next model file.
+        self.user_ids_, self.item_ids_, self.popularity_ = (_read_only(a) for a in (user_ids, item_ids, popularity))
         total = popularity.sum()
         engine.set_fallback_scores((popularity / total if total > 0 else popularity)
                                    .astype(np.float32))
@@ -552,7 +558,8 @@ class HRNN(Recommender):
 
     @property
     def known_user_ids(self) -> np.ndarray:
-        """Every user id with a state: the training users, then those created by put_events."""
+        """Every user id with a state: the training users, then those created by put_events
+        (read-only, as ``user_ids_``, ``item_ids_`` and ``popularity_``)."""
         self._check_fitted()
         with self._lock:
             extra = list(self._new_users)
