@@ -212,7 +212,10 @@ void bind_engine(py::module_& m) {
              e.users.set_last_sessions(p, n);
            },
            py::arg("sessions"))
-      .def("n_users", [](const Engine& e) { return e.users.size(); })
+      .def("n_users", [](const Engine& e) {
+             py::gil_scoped_release release;  // (it waits while the store grows)
+             return e.users.size();
+           })
       .def("ensure_users",
            [](Engine& e, int64_t n) {
              py::gil_scoped_release release;
@@ -222,9 +225,13 @@ void bind_engine(py::module_& m) {
            [](const Engine& e, int64_t user) {
              const py::ssize_t H = e.params.H;
              py::array_t<float> u(H), h(H);
+             float *pu = u.mutable_data(), *ph = h.mutable_data();
              double last_ts;
              int64_t n_events;
-             e.users.state(user, u.mutable_data(), h.mutable_data(), &last_ts, &n_events);
+             {
+               py::gil_scoped_release release;  // (it may wait for a long put_events of this user)
+               e.users.state(user, pu, ph, &last_ts, &n_events);
+             }
              return py::make_tuple(u, h, last_ts, n_events);
            }, py::arg("user"))
       .def("put_events",
@@ -325,42 +332,44 @@ void bind_engine(py::module_& m) {
                py::gil_scoped_release release;
                a = e.users.dump();
              }
-             const py::ssize_t n = a.n_users, H = a.H;
+             const py::ssize_t n = a.n_users, H = a.H, m = static_cast<py::ssize_t>(a.history_items.size());
              py::dict d;
-             d["U"] = copy_out(a.U.data(), {n, H});
-             d["Hs"] = copy_out(a.Hs.data(), {n, H});
-             d["last_ts"] = copy_out(a.last_ts.data(), {n});
-             d["n_events"] = copy_out(a.n_events.data(), {n});
-             d["last_session"] = copy_out(a.last_session.data(), {n});
-             d["history_offsets"] = copy_out(a.history_offsets.data(), {n + 1});
-             d["history_items"] = copy_out(a.history_items.data(), {static_cast<py::ssize_t>(a.history_items.size())});
-             d["history_ts"] = copy_out(a.history_ts.data(), {static_cast<py::ssize_t>(a.history_ts.size())});
+             d["U"] = move_out(std::move(a.U), {n, H});
+             d["Hs"] = move_out(std::move(a.Hs), {n, H});
+             d["last_ts"] = move_out(std::move(a.last_ts), {n});
+             d["n_events"] = move_out(std::move(a.n_events), {n});
+             d["last_session"] = move_out(std::move(a.last_session), {n});
+             d["history_offsets"] = move_out(std::move(a.history_offsets), {n + 1});
+             d["history_items"] = move_out(std::move(a.history_items), {m});
+             d["history_ts"] = move_out(std::move(a.history_ts), {m});
              return d;
            })
       .def("load_users",
            [](Engine& e, const py::dict& d) {
              hrnn::UserArrays a;
-             auto n_events = d["n_events"].cast<Arr<int64_t>>();
+             // The arrays are taken and checked with the GIL, copied and validated without it: a
+             // model file's sections are views at any byte offset, read as bytes (no aligned copy).
+             auto n_events = raw_array<int64_t>(d["n_events"], {-1}, "n_events");
              a.n_users = n_events.size();
              a.H = e.params.H;
              const py::ssize_t n = a.n_users, H = a.H;
-             auto take = [&](auto& dst, const char* key, std::vector<py::ssize_t> shape) {
-               using T = typename std::decay_t<decltype(dst)>::value_type;
-               auto arr = d[key].cast<Arr<T>>();
-               const T* p = checked(arr, shape, key);
-               dst.assign(p, p + arr.size());
-             };
-             take(a.U, "U", {n, H});
-             take(a.Hs, "Hs", {n, H});
-             take(a.last_ts, "last_ts", {n});
-             take(a.n_events, "n_events", {n});
-             take(a.last_session, "last_session", {n});
-             take(a.history_offsets, "history_offsets", {n + 1});
-             take(a.history_items, "history_items", {-1});
-             take(a.history_ts, "history_ts", {static_cast<py::ssize_t>(a.history_items.size())});
+             auto U = raw_array<float>(d["U"], {n, H}, "U"), Hs = raw_array<float>(d["Hs"], {n, H}, "Hs");
+             auto last_ts = raw_array<double>(d["last_ts"], {n}, "last_ts");
+             auto last_session = raw_array<int64_t>(d["last_session"], {n}, "last_session");
+             auto offsets = raw_array<int64_t>(d["history_offsets"], {n + 1}, "history_offsets");
+             auto items = raw_array<int32_t>(d["history_items"], {-1}, "history_items");
+             auto history_ts = raw_array<double>(d["history_ts"], {items.size()}, "history_ts");
+             py::gil_scoped_release release;
+             copy_bytes(a.U, U);
+             copy_bytes(a.Hs, Hs);
+             copy_bytes(a.last_ts, last_ts);
+             copy_bytes(a.last_session, last_session);
+             copy_bytes(a.history_offsets, offsets);
+             copy_bytes(a.history_items, items);
+             copy_bytes(a.history_ts, history_ts);
+             copy_bytes(a.n_events, n_events);
              for (int32_t i : a.history_items)
                hrnn::require(i >= -1 && i < e.params.n_items, "history item index out of range");
-             py::gil_scoped_release release;
              e.users.load(std::move(a));
            }, py::arg("users"))
       .def("next_item_ranks",
