@@ -77,6 +77,21 @@ class TestSources:
         plain.assign(user_id=" " + plain["user_id"].astype(str)).to_csv(path, index=False)
         assert read_interactions(path)["USER_ID"].dtype == np.int64  # spaces are not part of a number
 
+    def test_ids_that_floats_would_round_are_never_merged(self, tmp_path):
+        """One row written "1.0" makes pandas read the column as floats, which round 2**53 + 1 and
+        2**53 + 3 to neighbours: a CSV's column is then read as its text, other sources refused."""
+        big = [2**53 + 1, 2**53 + 3, 2**53 + 5]
+        rows = [f"u{k % 5},{big[k % 3]},{1.6e9 + k:.0f}" for k in range(30)] + ["u9,1.0,1600000100"]
+        path = tmp_path / "skus.csv"
+        path.write_text("USER_ID,ITEM_ID,TIMESTAMP\n" + "\n".join(rows) + "\n")
+        items = read_interactions(path)["ITEM_ID"]
+        assert sorted(set(items.tolist())) == sorted([str(b) for b in big] + ["1.0"])
+        floats = pd.DataFrame({"USER_ID": [1, 2], "ITEM_ID": [float(2**53 + 2), 1.0], "TIMESTAMP": [1.0, 2.0]})
+        with pytest.raises(ValueError, match=r"ITEM_ID.*floats from 2\*\*53 on \(first 9007199254740994 at row 0"):
+            read_interactions(floats)
+        with pytest.warns(UserWarning, match="whole numbers"):  # smaller whole floats stay integer ids
+            assert read_interactions(floats.iloc[1:])["ITEM_ID"].tolist() == [1]
+
     def test_decimal_lengths_are_exact_at_every_power_of_ten(self):
         values = [0, 9, 10, 99, 100, -1, -10, 10**18 - 1, 10**18, 2**63 - 1, -2**63]
         assert hrnn._reading._decimal_lengths(np.array(values, np.int64)).tolist() == [len(str(v)) for v in values]

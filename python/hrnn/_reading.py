@@ -115,24 +115,30 @@ def _decimal_lengths(v: np.ndarray) -> np.ndarray:
 def keep_id_text(path: str, raw: pd.DataFrame, id_columns: list) -> pd.DataFrame:
     """``raw`` (read from ``path``) with each id column that pandas read as integers but the file
     does not write as plain integers (leading zeros, a sign: "000050", "+7") read again as text:
-    "000050" and "50" are two SKUs, and an answer must give back the id the file has.
+    "000050" and "50" are two SKUs, and an answer must give back the id the file has. So is a
+    column read as floats that holds values from 2**53 on, which floats round.
 
     The check reads the id columns again as text, a million rows at a time (about 0.6 s per
     million rows and two columns); Parquet files keep their types and need none."""
-    check = [c for c in id_columns if _is_csv(path) and pd.api.types.is_integer_dtype(raw[c].dtype)]
-    if not check:
+    if not _is_csv(path):
         return raw
-    lengths = {c: _decimal_lengths(raw[c].to_numpy()) for c in check}
-    text, start = [], 0
-    with _csv_reader(path, usecols=check, dtype=str, chunksize=ID_CHECK_ROWS)() as chunks:
-        for chunk in chunks:
-            end = start + len(chunk)
-            for c in [c for c in check if c not in text]:
-                if (chunk[c].str.strip().str.len().to_numpy() != lengths[c][start:end]).any():
-                    text.append(c)
-            start = end
-            if len(text) == len(check):
-                break
+    check = [c for c in id_columns if pd.api.types.is_integer_dtype(raw[c].dtype)]
+    # Floats from 2**53 on are integer ids that pandas rounded (one row wrote "1.0"): distinct ids
+    # merged. Their text is exact.
+    text = [c for c in id_columns if pd.api.types.is_float_dtype(raw[c].dtype)
+            and bool((np.abs(raw[c].to_numpy(dtype=np.float64)) >= 2.0**53).any())]
+    if check:
+        lengths = {c: _decimal_lengths(raw[c].to_numpy()) for c in check}
+        start = 0
+        with _csv_reader(path, usecols=check, dtype=str, chunksize=ID_CHECK_ROWS)() as chunks:
+            for chunk in chunks:
+                end = start + len(chunk)
+                for c in [c for c in check if c not in text]:
+                    if (chunk[c].str.strip().str.len().to_numpy() != lengths[c][start:end]).any():
+                        text.append(c)
+                start = end
+                if all(c in text for c in check):
+                    break
     if not text:
         return raw
     raw = raw.copy(deep=False)
@@ -269,9 +275,15 @@ def ids(s: pd.Series, label: str):
         refuse(0, s.iloc[0])
     if pd.api.types.is_float_dtype(s):
         v = s.to_numpy(dtype=np.float64)
-        bad = (v != np.floor(v)) | (np.abs(v) >= 2.0**63)
+        bad = v != np.floor(v)
         if bad.any():
             refuse(int(np.flatnonzero(bad)[0]), v[bad][0])
+        rounded = np.abs(v) >= 2.0**53
+        if rounded.any():
+            i = int(np.flatnonzero(rounded)[0])
+            raise ValueError(f"{label} holds floats from 2**53 on (first {v[i]:.0f} at {row(i)}): as floats, "
+                             f"integer ids that large are rounded and distinct ids merge; give the ids as "
+                             f"integers or as text")
         return converted(v.astype(np.int64))
     if s.dtype != object:
         if not _plain_ids(s.dtype):  # dates, durations, complex numbers...
@@ -282,7 +294,7 @@ def ids(s: pd.Series, label: str):
     values = s.to_numpy(dtype=object, copy=True)
     floats = False
     for i, v in enumerate(values):
-        if isinstance(v, (float, np.floating)) and float(v).is_integer() and abs(v) < 2.0**63:
+        if isinstance(v, (float, np.floating)) and float(v).is_integer() and abs(v) < 2.0**53:
             values[i], floats = int(v), True
         elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, int, np.integer)):
             refuse(i, v)
