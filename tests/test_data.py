@@ -92,6 +92,20 @@ class TestSources:
         with pytest.warns(UserWarning, match="whole numbers"):  # smaller whole floats stay integer ids
             assert read_interactions(floats.iloc[1:])["ITEM_ID"].tolist() == [1]
 
+    def test_ids_spelled_like_missing_values_are_ids(self, tmp_path):
+        """pandas reads "NA", "null", "None", "nan", "#N/A" as missing: in a CSV's id columns they
+        are ids (an item "NA", a user "null"); only an empty field is missing."""
+        words = ["NA", "null", "None", "nan", "#N/A", "7"]
+        rows = [f"{'null' if k % 4 == 0 else f'u{k % 4}'},{words[k % 6]},{1.6e9 + k:.0f}" for k in range(36)]
+        path = tmp_path / "na.csv"
+        path.write_text("USER_ID,ITEM_ID,TIMESTAMP\n" + "\n".join(rows) + "\n")
+        out = read_interactions(path)
+        assert sorted(set(out["ITEM_ID"].tolist())) == sorted(words)
+        assert "null" in set(out["USER_ID"].tolist())
+        path.write_text("USER_ID,ITEM_ID,TIMESTAMP\n" + "\n".join(rows + ["u1,,1600000100"]) + "\n")
+        with pytest.raises(ValueError, match="ITEM_ID .* 1 missing value"):
+            read_interactions(path)
+
     def test_decimal_lengths_are_exact_at_every_power_of_ten(self):
         values = [0, 9, 10, 99, 100, -1, -10, 10**18 - 1, 10**18, 2**63 - 1, -2**63]
         assert hrnn._reading._decimal_lengths(np.array(values, np.int64)).tolist() == [len(str(v)) for v in values]

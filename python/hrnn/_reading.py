@@ -116,7 +116,9 @@ def keep_id_text(path: str, raw: pd.DataFrame, id_columns: list) -> pd.DataFrame
     """``raw`` (read from ``path``) with each id column that pandas read as integers but the file
     does not write as plain integers (leading zeros, a sign: "000050", "+7") read again as text:
     "000050" and "50" are two SKUs, and an answer must give back the id the file has. So is a
-    column read as floats that holds values from 2**53 on, which floats round.
+    column read as floats that holds values from 2**53 on, which floats round, and one with
+    missing values: pandas takes "NA", "null", "None", "nan"... for missing, and an id column
+    reads them as ids (only an empty field is missing).
 
     The check reads the id columns again as text, a million rows at a time (about 0.6 s per
     million rows and two columns); Parquet files keep their types and need none."""
@@ -127,6 +129,7 @@ def keep_id_text(path: str, raw: pd.DataFrame, id_columns: list) -> pd.DataFrame
     # merged. Their text is exact.
     text = [c for c in id_columns if pd.api.types.is_float_dtype(raw[c].dtype)
             and bool((np.abs(raw[c].to_numpy(dtype=np.float64)) >= 2.0**53).any())]
+    text += [c for c in id_columns if c not in text and bool(raw[c].isna().any())]
     if check:
         lengths = {c: _decimal_lengths(raw[c].to_numpy()) for c in check}
         start = 0
@@ -143,7 +146,8 @@ def keep_id_text(path: str, raw: pd.DataFrame, id_columns: list) -> pd.DataFrame
         return raw
     raw = raw.copy(deep=False)
     for c in text:  # (stripped, as pandas strips the numbers: " 007" and "007" are one id)
-        raw[c] = _csv_reader(path, usecols=[c], dtype=str)()[c].str.strip().to_numpy()
+        column = _csv_reader(path, usecols=[c], dtype=str, keep_default_na=False, na_values=[""])()[c]
+        raw[c] = column.str.strip().to_numpy()
     return raw
 
 
