@@ -204,6 +204,10 @@ class TestInspect:
         assert main(["inspect", str(csv), "--user-col", "user", "--plot", str(tmp_path / "no" / "x.png")]) == 2
         out, err = capsys.readouterr()
         assert out == "" and "no such folder" in err
+        pytest.importorskip("matplotlib")
+        assert main(["inspect", str(csv), "--user-col", "user", "--plot", str(tmp_path / "x.xyz")]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and "cannot write a plot as .xyz" in err
 
     def test_column_overrides(self, tmp_path, capsys):
         path = tmp_path / "renamed.csv"

@@ -119,10 +119,11 @@ examples:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    from .describe import describe
+    from .describe import _plot_format, describe
 
-    if args.plot:
-        check_output_path(args.plot)  # before the report, not after it
+    if args.plot:  # before the report, not after it
+        check_output_path(args.plot)
+        _plot_format(args.plot)
     summary = describe(args.data, min_pct=args.min_pct, max_pct=args.max_pct,
                        session_gap=args.session_gap, columns=_columns(args), event_type=args.event_type,
                        event_value_threshold=args.event_value_threshold)

@@ -185,11 +185,7 @@ class Description:
         Needs matplotlib (``pip install '.[plot]'``). Draws on a standalone Figure, so
         pyplot's global state and the caller's backend are left alone.
         """
-        try:
-            from matplotlib.figure import Figure
-        except ImportError as e:
-            raise ImportError("plotting needs matplotlib: pip install matplotlib (or, in hrnn's source "
-                              "folder, pip install '.[plot]')") from e
+        Figure, ext = _plot_format(path)
         # Uniform log bins here, without the cut edges the text inserts: a thin bin drawn as a bar
         # of its count would look empty. Each bar is split into kept and dropped users instead.
         lengths = self.lengths
@@ -226,13 +222,24 @@ class Description:
                      f"{self.n_events:,} events; kept {self.users_kept:,} users, "
                      f"{self.events_kept:,} events", fontsize=9)
         fig.tight_layout()
-        ext = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
-        formats = fig.canvas.get_supported_filetypes()
-        if ext not in formats:
-            raise ValueError(f"cannot write a plot as .{ext}: use one of "
-                             f"{', '.join('.' + e for e in sorted(formats))}")
         fig.savefig(os.fspath(path), format=ext)
         return os.fspath(path)
+
+
+def _plot_format(path) -> tuple:
+    """(matplotlib's Figure, the format ``path``'s extension names): the errors plotting would meet,
+    raised before anything is read or drawn."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError("plotting needs matplotlib: pip install matplotlib (or, in hrnn's source "
+                          "folder, pip install '.[plot]')") from e
+    ext = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
+    formats = Figure().canvas.get_supported_filetypes()
+    if ext not in formats:
+        raise ValueError(f"cannot write a plot as .{ext}: use one of "
+                         f"{', '.join('.' + e for e in sorted(formats))}")
+    return Figure, ext
 
 
 def describe(data, min_pct: float = 0.0, max_pct: float = 0.99, session_gap: Optional[float] = 1800,
