@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import gzip
 import inspect
 import io
 import json
@@ -175,6 +176,11 @@ class TestRecommendOne:
                      "-o", str(path)]) == 0
         assert json.loads(path.read_text())["userId"] == 3
         assert capsys.readouterr().out == ""
+        packed = tmp_path / "one.jsonl.gz"  # a .gz name gets gzip, not plain text
+        assert main(["recommend", str(trained[1]), "--user", "3", "-n", "2", "--json",
+                     "-o", str(packed)]) == 0
+        with gzip.open(packed, "rt", encoding="utf-8") as f:
+            assert json.loads(f.read()) == json.loads(path.read_text())
 
 
 class TestRecommendBatch:

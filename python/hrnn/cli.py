@@ -8,6 +8,7 @@ as a one-line ``error: ...`` on stderr with exit code 2; ``--traceback`` shows t
 from __future__ import annotations
 
 import argparse
+import gzip
 import inspect
 import json
 import os
@@ -190,7 +191,7 @@ output with --format personalize (Personalize's batch-inference lines: the input
                         "reads those; personalize implies --json with --user (default: hrnn)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the results to FILE instead of standard output "
-                        "(JSON lines with --users)")
+                        "(JSON lines with --users; gzip-compressed when FILE ends in .gz)")
     p.add_argument("--num-threads", type=int, metavar="N",
                    help="threads for --users; 0 = all cores (default: the model's)")
     p.set_defaults(func=_run_recommend)
@@ -335,9 +336,13 @@ def _run_recommend(args: argparse.Namespace) -> int:
 
 
 def _write_lines(path: Optional[str], lines) -> None:
-    """To stdout, or to ``path`` whole or not at all."""
+    """To stdout, or to ``path`` whole or not at all (gzip-compressed when it ends in .gz)."""
     if path is None:
         sys.stdout.writelines(lines)
+        return
+    if str(path).lower().endswith(".gz"):
+        with atomic_file(path, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as f:
+            f.writelines(lines)
         return
     with atomic_file(path, "w", encoding="utf-8") as f:
         f.writelines(lines)
