@@ -45,7 +45,7 @@ def test_round_trip(saved):
     assert np.isfinite(m2.recommend(17, 3)[1]).all()
 
 
-def test_id_maps_are_read_only(tmp_path):
+def test_id_maps_are_read_only_and_queries_ready(tmp_path):
     """known_user_ids() of a model without put_events users was the model's own array: a write into
     it gave user 0's state to another id in the next model file."""
     users, items, ts = planted_log(n_users=40)
@@ -56,6 +56,8 @@ def test_id_maps_are_read_only(tmp_path):
     m.save(tmp_path / "m.hrnn")
     loaded = hrnn.load(tmp_path / "m.hrnn")
     assert loaded.known_user_ids.tolist() == m.known_user_ids.tolist()
+    # Both come ready to answer: the scoring table is built in fit and load, not in a first query.
+    assert m._engine.queries_prepared() and loaded._engine.queries_prepared()
     with pytest.raises(ValueError, match="read-only"):
         loaded.known_user_ids[0] = 10**9
 

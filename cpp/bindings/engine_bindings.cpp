@@ -289,6 +289,12 @@ void bind_engine(py::module_& m) {
              e.set_fallback_scores(std::vector<float>(p, p + e.params.n_items));
            }, py::arg("scores"))
       .def("scoring_table_bytes", &Engine::scoring_table_bytes)
+      .def("prepare_queries",
+           [](const Engine& e, int num_threads) {
+             py::gil_scoped_release release;
+             e.prepare_queries(num_threads);
+           }, py::arg("num_threads") = 0)
+      .def("queries_prepared", &Engine::queries_prepared)
       .def("recommend",
            [](const Engine& e, int64_t user, int k, bool exclude_interacted,
               const std::optional<Arr<int32_t>>& exclude, const std::optional<Arr<int32_t>>& include,

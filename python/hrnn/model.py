@@ -312,6 +312,8 @@ class HRNN(Recommender):
         total = popularity.sum()
         engine.set_fallback_scores((popularity / total if total > 0 else popularity)
                                    .astype(np.float32))
+        if self.device == "cpu":  # the scoring table now, not in the first query's time
+            engine.prepare_queries(self.num_threads)
         self._user_index = IdIndex(user_ids)
         self._new_users = []  # users that put_events created, after the stored ones
         self._item_lookup = None

@@ -56,6 +56,13 @@ class Engine {
 
   // Memory of the table that scoring reads (built now if it is not yet), in bytes.
   int64_t scoring_table_bytes() const { return scoring_table(0)->bytes(); }
+  // Builds that table now, on num_threads: else the first query after a fit or a load does, and
+  // the queries that arrive meanwhile wait for it.
+  void prepare_queries(int num_threads) const { scoring_table(num_threads); }
+  bool queries_prepared() const {
+    std::lock_guard<std::mutex> lock(table_mu_);
+    return table_ != nullptr;
+  }
 
   // The top k of each of n users (user < 0 or without events: the fallback scores), over
   // num_threads threads.
