@@ -6,6 +6,7 @@
 
 #include "hrnn/advance.h"
 #include "hrnn/errors.h"
+#include "hrnn/memory.h"
 
 namespace hrnn {
 
@@ -40,37 +41,46 @@ void UserStore::load(UserArrays a) {
           "user store: history offsets do not match the history");
   for (size_t u = 0; u < n; ++u)  // all offsets checked before any is used
     require(a.history_offsets[u] <= a.history_offsets[u + 1], "user store: history offsets must be non-decreasing");
-  std::vector<std::vector<int32_t>> hist(n);
-  std::vector<std::vector<double>> hist_ts(n);
-  std::vector<ItemSet> seen(n);
+  std::deque<Record> users(n);
   for (size_t u = 0; u < n; ++u) {
+    Record& r = users[u];
+    r.state.resize(2 * H);
+    std::copy(a.U.begin() + u * H, a.U.begin() + (u + 1) * H, r.state.begin());
+    std::copy(a.Hs.begin() + u * H, a.Hs.begin() + (u + 1) * H, r.state.begin() + H);
+    r.last_ts = a.last_ts[u];
+    r.n_events = a.n_events[u];
+    r.last_session = a.last_session[u];
     const int64_t b = a.history_offsets[u], e = a.history_offsets[u + 1];
-    hist[u].assign(a.history_items.begin() + b, a.history_items.begin() + e);
-    hist_ts[u].assign(a.history_ts.begin() + b, a.history_ts.begin() + e);
-    seen[u] = known_items(hist[u].data(), e - b);
+    r.items.assign(a.history_items.begin() + b, a.history_items.begin() + e);
+    r.ts.assign(a.history_ts.begin() + b, a.history_ts.begin() + e);
+    r.seen = known_items(r.items.data(), e - b);
   }
   std::unique_lock<std::shared_mutex> lock(mu_);
   H_ = a.H;
-  U_ = std::move(a.U);
-  Hs_ = std::move(a.Hs);
-  last_ts_ = std::move(a.last_ts);
-  n_events_ = std::move(a.n_events);
-  last_session_ = std::move(a.last_session);
-  history_ = std::move(hist);
-  history_ts_ = std::move(hist_ts);
-  seen_ = std::move(seen);
+  users_.swap(users);
 }
 
 UserArrays UserStore::dump() const {
   std::unique_lock<std::shared_mutex> lock(mu_);  // exclusive: a consistent snapshot of everyone
   UserArrays a;
-  a.n_users = static_cast<int64_t>(n_events_.size());
+  const size_t n = users_.size(), H = static_cast<size_t>(H_);
+  a.n_users = static_cast<int64_t>(n);
   a.H = H_;
-  a.U = U_, a.Hs = Hs_, a.last_ts = last_ts_, a.n_events = n_events_, a.last_session = last_session_;
+  a.U.resize(n * H);
+  a.Hs.resize(n * H);
+  a.last_ts.resize(n);
+  a.n_events.resize(n);
+  a.last_session.resize(n);
   a.history_offsets.assign(1, 0);
-  for (size_t u = 0; u < history_.size(); ++u) {
-    a.history_items.insert(a.history_items.end(), history_[u].begin(), history_[u].end());
-    a.history_ts.insert(a.history_ts.end(), history_ts_[u].begin(), history_ts_[u].end());
+  for (size_t u = 0; u < n; ++u) {
+    const Record& r = users_[u];
+    std::copy(r.state.begin(), r.state.begin() + H, a.U.begin() + u * H);
+    std::copy(r.state.begin() + H, r.state.end(), a.Hs.begin() + u * H);
+    a.last_ts[u] = r.last_ts;
+    a.n_events[u] = r.n_events;
+    a.last_session[u] = r.last_session;
+    a.history_items.insert(a.history_items.end(), r.items.begin(), r.items.end());
+    a.history_ts.insert(a.history_ts.end(), r.ts.begin(), r.ts.end());
     a.history_offsets.push_back(static_cast<int64_t>(a.history_items.size()));
   }
   return a;
@@ -78,11 +88,11 @@ UserArrays UserStore::dump() const {
 
 int64_t UserStore::size() const {
   std::shared_lock<std::shared_mutex> lock(mu_);
-  return static_cast<int64_t>(n_events_.size());
+  return static_cast<int64_t>(users_.size());
 }
 
 void UserStore::check_user(int64_t user) const {
-  if (user < 0 || user >= static_cast<int64_t>(n_events_.size()))
+  if (user < 0 || user >= static_cast<int64_t>(users_.size()))
     throw std::out_of_range("user index out of range: " + std::to_string(user));
 }
 
@@ -90,28 +100,26 @@ void UserStore::ensure(const Params& P, int64_t n) {
   std::unique_lock<std::shared_mutex> lock(mu_);
   if (H_ == 0) H_ = P.H;
   require(H_ == P.H, "user store and model disagree on the hidden dimension");
-  const int64_t old = static_cast<int64_t>(n_events_.size());
+  const int64_t old = static_cast<int64_t>(users_.size());
   if (n <= old) return;
-  // Two vectors of n * H floats: refuse a count whose product would wrap around.
-  require(n <= static_cast<int64_t>(U_.max_size() / static_cast<size_t>(H_)),
+  // A count that could never fit (or whose size would wrap around) is refused before anything grows.
+  const double bytes = static_cast<double>(n - old) * (sizeof(Record) + 2.0 * H_ * sizeof(float));
+  require(physical_memory() <= 0 || bytes <= physical_memory(),
           "too many users for the user store: " + std::to_string(n));
-  U_.resize(static_cast<size_t>(n) * H_);
-  for (int64_t u = old; u < n; ++u) std::copy(P.d.u0.begin(), P.d.u0.end(), U_.begin() + u * H_);
-  Hs_.resize(static_cast<size_t>(n) * H_, 0.f);
-  last_ts_.resize(n, 0.0);
-  n_events_.resize(n, 0);
-  last_session_.resize(n, kNoSession);
-  history_.resize(n);
-  history_ts_.resize(n);
-  seen_.resize(n);
+  users_.resize(static_cast<size_t>(n));
+  for (int64_t u = old; u < n; ++u) {
+    std::vector<float>& s = users_[u].state;
+    s.assign(2 * static_cast<size_t>(H_), 0.f);
+    std::copy(P.d.u0.begin(), P.d.u0.end(), s.begin());
+  }
 }
 
 void UserStore::set_last_sessions(const int64_t* sessions, int64_t n) {
   std::unique_lock<std::shared_mutex> structure(mu_);
-  require(n == static_cast<int64_t>(last_session_.size()),
+  require(n == static_cast<int64_t>(users_.size()),
           "one last session per user is needed: got " + std::to_string(n) + " for " +
-              std::to_string(last_session_.size()) + " users");
-  last_session_.assign(sessions, sessions + n);
+              std::to_string(users_.size()) + " users");
+  for (int64_t u = 0; u < n; ++u) users_[u].last_session = sessions[u];
 }
 
 void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, const double* ts,
@@ -124,16 +132,17 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
   std::shared_lock<std::shared_mutex> structure(mu_);
   check_user(user);
   std::lock_guard<std::mutex> lock(stripe(user));
+  Record& r = users_[user];
   const int H = H_;
-  const int64_t had = n_events_[user];
+  const int64_t had = r.n_events;
   if (n == 0) return;
-  if (had > 0 && ts[0] < last_ts_[user])
+  if (had > 0 && ts[0] < r.last_ts)
     invalid("timestamp " + std::to_string(ts[0]) + " is older than this user's last event (" +
-            std::to_string(last_ts_[user]) + "); events must arrive in time order");
+            std::to_string(r.last_ts) + "); events must arrive in time order");
   std::vector<float> gaps(n);
   std::vector<uint8_t> news(n);
-  double prev_ts = last_ts_[user];
-  int64_t prev_session = last_session_[user];
+  double prev_ts = r.last_ts;
+  int64_t prev_session = r.last_session;
   for (int64_t i = 0; i < n; ++i) {
     const bool first = had == 0 && i == 0;
     const double gap = first ? 0.0 : ts[i] - prev_ts;
@@ -144,15 +153,13 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
     prev_ts = ts[i];
     prev_session = session ? session[i] : kNoSession;
   }
-  float* u = U_.data() + user * H;
-  float* h = Hs_.data() + user * H;
-  advance(P, u, h, had == 0, items, gaps.data(), news.data(), n);
-  last_ts_[user] = ts[n - 1];
-  last_session_[user] = prev_session;
-  n_events_[user] = had + n;
-  history_[user].insert(history_[user].end(), items, items + n);
-  history_ts_[user].insert(history_ts_[user].end(), ts, ts + n);
-  insert_items(seen_[user], items, n);
+  advance(P, r.state.data(), r.state.data() + H, had == 0, items, gaps.data(), news.data(), n);
+  r.last_ts = ts[n - 1];
+  r.last_session = prev_session;
+  r.n_events = had + n;
+  r.items.insert(r.items.end(), items, items + n);
+  r.ts.insert(r.ts.end(), ts, ts + n);
+  insert_items(r.seen, items, n);
 }
 
 bool UserStore::read(int64_t user, float* h, ItemSet* seen, int64_t recent,
@@ -160,26 +167,26 @@ bool UserStore::read(int64_t user, float* h, ItemSet* seen, int64_t recent,
   std::shared_lock<std::shared_mutex> structure(mu_);
   check_user(user);
   std::lock_guard<std::mutex> lock(stripe(user));
-  std::memcpy(h, Hs_.data() + user * H_, sizeof(float) * H_);
-  if (seen) *seen = seen_[user];
+  const Record& r = users_[user];
+  std::memcpy(h, r.state.data() + H_, sizeof(float) * H_);
+  if (seen) *seen = r.seen;
   if (recent_items && recent_ts) {
-    const auto& it = history_[user];
-    const auto& ts = history_ts_[user];
-    const size_t first = it.size() > static_cast<size_t>(recent) ? it.size() - recent : 0;
-    recent_items->assign(it.begin() + first, it.end());
-    recent_ts->assign(ts.begin() + first, ts.end());
+    const size_t first = r.items.size() > static_cast<size_t>(recent) ? r.items.size() - recent : 0;
+    recent_items->assign(r.items.begin() + first, r.items.end());
+    recent_ts->assign(r.ts.begin() + first, r.ts.end());
   }
-  return n_events_[user] > 0;
+  return r.n_events > 0;
 }
 
 void UserStore::state(int64_t user, float* u, float* h, double* last_ts, int64_t* n_events) const {
   std::shared_lock<std::shared_mutex> structure(mu_);
   check_user(user);
   std::lock_guard<std::mutex> lock(stripe(user));
-  std::memcpy(u, U_.data() + user * H_, sizeof(float) * H_);
-  std::memcpy(h, Hs_.data() + user * H_, sizeof(float) * H_);
-  *last_ts = last_ts_[user];
-  *n_events = n_events_[user];
+  const Record& r = users_[user];
+  std::memcpy(u, r.state.data(), sizeof(float) * H_);
+  std::memcpy(h, r.state.data() + H_, sizeof(float) * H_);
+  *last_ts = r.last_ts;
+  *n_events = r.n_events;
 }
 
 }  // namespace hrnn

@@ -1,7 +1,5 @@
 #include "hrnn/window.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -10,6 +8,7 @@
 #include "hrnn/gemm.h"
 #include "hrnn/kernels.h"
 #include "hrnn/lane_block.h"
+#include "hrnn/memory.h"
 #include "hrnn/parallel.h"
 #include "hrnn/repeat.h"
 #include "hrnn/rng.h"
@@ -113,7 +112,7 @@ void check_window_memory(int T, int B, int S, int H, int Hp, int Rs, int Cp) {
   // The logits and their gradients, the two candidate buffers, and the lane blocks' ~34 state rows.
   const double floats = 2.0 * B * Rs + 6.0 * Cp * Hp + 34.0 * T * B * Hp;
   const double bytes = 4.0 * floats;
-  static const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+  const double physical = physical_memory();
   if (physical > 0 && bytes > physical) {
     const auto gb = [](double b) { return std::to_string(static_cast<int64_t>(b / 1e9 + 0.5)); };
     invalid("batch_size " + std::to_string(B) + " with n_sample " + std::to_string(S) + " (bptt " +

@@ -1,9 +1,11 @@
 // Every user's state (user state u, session state h, clock, session, history), safe to read and
 // update from many threads at once: one user's updates are serialised by a striped lock, growth of
-// the store takes the exclusive side of a shared lock, so readers never see a torn state.
+// the store (which never moves the users already there) takes the exclusive side of a shared lock,
+// so readers never see a torn state.
 #pragma once
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <shared_mutex>
 #include <vector>
@@ -54,19 +56,24 @@ class UserStore {
   void set_last_sessions(const int64_t* sessions, int64_t n);
 
  private:
+  // One user's state and history. Records live in a deque: a new user appends one and never moves
+  // the others, so creating a user costs the same with a million users as with ten.
+  struct Record {
+    std::vector<float> state;  // u (H floats), then h (H floats)
+    double last_ts = 0.0;
+    int64_t n_events = 0, last_session = kNoSession;
+    std::vector<int32_t> items;  // the history, in time order
+    std::vector<double> ts;
+    // The known items, sorted, each once: kept up to date so that a query that rules out or
+    // excludes a long history does not sort it every time.
+    ItemSet seen;
+  };
   std::mutex& stripe(int64_t user) const { return stripes_[static_cast<uint64_t>(user) % stripes_.size()]; }
   void check_user(int64_t user) const;
   mutable std::shared_mutex mu_;
   mutable std::array<std::mutex, 64> stripes_;
   int H_ = 0;
-  std::vector<float> U_, Hs_;
-  std::vector<double> last_ts_;
-  std::vector<int64_t> n_events_, last_session_;
-  std::vector<std::vector<int32_t>> history_;
-  std::vector<std::vector<double>> history_ts_;
-  // Each user's known items, sorted, each once: kept up to date so that a query that rules out or
-  // excludes a long history does not sort it every time.
-  std::vector<ItemSet> seen_;
+  std::deque<Record> users_;
 };
 
 }  // namespace hrnn
