@@ -423,3 +423,14 @@ def test_ctrl_c_exits_130(trained, tmp_path, monkeypatch, capsys):
     assert main(["evaluate", str(model), str(trained[0])]) == 130
     err = capsys.readouterr().err.splitlines()
     assert err[-1] == "interrupted" and err[-2].startswith("warning: training interrupted by the user")
+
+
+def test_a_text_user_id_with_spaces_around_it_is_found_as_given():
+    """A model's text id " spaced " (kept from the file) is found from --user and plain --users lines,
+    which are otherwise trimmed ("7 " -> 7 on an integer model)."""
+    class Model:
+        known_user_ids = np.array([" spaced ", "u1", 7], dtype=object)
+
+    to_id = cli._UserIds(Model())
+    assert to_id(" spaced ") == " spaced " and to_id(" u1 ") == "u1" and to_id("7") == 7
+    assert to_id(7, typed=True) == 7 and to_id(" spaced ", typed=True) == " spaced "

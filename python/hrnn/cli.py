@@ -215,8 +215,8 @@ class _UserIds:
         writer's: the number 5 is user 5, the text " 7" user " 7" (a plain line is text, trimmed)."""
         if isinstance(value, bool) or value is None or not isinstance(value, (str, int, float)):
             raise ValueError(f"a user id must be a string or a number, got {value!r}")
-        if typed and isinstance(value, int) and self.kind == "O" and value in self.known:
-            return value
+        if self.kind == "O" and isinstance(value, (str, int)) and value in self.known:
+            return value  # (as given: a text id with spaces around it, " 7", is a user of its own)
         text = value if typed and isinstance(value, str) else str(value).strip()
         if self.kind in "iu":
             if isinstance(value, float) and value.is_integer():  # JSON writers may give 42 as 42.0
