@@ -165,7 +165,8 @@ class TestSources:
             read_interactions(table(), columns={"USER_ID": "visitor"})
         df = table()
         df["USER_ID"] = df["user_id"] + "x"
-        with pytest.warns(UserWarning, match="'user_id', 'USER_ID' all match USER_ID; 'USER_ID', the exact"):
+        with pytest.warns(UserWarning, match="'user_id', 'USER_ID' all match USER_ID; 'USER_ID', the exact"
+                                             r".*\(choose another with columns=\{'USER_ID': ...\}; command line: --user-col"):
             assert read_interactions(df)["USER_ID"].tolist() == df["USER_ID"].tolist()  # exact wins
         assert read_interactions(df, columns={"USER_ID": "user_id"})["USER_ID"].tolist() == \
             df["user_id"].tolist()

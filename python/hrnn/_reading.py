@@ -151,6 +151,11 @@ def keep_id_text(path: str, raw: pd.DataFrame, id_columns: list) -> pd.DataFrame
     return raw
 
 
+# The command line's flag for each canonical column (cli._add_columns), for messages.
+_FLAGS = {"USER_ID": "user-col", "ITEM_ID": "item-col", "TIMESTAMP": "time-col", "SESSION_ID": "session-col",
+          "EVENT_TYPE": "event-type-col", "EVENT_VALUE": "event-value-col"}
+
+
 def resolve_columns(found, columns) -> dict:
     """Map each canonical name to a source column name (or None when an optional one is absent)."""
     if columns is not None and not isinstance(columns, dict):
@@ -201,7 +206,8 @@ def resolve_columns(found, columns) -> dict:
         candidates = [c for c in by_upper.get(canon, []) if c not in used]
         if len(candidates) > 1 and canon in candidates and len(set(candidates)) > 1:
             warn_caller(f"columns {', '.join(map(repr, candidates))} all match {canon}; {canon!r}, the "
-                        f"exact name, is used (choose another with columns={{'{canon}': ...}})")
+                        f"exact name, is used (choose another with columns={{'{canon}': ...}}; command line: "
+                        f"--{_FLAGS[canon]} ...)")
             candidates = [canon] * candidates.count(canon)
         if len(candidates) > 1 and len(set(candidates)) == 1:
             raise ValueError(f"several columns are named {candidates[0]!r} (they match {canon}); rename them apart")
