@@ -202,6 +202,7 @@ class RepeatRule(Baseline):
 
 
 _MAX_SESSION = 1000  # SessionKNN reads at most the last 1000 events of the current session
+_OVERLAP_CELLS = 1 << 22  # cells of SessionKNN's dense table of the current sessions (32 MB)
 
 
 class SessionKNN(Baseline):
@@ -285,14 +286,7 @@ class SessionKNN(Baseline):
         keep = c_sess != own[c_rows]
         c_rows, c_sess, _ = coalesce(c_rows[keep], c_sess[keep], np.zeros(int(keep.sum())),
                                      len(self._sess_len))
-        # The overlap counts every shared item, not only those whose lists reached the neighbour:
-        # each neighbour's items are looked up among the current session's (sorted by row, item).
-        owner, flat = csr_gather(self._sess_ptr, c_sess)
-        current = rows * n + items
-        probe = c_rows[owner] * n + self._sess_items[flat]
-        at = np.minimum(np.searchsorted(current, probe), max(len(current) - 1, 0))
-        shared = current[at] == probe if len(current) else np.zeros(len(probe), dtype=bool)
-        c_w = np.bincount(owner[shared], weights=w[at[shared]], minlength=len(c_sess))
+        c_w = self._overlap(rows, items, w, c_rows, c_sess, b)
         sim = c_w / np.sqrt(n_cur[c_rows] * self._sess_len[c_sess])
         # The k most similar neighbours of each row (ties: the more recent session).
         order = np.lexsort((-self._recency[c_sess], -sim, c_rows))
@@ -303,6 +297,27 @@ class SessionKNN(Baseline):
         v_rows, v_items, votes = coalesce(c_rows[top][owner], self._sess_items[flat],
                                           sim[top][owner], n)
         return (*lift(v_rows, v_items, votes, self._backoff, b), np.ones(b))
+
+    def _overlap(self, rows, items, w, c_rows, c_sess, b):
+        """Each candidate's sum of the weights of every item it shares with its row's session, not
+        only of those whose lists reached it: its items looked up in a dense [rows, items] table
+        of the current sessions' weights, a few rows at a time (at most _OVERLAP_CELLS cells).
+        ``rows`` and ``c_rows`` are sorted."""
+        n = self.n_items
+        out = np.zeros(len(c_sess))
+        step = max(1, _OVERLAP_CELLS // n)
+        for r0 in range(0, b, step):
+            r1 = min(b, r0 + step)
+            a, e = np.searchsorted(rows, [r0, r1])
+            ca, ce = np.searchsorted(c_rows, [r0, r1])
+            if a == e or ca == ce:
+                continue
+            table = np.zeros((r1 - r0, n))
+            table[rows[a:e] - r0, items[a:e]] = w[a:e]
+            owner, flat = csr_gather(self._sess_ptr, c_sess[ca:ce])
+            out[ca:ce] = np.bincount(owner, weights=table[c_rows[ca:ce][owner] - r0, self._sess_items[flat]],
+                                     minlength=ce - ca)
+        return out
 
     def _own_sessions(self, users, length):
         """Training session that each user's current session is, or -1."""
