@@ -135,6 +135,20 @@ def test_sknn_similarity_counts_every_shared_item():
     assert got["q"] == pytest.approx(1 + s2 / (s1 + s2), abs=1e-5)
 
 
+def test_sknn_overlap_a_few_rows_at_a_time(monkeypatch):
+    """The dense table of the current sessions, split into chunks of 2 rows, gives the same lists."""
+    from hrnn import baselines
+    from hrnn.synthetic import make_log
+    log = make_log(3_000, n_users=60, n_items=80, seed=3).drop_duplicates(["USER_ID", "ITEM_ID", "TIMESTAMP"])
+    model = SessionKNN().fit(log)
+    users = list(model._hist.ids[:25])
+    whole = model.recommend_batch(users, num_results=10)
+    monkeypatch.setattr(baselines, "_OVERLAP_CELLS", 2 * model.n_items)
+    parts = model.recommend_batch(users, num_results=10)
+    np.testing.assert_array_equal(parts[0], whole[0])
+    np.testing.assert_array_equal(parts[1], whole[1])
+
+
 def test_sknn_only_k_neighbours_vote():
     """k=1: only the more similar a p (1/sqrt2 > 1/2) votes; q, r, s fall back to popularity."""
     model = knn({"s1": (0, ["a", "p"]), "s2": (100, ["a", "q", "r", "s"])}, k=1)
