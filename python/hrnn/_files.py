@@ -10,39 +10,46 @@ from contextlib import contextmanager
 def check_output_path(path) -> str:
     """The errors writing ``path`` would meet first, naming ``path`` (not the temporary file);
     commands call it before their long work too. Returns the folder it goes to."""
-    path = os.fspath(path)
-    if not path:
-        raise ValueError("the output path is empty")
-    target, in_place = _destination(path)
-    if in_place:
-        if not os.access(target, os.W_OK):
-            raise PermissionError(f"cannot write {path}: permission denied")
-        return os.path.dirname(os.path.abspath(target))
-    folder = os.path.dirname(os.path.abspath(target))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"cannot write {path}: no such folder {folder}")
-    if os.path.isdir(target):
-        raise IsADirectoryError(f"cannot write {path}: it is a folder")
-    try:  # the temporary file beside it: a folder it cannot be created in fails now, not at the end
-        fd, probe = tempfile.mkstemp(prefix=".hrnn-", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise type(e)(f"cannot write {path}: cannot create a file in {folder} ({e.strerror or e})") from None
-    os.close(fd)
-    os.unlink(probe)
+    target, in_place, folder = _checked(path)
+    if not in_place:  # the temporary file beside it: a folder it cannot be created in fails now
+        fd, probe = _temporary(folder, path)
+        os.close(fd)
+        os.unlink(probe)
     return folder
 
 
-def _destination(path: str) -> tuple:
-    """(the file to write, whether in place): a FIFO or a device (/dev/stdout) is written in place;
-    a symbolic link's target is replaced, the link kept (a deploy link current.hrnn -> v1.hrnn stays
-    a link); any other path is replaced whole."""
+def _checked(path) -> tuple:
+    """(the file to write, whether in place, its folder), or the error writing ``path`` would meet:
+    a FIFO or a device (/dev/stdout) is written in place; a symbolic link's target is replaced, the
+    link kept (a deploy link current.hrnn -> v1.hrnn stays a link); any other path is replaced
+    whole."""
+    path = os.fspath(path)
+    if not path:
+        raise ValueError("the output path is empty")
     try:
         mode = os.stat(path).st_mode
     except OSError:
         mode = None
     if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        return path, True
-    return (os.path.realpath(path) if os.path.islink(path) else path), False
+        if not os.access(path, os.W_OK):
+            raise PermissionError(f"cannot write {path}: permission denied")
+        return path, True, os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path}: no such folder {folder}")
+    if os.path.isdir(target):
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
+    return target, False, folder
+
+
+def _temporary(folder: str, path) -> tuple:
+    """mkstemp in ``folder``, its error naming ``path``."""
+    try:
+        return tempfile.mkstemp(prefix=".hrnn-", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise type(e)(f"cannot write {os.fspath(path)}: cannot create a file in {folder} "
+                      f"({e.strerror or e})") from None
 
 
 @contextmanager
@@ -50,14 +57,13 @@ def atomic_file(path, mode: str = "wb", **open_args):
     """A file whose content replaces ``path`` only if the block ends without an error: written to
     a temporary file beside it, flushed to disk, then renamed over it (never a half-written file).
     A FIFO or a device is written in place; a symbolic link's target is replaced."""
-    folder = check_output_path(path)
-    target, in_place = _destination(os.fspath(path))
+    target, in_place, folder = _checked(path)
     if in_place:
         with open(target, mode, **open_args) as f:
             yield f
         return
     permissions = _permissions(target)
-    fd, tmp = tempfile.mkstemp(prefix=".hrnn-", suffix=".tmp", dir=folder)
+    fd, tmp = _temporary(folder, path)
     try:
         os.chmod(tmp, permissions)
         with os.fdopen(fd, mode, **open_args) as f:

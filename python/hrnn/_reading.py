@@ -145,9 +145,9 @@ def keep_id_text(path: str, raw: pd.DataFrame, id_columns: list) -> pd.DataFrame
     if not text:
         return raw
     raw = raw.copy(deep=False)
+    columns = _csv_reader(path, usecols=text, dtype=str, keep_default_na=False, na_values=[""])()
     for c in text:  # (stripped, as pandas strips the numbers: " 007" and "007" are one id)
-        column = _csv_reader(path, usecols=[c], dtype=str, keep_default_na=False, na_values=[""])()[c]
-        raw[c] = column.str.strip().to_numpy()
+        raw[c] = columns[c].str.strip().to_numpy()
     return raw
 
 
