@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference import N_POS_BUCKETS, age_bucket, output_matrix, pos_bucket
+from reference import N_POS_BUCKETS, age_bucket, gru, output_matrix, pos_bucket
 
 
 REPEAT_WINDOW = 200                                          # L of "Repeat score"
@@ -51,16 +51,17 @@ def repeat_curve(histories, length):
     return np.divide(num, den, out=np.zeros(length), where=den > 0)
 
 
-def transition_prior(kept, out, popularity, weight, recent_items, curve=()):
+def transition_prior(kept, out, popularity, weight, recent_items, curve=(), sources=True):
     """[N]: log of weight * P_j up to a constant of the row, for the recent items (oldest first):
     P_j = R_j + (1 - r) (G pop_j + S_j), R_j = the sum of curve[p] over j's positions p (0 = the
     latest), r = min(sum R, 0.95), as weight * (log pop_j + log(1 + (S_j + R_j / (1 - r)) / (G pop_j))).
     With a curve of zeros (a log without repeats) every item of recent_items (the whole history)
-    gets weight * (log pop_j + log SEEN_FLOOR) instead."""
+    gets weight * (log pop_j + log SEEN_FLOOR) instead. sources=False (a session-start query): no
+    recent item is a transition source, G = 1 and S = 0."""
     pop = np.maximum(np.asarray(popularity, np.float64) / np.sum(popularity), 1e-12)
     term = weight * np.log(pop)
     n = len(recent_items)
-    sources = [(k, recent_items[n - 1 - k]) for k in range(min(TRANSITION_SOURCES, n))
+    sources = [(k, recent_items[n - 1 - k]) for k in range(min(TRANSITION_SOURCES, n) if sources else 0)
                if recent_items[n - 1 - k] >= 0]
     a = np.array([TRANSITION_DECAY ** k for k, _ in sources])
     a /= max(a.sum(), 1e-300)
@@ -96,13 +97,20 @@ def repeat_boosts(params, h, recent_items, recent_ts):
     return boost
 
 
-def query_scores(params, h, recent_items, recent_ts, prior=None):
+def session_start_state(params, u, h, mix):
+    """docs/engine.md, "Session-start queries": (1 - mix) h + mix tanh(W0 GRU_u(h, u) + b0)."""
+    u, h = np.asarray(u, np.float64), np.asarray(h, np.float64)
+    proposed = np.tanh(params["W0"] @ gru(params["Wux"], params["Wuh"], params["bu"], h, u) + params["b0"])
+    return (1.0 - mix) * h + mix * proposed
+
+
+def query_scores(params, h, recent_items, recent_ts, prior=None, sources=True):
     """[N] float64: every item's score for a user with session state h and the given history
     (items oldest first, -1 = unknown; timestamps): O h + bo + repeat boosts (+ the transition
-    prior, given as (kept, out, popularity, weight, repeat curve))."""
+    prior, given as (kept, out, popularity, weight, repeat curve); ``sources`` as there)."""
     h = np.asarray(h, np.float64)
     scores = output_matrix(params) @ h + params["bo"] + repeat_boosts(params, h, recent_items, recent_ts)
     if prior is not None:
         kept, out, popularity, weight, curve = prior
-        scores = scores + transition_prior(kept, out, popularity, weight, recent_items, curve)
+        scores = scores + transition_prior(kept, out, popularity, weight, recent_items, curve, sources)
     return scores

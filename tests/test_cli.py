@@ -163,6 +163,20 @@ class TestRecommendOne:
         items, _ = hrnn.load(model_path).recommend(5, 10, exclude_interacted=True)
         assert got["recommendedItems"] == items.tolist()
 
+    def test_new_session(self, trained, capsys, tmp_path):
+        _, model_path, _ = trained
+        model = hrnn.load(model_path)
+        assert main(["recommend", str(model_path), "--user", "5", "-n", "10", "--json", "--new-session"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        assert got["recommendedItems"] == model.recommend(5, 10, new_session=True)[0].tolist()
+        users = tmp_path / "users.txt"
+        users.write_text("1\n2\n5\n")
+        assert main(["recommend", str(model_path), "--users", str(users), "-n", "10", "--new-session"]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [r["recommendedItems"] for r in rows] == model.recommend_batch([1, 2, 5], 10, new_session=True)[0].tolist()
+        # The flag changes the answers of this model (else the test would not tell).
+        assert any(model.recommend(u, 10)[0].tolist() != r["recommendedItems"] for u, r in zip([1, 2, 5], rows))
+
     def test_unknown_user_gets_popular_items_with_a_warning(self, trained, capsys):
         assert main(["recommend", str(trained[1]), "--user", "nobody", "-n", "3"]) == 0
         out, err = capsys.readouterr()

@@ -49,8 +49,8 @@ class Spy(Recommender):
     def put_events(self, user_id, item_ids, timestamps, session_id=None):
         self.journal.append(("put", user_id, list(item_ids), list(timestamps), session_id))
 
-    def recommend_batch(self, user_ids, num_results=25, exclude_interacted=False):
-        self.journal.append(("rec", list(user_ids), exclude_interacted))
+    def recommend_batch(self, user_ids, num_results=25, exclude_interacted=False, new_session=False):
+        self.journal.append(("rec", list(user_ids), exclude_interacted, new_session))
         k = min(num_results, len(self._items))
         ids = np.tile(self._items[:k], (len(user_ids), 1))
         return ids, np.zeros(ids.shape, dtype=np.float32)
@@ -69,7 +69,7 @@ class Fixed(Recommender):
     def put_events(self, user_id, item_ids, timestamps, session_id=None):
         pass
 
-    def recommend_batch(self, user_ids, num_results=25, exclude_interacted=False):
+    def recommend_batch(self, user_ids, num_results=25, exclude_interacted=False, new_session=False):
         ids = np.tile(np.array(self.items[:num_results], dtype=object), (len(user_ids), 1))
         return ids, np.zeros(ids.shape, dtype=np.float32)
 
@@ -184,6 +184,8 @@ class TestLeakage:
                     j = len(put[u])
                     assert put[u] == sessions[u][:j] and j < len(sessions[u])
                     n_predicted += 1
+                # Asked for as a session start exactly when it predicts the test sessions' first events.
+                assert entry[3] is (not any(put[u] for u in entry[1]))
         assert n_predicted == len(s.test)  # every test event predicted once (the first too)
 
     @pytest.mark.parametrize("protocol", ["personalize", "next-item"])

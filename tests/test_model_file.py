@@ -201,7 +201,7 @@ def test_foreign_file_and_other_version(saved, tmp_path):
 
 def test_damage_behind_a_valid_checksum_names_the_file(saved, tmp_path):
     """Sections rewritten with a correct checksum: a missing section, metadata that is not JSON,
-    a non-integer size. Each error names the file (not the last parameter read, nor json's bare
+    a non-integer size, a session-start mix out of range. Each error names the file (not the last parameter read, nor json's bare
     message)."""
     _, path = saved
     sections = {k: np.array(v) for k, v in model_file.read_sections(path).items()}
@@ -211,6 +211,10 @@ def test_damage_behind_a_valid_checksum_names_the_file(saved, tmp_path):
         "metadata is not valid JSON": {**sections, "meta": np.frombuffer(b"{not json", np.uint8)},
         "is corrupted: invalid literal": {**sections, "meta": np.frombuffer(
             json.dumps({**meta, "hidden": "x"}).encode(), np.uint8)},
+        "bad session-start mix 1.5": {**sections, "meta": np.frombuffer(
+            json.dumps({**meta, "session_start_mix": 1.5}).encode(), np.uint8)},
+        "bad session-start mix 'x'": {**sections, "meta": np.frombuffer(
+            json.dumps({**meta, "session_start_mix": "x"}).encode(), np.uint8)},
     }
     for i, (message, content) in enumerate(cases.items()):
         bad = tmp_path / f"bad{i}.hrnn"

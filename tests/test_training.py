@@ -204,7 +204,7 @@ def test_ctrl_c_in_the_first_half_skips_choosing_the_weight():
     log = make_log(n_events=40_000, n_users=400, n_items=500, seed=2).drop_duplicates()
     m = hrnn.HRNN(epochs=10_000, random_state=0, num_threads=1, **FAST)
     with signal_after(2.0, signal.SIGINT, signal.default_int_handler):
-        with pytest.warns(RuntimeWarning, match=r"interrupted.*transition weight 0\.5 \(not chosen"):
+        with pytest.warns(RuntimeWarning, match=r"interrupted.*transition weight 0\.5 and session-start mix 0\.25 \(not chosen"):
             m.fit(log)
     assert m.transition_weight_ == 0.5 and m.transition_weight_scores_ == {}
 
@@ -239,13 +239,14 @@ def test_the_type_stub_names_what_the_native_module_has():
     from pathlib import Path
     stub = ast.parse((Path(hrnn.__file__).parent / "_core.pyi").read_text())
     names = {n.name for n in stub.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    methods = {n.name for c in stub.body if isinstance(c, ast.ClassDef) for n in c.body
-               if isinstance(n, ast.FunctionDef) and not n.name.startswith("__")}
+    members = [n for c in stub.body if isinstance(c, ast.ClassDef) for n in c.body]
+    methods = ({n.name for n in members if isinstance(n, ast.FunctionDef) and not n.name.startswith("__")}
+               | {n.target.id for n in members if isinstance(n, ast.AnnAssign)})
     cuda_only = {"cuda_status", "cuda_attach", "cuda_window_loss_grad"}
     if not hrnn.build_info()["cuda_compiled"]:
         names -= cuda_only
     assert names == {n for n in dir(hrnn._core) if not n.startswith("_")}
-    assert methods == {n for n in dir(hrnn._core.Engine) if not n.startswith("_")} - {"session_gap"}
+    assert methods == {n for n in dir(hrnn._core.Engine) if not n.startswith("_")}
 
 
 def test_the_type_stub_gives_the_native_argument_names():

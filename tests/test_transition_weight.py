@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import hrnn
-from hrnn import _training, _validation as hv
+from hrnn import _validation as hv
 from hrnn.synthetic import make_log
 
 FAST = dict(hidden_dimension=32, n_sample=32, batch_size=8, bptt=8, random_state=0, num_threads=1,
@@ -51,7 +51,7 @@ def test_auto_with_validation_chooses_the_best_weight_on_the_held_out_sessions(l
 @pytest.mark.parametrize("epochs", [2, 5])
 def test_auto_holds_the_last_sessions_out_of_the_first_half_of_the_epochs(log, epochs):
     auto = hrnn.HRNN(epochs=epochs, **FAST).fit(log)
-    fixed = hrnn.HRNN(epochs=epochs, transition_weight=0.5, **FAST).fit(log)
+    fixed = hrnn.HRNN(epochs=epochs, transition_weight=0.5, session_start_mix=0.25, **FAST).fit(log)
     e_auto = [h["events"] for h in auto.history_]
     e_fixed = [h["events"] for h in fixed.history_]
     assert e_fixed == [e_fixed[0]] * epochs
@@ -144,6 +144,11 @@ def test_items_seen_only_in_held_out_sessions_train_like_the_others(log):
         assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
 
 
+def choose_weight(model, engine, split, metric, fallback):
+    weight, model.transition_weight_scores_ = hv.choose_transition_weight(engine, split, metric, 1, fallback)
+    return weight
+
+
 class _Ranks:
     """An engine stand-in whose next_item_ranks returns fixed ranks, one row per weight."""
 
@@ -162,20 +167,20 @@ def test_a_weight_other_than_the_fallback_must_win_clearly(metric):
     base = np.where(np.arange(n) < 100, 1, 50)  # the fallback finds 10% of the events first
     clear = [base] * len(hv.AUTO_WEIGHTS)
     clear[5] = np.where(np.arange(n) < 300, 1, 50)  # weight 4 finds 30%
-    assert _training.choose_weight(m, _Ranks(clear), ((), ()), metric, hv.AUTO_FALLBACK) == 4.0
+    assert choose_weight(m, _Ranks(clear), ((), ()), metric, hv.AUTO_FALLBACK) == 4.0
     assert m.transition_weight_scores_[4.0] == pytest.approx(0.3)
     noise = [base] * len(hv.AUTO_WEIGHTS)
     noise[3] = np.where(np.arange(n) < 101, 1, 50)  # weight 1 finds one event more
-    assert _training.choose_weight(m, _Ranks(noise), ((), ()), metric, hv.AUTO_FALLBACK) == hv.AUTO_FALLBACK
+    assert choose_weight(m, _Ranks(noise), ((), ()), metric, hv.AUTO_FALLBACK) == hv.AUTO_FALLBACK
     assert max(m.transition_weight_scores_, key=m.transition_weight_scores_.get) == 1.0
     worse = [base] * len(hv.AUTO_WEIGHTS)
     worse[fallback] = np.where(np.arange(n) < 50, 1, 50)  # every other weight is clearly better
-    assert _training.choose_weight(m, _Ranks(worse), ((), ()), metric, hv.AUTO_FALLBACK) != hv.AUTO_FALLBACK
+    assert choose_weight(m, _Ranks(worse), ((), ()), metric, hv.AUTO_FALLBACK) != hv.AUTO_FALLBACK
     # The same noise around the other fallback: weight 1 is kept, not 0.5.
-    assert _training.choose_weight(m, _Ranks(noise), ((), ()), metric, 1.0) == 1.0
+    assert choose_weight(m, _Ranks(noise), ((), ()), metric, 1.0) == 1.0
     noise[2] = np.where(np.arange(n) < 101, 1, 50)
     noise[3] = base
-    assert _training.choose_weight(m, _Ranks(noise), ((), ()), metric, 1.0) == 1.0
+    assert choose_weight(m, _Ranks(noise), ((), ()), metric, 1.0) == 1.0
 
 
 def test_weights_within_the_noise_of_the_best_are_told_apart_by_the_other_metric():
@@ -185,13 +190,13 @@ def test_weights_within_the_noise_of_the_best_are_told_apart_by_the_other_metric
     ranks = [base] * len(hv.AUTO_WEIGHTS)
     ranks[i4] = np.where(np.arange(n) < 301, 10, 50)  # weight 4: one hit more than 8 ...
     ranks[i8] = np.where(np.arange(n) < 300, 2, 50)   # ... but weight 8 ranks its hits higher
-    assert _training.choose_weight(m, _Ranks(ranks), ((), ()), "recall@20", hv.AUTO_FALLBACK) == 8.0
+    assert choose_weight(m, _Ranks(ranks), ((), ()), "recall@20", hv.AUTO_FALLBACK) == 8.0
     assert max(m.transition_weight_scores_, key=m.transition_weight_scores_.get) == 4.0
     # Chosen by MRR@20, recall breaks the tie the other way round.
     ranks[i4] = np.where(np.arange(n) < 400, 3, 50)  # MRR 0.133, Recall 0.4
     ranks[i8] = np.where(np.arange(n) < 280, 2, 50)  # MRR 0.140 (within the noise), Recall 0.28
-    assert _training.choose_weight(m, _Ranks(ranks), ((), ()), "mrr@20", hv.AUTO_FALLBACK) == 4.0
+    assert choose_weight(m, _Ranks(ranks), ((), ()), "mrr@20", hv.AUTO_FALLBACK) == 4.0
     # A weight clearly behind the best on the metric is not a candidate, whatever its MRR.
     ranks[i4] = np.where(np.arange(n) < 400, 10, 50)
     ranks[i8] = np.where(np.arange(n) < 200, 1, 50)
-    assert _training.choose_weight(m, _Ranks(ranks), ((), ()), "recall@20", hv.AUTO_FALLBACK) == 4.0
+    assert choose_weight(m, _Ranks(ranks), ((), ()), "recall@20", hv.AUTO_FALLBACK) == 4.0

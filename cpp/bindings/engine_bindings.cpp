@@ -298,8 +298,10 @@ void bind_engine(py::module_& m) {
       .def("recommend",
            [](const Engine& e, int64_t user, int k, bool exclude_interacted,
               const std::optional<Arr<int32_t>>& exclude, const std::optional<Arr<int32_t>>& include,
-              int num_threads) {
+              int num_threads, bool new_session) {
              QueryArgs a(e, k, exclude_interacted, exclude, include, "auto");
+             const uint8_t flag = new_session;
+             a.q.new_session = &flag;
              std::vector<int32_t> items(std::max(k, 0));
              std::vector<float> scores(items.size());
              {
@@ -310,13 +312,14 @@ void bind_engine(py::module_& m) {
              return py::make_tuple(copy_out(items.data(), {n}), copy_out(scores.data(), {n}));
            },
            py::arg("user"), py::arg("k"), py::arg("exclude_interacted") = false, py::arg("exclude") = py::none(),
-           py::arg("include") = py::none(), py::arg("num_threads") = 0)
+           py::arg("include") = py::none(), py::arg("num_threads") = 0, py::arg("new_session") = false)
       .def("recommend_batch",
            [](const Engine& e, const Arr<int64_t>& users, int k, bool exclude_interacted,
               const std::optional<Arr<int32_t>>& exclude, const std::optional<Arr<int32_t>>& include,
-              int num_threads, const std::string& kernels) {
+              int num_threads, const std::string& kernels, const std::optional<Arr<uint8_t>>& new_session) {
              const py::ssize_t n = users.size();
              QueryArgs a(e, k, exclude_interacted, exclude, include, kernels);
+             if (new_session) a.q.new_session = checked(*new_session, {n}, "new_session");
              const hrnn::Query& q = a.q;
              py::array_t<int32_t> items({n, static_cast<py::ssize_t>(k)});
              py::array_t<float> scores({n, static_cast<py::ssize_t>(k)});
@@ -330,7 +333,15 @@ void bind_engine(py::module_& m) {
              return py::make_tuple(items, scores);
            },
            py::arg("users"), py::arg("k"), py::arg("exclude_interacted") = false, py::arg("exclude") = py::none(),
-           py::arg("include") = py::none(), py::arg("num_threads") = 0, py::arg("kernels") = "auto")
+           py::arg("include") = py::none(), py::arg("num_threads") = 0, py::arg("kernels") = "auto",
+           py::arg("new_session") = py::none())
+      .def_property(
+          "session_start_mix", [](const Engine& e) { return e.session_start_mix; },
+          [](Engine& e, float mix) {
+            hrnn::require(mix >= 0.f && mix <= 1.f, "the session-start mix must be in [0, 1], got " + std::to_string(mix));
+            e.session_start_mix = mix;
+          },
+          "the session-start mix of the queries flagged new_session")
       .def("dump_users",
            [](const Engine& e) {
              hrnn::UserArrays a;
@@ -398,6 +409,24 @@ void bind_engine(py::module_& m) {
            py::arg("p_offsets"), py::arg("p_items"), py::arg("p_timestamps"), py::arg("p_new_session"),
            py::arg("t_offsets"), py::arg("t_items"), py::arg("t_timestamps"), py::arg("t_new_session"),
            py::arg("num_threads") = 0, py::arg("weights") = py::none())
+      .def("session_start_ranks",
+           [](const Engine& e, const Arr<int64_t>& p_off, const Arr<int32_t>& p_items, const Arr<double>& p_ts,
+              const Arr<uint8_t>& p_new, const Arr<int64_t>& t_off, const Arr<int32_t>& t_items,
+              const Arr<double>& t_ts, const Arr<uint8_t>& t_new, const std::vector<float>& mixes, int num_threads) {
+             auto prefix = events(p_off, p_items, p_ts, p_new);
+             auto test = events(t_off, t_items, t_ts, t_new);
+             const py::ssize_t n_users = t_off.size() - 1;
+             py::array_t<int32_t> ranks(std::vector<py::ssize_t>{static_cast<py::ssize_t>(mixes.size()), n_users});
+             int32_t* out = ranks.mutable_data();
+             {
+               py::gil_scoped_release release;
+               hrnn::session_start_ranks(e.params, e.transitions, prefix.view(), test.view(), mixes, out, num_threads);
+             }
+             return ranks;
+           },
+           py::arg("p_offsets"), py::arg("p_items"), py::arg("p_timestamps"), py::arg("p_new_session"),
+           py::arg("t_offsets"), py::arg("t_items"), py::arg("t_timestamps"), py::arg("t_new_session"),
+           py::arg("mixes"), py::arg("num_threads") = 0)
       .def("advance",
            [](const Engine& e, const Arr<float>& u, const Arr<float>& h, bool fresh, const Arr<int32_t>& items,
               const Arr<float>& gaps, const Arr<uint8_t>& new_session) {

@@ -99,13 +99,18 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   const bool need_seen = q.exclude_interacted || (transitions.active() && transitions.rules_out_seen());
   const int64_t recent = std::max<int64_t>(repeat ? kRepeatWindow : 0, transitions.history());
   constexpr int64_t kBlock = 256;
+  const float start_mix = session_start_mix;
   parallel_for((n + kBlock - 1) / kBlock, num_threads, [&](int64_t blk) {
     std::vector<int32_t> seen, recent_items;
     std::vector<double> recent_ts;
+    std::vector<float> user_state(H);
     for (int64_t r = blk * kBlock; r < std::min(n, (blk + 1) * kBlock); ++r) {
       const int64_t u = user_idx[r];
       float* h = hs_all.data() + r * H;
-      has_state[r] = u >= 0 && users.read(u, h, need_seen ? &seen : nullptr, recent, &recent_items, &recent_ts);
+      const bool starts = q.new_session && q.new_session[r];
+      has_state[r] = u >= 0 && users.read(u, starts ? user_state.data() : nullptr, h, need_seen ? &seen : nullptr,
+                                          recent, &recent_items, &recent_ts);
+      if (has_state[r] && starts) session_start_state(params, start_mix, user_state.data(), h, h);
       ItemSet& ex = excl_all[r];  // both sets are sorted, each item once
       if (has_state[r] && q.exclude_interacted && q.exclude)
         std::set_union(q.exclude->begin(), q.exclude->end(), seen.begin(), seen.end(), std::back_inserter(ex));
@@ -120,7 +125,8 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
       if (repeat)
         boosts_all[r] = repeat_boosts(params, h, recent_items.data(), recent_ts.data(),
                                       static_cast<int64_t>(recent_items.size()));
-      transitions.add_boosts(recent_items.data(), static_cast<int64_t>(recent_items.size()), &seen, boosts_all[r]);
+      transitions.add_boosts(recent_items.data(), static_cast<int64_t>(recent_items.size()), &seen, boosts_all[r],
+                             !starts);
       // An excluded item is never returned: scoring need not look its boost up (with
       // exclude_interacted on a log without repeats, that is every item of the history).
       if (ex.empty()) continue;

@@ -11,6 +11,8 @@
 #include "hrnn/kernels.h"
 #include "hrnn/parallel.h"
 #include "hrnn/repeat.h"
+#include "hrnn/scoring.h"
+#include "hrnn/step.h"
 
 namespace hrnn {
 
@@ -43,6 +45,18 @@ void merge_sparse(const std::vector<std::pair<int32_t, float>>& rb, const std::v
   }
 }
 
+// (u, h) after a user's prefix events [a, b), from the learned initial state.
+void advance_prefix(const Params& P, const EventArrays& prefix, int64_t a, int64_t b, std::vector<float>& u,
+                    std::vector<float>& h) {
+  u = P.d.u0;
+  h.assign(P.H, 0.f);
+  std::vector<float> gaps;
+  gaps.reserve(b - a);
+  for (int64_t i = a; i < b; ++i)
+    gaps.push_back(i > a ? static_cast<float>(prefix.timestamps[i] - prefix.timestamps[i - 1]) : 0.f);
+  advance(P, u.data(), h.data(), true, prefix.items + a, gaps.data(), prefix.new_session + a, b - a);
+}
+
 }  // namespace
 
 void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& prefix, const EventArrays& test,
@@ -63,14 +77,11 @@ void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& 
     const int64_t ta = test.offsets[user], tb = test.offsets[user + 1];
     if (ta == tb) return;
     if (b == a) invalid("next_item_ranks: user " + std::to_string(user) + " has test events but no history");
-    std::vector<float> u(P.d.u0), h(H, 0.f), gaps, sy(K), boost(K);
+    std::vector<float> u, h, sy(K), boost(K);
     std::vector<int32_t> recent_items, higher(K);
     std::vector<double> recent_ts;
     std::vector<SparseScore> sparse;
-    gaps.reserve(b - a);
-    for (int64_t i = a; i < b; ++i)
-      gaps.push_back(i > a ? static_cast<float>(prefix.timestamps[i] - prefix.timestamps[i - 1]) : 0.f);
-    advance(P, u.data(), h.data(), true, prefix.items + a, gaps.data(), prefix.new_session + a, b - a);
+    advance_prefix(P, prefix, a, b, u, h);
     // The items seen (the test ones join as they are): what the prior rules out on a log without repeats.
     ItemSet seen_items = tr.rules_out_seen() ? known_items(prefix.items + a, b - a) : ItemSet();
     double last = prefix.timestamps[b - 1];
@@ -124,6 +135,49 @@ void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& 
       advance(P, u.data(), h.data(), false, test.items + j, &gap, test.new_session + j, 1);
       last = test.timestamps[j];
       if (tr.rules_out_seen()) insert_item(seen_items, y);
+    }
+  }, 4);
+}
+
+void session_start_ranks(const Params& P, const Transitions& tr, const EventArrays& prefix, const EventArrays& test,
+                         const std::vector<float>& mixes, int32_t* ranks, int num_threads) {
+  prefix.validate(P.n_items);
+  test.validate(P.n_items);
+  require(prefix.n_users == test.n_users, "prefix and test must have the same users");
+  for (float mix : mixes) require(mix >= 0.f && mix <= 1.f, "session-start mixes must be in [0, 1]");
+  const int H = P.H;
+  const int64_t n_users = test.n_users;
+  const float* O = P.out_rows();
+  const std::vector<float> bias = tr.item_bias(P.bo);
+  parallel_for(n_users, num_threads, [&](int64_t user) {
+    const int64_t a = prefix.offsets[user], b = prefix.offsets[user + 1];
+    const int64_t ta = test.offsets[user];
+    for (size_t k = 0; k < mixes.size(); ++k) ranks[k * n_users + user] = 0;
+    if (ta == test.offsets[user + 1] || test.items[ta] < 0) return;
+    if (b == a) invalid("session_start_ranks: user " + std::to_string(user) + " has test events but no history");
+    std::vector<float> u, h, v(H);
+    advance_prefix(P, prefix, a, b, u, h);
+    const ItemSet seen = tr.rules_out_seen() ? known_items(prefix.items + a, b - a) : ItemSet();
+    const int64_t n_recent = std::min<int64_t>(b - a, kRepeatWindow);
+    const int32_t* recent_items = prefix.items + b - n_recent;
+    const double* recent_ts = prefix.timestamps + b - n_recent;
+    const int32_t y = test.items[ta];
+    for (size_t k = 0; k < mixes.size(); ++k) {
+      session_start_state(P, mixes[k], u.data(), h.data(), v.data());
+      // The scores of a query flagged new_session (Engine::recommend_batch): the boosts from v.
+      Boosts boosts = repeat_boosts(P, v.data(), recent_items, recent_ts, n_recent);
+      tr.add_boosts(recent_items, n_recent, &seen, boosts, false);
+      auto score = [&](int32_t i) { return dot(v.data(), O + static_cast<int64_t>(i) * H, H) + bias[i]; };
+      auto boost_of = [&](int32_t i) {
+        const auto it = std::lower_bound(boosts.begin(), boosts.end(), std::make_pair(i, -HUGE_VALF));
+        return it != boosts.end() && it->first == i ? it->second : 0.f;
+      };
+      const float sy = score(y) + boost_of(y);
+      int32_t higher = 0;
+      for (int32_t i = 0; i < P.n_items; ++i) higher += i != y && score(i) > sy;
+      for (const auto& [i, bst] : boosts)
+        if (i != y) higher += (score(i) + bst > sy) - (score(i) > sy);
+      ranks[k * n_users + user] = higher + 1;
     }
   }, 4);
 }

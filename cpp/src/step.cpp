@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "hrnn/errors.h"
 #include "hrnn/gemm.h"
 #include "hrnn/kernels.h"
 
@@ -84,6 +86,24 @@ void step_forward(const Params& P, const float* x, float gap, uint8_t flags, con
   gru_forward({d.Wsx.data(), d.Wsh.data(), d.bs.data()}, H, x, htil, slot(cache, H, S::SR),
               slot(cache, H, S::SZ), slot(cache, H, S::SN), slot(cache, H, S::SHR),
               slot(cache, H, S::Hout), a.data());
+}
+
+void session_start_state(const Params& P, float mix, const float* u, const float* h, float* out) {
+  require(mix >= 0.f && mix <= 1.f, "the session-start mix must be in [0, 1], got " + std::to_string(mix));
+  const int H = P.H;
+  if (mix == 0.f) {
+    if (out != h) std::memcpy(out, h, sizeof(float) * H);
+    return;
+  }
+  const Dense& d = P.d;
+  thread_local std::vector<float> a, buf;
+  a.resize(3 * H);
+  buf.resize(6 * H);
+  float *r = buf.data(), *z = r + H, *n = z + H, *hr = n + H, *un = hr + H, *s = un + H;
+  gru_forward({d.Wux.data(), d.Wuh.data(), d.bu.data()}, H, h, u, r, z, n, hr, un, a.data());
+  std::memcpy(s, d.b0.data(), sizeof(float) * H);
+  matvec_add(d.W0.data(), H, H, un, s);
+  for (int k = 0; k < H; ++k) out[k] = (1.f - mix) * h[k] + mix * fast_tanh(s[k]);
 }
 
 }  // namespace hrnn

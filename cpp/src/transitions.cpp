@@ -105,7 +105,7 @@ int64_t Transitions::history() const {
 }
 
 std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t* items, int64_t n,
-                                                                 const ItemSet* seen) const {
+                                                                 const ItemSet* seen, bool sources) const {
   if (!has_table()) return {};
   require(seen != nullptr || !rules_out_seen(), "sparse_terms: the prior rules out seen items and needs them");
   // Source weights a_k = decay^k / (their sum over the known sources); G = sum_k a_k s / (out_k + s).
@@ -113,7 +113,7 @@ std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t*
   int32_t src[kTransitionSources];
   int m = 0;
   double decay_k = 1.0;
-  for (int64_t k = 0; k < kTransitionSources && k < n; ++k, decay_k *= kTransitionDecay) {
+  for (int64_t k = 0; sources && k < kTransitionSources && k < n; ++k, decay_k *= kTransitionDecay) {
     const int32_t i = items[n - 1 - k];
     if (i < 0) continue;
     src[m] = i;
@@ -178,9 +178,9 @@ std::vector<std::pair<int32_t, double>> Transitions::sparse_terms(const int32_t*
 }
 
 void Transitions::add_boosts(const int32_t* items, int64_t n, const ItemSet* seen,
-                             std::vector<std::pair<int32_t, float>>& boosts) const {
+                             std::vector<std::pair<int32_t, float>>& boosts, bool sources) const {
   if (!active()) return;
-  const auto terms = sparse_terms(items, n, seen);
+  const auto terms = sparse_terms(items, n, seen, sources);
   if (terms.empty()) return;
   std::vector<std::pair<int32_t, float>> merged;
   merged.reserve(boosts.size() + terms.size());

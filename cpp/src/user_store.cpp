@@ -162,12 +162,13 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
   insert_items(r.seen, items, n);
 }
 
-bool UserStore::read(int64_t user, float* h, ItemSet* seen, int64_t recent,
+bool UserStore::read(int64_t user, float* u, float* h, ItemSet* seen, int64_t recent,
                      std::vector<int32_t>* recent_items, std::vector<double>* recent_ts) const {
   std::shared_lock<std::shared_mutex> structure(mu_);
   check_user(user);
   std::lock_guard<std::mutex> lock(stripe(user));
   const Record& r = users_[user];
+  if (u) std::memcpy(u, r.state.data(), sizeof(float) * H_);
   std::memcpy(h, r.state.data() + H_, sizeof(float) * H_);
   if (seen) *seen = r.seen;
   if (recent_items && recent_ts) {

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from ._baseline_history import Histories, check_num_results, sparse_top_k, top_k
-from ._ids import IdIndex, _check_id, _check_lookup, _events, _known_items, _lookup
+from ._ids import IdIndex, _check_flag, _check_id, _check_lookup, _events, _known_items, _lookup, _session_flags
 from ._params import check_fit_flags
 from ._transitions import repeat_share
 from .base import Recommender
@@ -129,7 +129,7 @@ class Baseline(Recommender):
     # -- recommend -------------------------------------------------------------------------------
     @_serialised
     def recommend(self, user_id, num_results: int = 25, exclude_interacted: bool = False,
-                  exclude_items=None, include_items=None) -> tuple:
+                  exclude_items=None, include_items=None, new_session: bool = False) -> tuple:
         """Top items for one user, best first.
 
         Parameters
@@ -143,6 +143,9 @@ class Baseline(Recommender):
             ``exclude_seen_`` is True).
         exclude_items, include_items : iterable of item ids, optional
             Leave out these items / recommend only among these (unknown ids are ignored).
+        new_session : bool
+            Checked, and otherwise ignored: the baselines answer a session's first event as its
+            next one, from the user's history (as the rules they implement do).
 
         Returns
         -------
@@ -151,6 +154,7 @@ class Baseline(Recommender):
         scores : float32 ndarray
         """
         k = check_num_results(num_results)
+        _check_flag(new_session)
         users = self._hist.lookup([user_id])
         rows, items, values, scale = self._evidence(users)
         scores = scale[0] * self._backoff + np.bincount(items, weights=values,
@@ -179,8 +183,9 @@ class Baseline(Recommender):
 
     @_serialised
     def recommend_batch(self, user_ids, num_results: int = 25, exclude_interacted: bool = False,
-                        exclude_items=None, include_items=None) -> tuple:
-        """``recommend`` for many users (the same arguments, the same answers).
+                        exclude_items=None, include_items=None, new_session=False) -> tuple:
+        """``recommend`` for many users (the same arguments, the same answers; ``new_session``
+        one flag or one per user).
 
         Returns
         -------
@@ -192,6 +197,7 @@ class Baseline(Recommender):
         k = min(check_num_results(num_results), self.n_items)
         allowed = self._allowed(exclude_items, include_items)
         users = self._hist.lookup(user_ids)
+        _session_flags(new_session, len(users))
         out_idx = np.zeros((len(users), k), dtype=np.int64)
         out_sc = np.zeros((len(users), k), dtype=np.float32)
         step = 2048  # users per chunk: bounds the memory of the sparse candidate lists

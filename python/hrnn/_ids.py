@@ -200,6 +200,29 @@ def _query(num_results, exclude_interacted, exclude_items, include_items, index:
     return q
 
 
+def _check_flag(value, name: str = "new_session") -> bool:
+    """``value`` as a bool; TypeError naming ``name`` unless it is True or False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _session_flags(new_session, n: int) -> np.ndarray:
+    """recommend_batch's ``new_session`` (one bool, or one per user) as n uint8 flags."""
+    if isinstance(new_session, (bool, np.bool_)):
+        return np.full(n, new_session, dtype=np.uint8)
+    if isinstance(new_session, (str, bytes)) or not hasattr(new_session, "__len__"):
+        raise TypeError(f"new_session must be True, False or a sequence of them, got {new_session!r}")
+    flags = np.asarray(new_session)
+    if flags.ndim != 1 or len(flags) != n:
+        raise ValueError(f"new_session must hold one flag per user ({n}), got shape {flags.shape}")
+    if flags.dtype != np.bool_:
+        bad = [v for v in flags.tolist() if not isinstance(v, bool)]
+        if bad:
+            raise TypeError(f"new_session must hold True or False, got {bad[0]!r}")
+    return flags.astype(np.uint8)
+
+
 def _ids_of(item_ids: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """The item ids of dense indices; -1 (fewer candidates than asked for) becomes None."""
     ids = item_ids[np.maximum(idx, 0)]

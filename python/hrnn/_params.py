@@ -29,6 +29,7 @@ SPECS = {
     "repeat": ("bool", None, None),
     "repeat_negatives": ("bool", None, None),
     "transition_weight": ("float|auto", 0.0, 10.0),
+    "session_start_mix": ("float|auto", 0.0, 1.0),
     "session_gap": ("float", 1.0, 1e9),
     "recency_half_life": ("float?", 1.0, 1e12),
     "num_threads": ("int", 0, 4096),

@@ -15,7 +15,8 @@ from . import data as _data
 from ._ids import warn_caller
 from ._progress import Progress, stops
 from ._transitions import apply_table, transition_table
-from ._validation import auto_fallback, choose_transition_weight, n_targets, validation_scores
+from ._validation import (START_FALLBACK, auto_fallback, choose_session_start_mix, choose_transition_weight,
+                          n_targets, validation_scores)
 
 
 def weights_and_popularity(model, arrays: tuple, n_items: int, train_users: np.ndarray) -> tuple:
@@ -24,11 +25,18 @@ def weights_and_popularity(model, arrays: tuple, n_items: int, train_users: np.n
                                              model.recency_half_life)
 
 
-def choose_weight(model, engine, split: tuple, metric: str, fallback: float) -> float:
-    """The transition weight ``split``'s held-out sessions rank best (scores kept on ``model``)."""
-    weight, model.transition_weight_scores_ = choose_transition_weight(engine, split, metric,
-                                                                       model.num_threads, fallback)
-    return weight
+def choose_on_split(model, engine, split: tuple, metric: str, fallback: float, table) -> tuple:
+    """(transition weight, session-start mix): those of ``model`` that are "auto" as ``split``'s
+    held-out sessions rank best (scores kept on ``model``), the others as given."""
+    weight = model.transition_weight
+    if weight == "auto":
+        weight, model.transition_weight_scores_ = choose_transition_weight(engine, split, metric,
+                                                                           model.num_threads, fallback)
+    mix = model.session_start_mix
+    if mix == "auto":
+        apply_table(engine, table, weight)  # the first events are ranked as queries at that weight
+        mix, model.session_start_mix_scores_ = choose_session_start_mix(engine, split, model.num_threads)
+    return weight, mix
 
 
 def raise_if_interrupted(model) -> None:
@@ -45,6 +53,7 @@ class _Run:
         self.interrupted = False
         self.best, self.best_epoch, self.best_weights = -1.0, -1, None
         self.weight: Optional[float] = None
+        self.mix: Optional[float] = None
 
 
 _warned_single_threaded = False
@@ -79,7 +88,8 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     # half of the epochs once the weight has been chosen on them. Negatives are drawn by the
     # popularity of every event from the start: an item seen only in a held-out session must
     # not have a zero sampling probability (its logQ correction) when it becomes a target.
-    rejoin = auto and split is not None and not validation
+    choosing = auto or model.session_start_mix == "auto"
+    rejoin = choosing and split is not None and not validation
     full_w, full_pop = (weights_and_popularity(model, full, log.n_items, train_users)
                         if rejoin else (w, pop))
     engine.start_training(full_pop, batch_size=model.batch_size, bptt=model.bptt,
@@ -93,11 +103,12 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     progress = Progress(model.epochs, n_targets(arrays, train_users), enabled=model.show_progress)
     model.history_ = []
     model.transition_weight_scores_ = {}
+    model.session_start_mix_scores_ = {}
     model.__dict__.pop("best_epoch_", None)  # (a previous fit's)
     run = _Run()
 
     def rejoin_epoch() -> tuple:
-        run.weight = choose_weight(model, engine, split, metric, fallback)
+        run.weight, run.mix = choose_on_split(model, engine, split, metric, fallback, table)
         progress.total = max(n_targets(full, train_users), 1)
         return full, full_w
 
@@ -115,15 +126,17 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
         model.best_epoch_ = run.best_epoch
     # Not trained on the held-out sessions: choose on them now, unless the user is waiting for
     # an interrupted fit (the pass takes seconds on large logs).
-    if auto and split is not None and run.weight is None and not run.interrupted:
-        run.weight = choose_weight(model, engine, split, metric, fallback)
+    if choosing and split is not None and run.weight is None and not run.interrupted:
+        run.weight, run.mix = choose_on_split(model, engine, split, metric, fallback, table)
     if rejoin:  # the prior and the cold users' popularity count every event
         pop = full_pop
-        table = transition_table(full, train_users, pop)
+        table = transition_table(full, train_users, pop) if table is not None else None
     chosen = run.weight is not None
     if not chosen:
         run.weight = fallback if auto else model.transition_weight
+        run.mix = START_FALLBACK if model.session_start_mix == "auto" else model.session_start_mix
     model.transition_weight_ = float(run.weight)
+    model.session_start_mix_ = engine.session_start_mix = float(run.mix)
     apply_table(engine, table, model.transition_weight_)
     engine.compute_states(*full, num_threads=model.num_threads)
     if log.last_sessions is not None:
@@ -131,8 +144,8 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     model._set_catalogue(engine, log, pop)
     model._fit_interrupted = run.interrupted  # (see raise_if_interrupted; hrnn train exits 130)
     if run.interrupted:
-        unchosen = (f" and the transition weight {run.weight:g} (not chosen on held-out sessions)"
-                    if auto and split is not None and not chosen else "")
+        unchosen = (f" and the transition weight {run.weight:g} and session-start mix {run.mix:g} (not chosen "
+                    f"on held-out sessions)" if choosing and split is not None and not chosen else "")
         warn_caller(f"training interrupted by the user during epoch {len(model.history_)}; "
                     f"the model holds the parameters of the last completed mini-batch{unchosen}", RuntimeWarning)
 

@@ -21,6 +21,10 @@ AUTO_FALLBACK, AUTO_FALLBACK_NO_REPEATS = 0.5, 1.0
 # At most AUTO_HOLDOUT_MAX: each held-out event is ranked against the whole catalogue (26 ms at 1M
 # items), so 2% of 100M events would take the ranking pass 15 hours on 2 cores.
 AUTO_HOLDOUT_SHARE, AUTO_HOLDOUT_MIN, AUTO_HOLDOUT_MAX = 0.02, 2000, 20_000
+# "auto"'s session-start mixes (docs/engine.md, "Session-start queries"), chosen on the held-out
+# sessions' first events, and the one kept without clear evidence for another.
+START_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)
+START_FALLBACK = 0.25
 
 
 def n_targets(arrays: tuple, train_users: np.ndarray) -> int:
@@ -82,22 +86,40 @@ def auto_fallback(table) -> float:
 def choose_transition_weight(engine, split: tuple, metric: str, num_threads: int,
                              fallback: float) -> tuple:
     """(weight, {weight: score}): a weight of AUTO_WEIGHTS chosen on the split's test events (all
-    ranked in one pass with the engine's table). The fallback stays unless some weight beats it on
-    ``metric`` by two standard errors of the paired per-event difference (a choice among
-    near-equal weights would only follow the noise of the held-out events); among the weights that
-    do, those within two standard errors of the best are told apart by the other next-item metric
-    (MRR@20 for recall@20 and back), which sees differences in rank that a hit count misses."""
+    ranked in one pass with the engine's table), by ``_choose`` on ``metric`` and then the other
+    next-item metric (MRR@20 for recall@20 and back), which sees differences in rank that a hit
+    count misses."""
     ranks = engine.next_item_ranks(*split[0], *split[1], num_threads=num_threads,
                                    weights=list(AUTO_WEIGHTS))
     other = "mrr@20" if metric == "recall@20" else "recall@20"
-    per_event = {w: _per_event(r, metric) for w, r in zip(AUTO_WEIGHTS, ranks)}
-    second = {w: _per_event(r, other) for w, r in zip(AUTO_WEIGHTS, ranks)}
-    scores = {w: float(v.mean()) for w, v in per_event.items()}
-    beat = [w for w in AUTO_WEIGHTS if clearly_better(per_event[w] - per_event[fallback])]
+    return _choose(AUTO_WEIGHTS, [_per_event(r, metric) for r in ranks],
+                   [_per_event(r, other) for r in ranks], fallback)
+
+
+def choose_session_start_mix(engine, split: tuple, num_threads: int) -> tuple:
+    """(mix, {mix: first-event Recall@20}): a mix of START_MIXES chosen on the first events of the
+    split's test sessions, asked for as queries that start a session (at the engine's transition
+    weight), by ``_choose`` on their Recall@20 and then their MRR@20."""
+    ranks = engine.session_start_ranks(*split[0], *split[1], mixes=list(START_MIXES),
+                                       num_threads=num_threads)
+    ranks = ranks[:, np.diff(split[1][0]) > 0]  # the users with a test session
+    return _choose(START_MIXES, [_per_event(r, "recall@20") for r in ranks],
+                   [_per_event(r, "mrr@20") for r in ranks], START_FALLBACK)
+
+
+def _choose(options: tuple, first: list, second: list, fallback) -> tuple:
+    """(the chosen option, {option: mean of its ``first`` scores}). ``first`` and ``second``: per
+    option, the paired per-event scores of two metrics. The fallback stays unless some option beats
+    it on the first metric by two standard errors of the paired per-event difference (a choice
+    among near-equal options would only follow the noise of the held-out events); among the
+    options that do, those within two standard errors of the best are told apart by the second."""
+    first, second = dict(zip(options, first)), dict(zip(options, second))
+    scores = {o: float(v.mean()) for o, v in first.items()}
+    beat = [o for o in options if clearly_better(first[o] - first[fallback])]
     if not beat:
         return fallback, scores
     best = max(beat, key=lambda x: scores[x])
-    near = [w for w in beat if not clearly_better(per_event[best] - per_event[w])]
+    near = [o for o in beat if not clearly_better(first[best] - first[o])]
     return max(near, key=lambda x: (second[x].mean(), scores[x])), scores
 
 

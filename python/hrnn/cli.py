@@ -165,6 +165,7 @@ def _add_recommend(sub) -> None:
 examples:
   hrnn recommend model.hrnn --user 42
   hrnn recommend model.hrnn --user 42 -n 10 --exclude-interacted --json
+  hrnn recommend model.hrnn --user 42 --new-session
   hrnn recommend model.hrnn --users users.txt -o recommendations.jsonl
 
 --users file: one user id per line, or Personalize batch-inference input lines
@@ -183,6 +184,10 @@ output with --format personalize (Personalize's batch-inference lines: the input
                    help=f"how many items per user, 1..500 (default: {n_default})")
     p.add_argument("--exclude-interacted", action="store_true",
                    help="leave out items the user has already interacted with")
+    p.add_argument("--new-session", action="store_true",
+                   help="the users' sessions have ended: recommend for the first event of a new "
+                        "session (the model's session_start_mix) rather than the next one of the "
+                        "session in progress")
     p.add_argument("--json", action="store_true",
                    help="with --user: print one JSON line instead of 'item<TAB>score' lines")
     p.add_argument("--format", choices=("hrnn", "personalize"), default="hrnn",
@@ -317,7 +322,8 @@ def _run_recommend(args: argparse.Namespace) -> int:
     if args.user is not None:
         users = [to_id(args.user)]
         items, scores = model.recommend(users[0], num_results=args.num_results,
-                                        exclude_interacted=args.exclude_interacted)
+                                        exclude_interacted=args.exclude_interacted,
+                                        new_session=args.new_session)
         as_json = args.json or args.format == "personalize"
         lines = ([json.dumps(_result(users[0], items, scores, args.format, {"userId": args.user})) + "\n"]
                  if as_json else
@@ -325,7 +331,8 @@ def _run_recommend(args: argparse.Namespace) -> int:
     else:
         users, inputs = _read_user_file(args.users, to_id)
         items, scores = model.recommend_batch(users, num_results=args.num_results,
-                                              exclude_interacted=args.exclude_interacted)
+                                              exclude_interacted=args.exclude_interacted,
+                                              new_session=args.new_session)
         lines = (json.dumps(_result(user, items[r], scores[r], args.format, inputs[r])) + "\n"
                  for r, user in enumerate(users))
     _write_lines(args.output, lines)  # only now: a failed call leaves an existing output file alone

@@ -19,7 +19,7 @@ def _hrnn_defaults() -> dict:
 
 
 def _weight(text: str):
-    """A number, or "auto" (HRNN's transition_weight)."""
+    """A number, or "auto" (HRNN's transition_weight and session_start_mix)."""
     if text == "auto":
         return text
     try:
@@ -97,6 +97,10 @@ _TRAIN_FLAGS = [
      "user's last items), transitions and repeats counted on the training events; 0 = off, "
      "auto = chosen after half the epochs on the last sessions of random users (2%% of the events, at "
      "least 2,000, at most 20,000), held out until then (default: {default})"),
+    (("--session-start-mix",), "session_start_mix", dict(type=_weight, metavar="MIX"),
+     "how `hrnn recommend --new-session` answers, in [0, 1]: from the state after the user's last "
+     "event (0), the session state its user state proposes (1), or a mix; auto = chosen on the "
+     "first events of the sessions --transition-weight auto holds out (default: {default})"),
     (("--session-gap",), "session_gap", dict(type=float, metavar="SECONDS"),
      "inactivity that starts a new session (as does a change of SESSION_ID) "
      "(default: {default})"),

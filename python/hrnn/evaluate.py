@@ -219,8 +219,8 @@ def _next_item(model, split: NextItemSplit, return_details: bool, put_last: bool
     items = test[ITEM_ID].to_numpy()
     k = NEXT_ITEM_K
     feeder = _Feeder(test)
-    # The first event of each test session, from the user id alone.
-    rec, _ = model.recommend_batch(users, num_results=k)
+    # The first event of each test session, from the user id alone, asked for as a session's first.
+    rec, _ = model.recommend_batch(users, num_results=k, new_session=True)
     first_rank = M.first_hit_rank(M.target_hits(np.asarray(rec), items[off[:-1]]))
     ranks, det_users, det_pos = [], [], []
     for j in range(1, int(lengths.max(initial=0))):
@@ -284,7 +284,8 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         newest 10% (unique items) are the truth for its top 25 from ``recommend_batch``.
         ``"next-item"``: each user's last session (users with >= 2 sessions) is the test; every
         event after the first is predicted from the history plus the session so far (top 20,
-        ranked against all items), the first one from the user id alone (``first_recall@20``).
+        ranked against all items), the first one from the user id alone (``first_recall@20``; asked
+        for with ``recommend_batch(..., new_session=True)``).
         Test items the model does not know count as misses. Events with equal timestamps keep
         the order of ``data`` (which of them is input and which truth). The estimator's
         ``event_type`` and ``event_value_threshold`` filter the whole log before it is split.

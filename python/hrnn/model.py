@@ -10,8 +10,8 @@ import numpy as np
 from . import _device, _params, _training
 from . import data as _data
 from ._validation import auto_holdout_users, validation_split
-from ._ids import (_ONE_ID, _ONE_TIMESTAMP, MAX_TIMESTAMP, IdIndex, _as_list, _check_id, _check_lookup, _events,
-                   _ids_of, _lookup, _lookup_all, _query)
+from ._ids import (_ONE_ID, _ONE_TIMESTAMP, MAX_TIMESTAMP, IdIndex, _as_list, _check_flag, _check_id, _check_lookup,
+                   _events, _ids_of, _lookup, _lookup_all, _query, _session_flags)
 from .base import Recommender
 
 
@@ -101,6 +101,16 @@ class HRNN(Recommender):
         least 2,000 and at most 20,000) are held out of the first half of the epochs and the
         choice is made there (``epochs=1`` and logs without such users get the fallback). The choice is
         ``transition_weight_`` (docs/engine.md).
+    session_start_mix : float or "auto", default "auto"
+        How a query flagged ``new_session=True`` (the user's session has ended: the next event
+        starts a new one) is scored, in [0, 1]: from ``(1 - mix) h + mix s'``, the state after the
+        user's last event mixed with the session state that the user-level GRU proposes once it
+        has absorbed that session; such a query's transition prior has no source item either
+        (transitions are counted within sessions). "auto" chooses among 0, 0.25, 0.5, 0.75 and 1
+        by the Recall@20 of the first events of the held-out sessions that ``transition_weight``
+        is chosen on, keeping 0.25 unless another mix is better by two standard errors (then by
+        MRR@20 among those within two standard errors of the best). The choice is
+        ``session_start_mix_`` (docs/engine.md, "Session-start queries").
     session_gap : float
         1..1e9 seconds of inactivity that end a session (a change of SESSION_ID ends one too).
     recency_half_life : float, optional
@@ -122,6 +132,11 @@ class HRNN(Recommender):
         The prior's weight the fitted model uses (``transition_weight`` itself unless "auto").
     transition_weight_scores_ : dict
         With "auto": each weight tried -> its validation score (empty when none was tried).
+    session_start_mix_ : float
+        The session-start mix the fitted model uses.
+    session_start_mix_scores_ : dict
+        With "auto": each mix tried -> its validation first-event Recall@20 (empty when none was
+        tried).
     history_ : list of dict
         One entry per epoch: loss, events, seconds, and the validation scores with
         ``fit(validation=True)`` (with ``transition_weight="auto"`` scored at the fallback
@@ -139,7 +154,7 @@ class HRNN(Recommender):
                  sample_alpha: float = 0.5, loss: str = "softmax", bpreg: float = 1.0,
                  logq: bool = True, dropout: float = 0.2, tie_embeddings: bool = True,
                  repeat: bool = True, repeat_negatives: bool = True, transition_weight="auto",
-                 session_gap: float = 1800.0, recency_half_life: Optional[float] = None,
+                 session_start_mix="auto", session_gap: float = 1800.0, recency_half_life: Optional[float] = None,
                  num_threads: int = 0, random_state: Optional[int] = None, device: str = "cpu",
                  show_progress: bool = True):
         self.hidden_dimension = hidden_dimension
@@ -164,6 +179,7 @@ class HRNN(Recommender):
         self.repeat = repeat
         self.repeat_negatives = repeat_negatives
         self.transition_weight = transition_weight
+        self.session_start_mix = session_start_mix
         self.session_gap = session_gap
         self.recency_half_life = recency_half_life
         self.num_threads = num_threads
@@ -251,7 +267,7 @@ class HRNN(Recommender):
         split = None
         if validation:
             split = validation_split(log, train_users)
-        elif self.transition_weight == "auto" and self.epochs >= 2:
+        elif "auto" in (self.transition_weight, self.session_start_mix) and self.epochs >= 2:
             held = auto_holdout_users(log, train_users, np.random.default_rng(self.random_state))
             if held.any():  # otherwise nobody to choose on: the fallback weight
                 split = validation_split(log, held)
@@ -400,7 +416,7 @@ class HRNN(Recommender):
         return self._item_lookup
 
     def recommend(self, user_id, num_results: int = 25, exclude_interacted: bool = False,
-                  exclude_items=None, include_items=None) -> tuple:
+                  exclude_items=None, include_items=None, new_session: bool = False) -> tuple:
         """The items this user is most likely to interact with next.
 
         Parameters
@@ -417,6 +433,11 @@ class HRNN(Recommender):
             Pass the items of filtered-out events as ``exclude_items`` to leave them out too.
         exclude_items, include_items : iterable of item ids, optional
             Never return these / return only these. Unknown ids are ignored.
+        new_session : bool
+            The user's session has ended (e.g. more than ``session_gap`` seconds have passed
+            since its last event): answer for the first event of a new session, as
+            ``session_start_mix`` says; False answers for the next event of the session in
+            progress. Either way the user's state does not change.
 
         Returns
         -------
@@ -430,12 +451,19 @@ class HRNN(Recommender):
         _check_lookup(user_id, "user_id")
         user = _lookup(user_id, self._user_index, "user_id")
         items, scores = self._engine.recommend(user, q.pop("k"), exclude_interacted,
-                                               num_threads=self.num_threads, **q)
+                                               num_threads=self.num_threads,
+                                               new_session=_check_flag(new_session), **q)
         return self.item_ids_[items], scores
 
     def recommend_batch(self, user_ids, num_results: int = 25, exclude_interacted: bool = False,
-                        exclude_items=None, include_items=None) -> tuple:
+                        exclude_items=None, include_items=None, new_session=False) -> tuple:
         """``recommend`` for many users at once, in C++ on ``num_threads`` threads.
+
+        Parameters
+        ----------
+        new_session : bool or sequence of bool
+            As in ``recommend``, for every user or one per user (``user_ids``' length); the
+            other arguments as in ``recommend``.
 
         Returns
         -------
@@ -450,17 +478,19 @@ class HRNN(Recommender):
         for u in ids:
             _check_lookup(u, "user_id")
         users = _lookup_all(ids, self._user_index, "user_id")
-        def call(chunk):
-            return self._engine.recommend_batch(chunk, exclude_interacted=exclude_interacted,
-                                                num_threads=self.num_threads, **q)
+        starts = _session_flags(new_session, len(users))
+
+        def call(a, b):
+            return self._engine.recommend_batch(users[a:b], exclude_interacted=exclude_interacted,
+                                                num_threads=self.num_threads, new_session=starts[a:b], **q)
 
         if len(users) <= BATCH_CHUNK:
-            items, scores = call(users)
+            items, scores = call(0, len(users))
         else:  # in chunks, so that Ctrl-C stops a batch of millions between two of them
             items = np.empty((len(users), q["k"]), dtype=np.int32)
             scores = np.empty((len(users), q["k"]), dtype=np.float32)
             for a in range(0, len(users), BATCH_CHUNK):
-                items[a:a + BATCH_CHUNK], scores[a:a + BATCH_CHUNK] = call(users[a:a + BATCH_CHUNK])
+                items[a:a + BATCH_CHUNK], scores[a:a + BATCH_CHUNK] = call(a, a + BATCH_CHUNK)
         return _ids_of(self.item_ids_, items), scores
 
     def put_events(self, user_id, item_ids, timestamps, session_id=None, event_type=None,

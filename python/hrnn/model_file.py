@@ -82,7 +82,8 @@ def save(model, path) -> None:
         unknown = [[k, v] for k, v in model._unknown_items.items() if isinstance(k, (int, str))]
     meta = {"params": model.get_params(), "hidden": engine.hidden, "tied": engine.tied,
             "n_items": engine.n_items, "hrnn_version": _version(), "unknown_item_events": unknown,
-            "training": _training_record(model), "session_digits_as_int": model._session_digits}
+            "training": _training_record(model), "session_digits_as_int": model._session_digits,
+            "session_start_mix": engine.session_start_mix}
     sections = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
     for name in engine.param_names():
         sections[f"param.{name}"] = engine.get_param(name)
@@ -104,8 +105,9 @@ def _training_record(model) -> dict:
     if hasattr(model, "history_"):
         record["history"] = [{k: v.item() if isinstance(v, np.generic) else v for k, v in epoch.items()}
                              for epoch in model.history_]
-    if hasattr(model, "transition_weight_scores_"):
-        record["transition_weight_scores"] = [[float(w), float(v)] for w, v in model.transition_weight_scores_.items()]
+    for name in ("transition_weight_scores", "session_start_mix_scores"):
+        if hasattr(model, name + "_"):
+            record[name] = [[float(w), float(v)] for w, v in getattr(model, name + "_").items()]
     if hasattr(model, "best_epoch_"):
         record["best_epoch"] = int(model.best_epoch_)
     return record
@@ -117,15 +119,17 @@ def _restore_training(model, record, name: str) -> None:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
     checks = {"history": lambda h: isinstance(h, list) and all(isinstance(e, dict) for e in h),
-              "transition_weight_scores": lambda s: isinstance(s, list) and all(
-                  isinstance(p, list) and len(p) == 2 and all(map(number, p)) for p in s),
+              **{name: lambda s: isinstance(s, list) and all(
+                  isinstance(p, list) and len(p) == 2 and all(map(number, p)) for p in s)
+                 for name in ("transition_weight_scores", "session_start_mix_scores")},
               "best_epoch": lambda b: number(b) and isinstance(b, int)}
     if not isinstance(record, dict) or not all(record.get(k) is None or ok(record[k]) for k, ok in checks.items()):
         raise ValueError(f"{name} is corrupted: its training record is malformed")
     if record.get("history") is not None:
         model.history_ = record["history"]
-    if record.get("transition_weight_scores") is not None:
-        model.transition_weight_scores_ = {w: v for w, v in record["transition_weight_scores"]}
+    for name in ("transition_weight_scores", "session_start_mix_scores"):
+        if record.get(name) is not None:
+            setattr(model, name + "_", {w: v for w, v in record[name]})
     if record.get("best_epoch") is not None:
         model.best_epoch_ = record["best_epoch"]
 
@@ -292,6 +296,10 @@ def load(path, device=None):
                 twice = next(v for v, n in Counter(ids.tolist()).items() if n > 1)
                 raise ValueError(f"{name} is corrupted: {kind} id {twice!r} appears twice")
         model.transition_weight_ = float(table["weight"][0]) if len(table["weight"]) else 0.0
+        mix = meta.get("session_start_mix", 0.0)  # (files from before it: scored as any query)
+        if not isinstance(mix, (int, float)) or isinstance(mix, bool) or not 0.0 <= mix <= 1.0:
+            raise ValueError(f"{name} is corrupted: bad session-start mix {mix!r}")
+        model.session_start_mix_ = engine.session_start_mix = float(mix)
         _restore_training(model, meta.get("training", {}), name)
     except KeyError as e:
         raise ValueError(f"{name} is missing section {e}") from None

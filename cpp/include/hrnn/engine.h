@@ -9,6 +9,7 @@
 #include "hrnn/accelerator.h"
 #include "hrnn/params.h"
 #include "hrnn/scoring.h"
+#include "hrnn/step.h"
 #include "hrnn/trainer.h"
 #include "hrnn/transitions.h"
 #include "hrnn/user_store.h"
@@ -20,6 +21,8 @@ struct Query {
   bool exclude_interacted = false;
   const ItemSet* exclude = nullptr;  // sorted
   const ItemSet* include = nullptr;  // sorted
+  // nullptr, or one flag per row: that row's query starts a new session (session_start_mix).
+  const uint8_t* new_session = nullptr;
   ScoreKernels kernels = ScoreKernels::Auto;
 };
 
@@ -31,6 +34,7 @@ class Engine {
   UserStore users;
   Transitions transitions;  // the query-time transition prior (off until set)
   double session_gap = 1800.0;
+  float session_start_mix = 0.f;  // of the queries flagged new_session (session_start_state)
 
   // Training. start_training builds the sampler and the optimizer state (discarding any earlier).
   void start_training(const TrainConfig& cfg, const double* popularity);
@@ -65,7 +69,7 @@ class Engine {
   }
 
   // The top k of each of n users (user < 0 or without events: the fallback scores), over
-  // num_threads threads.
+  // num_threads threads. A row flagged in q.new_session is scored from the session-start state.
   void recommend_batch(const int64_t* users, int64_t n, const Query& q, int32_t* items, float* scores,
                        int num_threads) const;
 

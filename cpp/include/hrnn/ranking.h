@@ -6,6 +6,7 @@
 
 #include "hrnn/events.h"
 #include "hrnn/params.h"
+#include "hrnn/step.h"
 #include "hrnn/transitions.h"
 
 namespace hrnn {
@@ -19,5 +20,12 @@ namespace hrnn {
 // is [weights.size()][test.n_events], one row per weight, all from one pass over the catalogue.
 void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& prefix, const EventArrays& test,
                      const std::vector<float>& weights, int32_t* ranks, int num_threads);
+
+// The rank, as in next_item_ranks, of each user's first test event (a session's first) when a query
+// flagged new_session asks for it after the prefix, under each session-start mix of `mixes` (tr's
+// own weight): ranks is [mixes.size()][test.n_users], 0 for a user without test events or an
+// unknown first item.
+void session_start_ranks(const Params& P, const Transitions& tr, const EventArrays& prefix, const EventArrays& test,
+                         const std::vector<float>& mixes, int32_t* ranks, int num_threads);
 
 }  // namespace hrnn

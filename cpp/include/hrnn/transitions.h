@@ -46,13 +46,15 @@ class Transitions {
   // the last kTransitionSources of the recent events and of each item j among the last
   // |repeat_curve| of them (items oldest first, -1 = unknown); when rules_out_seen(), log(kSeenFloor)
   // for every item of `seen` (the user's whole history, sorted, each item once; required then)
-  // instead: sorted by item, one entry per item; empty without a table.
-  std::vector<std::pair<int32_t, double>> sparse_terms(const int32_t* items, int64_t n,
-                                                       const ItemSet* seen) const;
+  // instead: sorted by item, one entry per item; empty without a table. sources = false: no recent
+  // event is a transition source (a query that starts a session: transitions are counted within
+  // sessions), the transition part is the popularity alone.
+  std::vector<std::pair<int32_t, double>> sparse_terms(const int32_t* items, int64_t n, const ItemSet* seen,
+                                                       bool sources = true) const;
   // Adds weight * sparse_terms to `boosts`, which is sorted by item with one entry per item before
   // and after (nothing when off).
   void add_boosts(const int32_t* items, int64_t n, const ItemSet* seen,
-                  std::vector<std::pair<int32_t, float>>& boosts) const;
+                  std::vector<std::pair<int32_t, float>>& boosts, bool sources = true) const;
 
   const std::vector<int64_t>& offsets() const { return offsets_; }
   const std::vector<int32_t>& successors() const { return successors_; }

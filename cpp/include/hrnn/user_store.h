@@ -45,10 +45,10 @@ class UserStore {
   // themselves or before the user's last event) or an item is out of range.
   void put_events(const Params& P, int64_t user, const int32_t* items, const double* ts, const int64_t* session,
                   int64_t n, double session_gap);
-  // Copies h and returns true when the user has at least one event; copies the items of its history
-  // (sorted, each once, unknown items left out) and its last `recent` events (items, timestamps)
-  // when asked.
-  bool read(int64_t user, float* h, ItemSet* seen, int64_t recent = 0,
+  // Copies h (and u unless nullptr) and returns true when the user has at least one event; copies
+  // the items of its history (sorted, each once, unknown items left out) and its last `recent` events
+  // (items, timestamps) when asked.
+  bool read(int64_t user, float* u, float* h, ItemSet* seen, int64_t recent = 0,
             std::vector<int32_t>* recent_items = nullptr, std::vector<double>* recent_ts = nullptr) const;
   void state(int64_t user, float* u, float* h, double* last_ts, int64_t* n_events) const;
   // Every user's last session id (n == size(), kNoSession = none known), as the training table
