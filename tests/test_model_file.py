@@ -211,10 +211,10 @@ def test_damage_behind_a_valid_checksum_names_the_file(saved, tmp_path):
         "metadata is not valid JSON": {**sections, "meta": np.frombuffer(b"{not json", np.uint8)},
         "is corrupted: invalid literal": {**sections, "meta": np.frombuffer(
             json.dumps({**meta, "hidden": "x"}).encode(), np.uint8)},
-        "bad session-start mix 1.5": {**sections, "meta": np.frombuffer(
-            json.dumps({**meta, "session_start_mix": 1.5}).encode(), np.uint8)},
-        "bad session-start mix 'x'": {**sections, "meta": np.frombuffer(
-            json.dumps({**meta, "session_start_mix": "x"}).encode(), np.uint8)},
+        "bad session-start setting \\[1.5, False\\]": {**sections, "meta": np.frombuffer(
+            json.dumps({**meta, "session_start": [1.5, False]}).encode(), np.uint8)},
+        "bad session-start setting \\[0.5, 1\\]": {**sections, "meta": np.frombuffer(
+            json.dumps({**meta, "session_start": [0.5, 1]}).encode(), np.uint8)},
     }
     for i, (message, content) in enumerate(cases.items()):
         bad = tmp_path / f"bad{i}.hrnn"

@@ -1,6 +1,7 @@
 """Queries that start a session (docs/engine.md, "Session-start queries"): ``new_session=True`` scores
-from (1 - mix) h + mix tanh(W0 GRU_u(h, u) + b0), with a transition prior that has no source item;
-``session_start_mix="auto"`` chooses the mix on the held-out sessions' first events."""
+from (1 - mix) h + mix tanh(W0 GRU_u(h, u) + b0), with a transition prior with or without source
+items; ``session_start_mix`` / ``session_start_sources="auto"`` choose them on the held-out
+sessions' first events."""
 from __future__ import annotations
 
 import json
@@ -25,23 +26,24 @@ def model(log):
     return fitted(log)
 
 
-@pytest.mark.parametrize("mix", [0.0, 0.4, 1.0])
-def test_session_start_scores_equal_the_reference(model, log, mix):
+@pytest.mark.parametrize("mix, sources", [(0.0, False), (0.4, False), (1.0, False), (0.4, True)])
+def test_session_start_scores_equal_the_reference(model, log, mix, sources):
     hist = histories(model, log)
     users = sorted(hist)[:10]
     p, prior = params64(model), prior_of(model, hist)
-    model._engine.session_start_mix = mix
+    e = model._engine
+    e.session_start_mix, e.session_start_sources = mix, sources
     try:
         got = all_scores(model, users, new_session=True)
     finally:
-        model._engine.session_start_mix = model.session_start_mix_
+        e.session_start_mix, e.session_start_sources = model.session_start_mix_, model.session_start_sources_
     for r, uid in enumerate(users):
         u, h = model.user_state(uid)
         v = ref.session_start_state(p, u, h, mix)
-        want = ref.query_scores(p, v, *hist[uid], prior, sources=False)
+        want = ref.query_scores(p, v, *hist[uid], prior, sources=sources)
         np.testing.assert_allclose(got[r], want, rtol=1e-4, atol=1e-4)
-        # The prior without sources differs from a continuing query's (the items' successors).
-        assert np.abs(want - ref.query_scores(p, v, *hist[uid], prior)).max() > 1e-2
+        # The prior without sources differs from the one with them (the items' successors).
+        assert np.abs(ref.query_scores(p, v, *hist[uid], prior, sources=not sources) - want).max() > 1e-2
 
 
 def test_continuing_queries_are_unchanged(model, log):
@@ -93,9 +95,9 @@ def split_arrays(model, log, n_users=12, n_test=3):
 
 def test_validation_ranks_of_first_events_use_the_query_scores(model, log):
     (prefix, test), parts = split_arrays(model, log)
-    mixes = [0.0, 0.5, 1.0]
-    ranks = model._engine.session_start_ranks(*prefix, *test, mixes=mixes, num_threads=2)
-    assert ranks.shape == (3, len(parts))
+    options = [(0.0, False), (0.5, False), (1.0, False), (0.5, True)]
+    ranks = model._engine.session_start_ranks(*prefix, *test, options=options, num_threads=2)
+    assert ranks.shape == (4, len(parts))
     p, prior = params64(model), prior_of(model, histories(model, log))
     checked = 0
     for k, (items, ts, new) in enumerate(parts):
@@ -104,13 +106,13 @@ def test_validation_ranks_of_first_events_use_the_query_scores(model, log):
         u, h = model._engine.advance(p["u0"].astype(np.float32), np.zeros(len(p["u0"]), np.float32), True,
                                      items[:cut], gaps[:cut], new[:cut])
         y = items[cut]
-        for row, mix in zip(ranks, mixes):
+        for row, (mix, sources) in zip(ranks, options):
             v = ref.session_start_state(p, u, h, mix)
-            scores = ref.query_scores(p, v, items[:cut].tolist(), ts[:cut], prior, sources=False)
+            scores = ref.query_scores(p, v, items[:cut].tolist(), ts[:cut], prior, sources=sources)
             if np.min(np.abs(np.delete(scores, y) - scores[y])) > 1e-3:  # no near-tie to round either way
                 assert row[k] == 1 + np.sum(scores > scores[y])
                 checked += 1
-    assert checked >= 30
+    assert checked >= 40
     # A user whose first test item is unknown (1), or without test events (2), ranks 0.
     t_off, t_items, t_ts, t_new = test
     items = t_items.copy()
@@ -118,73 +120,81 @@ def test_validation_ranks_of_first_events_use_the_query_scores(model, log):
     keep = np.ones(len(items), bool)
     keep[t_off[2]:t_off[3]] = False
     off = np.r_[0, np.cumsum(np.diff(t_off) * (np.arange(len(parts)) != 2))].astype(np.int64)
-    ranks = model._engine.session_start_ranks(*prefix, off, items[keep], t_ts[keep], t_new[keep], mixes=[0.5])
+    ranks = model._engine.session_start_ranks(*prefix, off, items[keep], t_ts[keep], t_new[keep], options=[(0.5, False)])
     assert ranks[0, 1] == 0 and ranks[0, 2] == 0 and ranks[0, 0] > 0 and ranks[0, 3] > 0
-    for bad in ([-0.1], [1.5], [float("nan")]):
+    for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match="mix"):
-            model._engine.session_start_ranks(*prefix, *test, mixes=bad)
+            model._engine.session_start_ranks(*prefix, *test, options=[(bad, False)])
 
 
 def test_auto_chooses_the_mix_on_the_held_out_first_events(log):
     m = hrnn.HRNN(transition_weight=0.7, **FIT).fit(log, validation=True)
-    scores = m.session_start_mix_scores_
-    assert list(scores) == list(hv.START_MIXES)
-    assert m.session_start_mix_ == hv.START_FALLBACK or scores[m.session_start_mix_] > scores[hv.START_FALLBACK]
-    assert m._engine.session_start_mix == pytest.approx(m.session_start_mix_)
+    scores = m.session_start_scores_
+    assert list(scores) == [(mix, s) for s in (False, True) for mix in hv.START_MIXES]
+    chosen = (m.session_start_mix_, m.session_start_sources_)
+    assert chosen == hv.START_FALLBACK or scores[chosen] > scores[hv.START_FALLBACK]
+    assert (m._engine.session_start_mix, m._engine.session_start_sources) == chosen
     # The held-out sessions were never trained on, and the model keeps the table they were ranked with.
     split = hv.validation_split(m._log, np.ones(m._log.n_users, dtype=bool))
-    again = hv.choose_session_start_mix(m._engine, split, 1)
-    assert again == (m.session_start_mix_, pytest.approx(scores, abs=1e-12))
+    again = hv.choose_session_start(m._engine, split, 1)
+    assert again == (chosen, pytest.approx(scores, abs=1e-12))
+    # A setting given is kept, the other one chosen.
+    fixed = hrnn.HRNN(transition_weight=0.7, session_start_sources=True, **FIT).fit(log, validation=True)
+    assert list(fixed.session_start_scores_) == [(mix, True) for mix in hv.START_MIXES]
+    assert fixed.session_start_sources_ is True
 
 
 def test_auto_holds_out_sessions_even_with_a_fixed_weight(log):
     auto = hrnn.HRNN(transition_weight=0.5, **FIT).fit(log)
-    fixed = hrnn.HRNN(transition_weight=0.5, session_start_mix=0.5, **FIT).fit(log)
+    fixed = hrnn.HRNN(transition_weight=0.5, session_start_mix=0.5, session_start_sources=True, **FIT).fit(log)
     assert auto.history_[0]["events"] < auto.history_[1]["events"] == fixed.history_[0]["events"]
-    assert list(auto.session_start_mix_scores_) == list(hv.START_MIXES) and auto.transition_weight_scores_ == {}
-    assert fixed.session_start_mix_ == 0.5 and fixed.session_start_mix_scores_ == {}
+    assert len(auto.session_start_scores_) == 2 * len(hv.START_MIXES) and auto.transition_weight_scores_ == {}
+    assert (fixed.session_start_mix_, fixed.session_start_sources_) == (0.5, True)
+    assert fixed.session_start_scores_ == {}
     one_epoch = hrnn.HRNN(**{**FIT, "epochs": 1}).fit(log)
-    assert one_epoch.session_start_mix_ == hv.START_FALLBACK and one_epoch.session_start_mix_scores_ == {}
+    assert (one_epoch.session_start_mix_, one_epoch.session_start_sources_) == hv.START_FALLBACK
+    assert one_epoch.session_start_scores_ == {}
 
 
 class _Ranks:
-    """An engine stand-in whose session_start_ranks returns fixed ranks, one row per mix."""
+    """An engine stand-in whose session_start_ranks returns fixed ranks, one row per option."""
 
     def __init__(self, rows):
         self.rows = np.asarray(rows)
 
-    def session_start_ranks(self, *arrays, mixes, num_threads):
-        assert list(mixes) == list(hv.START_MIXES)
+    def session_start_ranks(self, *arrays, options, num_threads):
+        assert options == [(mix, s) for s in (False, True) for mix in hv.START_MIXES]
         return self.rows
 
 
-def test_a_mix_other_than_the_fallback_must_win_clearly():
+def test_a_choice_other_than_the_fallback_must_win_clearly():
     n = 400
     split = ((), (np.arange(n + 1),))  # one test event per user
     base = np.where(np.arange(n) < 40, 1, 50)
-    rows = [base] * len(hv.START_MIXES)
-    rows[4] = np.where(np.arange(n) < 120, 1, 50)  # mix 1 finds 30% of the first events
-    assert hv.choose_session_start_mix(_Ranks(rows), split, 1)[0] == 1.0
-    rows[4] = np.where(np.arange(n) < 42, 1, 50)  # two more: noise
-    mix, scores = hv.choose_session_start_mix(_Ranks(rows), split, 1)
-    assert mix == hv.START_FALLBACK and scores[1.0] == pytest.approx(42 / n)
+    rows = [base] * 10
+    rows[7] = np.where(np.arange(n) < 120, 1, 50)  # mix 0.5 with sources finds 30% of the first events
+    assert hv.choose_session_start(_Ranks(rows), split, 1)[0] == (0.5, True)
+    rows[7] = np.where(np.arange(n) < 42, 1, 50)  # two more: noise
+    start, scores = hv.choose_session_start(_Ranks(rows), split, 1)
+    assert start == hv.START_FALLBACK and scores[(0.5, True)] == pytest.approx(42 / n)
     # Users without a test session do not count.
     split = ((), (np.r_[np.arange(n + 1), n],))
     rows = [np.r_[r, 0] for r in rows]
-    assert hv.choose_session_start_mix(_Ranks(rows), split, 1)[1][1.0] == pytest.approx(42 / n)
+    assert hv.choose_session_start(_Ranks(rows), split, 1)[1][(0.5, True)] == pytest.approx(42 / n)
 
 
-def test_the_model_file_keeps_the_mix(log, tmp_path):
-    m = hrnn.HRNN(transition_weight=0.7, session_start_mix=0.75, **FIT).fit(log)
+def test_the_model_file_keeps_the_choice(log, tmp_path):
+    m = hrnn.HRNN(transition_weight=0.7, session_start_mix=0.75, session_start_sources=True, **FIT).fit(log)
     m.save(tmp_path / "m.hrnn")
     back = hrnn.load(tmp_path / "m.hrnn")
-    assert back.session_start_mix == 0.75 and back.session_start_mix_ == 0.75
+    assert (back.session_start_mix, back.session_start_sources) == (0.75, True)
+    assert (back.session_start_mix_, back.session_start_sources_) == (0.75, True)
     users = list(m.user_ids_[:5])
     np.testing.assert_array_equal(back.recommend_batch(users, 10, new_session=True)[0],
                                   m.recommend_batch(users, 10, new_session=True)[0])
     auto = hrnn.HRNN(**FIT).fit(log)
     auto.save(tmp_path / "a.hrnn")
-    assert hrnn.load(tmp_path / "a.hrnn").session_start_mix_scores_ == pytest.approx(auto.session_start_mix_scores_)
+    assert hrnn.load(tmp_path / "a.hrnn").session_start_scores_ == pytest.approx(auto.session_start_scores_)
 
 
 @pytest.mark.parametrize("bad, error", [("Auto", ValueError), (-0.25, ValueError), (1.5, ValueError),
@@ -193,6 +203,13 @@ def test_bad_mixes_are_named(bad, error):
     with pytest.raises(error, match="session_start_mix"):
         hrnn.HRNN(session_start_mix=bad)
     assert hrnn.HRNN().get_params()["session_start_mix"] == "auto"
+
+
+@pytest.mark.parametrize("bad, error", [("yes", ValueError), (1, TypeError), (None, TypeError)])
+def test_bad_source_settings_are_named(bad, error):
+    with pytest.raises(error, match="session_start_sources"):
+        hrnn.HRNN(session_start_sources=bad)
+    assert hrnn.HRNN().get_params()["session_start_sources"] == "auto"
 
 
 def test_bad_flags_are_named(model, log):
@@ -214,18 +231,15 @@ def test_bad_flags_are_named(model, log):
         np.testing.assert_array_equal(est.recommend(users[0], 5, new_session=True)[0], est.recommend(users[0], 5)[0])
 
 
-def test_files_from_before_the_mix_answer_as_before(model, log, tmp_path):
-    """A file without a session-start mix (the previous version's) scores new_session queries from h."""
+def test_files_from_before_session_starts_answer_as_before(model, tmp_path):
+    """A file without the setting (the previous version's) answers new_session=True as any query."""
     model.save(tmp_path / "m.hrnn")
     sections = {k: np.array(v) for k, v in model_file.read_sections(tmp_path / "m.hrnn").items()}
     meta = json.loads(sections["meta"].tobytes().decode("utf-8"))
-    del meta["session_start_mix"]
+    del meta["session_start"]
     sections["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     model_file._write_atomic(tmp_path / "old.hrnn", sections)
     old = hrnn.load(tmp_path / "old.hrnn")
-    assert old.session_start_mix_ == 0.0 and old._engine.session_start_mix == 0.0
-    hist = histories(model, log)
-    uid = sorted(hist)[0]
-    p, prior = params64(model), prior_of(model, hist)
-    want = ref.query_scores(p, model.user_state(uid)[1], *hist[uid], prior, sources=False)
-    np.testing.assert_allclose(all_scores(old, [uid], new_session=True)[0], want, rtol=1e-4, atol=1e-4)
+    assert (old.session_start_mix_, old.session_start_sources_) == (0.0, True)
+    users = list(model.user_ids_[:8])
+    np.testing.assert_array_equal(all_scores(old, users, new_session=True), all_scores(model, users))

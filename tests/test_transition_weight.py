@@ -51,7 +51,7 @@ def test_auto_with_validation_chooses_the_best_weight_on_the_held_out_sessions(l
 @pytest.mark.parametrize("epochs", [2, 5])
 def test_auto_holds_the_last_sessions_out_of_the_first_half_of_the_epochs(log, epochs):
     auto = hrnn.HRNN(epochs=epochs, **FAST).fit(log)
-    fixed = hrnn.HRNN(epochs=epochs, transition_weight=0.5, session_start_mix=0.25, **FAST).fit(log)
+    fixed = hrnn.HRNN(epochs=epochs, transition_weight=0.5, session_start_mix=0.25, session_start_sources=False, **FAST).fit(log)
     e_auto = [h["events"] for h in auto.history_]
     e_fixed = [h["events"] for h in fixed.history_]
     assert e_fixed == [e_fixed[0]] * epochs

@@ -12,6 +12,7 @@
 #include "hrnn/engine.h"
 #include "hrnn/errors.h"
 #include "hrnn/ranking.h"
+#include "hrnn/step.h"
 
 namespace hrnn_py {
 namespace {
@@ -338,10 +339,12 @@ void bind_engine(py::module_& m) {
       .def_property(
           "session_start_mix", [](const Engine& e) { return e.session_start_mix; },
           [](Engine& e, float mix) {
-            hrnn::require(mix >= 0.f && mix <= 1.f, "the session-start mix must be in [0, 1], got " + std::to_string(mix));
+            hrnn::check_session_start_mix(mix);
             e.session_start_mix = mix;
           },
           "the session-start mix of the queries flagged new_session")
+      .def_readwrite("session_start_sources", &Engine::session_start_sources,
+                     "whether the queries flagged new_session keep the transition prior's sources")
       .def("dump_users",
            [](const Engine& e) {
              hrnn::UserArrays a;
@@ -412,21 +415,22 @@ void bind_engine(py::module_& m) {
       .def("session_start_ranks",
            [](const Engine& e, const Arr<int64_t>& p_off, const Arr<int32_t>& p_items, const Arr<double>& p_ts,
               const Arr<uint8_t>& p_new, const Arr<int64_t>& t_off, const Arr<int32_t>& t_items,
-              const Arr<double>& t_ts, const Arr<uint8_t>& t_new, const std::vector<float>& mixes, int num_threads) {
+              const Arr<double>& t_ts, const Arr<uint8_t>& t_new, const std::vector<std::pair<float, bool>>& options,
+              int num_threads) {
              auto prefix = events(p_off, p_items, p_ts, p_new);
              auto test = events(t_off, t_items, t_ts, t_new);
              const py::ssize_t n_users = t_off.size() - 1;
-             py::array_t<int32_t> ranks(std::vector<py::ssize_t>{static_cast<py::ssize_t>(mixes.size()), n_users});
+             py::array_t<int32_t> ranks(std::vector<py::ssize_t>{static_cast<py::ssize_t>(options.size()), n_users});
              int32_t* out = ranks.mutable_data();
              {
                py::gil_scoped_release release;
-               hrnn::session_start_ranks(e.params, e.transitions, prefix.view(), test.view(), mixes, out, num_threads);
+               hrnn::session_start_ranks(e.params, e.transitions, prefix.view(), test.view(), options, out, num_threads);
              }
              return ranks;
            },
            py::arg("p_offsets"), py::arg("p_items"), py::arg("p_timestamps"), py::arg("p_new_session"),
            py::arg("t_offsets"), py::arg("t_items"), py::arg("t_timestamps"), py::arg("t_new_session"),
-           py::arg("mixes"), py::arg("num_threads") = 0)
+           py::arg("options"), py::arg("num_threads") = 0)
       .def("advance",
            [](const Engine& e, const Arr<float>& u, const Arr<float>& h, bool fresh, const Arr<int32_t>& items,
               const Arr<float>& gaps, const Arr<uint8_t>& new_session) {

@@ -7,6 +7,7 @@
 #include "hrnn/errors.h"
 #include "hrnn/parallel.h"
 #include "hrnn/repeat.h"
+#include "hrnn/step.h"
 
 namespace hrnn {
 
@@ -100,6 +101,7 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   const int64_t recent = std::max<int64_t>(repeat ? kRepeatWindow : 0, transitions.history());
   constexpr int64_t kBlock = 256;
   const float start_mix = session_start_mix;
+  const bool start_sources = session_start_sources;
   parallel_for((n + kBlock - 1) / kBlock, num_threads, [&](int64_t blk) {
     std::vector<int32_t> seen, recent_items;
     std::vector<double> recent_ts;
@@ -126,7 +128,7 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
         boosts_all[r] = repeat_boosts(params, h, recent_items.data(), recent_ts.data(),
                                       static_cast<int64_t>(recent_items.size()));
       transitions.add_boosts(recent_items.data(), static_cast<int64_t>(recent_items.size()), &seen, boosts_all[r],
-                             !starts);
+                             !starts || start_sources);
       // An excluded item is never returned: scoring need not look its boost up (with
       // exclude_interacted on a log without repeats, that is every item of the history).
       if (ex.empty()) continue;

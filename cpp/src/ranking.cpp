@@ -140,11 +140,11 @@ void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& 
 }
 
 void session_start_ranks(const Params& P, const Transitions& tr, const EventArrays& prefix, const EventArrays& test,
-                         const std::vector<float>& mixes, int32_t* ranks, int num_threads) {
+                         const std::vector<std::pair<float, bool>>& options, int32_t* ranks, int num_threads) {
   prefix.validate(P.n_items);
   test.validate(P.n_items);
   require(prefix.n_users == test.n_users, "prefix and test must have the same users");
-  for (float mix : mixes) require(mix >= 0.f && mix <= 1.f, "session-start mixes must be in [0, 1]");
+  for (const auto& option : options) check_session_start_mix(option.first);
   const int H = P.H;
   const int64_t n_users = test.n_users;
   const float* O = P.out_rows();
@@ -152,7 +152,7 @@ void session_start_ranks(const Params& P, const Transitions& tr, const EventArra
   parallel_for(n_users, num_threads, [&](int64_t user) {
     const int64_t a = prefix.offsets[user], b = prefix.offsets[user + 1];
     const int64_t ta = test.offsets[user];
-    for (size_t k = 0; k < mixes.size(); ++k) ranks[k * n_users + user] = 0;
+    for (size_t k = 0; k < options.size(); ++k) ranks[k * n_users + user] = 0;
     if (ta == test.offsets[user + 1] || test.items[ta] < 0) return;
     if (b == a) invalid("session_start_ranks: user " + std::to_string(user) + " has test events but no history");
     std::vector<float> u, h, v(H);
@@ -162,11 +162,12 @@ void session_start_ranks(const Params& P, const Transitions& tr, const EventArra
     const int32_t* recent_items = prefix.items + b - n_recent;
     const double* recent_ts = prefix.timestamps + b - n_recent;
     const int32_t y = test.items[ta];
-    for (size_t k = 0; k < mixes.size(); ++k) {
-      session_start_state(P, mixes[k], u.data(), h.data(), v.data());
+    for (size_t k = 0; k < options.size(); ++k) {
+      const auto [mix, sources] = options[k];
+      session_start_state(P, mix, u.data(), h.data(), v.data());
       // The scores of a query flagged new_session (Engine::recommend_batch): the boosts from v.
       Boosts boosts = repeat_boosts(P, v.data(), recent_items, recent_ts, n_recent);
-      tr.add_boosts(recent_items, n_recent, &seen, boosts, false);
+      tr.add_boosts(recent_items, n_recent, &seen, boosts, sources);
       auto score = [&](int32_t i) { return dot(v.data(), O + static_cast<int64_t>(i) * H, H) + bias[i]; };
       auto boost_of = [&](int32_t i) {
         const auto it = std::lower_bound(boosts.begin(), boosts.end(), std::make_pair(i, -HUGE_VALF));

@@ -88,8 +88,12 @@ void step_forward(const Params& P, const float* x, float gap, uint8_t flags, con
               slot(cache, H, S::Hout), a.data());
 }
 
-void session_start_state(const Params& P, float mix, const float* u, const float* h, float* out) {
+void check_session_start_mix(float mix) {
   require(mix >= 0.f && mix <= 1.f, "the session-start mix must be in [0, 1], got " + std::to_string(mix));
+}
+
+void session_start_state(const Params& P, float mix, const float* u, const float* h, float* out) {
+  check_session_start_mix(mix);
   const int H = P.H;
   if (mix == 0.f) {
     if (out != h) std::memcpy(out, h, sizeof(float) * H);

@@ -30,6 +30,7 @@ SPECS = {
     "repeat_negatives": ("bool", None, None),
     "transition_weight": ("float|auto", 0.0, 10.0),
     "session_start_mix": ("float|auto", 0.0, 1.0),
+    "session_start_sources": ("bool|auto", None, None),
     "session_gap": ("float", 1.0, 1e9),
     "recency_half_life": ("float?", 1.0, 1e12),
     "num_threads": ("int", 0, 4096),
@@ -46,12 +47,13 @@ def check(name: str, value):
     kind, lo, hi = SPECS[name]
     if isinstance(value, np.generic):
         value = value.item()
-    if kind == "float|auto":
+    if kind in ("float|auto", "bool|auto"):
         if isinstance(value, str):
             if value != "auto":
-                raise ValueError(f"{name} must be a number or 'auto', got {value!r}")
+                what = "a number" if kind == "float|auto" else "True, False"
+                raise ValueError(f"{name} must be {what} or 'auto', got {value!r}")
             return value
-        kind = "float"
+        kind = kind[:-len("|auto")]
     optional = isinstance(kind, str) and kind.endswith("?")
     if optional:
         if value is None:

@@ -15,8 +15,8 @@ from . import data as _data
 from ._ids import warn_caller
 from ._progress import Progress, stops
 from ._transitions import apply_table, transition_table
-from ._validation import (START_FALLBACK, auto_fallback, choose_session_start_mix, choose_transition_weight,
-                          n_targets, validation_scores)
+from ._validation import (auto_fallback, choose_session_start, choose_transition_weight, n_targets,
+                          start_fallback, validation_scores)
 
 
 def weights_and_popularity(model, arrays: tuple, n_items: int, train_users: np.ndarray) -> tuple:
@@ -25,18 +25,23 @@ def weights_and_popularity(model, arrays: tuple, n_items: int, train_users: np.n
                                              model.recency_half_life)
 
 
+def _auto_start(model) -> bool:
+    return "auto" in (model.session_start_mix, model.session_start_sources)
+
+
 def choose_on_split(model, engine, split: tuple, metric: str, fallback: float, table) -> tuple:
-    """(transition weight, session-start mix): those of ``model`` that are "auto" as ``split``'s
-    held-out sessions rank best (scores kept on ``model``), the others as given."""
+    """(transition weight, (session-start mix, sources)): those of ``model`` that are "auto" as
+    ``split``'s held-out sessions rank best (scores kept on ``model``), the others as given."""
     weight = model.transition_weight
     if weight == "auto":
         weight, model.transition_weight_scores_ = choose_transition_weight(engine, split, metric,
                                                                            model.num_threads, fallback)
-    mix = model.session_start_mix
-    if mix == "auto":
+    start = start_fallback(model.session_start_mix, model.session_start_sources)
+    if _auto_start(model):
         apply_table(engine, table, weight)  # the first events are ranked as queries at that weight
-        mix, model.session_start_mix_scores_ = choose_session_start_mix(engine, split, model.num_threads)
-    return weight, mix
+        start, model.session_start_scores_ = choose_session_start(
+            engine, split, model.num_threads, model.session_start_mix, model.session_start_sources)
+    return weight, start
 
 
 def raise_if_interrupted(model) -> None:
@@ -53,7 +58,7 @@ class _Run:
         self.interrupted = False
         self.best, self.best_epoch, self.best_weights = -1.0, -1, None
         self.weight: Optional[float] = None
-        self.mix: Optional[float] = None
+        self.start: Optional[tuple] = None
 
 
 _warned_single_threaded = False
@@ -88,7 +93,7 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     # half of the epochs once the weight has been chosen on them. Negatives are drawn by the
     # popularity of every event from the start: an item seen only in a held-out session must
     # not have a zero sampling probability (its logQ correction) when it becomes a target.
-    choosing = auto or model.session_start_mix == "auto"
+    choosing = auto or _auto_start(model)
     rejoin = choosing and split is not None and not validation
     full_w, full_pop = (weights_and_popularity(model, full, log.n_items, train_users)
                         if rejoin else (w, pop))
@@ -103,12 +108,12 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     progress = Progress(model.epochs, n_targets(arrays, train_users), enabled=model.show_progress)
     model.history_ = []
     model.transition_weight_scores_ = {}
-    model.session_start_mix_scores_ = {}
+    model.session_start_scores_ = {}
     model.__dict__.pop("best_epoch_", None)  # (a previous fit's)
     run = _Run()
 
     def rejoin_epoch() -> tuple:
-        run.weight, run.mix = choose_on_split(model, engine, split, metric, fallback, table)
+        run.weight, run.start = choose_on_split(model, engine, split, metric, fallback, table)
         progress.total = max(n_targets(full, train_users), 1)
         return full, full_w
 
@@ -127,16 +132,17 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     # Not trained on the held-out sessions: choose on them now, unless the user is waiting for
     # an interrupted fit (the pass takes seconds on large logs).
     if choosing and split is not None and run.weight is None and not run.interrupted:
-        run.weight, run.mix = choose_on_split(model, engine, split, metric, fallback, table)
+        run.weight, run.start = choose_on_split(model, engine, split, metric, fallback, table)
     if rejoin:  # the prior and the cold users' popularity count every event
         pop = full_pop
         table = transition_table(full, train_users, pop) if table is not None else None
     chosen = run.weight is not None
     if not chosen:
         run.weight = fallback if auto else model.transition_weight
-        run.mix = START_FALLBACK if model.session_start_mix == "auto" else model.session_start_mix
+        run.start = start_fallback(model.session_start_mix, model.session_start_sources)
     model.transition_weight_ = float(run.weight)
-    model.session_start_mix_ = engine.session_start_mix = float(run.mix)
+    model.session_start_mix_ = engine.session_start_mix = float(run.start[0])
+    model.session_start_sources_ = engine.session_start_sources = bool(run.start[1])
     apply_table(engine, table, model.transition_weight_)
     engine.compute_states(*full, num_threads=model.num_threads)
     if log.last_sessions is not None:
@@ -144,8 +150,11 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     model._set_catalogue(engine, log, pop)
     model._fit_interrupted = run.interrupted  # (see raise_if_interrupted; hrnn train exits 130)
     if run.interrupted:
-        unchosen = (f" and the transition weight {run.weight:g} and session-start mix {run.mix:g} (not chosen "
-                    f"on held-out sessions)" if choosing and split is not None and not chosen else "")
+        kept = ([f"the transition weight {run.weight:g}"] if auto else []) + (
+            [f"the session-start mix {run.start[0]:g} (sources {'kept' if run.start[1] else 'dropped'})"]
+            if _auto_start(model) else [])
+        unchosen = (f" and {' and '.join(kept)} (not chosen on held-out sessions)"
+                    if kept and split is not None and not chosen else "")
         warn_caller(f"training interrupted by the user during epoch {len(model.history_)}; "
                     f"the model holds the parameters of the last completed mini-batch{unchosen}", RuntimeWarning)
 

@@ -21,10 +21,11 @@ AUTO_FALLBACK, AUTO_FALLBACK_NO_REPEATS = 0.5, 1.0
 # At most AUTO_HOLDOUT_MAX: each held-out event is ranked against the whole catalogue (26 ms at 1M
 # items), so 2% of 100M events would take the ranking pass 15 hours on 2 cores.
 AUTO_HOLDOUT_SHARE, AUTO_HOLDOUT_MIN, AUTO_HOLDOUT_MAX = 0.02, 2000, 20_000
-# "auto"'s session-start mixes (docs/engine.md, "Session-start queries"), chosen on the held-out
-# sessions' first events, and the one kept without clear evidence for another.
+# "auto"'s session-start mixes and prior sources (docs/engine.md, "Session-start queries"), chosen
+# on the held-out sessions' first events, and the (mix, sources) kept without clear evidence for
+# another.
 START_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)
-START_FALLBACK = 0.25
+START_FALLBACK = (0.5, True)
 
 
 def n_targets(arrays: tuple, train_users: np.ndarray) -> int:
@@ -96,15 +97,24 @@ def choose_transition_weight(engine, split: tuple, metric: str, num_threads: int
                    [_per_event(r, other) for r in ranks], fallback)
 
 
-def choose_session_start_mix(engine, split: tuple, num_threads: int) -> tuple:
-    """(mix, {mix: first-event Recall@20}): a mix of START_MIXES chosen on the first events of the
+def start_fallback(mix="auto", sources="auto") -> tuple:
+    """The (mix, sources) a model with these settings answers session starts with when nothing is
+    chosen: START_FALLBACK's for the "auto" ones."""
+    return (START_FALLBACK[0] if mix == "auto" else float(mix),
+            START_FALLBACK[1] if sources == "auto" else bool(sources))
+
+
+def choose_session_start(engine, split: tuple, num_threads: int, mix="auto", sources="auto") -> tuple:
+    """((mix, sources), {(mix, sources): first-event Recall@20}): for the settings that are "auto",
+    a mix of START_MIXES and whether the prior keeps its sources, chosen on the first events of the
     split's test sessions, asked for as queries that start a session (at the engine's transition
     weight), by ``_choose`` on their Recall@20 and then their MRR@20."""
-    ranks = engine.session_start_ranks(*split[0], *split[1], mixes=list(START_MIXES),
-                                       num_threads=num_threads)
+    options = [(m, s) for s in ((False, True) if sources == "auto" else (bool(sources),))
+               for m in (START_MIXES if mix == "auto" else (float(mix),))]
+    ranks = engine.session_start_ranks(*split[0], *split[1], options=options, num_threads=num_threads)
     ranks = ranks[:, np.diff(split[1][0]) > 0]  # the users with a test session
-    return _choose(START_MIXES, [_per_event(r, "recall@20") for r in ranks],
-                   [_per_event(r, "mrr@20") for r in ranks], START_FALLBACK)
+    return _choose(options, [_per_event(r, "recall@20") for r in ranks],
+                   [_per_event(r, "mrr@20") for r in ranks], start_fallback(mix, sources))
 
 
 def _choose(options: tuple, first: list, second: list, fallback) -> tuple:

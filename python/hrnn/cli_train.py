@@ -28,6 +28,14 @@ def _weight(text: str):
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
+def _switch(text: str):
+    """"on", "off" or "auto" (HRNN's session_start_sources) as True, False or "auto"."""
+    values = {"on": True, "off": False, "auto": "auto"}
+    if text not in values:
+        raise argparse.ArgumentTypeError(f"expected on, off or auto, got {text!r}")
+    return values[text]
+
+
 def _choices(param: str) -> list:
     from ._params import SPECS
 
@@ -101,6 +109,9 @@ _TRAIN_FLAGS = [
      "how `hrnn recommend --new-session` answers, in [0, 1]: from the state after the user's last "
      "event (0), the session state its user state proposes (1), or a mix; auto = chosen on the "
      "first events of the sessions --transition-weight auto holds out (default: {default})"),
+    (("--session-start-sources",), "session_start_sources", dict(type=_switch, metavar="on|off|auto"),
+     "whether `hrnn recommend --new-session` keeps the user's last items as the transition "
+     "prior's sources; auto = chosen with --session-start-mix (default: {default})"),
     (("--session-gap",), "session_gap", dict(type=float, metavar="SECONDS"),
      "inactivity that starts a new session (as does a change of SESSION_ID) "
      "(default: {default})"),

@@ -105,12 +105,16 @@ class HRNN(Recommender):
         How a query flagged ``new_session=True`` (the user's session has ended: the next event
         starts a new one) is scored, in [0, 1]: from ``(1 - mix) h + mix s'``, the state after the
         user's last event mixed with the session state that the user-level GRU proposes once it
-        has absorbed that session; such a query's transition prior has no source item either
-        (transitions are counted within sessions). "auto" chooses among 0, 0.25, 0.5, 0.75 and 1
-        by the Recall@20 of the first events of the held-out sessions that ``transition_weight``
-        is chosen on, keeping 0.25 unless another mix is better by two standard errors (then by
-        MRR@20 among those within two standard errors of the best). The choice is
-        ``session_start_mix_`` (docs/engine.md, "Session-start queries").
+        has absorbed that session.
+    session_start_sources : bool or "auto", default "auto"
+        Whether such a query's transition prior keeps the user's last items as sources (True) or
+        has none, popularity alone (False: transitions are counted within sessions). "auto" (for
+        either setting) chooses by the Recall@20 of the first events of the held-out sessions
+        that ``transition_weight`` is chosen on, among the mixes 0, 0.25, 0.5, 0.75, 1 and both
+        source settings, keeping a mix of 0.5 with the sources unless another choice is better by
+        two standard errors (then by MRR@20 among those within two standard errors of the best).
+        The choice is ``session_start_mix_`` and ``session_start_sources_``
+        (docs/engine.md, "Session-start queries").
     session_gap : float
         1..1e9 seconds of inactivity that end a session (a change of SESSION_ID ends one too).
     recency_half_life : float, optional
@@ -132,11 +136,11 @@ class HRNN(Recommender):
         The prior's weight the fitted model uses (``transition_weight`` itself unless "auto").
     transition_weight_scores_ : dict
         With "auto": each weight tried -> its validation score (empty when none was tried).
-    session_start_mix_ : float
-        The session-start mix the fitted model uses.
-    session_start_mix_scores_ : dict
-        With "auto": each mix tried -> its validation first-event Recall@20 (empty when none was
-        tried).
+    session_start_mix_, session_start_sources_ : float, bool
+        How the fitted model answers ``new_session=True``.
+    session_start_scores_ : dict
+        With "auto": each (mix, sources) tried -> its validation first-event Recall@20 (empty when
+        none was tried).
     history_ : list of dict
         One entry per epoch: loss, events, seconds, and the validation scores with
         ``fit(validation=True)`` (with ``transition_weight="auto"`` scored at the fallback
@@ -154,7 +158,7 @@ class HRNN(Recommender):
                  sample_alpha: float = 0.5, loss: str = "softmax", bpreg: float = 1.0,
                  logq: bool = True, dropout: float = 0.2, tie_embeddings: bool = True,
                  repeat: bool = True, repeat_negatives: bool = True, transition_weight="auto",
-                 session_start_mix="auto", session_gap: float = 1800.0, recency_half_life: Optional[float] = None,
+                 session_start_mix="auto", session_start_sources="auto", session_gap: float = 1800.0, recency_half_life: Optional[float] = None,
                  num_threads: int = 0, random_state: Optional[int] = None, device: str = "cpu",
                  show_progress: bool = True):
         self.hidden_dimension = hidden_dimension
@@ -180,6 +184,7 @@ class HRNN(Recommender):
         self.repeat_negatives = repeat_negatives
         self.transition_weight = transition_weight
         self.session_start_mix = session_start_mix
+        self.session_start_sources = session_start_sources
         self.session_gap = session_gap
         self.recency_half_life = recency_half_life
         self.num_threads = num_threads
@@ -267,7 +272,8 @@ class HRNN(Recommender):
         split = None
         if validation:
             split = validation_split(log, train_users)
-        elif "auto" in (self.transition_weight, self.session_start_mix) and self.epochs >= 2:
+        elif "auto" in (self.transition_weight, self.session_start_mix, self.session_start_sources) \
+                and self.epochs >= 2:
             held = auto_holdout_users(log, train_users, np.random.default_rng(self.random_state))
             if held.any():  # otherwise nobody to choose on: the fallback weight
                 split = validation_split(log, held)

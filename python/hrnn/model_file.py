@@ -83,7 +83,7 @@ def save(model, path) -> None:
     meta = {"params": model.get_params(), "hidden": engine.hidden, "tied": engine.tied,
             "n_items": engine.n_items, "hrnn_version": _version(), "unknown_item_events": unknown,
             "training": _training_record(model), "session_digits_as_int": model._session_digits,
-            "session_start_mix": engine.session_start_mix}
+            "session_start": [engine.session_start_mix, engine.session_start_sources]}
     sections = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
     for name in engine.param_names():
         sections[f"param.{name}"] = engine.get_param(name)
@@ -105,9 +105,11 @@ def _training_record(model) -> dict:
     if hasattr(model, "history_"):
         record["history"] = [{k: v.item() if isinstance(v, np.generic) else v for k, v in epoch.items()}
                              for epoch in model.history_]
-    for name in ("transition_weight_scores", "session_start_mix_scores"):
-        if hasattr(model, name + "_"):
-            record[name] = [[float(w), float(v)] for w, v in getattr(model, name + "_").items()]
+    if hasattr(model, "transition_weight_scores_"):
+        record["transition_weight_scores"] = [[float(w), float(v)] for w, v in model.transition_weight_scores_.items()]
+    if hasattr(model, "session_start_scores_"):
+        record["session_start_scores"] = [[float(m), bool(s), float(v)]
+                                          for (m, s), v in model.session_start_scores_.items()]
     if hasattr(model, "best_epoch_"):
         record["best_epoch"] = int(model.best_epoch_)
     return record
@@ -119,17 +121,20 @@ def _restore_training(model, record, name: str) -> None:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
     checks = {"history": lambda h: isinstance(h, list) and all(isinstance(e, dict) for e in h),
-              **{name: lambda s: isinstance(s, list) and all(
-                  isinstance(p, list) and len(p) == 2 and all(map(number, p)) for p in s)
-                 for name in ("transition_weight_scores", "session_start_mix_scores")},
+              "transition_weight_scores": lambda s: isinstance(s, list) and all(
+                  isinstance(p, list) and len(p) == 2 and all(map(number, p)) for p in s),
+              "session_start_scores": lambda s: isinstance(s, list) and all(
+                  isinstance(p, list) and len(p) == 3 and number(p[0]) and isinstance(p[1], bool) and number(p[2])
+                  for p in s),
               "best_epoch": lambda b: number(b) and isinstance(b, int)}
     if not isinstance(record, dict) or not all(record.get(k) is None or ok(record[k]) for k, ok in checks.items()):
         raise ValueError(f"{name} is corrupted: its training record is malformed")
     if record.get("history") is not None:
         model.history_ = record["history"]
-    for name in ("transition_weight_scores", "session_start_mix_scores"):
-        if record.get(name) is not None:
-            setattr(model, name + "_", {w: v for w, v in record[name]})
+    if record.get("transition_weight_scores") is not None:
+        model.transition_weight_scores_ = {w: v for w, v in record["transition_weight_scores"]}
+    if record.get("session_start_scores") is not None:
+        model.session_start_scores_ = {(m, s): v for m, s, v in record["session_start_scores"]}
     if record.get("best_epoch") is not None:
         model.best_epoch_ = record["best_epoch"]
 
@@ -296,10 +301,13 @@ def load(path, device=None):
                 twice = next(v for v, n in Counter(ids.tolist()).items() if n > 1)
                 raise ValueError(f"{name} is corrupted: {kind} id {twice!r} appears twice")
         model.transition_weight_ = float(table["weight"][0]) if len(table["weight"]) else 0.0
-        mix = meta.get("session_start_mix", 0.0)  # (files from before it: scored as any query)
-        if not isinstance(mix, (int, float)) or isinstance(mix, bool) or not 0.0 <= mix <= 1.0:
-            raise ValueError(f"{name} is corrupted: bad session-start mix {mix!r}")
-        model.session_start_mix_ = engine.session_start_mix = float(mix)
+        # Files from before session-start queries: scored from h, with the prior's sources.
+        start = meta.get("session_start", [0.0, True])
+        if not (isinstance(start, list) and len(start) == 2 and isinstance(start[0], (int, float))
+                and not isinstance(start[0], bool) and 0.0 <= start[0] <= 1.0 and isinstance(start[1], bool)):
+            raise ValueError(f"{name} is corrupted: bad session-start setting {start!r}")
+        model.session_start_mix_ = engine.session_start_mix = float(start[0])
+        model.session_start_sources_ = engine.session_start_sources = start[1]
         _restore_training(model, meta.get("training", {}), name)
     except KeyError as e:
         raise ValueError(f"{name} is missing section {e}") from None

@@ -9,7 +9,6 @@
 #include "hrnn/accelerator.h"
 #include "hrnn/params.h"
 #include "hrnn/scoring.h"
-#include "hrnn/step.h"
 #include "hrnn/trainer.h"
 #include "hrnn/transitions.h"
 #include "hrnn/user_store.h"
@@ -21,7 +20,7 @@ struct Query {
   bool exclude_interacted = false;
   const ItemSet* exclude = nullptr;  // sorted
   const ItemSet* include = nullptr;  // sorted
-  // nullptr, or one flag per row: that row's query starts a new session (session_start_mix).
+  // nullptr, or one flag per row: that row's query starts a new session (Engine::session_start_*).
   const uint8_t* new_session = nullptr;
   ScoreKernels kernels = ScoreKernels::Auto;
 };
@@ -34,7 +33,10 @@ class Engine {
   UserStore users;
   Transitions transitions;  // the query-time transition prior (off until set)
   double session_gap = 1800.0;
-  float session_start_mix = 0.f;  // of the queries flagged new_session (session_start_state)
+  // How the queries flagged new_session are answered: the state of session_start_state at this mix,
+  // and a transition prior with the user's last items as sources (true) or without (false).
+  float session_start_mix = 0.f;
+  bool session_start_sources = false;
 
   // Training. start_training builds the sampler and the optimizer state (discarding any earlier).
   void start_training(const TrainConfig& cfg, const double* popularity);

@@ -6,7 +6,6 @@
 
 #include "hrnn/events.h"
 #include "hrnn/params.h"
-#include "hrnn/step.h"
 #include "hrnn/transitions.h"
 
 namespace hrnn {
@@ -22,10 +21,10 @@ void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& 
                      const std::vector<float>& weights, int32_t* ranks, int num_threads);
 
 // The rank, as in next_item_ranks, of each user's first test event (a session's first) when a query
-// flagged new_session asks for it after the prefix, under each session-start mix of `mixes` (tr's
-// own weight): ranks is [mixes.size()][test.n_users], 0 for a user without test events or an
-// unknown first item.
+// flagged new_session asks for it after the prefix, under each of `options` (the session-start mix,
+// and whether the prior keeps its sources: Engine::session_start_*; tr's own weight): ranks is
+// [options.size()][test.n_users], 0 for a user without test events or an unknown first item.
 void session_start_ranks(const Params& P, const Transitions& tr, const EventArrays& prefix, const EventArrays& test,
-                         const std::vector<float>& mixes, int32_t* ranks, int num_threads);
+                         const std::vector<std::pair<float, bool>>& options, int32_t* ranks, int num_threads);
 
 }  // namespace hrnn

@@ -26,8 +26,10 @@ void step_forward(const Params& P, const float* x, float gap, uint8_t flags, con
 // The state a query that starts a new session scores items with (docs/engine.md, "Session-start
 // queries"): out = (1 - mix) h + mix tanh(W0 GRU_u(h, u) + b0), the state after the user's last
 // event mixed with the session state its user state proposes once it has absorbed the session that
-// h ends. std::invalid_argument unless 0 <= mix <= 1. out may be h.
+// h ends. out may be h.
 void session_start_state(const Params& P, float mix, const float* u, const float* h, float* out);
+// std::invalid_argument unless 0 <= mix <= 1.
+void check_session_start_mix(float mix);
 
 // Time features of a gap in seconds.
 inline void time_features(float gap, bool new_session, float* phi) {
