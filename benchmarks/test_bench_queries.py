@@ -30,6 +30,15 @@ def test_recommend_hrnn(benchmark, bench_setup, hidden):
 
 
 @HIDDEN
+def test_recommend_new_session_hrnn(benchmark, bench_setup, hidden):
+    """A session-start query: the user GRU's step and the mix before the same scoring."""
+    model, _, _, users, _ = bench_setup(hidden)
+    benchmark.group = f"recommend 1 user, hidden {hidden}, {_common.N_ITEMS:,} items"
+    items, _ = benchmark(model.recommend, users[1], K, new_session=True)
+    assert len(items) == K
+
+
+@HIDDEN
 @NUMPY_THREADS
 def test_recommend_numpy(benchmark, bench_setup, blas, hidden, threads):
     model, O, bo, users, states = bench_setup(hidden)

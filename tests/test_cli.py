@@ -96,6 +96,12 @@ class TestTrain:
         for text, value in (("auto", "auto"), ("1.5", 1.5), ("0", 0.0)):
             w = cli.build_parser().parse_args(["train", "d.csv", "-o", "m", "--transition-weight", text])
             assert cli_train._train_params(w) == {"transition_weight": value}
+        start = cli.build_parser().parse_args(["train", "d.csv", "-o", "m", "--session-start-mix", "0.75",
+                                               "--session-start-sources", "off"])
+        assert cli_train._train_params(start) == {"session_start_mix": 0.75, "session_start_sources": False}
+        for text, value in (("auto", "auto"), ("on", True)):
+            s = cli.build_parser().parse_args(["train", "d.csv", "-o", "m", "--session-start-sources", text])
+            assert cli_train._train_params(s) == {"session_start_sources": value}
 
     def test_column_overrides_and_string_ids(self, tmp_path, capsys):
         df = make_log(n_events=1500, n_users=40, n_items=100, seed=2)
@@ -407,6 +413,7 @@ class TestErrors:
         ["train", "d.csv", "-o", "m", "--optimizer", "sgd"],
         ["train", "d.csv", "-o", "m", "--max-pct", "1.5"],
         ["train", "d.csv", "-o", "m", "--transition-weight", "heavy"],
+        ["train", "d.csv", "-o", "m", "--session-start-sources", "yes"],
         ["recommend", "m.hrnn"],                                  # neither --user nor --users
         ["recommend", "m.hrnn", "--user", "1", "--users", "u.txt"],
         ["recommend", "m.hrnn", "--user", "1", "-n", "0"],

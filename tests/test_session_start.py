@@ -132,7 +132,8 @@ def test_auto_chooses_the_mix_on_the_held_out_first_events(log):
     scores = m.session_start_scores_
     assert list(scores) == [(mix, s) for s in (False, True) for mix in hv.START_MIXES]
     chosen = (m.session_start_mix_, m.session_start_sources_)
-    assert chosen == hv.START_FALLBACK or scores[chosen] > scores[hv.START_FALLBACK]
+    fallback = hv.start_fallback(resumed=hv.resumes_visits(hv.validation_split(m._log, np.ones(m._log.n_users, bool))[0]))
+    assert chosen == fallback or scores[chosen] > scores[fallback]
     assert (m._engine.session_start_mix, m._engine.session_start_sources) == chosen
     # The held-out sessions were never trained on, and the model keeps the table they were ranked with.
     split = hv.validation_split(m._log, np.ones(m._log.n_users, dtype=bool))
@@ -152,8 +153,34 @@ def test_auto_holds_out_sessions_even_with_a_fixed_weight(log):
     assert (fixed.session_start_mix_, fixed.session_start_sources_) == (0.5, True)
     assert fixed.session_start_scores_ == {}
     one_epoch = hrnn.HRNN(**{**FIT, "epochs": 1}).fit(log)
-    assert (one_epoch.session_start_mix_, one_epoch.session_start_sources_) == hv.START_FALLBACK
+    log_arrays = one_epoch._log.offsets, one_epoch._log.items, one_epoch._log.timestamps, one_epoch._log.new_session
+    assert (one_epoch.session_start_mix_, one_epoch.session_start_sources_) == hv.start_fallback(
+        resumed=hv.resumes_visits(log_arrays))
     assert one_epoch.session_start_scores_ == {}
+
+
+def test_the_fallback_follows_the_gap_between_sessions(log):
+    """Sessions that resume within a day keep the prior's sources; new visits days later drop them."""
+    def arrays(gap):  # two users, three sessions each, `gap` seconds apart
+        ts = np.concatenate([np.r_[0, 60, 120, 120 + gap, 180 + gap, 180 + 2 * gap]] * 2).astype(float)
+        new = np.tile([1, 0, 0, 1, 0, 1], 2).astype(np.uint8)
+        return np.array([0, 6, 12]), np.zeros(12, np.int32), ts, new
+
+    assert hv.resumes_visits(arrays(3 * 3600)) and not hv.resumes_visits(arrays(3 * 86400))
+    assert hv.start_fallback(resumed=True) == hv.START_FALLBACK_RESUMED == (0.25, True)
+    assert hv.start_fallback(resumed=False) == hv.START_FALLBACK_NEW_VISIT == (0.5, False)
+    assert hv.start_fallback(0.75, "auto", resumed=False) == (0.75, False)
+    assert hv.start_fallback("auto", True, resumed=False) == (0.5, True)
+    # A log without a second session: the fallback of resumed visits (a continuing query's prior).
+    offsets, items, ts, new = arrays(3600)
+    assert hv.resumes_visits((offsets, items, ts, np.isin(np.arange(12), offsets[:-1]).astype(np.uint8)))
+    # The same log with three days between sessions: nothing held out (one epoch), the new-visit fallback.
+    df = log.sort_values(["USER_ID", "TIMESTAMP"], kind="stable")
+    session = (df.groupby("USER_ID")["TIMESTAMP"].diff() > 1800).groupby(df["USER_ID"]).cumsum()
+    far = hrnn.HRNN(**{**FIT, "epochs": 1}).fit(df.assign(TIMESTAMP=df["TIMESTAMP"] + session * 3 * 86400))
+    assert (far.session_start_mix_, far.session_start_sources_) == (0.5, False)
+    near = hrnn.HRNN(**{**FIT, "epochs": 1}).fit(df)
+    assert (near.session_start_mix_, near.session_start_sources_) == (0.25, True)
 
 
 class _Ranks:
@@ -176,7 +203,8 @@ def test_a_choice_other_than_the_fallback_must_win_clearly():
     assert hv.choose_session_start(_Ranks(rows), split, 1)[0] == (0.5, True)
     rows[7] = np.where(np.arange(n) < 42, 1, 50)  # two more: noise
     start, scores = hv.choose_session_start(_Ranks(rows), split, 1)
-    assert start == hv.START_FALLBACK and scores[(0.5, True)] == pytest.approx(42 / n)
+    assert start == hv.START_FALLBACK_RESUMED and scores[(0.5, True)] == pytest.approx(42 / n)
+    assert hv.choose_session_start(_Ranks(rows), split, 1, resumed=False)[0] == hv.START_FALLBACK_NEW_VISIT
     # Users without a test session do not count.
     split = ((), (np.r_[np.arange(n + 1), n],))
     rows = [np.r_[r, 0] for r in rows]

@@ -22,10 +22,15 @@ AUTO_FALLBACK, AUTO_FALLBACK_NO_REPEATS = 0.5, 1.0
 # items), so 2% of 100M events would take the ranking pass 15 hours on 2 cores.
 AUTO_HOLDOUT_SHARE, AUTO_HOLDOUT_MIN, AUTO_HOLDOUT_MAX = 0.02, 2000, 20_000
 # "auto"'s session-start mixes and prior sources (docs/engine.md, "Session-start queries"), chosen
-# on the held-out sessions' first events, and the (mix, sources) kept without clear evidence for
-# another.
+# on the held-out sessions' first events. Without clear evidence there, the (mix, sources) kept
+# depends on the median gap between a user's sessions in the training log: under RESUMED_GAP, a
+# new session mostly resumes the same visit (yoochoose 0.7 hours, taobao 5.8) and its last items
+# still lead the way; above it (MovieLens: 85-96 hours) it is a new visit, which the previous one's
+# transitions mislead. The held-out first events are often too few to tell (yoochoose: 25 session
+# starts in the whole training log).
 START_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)
-START_FALLBACK = (0.5, True)
+START_FALLBACK_RESUMED, START_FALLBACK_NEW_VISIT = (0.25, True), (0.5, False)
+RESUMED_GAP = 86_400.0
 
 
 def n_targets(arrays: tuple, train_users: np.ndarray) -> int:
@@ -97,24 +102,35 @@ def choose_transition_weight(engine, split: tuple, metric: str, num_threads: int
                    [_per_event(r, other) for r in ranks], fallback)
 
 
-def start_fallback(mix="auto", sources="auto") -> tuple:
+def resumes_visits(arrays: tuple) -> bool:
+    """Whether the median gap before the session starts of ``arrays`` (offsets, items, timestamps,
+    new_session; a user's first event is not one) is under RESUMED_GAP; True without any."""
+    offsets, _, ts, new_session = arrays
+    starts = np.flatnonzero(new_session)
+    starts = starts[~np.isin(starts, offsets[:-1])]
+    return len(starts) == 0 or bool(np.median(ts[starts] - ts[starts - 1]) < RESUMED_GAP)
+
+
+def start_fallback(mix="auto", sources="auto", resumed: bool = True) -> tuple:
     """The (mix, sources) a model with these settings answers session starts with when nothing is
-    chosen: START_FALLBACK's for the "auto" ones."""
-    return (START_FALLBACK[0] if mix == "auto" else float(mix),
-            START_FALLBACK[1] if sources == "auto" else bool(sources))
+    chosen: for the "auto" ones, START_FALLBACK_RESUMED's or START_FALLBACK_NEW_VISIT's."""
+    fallback = START_FALLBACK_RESUMED if resumed else START_FALLBACK_NEW_VISIT
+    return (fallback[0] if mix == "auto" else float(mix), fallback[1] if sources == "auto" else bool(sources))
 
 
-def choose_session_start(engine, split: tuple, num_threads: int, mix="auto", sources="auto") -> tuple:
+def choose_session_start(engine, split: tuple, num_threads: int, mix="auto", sources="auto",
+                         resumed: bool = True) -> tuple:
     """((mix, sources), {(mix, sources): first-event Recall@20}): for the settings that are "auto",
     a mix of START_MIXES and whether the prior keeps its sources, chosen on the first events of the
     split's test sessions, asked for as queries that start a session (at the engine's transition
-    weight), by ``_choose`` on their Recall@20 and then their MRR@20."""
+    weight), by ``_choose`` on their Recall@20 and then their MRR@20; ``resumed`` chooses the
+    fallback (``start_fallback``)."""
     options = [(m, s) for s in ((False, True) if sources == "auto" else (bool(sources),))
                for m in (START_MIXES if mix == "auto" else (float(mix),))]
     ranks = engine.session_start_ranks(*split[0], *split[1], options=options, num_threads=num_threads)
     ranks = ranks[:, np.diff(split[1][0]) > 0]  # the users with a test session
     return _choose(options, [_per_event(r, "recall@20") for r in ranks],
-                   [_per_event(r, "mrr@20") for r in ranks], start_fallback(mix, sources))
+                   [_per_event(r, "mrr@20") for r in ranks], start_fallback(mix, sources, resumed))
 
 
 def _choose(options: tuple, first: list, second: list, fallback) -> tuple:

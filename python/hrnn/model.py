@@ -111,9 +111,10 @@ class HRNN(Recommender):
         has none, popularity alone (False: transitions are counted within sessions). "auto" (for
         either setting) chooses by the Recall@20 of the first events of the held-out sessions
         that ``transition_weight`` is chosen on, among the mixes 0, 0.25, 0.5, 0.75, 1 and both
-        source settings, keeping a mix of 0.5 with the sources unless another choice is better by
-        two standard errors (then by MRR@20 among those within two standard errors of the best).
-        The choice is ``session_start_mix_`` and ``session_start_sources_``
+        source settings, unless another choice is better by two standard errors (then by MRR@20
+        among those within two standard errors of the best) keeping, where the median gap between
+        a user's sessions is under a day (a session resumes a visit), a mix of 0.25 with the
+        sources, otherwise (a new visit) 0.5 without. The choice is ``session_start_mix_`` and ``session_start_sources_``
         (docs/engine.md, "Session-start queries").
     session_gap : float
         1..1e9 seconds of inactivity that end a session (a change of SESSION_ID ends one too).
