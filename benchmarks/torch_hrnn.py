@@ -73,7 +73,7 @@ class Events:
     @classmethod
     def like_hrnn(cls, model, data) -> "Events":
         """What ``model.fit(data)`` trains on (same featurization, weights and popularity)."""
-        log, train = model._training_log(data)
+        log, train = _training.training_log(model, data)
         arrays = (log.offsets, log.items, log.timestamps, log.new_session)
         users = np.flatnonzero(train)
         weights, pop = _training.weights_and_popularity(model, arrays, log.n_items, users)

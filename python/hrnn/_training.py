@@ -29,6 +29,27 @@ def _auto_start(model) -> bool:
     return "auto" in (model.session_start_mix, model.session_start_sources)
 
 
+def training_log(model, data, columns: Optional[dict] = None, check_minimums: bool = True) -> tuple:
+    """(event log, boolean mask of its training users): what ``model.fit`` trains on."""
+    table = _data.read_interactions(data, columns)
+    events, users = _data.featurize(table, model.min_user_history_length_percentile,
+                                    model.max_user_history_length_percentile,
+                                    model.event_type, model.event_value_threshold)
+    train_rows = users.user_mask(events[_data.USER_ID])
+    # The catalogue: the training users' items, then those only users left out of training
+    # consumed. The network learns nothing about the latter, but they stay recommendable: the
+    # prior's repeat part returns them to the users who keep coming back to them.
+    items = events[_data.ITEM_ID]
+    item_ids = _data.pd.unique(_data.pd.concat([items[train_rows], items[~train_rows]]))
+    log = _data.build_event_log(events, model.session_gap, item_ids=item_ids)
+    train_users = users.user_mask(log.user_ids)
+    if not train_users.any():
+        raise ValueError(f"the history-length percentiles {users.min_pct}..{users.max_pct} keep no "
+                         f"user for training (lengths {users.min_length}..{users.max_length})")
+    _data.check_trainable(log.lengths(), train_users, check_minimums)
+    return log, train_users
+
+
 def choose_on_split(model, engine, split: tuple, metric: str, fallbacks: tuple, table) -> tuple:
     """(transition weight, (session-start mix, sources)): those of ``model`` that are "auto" as
     ``split``'s held-out sessions rank best (scores kept on ``model``), the others as given.

@@ -101,21 +101,15 @@ class HRNN(Recommender):
         least 2,000 and at most 20,000) are held out of the first half of the epochs and the
         choice is made there (``epochs=1`` and logs without such users get the fallback). The choice is
         ``transition_weight_`` (docs/engine.md).
-    session_start_mix : float or "auto", default "auto"
-        How a query flagged ``new_session=True`` (the user's session has ended: the next event
-        starts a new one) is scored, in [0, 1]: from ``(1 - mix) h + mix s'``, the state after the
-        user's last event mixed with the session state that the user-level GRU proposes once it
-        has absorbed that session.
-    session_start_sources : bool or "auto", default "auto"
-        Whether such a query's transition prior keeps the user's last items as sources (True) or
-        has none, popularity alone (False: transitions are counted within sessions). "auto" (for
-        either setting) chooses by the Recall@20 of the first events of the held-out sessions
-        that ``transition_weight`` is chosen on, among the mixes 0, 0.25, 0.5, 0.75, 1 and both
-        source settings, unless another choice is better by two standard errors (then by MRR@20
-        among those within two standard errors of the best) keeping, where the median gap between
-        a user's sessions is under a day (a session resumes a visit), a mix of 0.25 with the
-        sources, otherwise (a new visit) 0.5 without. The choice is ``session_start_mix_`` and ``session_start_sources_``
-        (docs/engine.md, "Session-start queries").
+    session_start_mix, session_start_sources : float / bool or "auto", default "auto"
+        How a query flagged ``new_session=True`` (the next event starts a new session) is scored:
+        from ``(1 - mix) h + mix s'`` (mix in [0, 1]; s' the session state the user-level GRU
+        proposes once it has absorbed the session h ends), with a transition prior that keeps the
+        user's last items as sources or has none (popularity alone). "auto" chooses among the
+        mixes 0, 0.25, ..., 1 and both source settings by the first events of the held-out
+        sessions ``transition_weight`` is chosen on, as the weight is, keeping without clear
+        evidence mix 0.25 with sources where the median gap between a user's sessions is under a
+        day (a resumed visit), else 0.5 without (docs/engine.md, "Session-start queries").
     session_gap : float
         1..1e9 seconds of inactivity that end a session (a change of SESSION_ID ends one too).
     recency_half_life : float, optional
@@ -263,7 +257,7 @@ class HRNN(Recommender):
             ``unknown_item_events_`` are not carried over.
         """
         callbacks = _params.check_fit_flags(validation, check_minimums, callbacks)
-        log, train_users = self._training_log(data, columns, check_minimums)
+        log, train_users = _training.training_log(self, data, columns, check_minimums)
         if metric not in ("recall@20", "mrr@20"):
             raise ValueError(f"metric must be 'recall@20' or 'mrr@20', got {metric!r}")
         if early_stopping_rounds is not None:
@@ -290,27 +284,6 @@ class HRNN(Recommender):
         finally:
             self._fitting = False
         return self
-
-    def _training_log(self, data, columns: Optional[dict] = None,
-                      check_minimums: bool = True) -> tuple:
-        """(event log, boolean mask of its training users): what ``fit`` trains on."""
-        table = _data.read_interactions(data, columns)
-        events, users = _data.featurize(table, self.min_user_history_length_percentile,
-                                        self.max_user_history_length_percentile,
-                                        self.event_type, self.event_value_threshold)
-        train_rows = users.user_mask(events[_data.USER_ID])
-        # The catalogue: the training users' items, then those only users left out of training
-        # consumed. The network learns nothing about the latter, but they stay recommendable: the
-        # prior's repeat part returns them to the users who keep coming back to them.
-        items = events[_data.ITEM_ID]
-        item_ids = _data.pd.unique(_data.pd.concat([items[train_rows], items[~train_rows]]))
-        log = _data.build_event_log(events, self.session_gap, item_ids=item_ids)
-        train_users = users.user_mask(log.user_ids)
-        if not train_users.any():
-            raise ValueError(f"the history-length percentiles {users.min_pct}..{users.max_pct} keep no "
-                             f"user for training (lengths {users.min_length}..{users.max_length})")
-        _data.check_trainable(log.lengths(), train_users, check_minimums)
-        return log, train_users
 
     def _seed(self) -> int:
         if self.random_state is None:
@@ -466,11 +439,7 @@ class HRNN(Recommender):
                         exclude_items=None, include_items=None, new_session=False) -> tuple:
         """``recommend`` for many users at once, in C++ on ``num_threads`` threads.
 
-        Parameters
-        ----------
-        new_session : bool or sequence of bool
-            As in ``recommend``, for every user or one per user (``user_ids``' length); the
-            other arguments as in ``recommend``.
+        ``new_session``: one flag for every user or one per user; the rest as in ``recommend``.
 
         Returns
         -------
