@@ -155,30 +155,34 @@ void session_start_ranks(const Params& P, const Transitions& tr, const EventArra
     for (size_t k = 0; k < options.size(); ++k) ranks[k * n_users + user] = 0;
     if (ta == test.offsets[user + 1] || test.items[ta] < 0) return;
     if (b == a) invalid("session_start_ranks: user " + std::to_string(user) + " has test events but no history");
-    std::vector<float> u, h, v(H);
+    std::vector<float> u, h, v(H), dense(P.n_items);
     advance_prefix(P, prefix, a, b, u, h);
     const ItemSet seen = tr.rules_out_seen() ? known_items(prefix.items + a, b - a) : ItemSet();
     const int64_t n_recent = std::min<int64_t>(b - a, kRepeatWindow);
     const int32_t* recent_items = prefix.items + b - n_recent;
     const double* recent_ts = prefix.timestamps + b - n_recent;
     const int32_t y = test.items[ta];
-    for (size_t k = 0; k < options.size(); ++k) {
-      const auto [mix, sources] = options[k];
+    std::vector<bool> done(options.size(), false);
+    for (size_t first = 0; first < options.size(); ++first) {
+      if (done[first]) continue;
+      // The options of one mix share its state and so every item's dense score: one catalogue pass.
+      const float mix = options[first].first;
       session_start_state(P, mix, u.data(), h.data(), v.data());
-      // The scores of a query flagged new_session (Engine::recommend_batch): the boosts from v.
-      Boosts boosts = repeat_boosts(P, v.data(), recent_items, recent_ts, n_recent);
-      tr.add_boosts(recent_items, n_recent, &seen, boosts, sources);
-      auto score = [&](int32_t i) { return dot(v.data(), O + static_cast<int64_t>(i) * H, H) + bias[i]; };
-      auto boost_of = [&](int32_t i) {
-        const auto it = std::lower_bound(boosts.begin(), boosts.end(), std::make_pair(i, -HUGE_VALF));
-        return it != boosts.end() && it->first == i ? it->second : 0.f;
-      };
-      const float sy = score(y) + boost_of(y);
-      int32_t higher = 0;
-      for (int32_t i = 0; i < P.n_items; ++i) higher += i != y && score(i) > sy;
-      for (const auto& [i, bst] : boosts)
-        if (i != y) higher += (score(i) + bst > sy) - (score(i) > sy);
-      ranks[k * n_users + user] = higher + 1;
+      for (int64_t i = 0; i < P.n_items; ++i) dense[i] = dot(v.data(), O + i * H, H) + bias[i];
+      for (size_t k = first; k < options.size(); ++k) {
+        if (done[k] || options[k].first != mix) continue;
+        done[k] = true;
+        // The scores of a query flagged new_session (Engine::recommend_batch): the boosts from v.
+        Boosts boosts = repeat_boosts(P, v.data(), recent_items, recent_ts, n_recent);
+        tr.add_boosts(recent_items, n_recent, &seen, boosts, options[k].second);
+        const auto it = std::lower_bound(boosts.begin(), boosts.end(), std::make_pair(y, -HUGE_VALF));
+        const float sy = dense[y] + (it != boosts.end() && it->first == y ? it->second : 0.f);
+        int32_t higher = 0;
+        for (int32_t i = 0; i < P.n_items; ++i) higher += i != y && dense[i] > sy;
+        for (const auto& [i, bst] : boosts)
+          if (i != y) higher += (dense[i] + bst > sy) - (dense[i] > sy);
+        ranks[k * n_users + user] = higher + 1;
+      }
     }
   }, 4);
 }

@@ -50,19 +50,20 @@ def training_log(model, data, columns: Optional[dict] = None, check_minimums: bo
     return log, train_users
 
 
-def choose_on_split(model, engine, split: tuple, metric: str, fallbacks: tuple, table) -> tuple:
+def choose_on_split(model, engine, split: tuple, metric: str, fallback: float, resumed: bool, table) -> tuple:
     """(transition weight, (session-start mix, sources)): those of ``model`` that are "auto" as
     ``split``'s held-out sessions rank best (scores kept on ``model``), the others as given.
-    ``fallbacks``: the weight's, and whether the log's sessions resume visits (``start_fallback``)."""
+    ``fallback``: the weight's; ``resumed``: whether the log's sessions resume visits
+    (``start_fallback``)."""
     weight = model.transition_weight
     if weight == "auto":
         weight, model.transition_weight_scores_ = choose_transition_weight(engine, split, metric,
-                                                                           model.num_threads, fallbacks[0])
-    start = start_fallback(model.session_start_mix, model.session_start_sources, fallbacks[1])
+                                                                           model.num_threads, fallback)
+    start = start_fallback(model.session_start_mix, model.session_start_sources, resumed)
     if _auto_start(model):
         apply_table(engine, table, weight)  # the first events are ranked as queries at that weight
         start, model.session_start_scores_ = choose_session_start(
-            engine, split, model.num_threads, model.session_start_mix, model.session_start_sources, fallbacks[1])
+            engine, split, model.num_threads, model.session_start_mix, model.session_start_sources, resumed)
     return weight, start
 
 
@@ -109,8 +110,7 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     auto = model.transition_weight == "auto"
     table = (transition_table(arrays, train_users, pop)
              if auto or model.transition_weight > 0 else None)
-    fallbacks = (auto_fallback(table), resumes_visits(arrays))
-    fallback = fallbacks[0]
+    fallback, resumed = auto_fallback(table), resumes_visits(arrays)
     apply_table(engine, table, fallback if auto else model.transition_weight)
     # "auto" without validation: the held-out sessions, the most recent ones, join the second
     # half of the epochs once the weight has been chosen on them. Negatives are drawn by the
@@ -136,7 +136,7 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     run = _Run()
 
     def rejoin_epoch() -> tuple:
-        run.weight, run.start = choose_on_split(model, engine, split, metric, fallbacks, table)
+        run.weight, run.start = choose_on_split(model, engine, split, metric, fallback, resumed, table)
         progress.total = max(n_targets(full, train_users), 1)
         return full, full_w
 
@@ -155,14 +155,14 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     # Not trained on the held-out sessions: choose on them now, unless the user is waiting for
     # an interrupted fit (the pass takes seconds on large logs).
     if choosing and split is not None and run.weight is None and not run.interrupted:
-        run.weight, run.start = choose_on_split(model, engine, split, metric, fallbacks, table)
+        run.weight, run.start = choose_on_split(model, engine, split, metric, fallback, resumed, table)
     if rejoin:  # the prior and the cold users' popularity count every event
         pop = full_pop
         table = transition_table(full, train_users, pop) if table is not None else None
     chosen = run.weight is not None
     if not chosen:
         run.weight = fallback if auto else model.transition_weight
-        run.start = start_fallback(model.session_start_mix, model.session_start_sources, fallbacks[1])
+        run.start = start_fallback(model.session_start_mix, model.session_start_sources, resumed)
     model.transition_weight_ = float(run.weight)
     model.session_start_mix_ = engine.session_start_mix = float(run.start[0])
     model.session_start_sources_ = engine.session_start_sources = bool(run.start[1])
