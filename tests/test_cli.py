@@ -149,6 +149,21 @@ class TestRecommendOne:
         assert np.allclose([float(s) for _, s in rows], scores, rtol=1e-6)
         assert len(rows) == 7
 
+    def test_text_quotes_ids_that_would_break_a_line(self, tmp_path, capsys):
+        df = make_log(n_events=600, n_users=20, n_items=12, seed=2).drop_duplicates()
+        odd = {0: "tab\there", 1: "two\nlines", 2: "cr\rhere", 3: '"quoted"'}
+        df["ITEM_ID"] = [odd.get(i, f"item {i}") for i in df["ITEM_ID"]]
+        model = hrnn.HRNN(epochs=1, hidden_dimension=32, n_sample=8, num_threads=1, show_progress=False,
+                          random_state=0).fit(df, check_minimums=False)
+        path = tmp_path / "odd.hrnn"
+        model.save(path)
+        user = df["USER_ID"].iloc[0]
+        assert main(["recommend", str(path), "--user", str(user), "-n", "12"]) == 0
+        rows = [line.rsplit("\t", 1) for line in capsys.readouterr().out.split("\n")[:-1]]
+        ids = [json.loads(i) if i.startswith('"') else i for i, _ in rows]
+        assert ids == model.recommend(user, num_results=12)[0].tolist()
+        assert set(odd.values()) <= set(ids)
+
     def test_default_count_is_recommends(self, trained, capsys):
         assert main(["recommend", str(trained[1]), "--user", "3"]) == 0
         n = inspect.signature(hrnn.HRNN.recommend).parameters["num_results"].default

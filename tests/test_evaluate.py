@@ -204,6 +204,26 @@ class TestLeakage:
             assert {session[(user, t)] for t in stamps} == {sid}
         assert {e[2] for e in journal if e[0] == "rec"} == {False}
 
+    def test_first_events_are_asked_as_session_starts(self):
+        journal = []
+        evaluate(Spy(journal), make_log(), protocol="next-item")
+        recs = [e for e in journal if e[0] == "rec"]
+        assert recs[0][3] is True and {e[3] for e in recs[1:]} == {False}
+
+    def test_a_recommender_without_session_starts_is_asked_plainly(self):
+        """A recommender from outside hrnn need not know new_session: its first events are asked
+        for like any other event."""
+        class Plain(Fixed):
+            def recommend_batch(self, user_ids, num_results=25):
+                return super().recommend_batch(user_ids, num_results)
+
+        df = make_log()
+        plain = evaluate(Plain(items=("i1", "i2", "i3")), df, protocol="next-item")
+        fixed = evaluate(Fixed(items=("i1", "i2", "i3")), df, protocol="next-item")
+        for key in ("recall@20", "mrr@20", "first_recall@20"):
+            assert plain[key] == fixed[key]
+        assert fixed["first_recall@20"] > 0
+
     @pytest.mark.parametrize("protocol", ["personalize", "next-item"])
     def test_returned_estimator(self, protocol):
         df = read_interactions(make_log())

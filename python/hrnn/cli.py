@@ -189,7 +189,9 @@ output with --format personalize (Personalize's batch-inference lines: the input
                         "session (the model's session_start_mix) rather than the next one of the "
                         "session in progress")
     p.add_argument("--json", action="store_true",
-                   help="with --user: print one JSON line instead of 'item<TAB>score' lines")
+                   help="with --user: print one JSON line instead of 'item<TAB>score' lines (in "
+                        "which an item id whose text holds a tab, a line break or a leading "
+                        "double quote is written as a JSON string)")
     p.add_argument("--format", choices=("hrnn", "personalize"), default="hrnn",
                    help="the JSON lines' shape: hrnn's, or Personalize's batch-inference output "
                         "(the input line echoed, output with ids as text, error), for code that "
@@ -241,6 +243,13 @@ class _UserIds:
 def _plain(value):
     """A JSON-ready Python scalar from a numpy one."""
     return value.item() if hasattr(value, "item") else value
+
+
+def _tab_field(value) -> str:
+    """An item id as one field of a tab-separated line: its text, or its JSON string where that
+    text would break the line (or read as such a string)."""
+    text = str(_plain(value))
+    return json.dumps(text) if any(c in text for c in "\t\n\r") or text.startswith('"') else text
 
 
 def _result(user, items, scores, shape: str = "hrnn", given=None) -> dict:
@@ -327,7 +336,7 @@ def _run_recommend(args: argparse.Namespace) -> int:
         as_json = args.json or args.format == "personalize"
         lines = ([json.dumps(_result(users[0], items, scores, args.format, {"userId": args.user})) + "\n"]
                  if as_json else
-                 [f"{_plain(i)}\t{str(s)}\n" for i, s in zip(items, scores)])
+                 [f"{_tab_field(i)}\t{str(s)}\n" for i, s in zip(items, scores)])
     else:
         users, inputs = _read_user_file(args.users, to_id)
         items, scores = model.recommend_batch(users, num_results=args.num_results,

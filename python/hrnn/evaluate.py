@@ -7,6 +7,7 @@ so any recommender with the hrnn interface can be compared on equal terms. The s
 """
 from __future__ import annotations
 
+import inspect
 import numbers
 import time
 import warnings
@@ -219,8 +220,10 @@ def _next_item(model, split: NextItemSplit, return_details: bool, put_last: bool
     items = test[ITEM_ID].to_numpy()
     k = NEXT_ITEM_K
     feeder = _Feeder(test)
-    # The first event of each test session, from the user id alone, asked for as a session's first.
-    rec, _ = model.recommend_batch(users, num_results=k, new_session=True)
+    # The first event of each test session, from the user id alone, asked for as a session's first
+    # (of a recommender that knows what that is).
+    start = {"new_session": True} if _takes_keyword(model.recommend_batch, "new_session") else {}
+    rec, _ = model.recommend_batch(users, num_results=k, **start)
     first_rank = M.first_hit_rank(M.target_hits(np.asarray(rec), items[off[:-1]]))
     ranks, det_users, det_pos = [], [], []
     for j in range(1, int(lengths.max(initial=0))):
@@ -251,6 +254,14 @@ def _next_item(model, split: NextItemSplit, return_details: bool, put_last: bool
                                 ITEM_ID: items[off[u_all] + pos],
                                 "rank": np.concatenate([first_rank, rank])})
     return out, details
+
+
+def _takes_keyword(method, name: str) -> bool:
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # (a builtin without a signature: call it plainly)
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _is_fitted(estimator) -> bool:
@@ -285,7 +296,8 @@ def evaluate(estimator, data, protocol: str = "personalize", num_threads: int = 
         ``"next-item"``: each user's last session (users with >= 2 sessions) is the test; every
         event after the first is predicted from the history plus the session so far (top 20,
         ranked against all items), the first one from the user id alone (``first_recall@20``; asked
-        for with ``recommend_batch(..., new_session=True)``).
+        for with ``recommend_batch(..., new_session=True)``, or without the flag from a
+        recommender whose ``recommend_batch`` takes no ``new_session``).
         Test items the model does not know count as misses. Events with equal timestamps keep
         the order of ``data`` (which of them is input and which truth). The estimator's
         ``event_type`` and ``event_value_threshold`` filter the whole log before it is split.
