@@ -193,6 +193,26 @@ class TestSources:
             assert read_interactions(source)["TIMESTAMP"].tolist() == \
                 df["timestamp"].astype(float).tolist()
 
+    @pytest.mark.parametrize("fmt, tz", [("%Y-%m-%dT%H:%M:%SZ", "UTC"), ("%Y-%m-%d %H:%M:%S", None),
+                                         ("%Y-%m-%dT%H:%M:%S%z", "Asia/Kolkata")])
+    def test_iso_date_time_text(self, tmp_path, fmt, tz):
+        """A CSV's date-time text (what the command line reads) is taken as the instants it names."""
+        df = table()
+        when = pd.to_datetime(df["timestamp"], unit="s", utc=True)
+        text = (when.dt.tz_convert(tz) if tz else when).dt.strftime(fmt)
+        path = tmp_path / "iso.csv"
+        df.assign(timestamp=text).to_csv(path, index=False)
+        for source in (df.assign(timestamp=text), path):
+            with pytest.warns(UserWarning, match="TIMESTAMP.*holds ISO 8601 date-time text"):
+                got = read_interactions(source)["TIMESTAMP"].tolist()
+            assert got == df["timestamp"].astype(float).tolist()
+
+    def test_iso_fractions_and_offsets(self):
+        df = table().iloc[:3].assign(timestamp=["1970-01-01T00:00:01.25Z", "1970-01-01 02:00:02,5+02:00",
+                                                "1970-01-01T00:01"])
+        with pytest.warns(UserWarning, match="ISO 8601"):
+            assert read_interactions(df)["TIMESTAMP"].tolist() == [1.25, 2.5, 60.0]
+
 
 def spoil(col, rows, value, **extra):
     """table() with ``value`` written into ``col`` at ``rows`` (the column made object dtype)."""
@@ -217,6 +237,11 @@ BAD_INPUTS = {  # name: (make the table, exception, what the message must say)
                   "TIMESTAMP.*numbers.*'yesterday' at row 5"),
     "date strings": (lambda: table().assign(timestamp="2020-01-01"), TypeError,
                      "TIMESTAMP.*'2020-01-01'.*pandas.to_datetime"),
+    "date strings among date-times": (lambda: spoil("timestamp", slice(None), "2020-01-01T10:00:00").assign(
+        timestamp=lambda d: d["timestamp"].where(d.index != 4, "2020-01-02")), TypeError,
+        "TIMESTAMP.*holds ISO 8601 date-time text, but not only: '2020-01-02' at row 4"),
+    "impossible date-time": (lambda: spoil("timestamp", slice(None), "2020-13-01T10:00:00"), ValueError,
+                             "TIMESTAMP.*holds ISO 8601 date-time text that names no instant.*2020-13-01"),
     "bool time": (lambda: table().assign(timestamp=True), TypeError, "TIMESTAMP.*bool"),
     "negative": (lambda: spoil("timestamp", [3], -5), ValueError,
                  "TIMESTAMP.*1 negative.*-5 at row 3"),

@@ -344,11 +344,42 @@ def numeric(s: pd.Series, label: str, what: str, hint: str = "") -> np.ndarray:
     return s.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+# A date and a time of day, with optional seconds, fraction and UTC offset: text that names one
+# instant (a date alone is a whole day, refused as the date columns are).
+_ISO_DATE_TIME = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?"
+
+
+def _iso_date_times(s: pd.Series, label: str) -> Optional[pd.Series]:
+    """UTC datetimes from a text column of ISO 8601 date-times (a CSV's "2014-04-07T10:51:09.277Z"),
+    with a UserWarning saying so; None when no value is such text."""
+    if not len(s) or pd.api.types.infer_dtype(s, skipna=True) != "string":
+        return None
+    ok = s.str.fullmatch(_ISO_DATE_TIME).fillna(False).astype(bool).to_numpy()
+    if not ok.any():
+        return None
+    if not ok.all():
+        first = int(np.flatnonzero(~ok)[0])
+        raise TypeError(f"{label} holds ISO 8601 date-time text, but not only: {s.iloc[first]!r} at "
+                        f"{row(first)} is not one")
+    try:
+        out = pd.to_datetime(s.str.replace(",", ".", regex=False), format="ISO8601", utc=True)
+    except (ValueError, OverflowError) as e:  # a month 13, a year beyond pandas' range
+        reason = str(e).splitlines()[0].split(" You might")[0]  # (not pandas' advice on its arguments)
+        raise ValueError(f"{label} holds ISO 8601 date-time text that names no instant: {reason}") from None
+    warn_caller(f"{label} holds ISO 8601 date-time text: read as unix seconds (UTC where the text "
+                f"gives no offset)")
+    return out
+
+
 def timestamps(s: pd.Series, label: str) -> np.ndarray:
-    """float64 unix seconds from a numeric or datetime64 column, checked for plausibility."""
+    """float64 unix seconds from a numeric or datetime64 column, or one of ISO 8601 date-time text,
+    checked for plausibility."""
     if _arrow_type(s, "is_date"):
         raise TypeError(f"{label} holds dates ({s.dtype}) without a time of day; convert them with "
                         f"pandas.to_datetime if midnight UTC is meant")
+    parsed = _iso_date_times(s, label)
+    if parsed is not None:
+        s = parsed
     if isinstance(s.dtype, pd.ArrowDtype) and s.dtype.kind == "M":  # read_parquet(dtype_backend="pyarrow")
         unit, tz = s.dtype.pyarrow_dtype.unit, s.dtype.pyarrow_dtype.tz
         s = s.astype(pd.DatetimeTZDtype(unit, "UTC") if tz else s.dtype.numpy_dtype)
@@ -359,7 +390,8 @@ def timestamps(s: pd.Series, label: str) -> np.ndarray:
         # Naive datetimes are taken as UTC; the unit (s/ms/us/ns) is whatever pandas stored.
         ts = (s.to_numpy() - np.datetime64(0, "s")) / np.timedelta64(1, "s") + 0.0
     else:
-        hint = "; convert date strings with pandas.to_datetime" if s.dtype == object or \
+        hint = ("; text is read only as ISO 8601 date-times (2014-04-07T10:51:09Z, all of them); "
+                "convert other date strings with pandas.to_datetime") if s.dtype == object or \
             pd.api.types.is_string_dtype(s) else ""
         check_float_width(s.to_numpy(), label)
         ts = numeric(s, label, "unix seconds", hint) + 0.0  # + 0.0 turns -0.0 into 0.0

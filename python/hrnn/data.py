@@ -47,7 +47,8 @@ def read_interactions(source, columns: Optional[dict] = None) -> pd.DataFrame:
         present, ``EVENT_TYPE``, ``EVENT_VALUE`` (float64), ``SESSION_ID``; a fresh RangeIndex.
         Ids keep their type (no int <-> str conversion). A CSV's id column is integers when the
         file writes every one of its ids as a plain integer (42, not 042 or +42), else its text.
-        datetime64 timestamps are converted to unix seconds (naive ones are taken as UTC).
+        datetime64 timestamps are converted to unix seconds (naive ones are taken as UTC), and
+        so is a column of ISO 8601 date-time text ("2014-04-07T10:51:09.277Z"; with a UserWarning).
         Exact duplicate rows (equal in every column above) are dropped with a UserWarning;
         rows that differ only in event value or session id are kept.
 
