@@ -54,6 +54,76 @@ def test_threads_recommend_and_put_events_lose_nothing():
         np.testing.assert_allclose(m.user_state(k)[1], replay.user_state(k)[1], rtol=1e-5, atol=1e-6)
 
 
+
+def test_threads_racing_on_one_user_commit_whole_calls_in_time_order():
+    """Calls for one user are computed outside its lock and committed only onto the state they
+    started from: every call lands whole or fails whole (an older one than what landed is refused),
+    and the user ends as the accepted calls replayed in time order."""
+    users, items, ts = planted_log(n_users=50)
+    m = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit((users, items, ts))
+    replay = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit((users, items, ts))
+    t0, n_threads, rounds, size = ts.max() + 1, 6, 8, 1000
+    accepted, errors = [[] for _ in range(n_threads)], []
+    start = threading.Barrier(n_threads)
+
+    def work(k):
+        start.wait()
+        for r in range(rounds):
+            when = t0 + (r * n_threads + k) * 10_000.0 + np.arange(size)
+            batch = ([int((k * 7 + r + j) % 60) for j in range(size)], when)
+            try:
+                m.put_events(0, *batch)
+                accepted[k].append(((r, k), batch))
+            except ValueError as e:
+                if "older than this user's last event" not in str(e):
+                    errors.append(e)
+            except Exception as e:  # reported to the main thread
+                errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    landed = sorted(b for calls in accepted for b in calls)
+    assert len(landed) >= rounds
+    engine_state = lambda model: model._engine.user_state(model._user_index[0])  # noqa: E731
+    n_before = engine_state(replay)[3]
+    for _, (batch_items, when) in landed:
+        replay.put_events(0, batch_items, when)
+    (u, h, last_ts, n_events), want = engine_state(m), engine_state(replay)
+    assert n_events == n_before + size * len(landed) == want[3]
+    assert last_ts == landed[-1][1][1][-1] == want[2]
+    np.testing.assert_allclose(u, want[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h, want[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_reload_racing_a_long_put_leaves_one_whole_outcome():
+    """The store replaced (load_users) while a call for one of its users runs: the call is redone on
+    the new records or lands before them, never half on each."""
+    users, items, ts = planted_log(n_users=50)
+    m = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit((users, items, ts))
+    e, user = m._engine, m._user_index[0]
+    snapshot = e.dump_users()
+    n = 20_000
+    batch = (np.arange(n, dtype=np.int32) % 60, ts.max() + 1.0 + np.arange(n))
+    expected = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit((users, items, ts))
+    expected._engine.put_events(user, *batch)
+    with_call = expected._engine.user_state(user)
+    before = e.user_state(user)
+    for _ in range(5):
+        e.load_users(snapshot)
+        put = threading.Thread(target=e.put_events, args=(user, *batch))
+        put.start()
+        e.load_users(snapshot)
+        put.join()
+        got = e.user_state(user)
+        outcome = with_call if got[3] == with_call[3] else before
+        assert got[2:] == outcome[2:]
+        np.testing.assert_allclose(got[0], outcome[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got[1], outcome[1], rtol=1e-5, atol=1e-6)
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_a_forked_child_can_still_train_and_query():
     """libgomp's threads do not survive fork(): a child of a process that ran hrnn on 2 threads

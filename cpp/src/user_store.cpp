@@ -58,6 +58,7 @@ void UserStore::load(UserArrays a) {
   std::unique_lock<std::shared_mutex> lock(mu_);
   H_ = a.H;
   users_.swap(users);
+  ++generation_;
 }
 
 UserArrays UserStore::dump() const {
@@ -129,37 +130,61 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
     require(std::isfinite(ts[i]), "timestamps must be finite");
     require(i == 0 || ts[i] >= ts[i - 1], "timestamps must be in time order within one put_events call");
   }
-  std::shared_lock<std::shared_mutex> structure(mu_);
-  check_user(user);
-  std::lock_guard<std::mutex> lock(stripe(user));
-  Record& r = users_[user];
-  const int H = H_;
-  const int64_t had = r.n_events;
-  if (n == 0) return;
-  if (had > 0 && ts[0] < r.last_ts)
-    invalid("timestamp " + std::to_string(ts[0]) + " is older than this user's last event (" +
-            std::to_string(r.last_ts) + "); events must arrive in time order");
-  std::vector<float> gaps(n);
-  std::vector<uint8_t> news(n);
-  double prev_ts = r.last_ts;
-  int64_t prev_session = r.last_session;
-  for (int64_t i = 0; i < n; ++i) {
-    const bool first = had == 0 && i == 0;
-    const double gap = first ? 0.0 : ts[i] - prev_ts;
-    gaps[i] = static_cast<float>(gap);
-    const bool by_session = session != nullptr && prev_session != kNoSession;
-    // In double, as fit's session boundaries: a gap a hair above session_gap must not round to it.
-    news[i] = first || gap > session_gap || (by_session && session[i] != prev_session);
-    prev_ts = ts[i];
-    prev_session = session ? session[i] : kNoSession;
+  if (n == 0) {
+    std::shared_lock<std::shared_mutex> structure(mu_);
+    check_user(user);
+    return;
   }
-  advance(P, r.state.data(), r.state.data() + H, had == 0, items, gaps.data(), news.data(), n);
-  r.last_ts = ts[n - 1];
-  r.last_session = prev_session;
-  r.n_events = had + n;
-  r.items.insert(r.items.end(), items, items + n);
-  r.ts.insert(r.ts.end(), ts, ts + n);
-  insert_items(r.seen, items, n);
+  std::vector<float> state, gaps(n);
+  std::vector<uint8_t> news(n);
+  // The steps run outside every lock, so that a long call holds up neither the queries of the
+  // other users on its stripe nor the creation of users or a save: on a copy of the state,
+  // committed only if no other call for this user landed meanwhile and the store was not rebuilt
+  // or reloaded (else redone from what is there then).
+  for (;;) {
+    int64_t had, prev_session;
+    double prev_ts;
+    uint64_t generation;
+    {
+      std::shared_lock<std::shared_mutex> structure(mu_);
+      check_user(user);
+      generation = generation_;
+      const Record& r = users_[user];
+      std::lock_guard<std::mutex> lock(stripe(user));
+      state = r.state;
+      had = r.n_events;
+      prev_ts = r.last_ts;
+      prev_session = r.last_session;
+    }
+    if (had > 0 && ts[0] < prev_ts)
+      invalid("timestamp " + std::to_string(ts[0]) + " is older than this user's last event (" +
+              std::to_string(prev_ts) + "); events must arrive in time order");
+    for (int64_t i = 0; i < n; ++i) {
+      const bool first = had == 0 && i == 0;
+      const double gap = first ? 0.0 : ts[i] - prev_ts;
+      gaps[i] = static_cast<float>(gap);
+      const bool by_session = session != nullptr && prev_session != kNoSession;
+      // In double, as fit's session boundaries: a gap a hair above session_gap must not round to it.
+      news[i] = first || gap > session_gap || (by_session && session[i] != prev_session);
+      prev_ts = ts[i];
+      prev_session = session ? session[i] : kNoSession;
+    }
+    require(state.size() == 2 * static_cast<size_t>(P.H), "user store and model disagree on the hidden dimension");
+    advance(P, state.data(), state.data() + P.H, had == 0, items, gaps.data(), news.data(), n);
+    std::shared_lock<std::shared_mutex> structure(mu_);
+    if (generation_ != generation) continue;
+    Record& r = users_[user];
+    std::lock_guard<std::mutex> lock(stripe(user));
+    if (r.n_events != had) continue;
+    r.state.swap(state);
+    r.last_ts = ts[n - 1];
+    r.last_session = prev_session;
+    r.n_events = had + n;
+    r.items.insert(r.items.end(), items, items + n);
+    r.ts.insert(r.ts.end(), ts, ts + n);
+    insert_items(r.seen, items, n);
+    return;
+  }
 }
 
 bool UserStore::read(int64_t user, float* u, float* h, ItemSet* seen, int64_t recent,

@@ -1,7 +1,8 @@
 // ThreadSanitizer driver: many threads on one hrnn::Engine, without the Python interpreter (whose
 // own internals TSan cannot follow). Writers put events (and grow the store with new users),
+// racers put events for one shared user at once (some are refused as older than what landed),
 // readers ask for recommendations and states, a dumper takes snapshots as a model save does.
-// Afterwards every user's state equals a sequential replay of the same events on a twin engine.
+// Afterwards every user's state equals a sequential replay of the accepted events on a twin engine.
 //
 // Built and run by .ci/sanitize.sh against libhrnn_core.a compiled with -fsanitize=thread; any
 // TSan report makes the process exit non-zero (halt_on_error=1), and so does a lost event.
@@ -28,7 +29,8 @@ namespace {
 constexpr int64_t kItems = 300;
 constexpr int kHidden = 32;
 constexpr int64_t kUsers = 64;
-constexpr int kWriters = 4, kReaders = 3;
+constexpr int64_t kShared = kUsers;  // the racers' user, created before they start
+constexpr int kWriters = 4, kReaders = 3, kRacers = 2;
 
 struct Put {
   int64_t user;
@@ -85,12 +87,14 @@ int main(int argc, char** argv) {
   const Log log = make_log();
   hrnn::Engine engine(kItems, kHidden, false, 42);
   prepare(engine, log);
+  engine.users.ensure(engine.params, kShared + 1);
 
   std::atomic<bool> stop{false};
-  std::atomic<int64_t> n_users{kUsers};  // users that exist (grown by the writers)
+  std::atomic<int64_t> n_users{kShared + 1};  // users that exist (grown by the writers)
   std::mutex grow_mu;                    // the writers' own bookkeeping of new user ids
   std::vector<std::vector<Put>> puts(kWriters);
-  std::atomic<int64_t> recommends{0}, dumps{0}, states{0}, rejected{0};
+  std::vector<std::vector<Put>> shared_puts(kRacers);
+  std::atomic<int64_t> recommends{0}, dumps{0}, states{0}, rejected{0}, clock{0}, raced{0};
 
   auto writer = [&](int w) {
     std::mt19937_64 rng(w);
@@ -127,6 +131,30 @@ int main(int argc, char** argv) {
         } catch (const std::invalid_argument&) {
           rejected.fetch_add(1);
         }
+      }
+    }
+  };
+
+  // Calls for one user whose time ranges are disjoint but may arrive out of time order: each one
+  // lands whole or is refused (computed outside the user's lock, committed only onto the state it
+  // started from).
+  auto racer = [&](int k) {
+    std::mt19937_64 rng(200 + k);
+    while (!stop.load()) {
+      Put p;
+      p.user = kShared;
+      const int n = 1 + static_cast<int>(rng() % 40);
+      const double t0 = 2e9 + 100.0 * static_cast<double>(clock.fetch_add(1));
+      for (int j = 0; j < n; ++j) {
+        p.items.push_back(static_cast<int32_t>(rng() % kItems));
+        p.ts.push_back(t0 + j);
+      }
+      try {
+        engine.users.put_events(engine.params, kShared, p.items.data(), p.ts.data(), nullptr, n,
+                                engine.session_gap);
+        shared_puts[k].push_back(std::move(p));
+      } catch (const std::invalid_argument&) {
+        raced.fetch_add(1);
       }
     }
   };
@@ -174,6 +202,7 @@ int main(int argc, char** argv) {
 
   std::vector<std::thread> threads;
   for (int w = 0; w < kWriters; ++w) threads.emplace_back(writer, w);
+  for (int k = 0; k < kRacers; ++k) threads.emplace_back(racer, k);
   for (int r = 0; r < kReaders; ++r) threads.emplace_back(reader, r);
   threads.emplace_back(dumper);
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
@@ -185,6 +214,10 @@ int main(int argc, char** argv) {
   prepare(twin, log);
   twin.users.ensure(twin.params, n_users.load());
   int64_t n_puts = 0;
+  std::vector<Put> landed;  // the shared user's accepted calls, in time order (the order they landed in)
+  for (auto& ps : shared_puts) landed.insert(landed.end(), ps.begin(), ps.end());
+  std::sort(landed.begin(), landed.end(), [](const Put& a, const Put& b) { return a.ts[0] < b.ts[0]; });
+  puts.push_back(std::move(landed));
   for (const auto& ps : puts) {
     for (const auto& p : ps) {
       twin.users.put_events(twin.params, p.user, p.items.data(), p.ts.data(),
@@ -204,9 +237,10 @@ int main(int argc, char** argv) {
         std::memcmp(h1.data(), h2.data(), sizeof(float) * kHidden) != 0)
       fail("user " + std::to_string(u) + " differs from the sequential replay");
   }
-  std::printf("tsan driver: ok: %lld puts (%lld stale ones rejected), %lld users, %lld batches, %lld states, "
-              "%lld dumps\n",
+  std::printf("tsan driver: ok: %lld puts (%lld stale ones rejected, %lld racing ones refused), %lld users, "
+              "%lld batches, %lld states, %lld dumps\n",
               static_cast<long long>(n_puts), static_cast<long long>(rejected.load()),
+              static_cast<long long>(raced.load()),
               static_cast<long long>(engine.users.size()), static_cast<long long>(recommends.load()),
               static_cast<long long>(states.load()), static_cast<long long>(dumps.load()));
   if (n_puts < 100 || recommends.load() < 10 || dumps.load() < 2) fail("too little work done");

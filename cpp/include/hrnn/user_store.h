@@ -1,7 +1,8 @@
 // Every user's state (user state u, session state h, clock, session, history), safe to read and
-// update from many threads at once: one user's updates are serialised by a striped lock, growth of
-// the store (which never moves the users already there) takes the exclusive side of a shared lock,
-// so readers never see a torn state.
+// update from many threads at once: a user's record is read and written under a striped lock (an
+// update computes outside it and commits onto the state it started from), growth of the store
+// (which never moves the users already there) takes the exclusive side of a shared lock, so readers
+// never see a torn state.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -74,6 +75,7 @@ class UserStore {
   mutable std::array<std::mutex, 64> stripes_;
   int H_ = 0;
   std::deque<Record> users_;
+  uint64_t generation_ = 0;  // changes when build or load replaces every record
 };
 
 }  // namespace hrnn

@@ -1,0 +1,85 @@
+"""What a long ``put_events`` call (a backfill) costs the other callers of the same model: the
+latency of ``recommend`` for a user that shares the backfilled user's lock stripe (every 64th user)
+and for one that does not, and of creating users (their first ``put_events``), while another
+thread sends the backfilled user 20,000 events per call back to back; beside the same calls with
+nothing else running.
+
+    python benchmarks/put_while_query.py [--events 20000] [--calls 3000]
+
+Run it with two builds one after the other (``PYTHONPATH=...``) to compare them.
+"""
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import numpy as np
+
+import hrnn
+from hrnn.synthetic import make_log
+
+STRIPES = 64  # UserStore's lock stripes
+
+
+def latencies_us(call, n: int) -> np.ndarray:
+    out = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter()
+        call(i)
+        out[i] = time.perf_counter() - t0
+    return out * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=20_000, help="events per backfill call")
+    ap.add_argument("--calls", type=int, default=3000, help="timed calls per row")
+    args = ap.parse_args()
+    table = make_log(n_events=200_000, n_users=2000, n_items=5000, seed=0).drop_duplicates()
+    model = hrnn.HRNN(epochs=1, num_threads=1, show_progress=False, random_state=0).fit(table)
+    index = {u: model._user_index[u] for u in model.known_user_ids}
+    users = list(index)
+    busy = users[0]
+    same = next(u for u in users[1:] if index[u] % STRIPES == index[busy] % STRIPES)
+    other = next(u for u in users[1:] if index[u] % STRIPES != index[busy] % STRIPES)
+    t_new = 3e9
+
+    def create(tag):
+        return lambda i: model.put_events(f"{tag}-{i}", [1], [t_new])
+
+    for _ in range(200):
+        model.recommend(same, 10)
+    rows = {"recommend, nothing else running": latencies_us(lambda i: model.recommend(same, 10), args.calls),
+            "new user, nothing else running": latencies_us(create("idle"), args.calls)}
+    stop, sent = threading.Event(), [0]
+
+    # Known items only: a call with an unknown item takes the model's lock, which creating a user
+    # takes too (README, "Queries").
+    known = model.item_ids_[np.arange(args.events) % len(model.item_ids_)]
+
+    def backfill():
+        t, n = 2e9, args.events
+        while not stop.is_set():
+            model.put_events(busy, known, t + np.arange(n))
+            t += n + 10
+            sent[0] += n
+
+    thread = threading.Thread(target=backfill)
+    thread.start()
+    time.sleep(0.2)
+    t0 = time.perf_counter()
+    rows["recommend, same stripe as the backfill"] = latencies_us(lambda i: model.recommend(same, 10), args.calls)
+    rows["recommend, another stripe"] = latencies_us(lambda i: model.recommend(other, 10), args.calls)
+    rows["new user, during the backfill"] = latencies_us(create("busy"), args.calls)
+    seconds = time.perf_counter() - t0
+    stop.set()
+    thread.join()
+    print(f"backfill: {args.events:,} events per call, {sent[0] / seconds:,.0f} events/s meanwhile")
+    print(f"{'':42s} {'p50 us':>8s} {'p99 us':>8s} {'max us':>9s}")
+    for name, x in rows.items():
+        print(f"{name:42s} {np.percentile(x, 50):8.0f} {np.percentile(x, 99):8.0f} {x.max():9.0f}")
+
+
+if __name__ == "__main__":
+    main()
