@@ -254,6 +254,28 @@ def test_not_fitted_models_raise_runtime_error(tmp_path):
             call()
 
 
+def test_integer_arrays_of_item_ids_answer_as_lists_do():
+    """exclude_items / include_items as integer arrays (one vectorised lookup where the catalogue's
+    ids are integers of a type they cast to exactly) give what the same ids as a list give."""
+    users, items, ts = planted_log(n_users=40)
+    m = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit((users, items, ts))
+    known = m.item_ids_
+    ids = np.concatenate([known[::3], [10**6, -5], known[:2]])  # unknown ids and repeats too
+    u = int(users[0])
+    assert m._item_index().lookup_ints(ids.astype(np.int32)) is not None
+    for arr in (ids, ids.astype(np.int32), ids[ids >= 0].astype(np.uint32), ids[ids >= 0].astype(np.uint64),
+                ids[:0]):
+        as_list = arr.tolist()
+        for kw in ("exclude_items", "include_items"):
+            got = m.recommend(u, 30, **{kw: arr})
+            want = m.recommend(u, 30, **{kw: as_list})
+            assert got[0].tolist() == want[0].tolist() and np.array_equal(got[1], want[1]), (arr.dtype, kw)
+        assert m.recommend_batch([u, 7], 30, exclude_items=arr)[0].tolist() == \
+            m.recommend_batch([u, 7], 30, exclude_items=as_list)[0].tolist()
+    assert m._item_index().lookup_ints(ids.astype(np.uint64)) is None  # (uint64 does not cast to int64)
+    assert m.recommend(u, 5, include_items=np.array([known[4]], dtype=np.int16))[0].tolist() == [known[4]]
+
+
 def test_ids_sent_as_text_find_a_model_fitted_on_integers():
     """Personalize sends every id as text: "7" is user 7 when the model knows 7 and not "7" (its
     events went to a new user "7", its queries to the popular items), with a warning; and the other

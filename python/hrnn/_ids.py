@@ -76,11 +76,25 @@ class IdIndex(dict):
     def __init__(self, ids):
         values = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
         super().__init__(zip(values, range(len(values))))
-        if isinstance(ids, np.ndarray) and ids.dtype.kind in "iu":
+        # An array of integer ids (a catalogue's) also answers arrays of integers at once.
+        self.int_ids = ids if isinstance(ids, np.ndarray) and ids.dtype.kind in "iu" else None
+        self._vector = None
+        if self.int_ids is not None:
             self.has_int, self.has_str = True, False
         else:
             self.has_int = any(isinstance(k, numbers.Integral) for k in self)
             self.has_str = any(isinstance(k, str) for k in self)
+
+    def lookup_ints(self, values: np.ndarray):
+        """The dense index of each of an integer array's values (-1: unknown), in one vectorised
+        pass; None where the ids are not integers of a type the values cast to exactly."""
+        ids = self.int_ids
+        if ids is None or values.ndim != 1 or values.dtype.kind not in "iu" or \
+                not np.can_cast(values.dtype, ids.dtype):
+            return None
+        if self._vector is None:  # (built once; two threads building it at once is harmless)
+            self._vector = pd.Index(ids)
+        return self._vector.get_indexer(values.astype(ids.dtype, copy=False))
 
     def __setitem__(self, key, value) -> None:
         super().__setitem__(key, value)
@@ -179,6 +193,10 @@ def _check_text_ids(ids: np.ndarray, what: str) -> None:
 
 def _known_items(item_ids, index: dict, what: str) -> np.ndarray:
     """int32 dense indices (``index``: id -> index) of the known items among ``item_ids``."""
+    if isinstance(item_ids, np.ndarray) and isinstance(index, IdIndex):
+        idx = index.lookup_ints(item_ids)
+        if idx is not None:
+            return idx[idx >= 0].astype(np.int32)
     ids = _as_list(item_ids, what)
     for i in ids:
         _check_lookup(i, f"each of {what}")

@@ -412,7 +412,7 @@ class HRNN(Recommender):
             from (those ``event_type`` / ``event_value_threshold`` kept) and in ``put_events``.
             Pass the items of filtered-out events as ``exclude_items`` to leave them out too.
         exclude_items, include_items : iterable of item ids, optional
-            Never return these / return only these. Unknown ids are ignored.
+            Never return these / return only these; unknown ids are ignored (an integer array is read at once).
         new_session : bool
             The user's session has ended (e.g. more than ``session_gap`` seconds have passed
             since its last event): answer for the first event of a new session, as
