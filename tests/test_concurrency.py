@@ -17,6 +17,15 @@ from conftest import planted_log
 FAST = dict(hidden_dimension=32, n_sample=32, batch_size=16, bptt=8, show_progress=False, epochs=1)
 
 
+def run_threads(work, n: int) -> None:
+    """``work(k)`` for k < n, on n threads at once; returns when all are done."""
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_threads_recommend_and_put_events_lose_nothing():
     users, items, ts = planted_log(n_users=50)
     m = hrnn.HRNN(random_state=0, num_threads=2, **FAST).fit((users, items, ts))
@@ -38,11 +47,7 @@ def test_threads_recommend_and_put_events_lose_nothing():
         except Exception as e:  # reported to the main thread
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, n_threads)
     assert not errors
     for k in range(n_threads):
         user = f"thread-{k}"
@@ -80,11 +85,7 @@ def test_threads_racing_on_one_user_commit_whole_calls_in_time_order():
             except Exception as e:  # reported to the main thread
                 errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, n_threads)
     assert not errors
     landed = sorted(b for calls in accepted for b in calls)
     assert len(landed) >= rounds
