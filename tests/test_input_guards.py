@@ -443,6 +443,7 @@ def test_tune_without_a_seed_scores_every_trial_on_one_split(monkeypatch):
 
     monkeypatch.setattr(module, "evaluate", spy)
     monkeypatch.setattr(module, "per_unit_scores", lambda details, metric: np.zeros(3))
+    monkeypatch.setattr(module, "unit_users", lambda details, metric: np.arange(3))
     users, items, ts = planted_log(n_users=40, n_items=30, length=30)
     hrnn.tune((users, items, ts), n_trials=3, metric="recall@20", random_state=None, refit=False,
               space={"dropout": ("float", (0.0, 0.5))}, base_params=FAST)

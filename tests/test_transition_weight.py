@@ -48,6 +48,20 @@ def test_auto_with_validation_chooses_the_best_weight_on_the_held_out_sessions(l
     assert scores == pytest.approx(manual_scores(m, held_out_split(m), metric), abs=1e-12)
 
 
+def test_the_weight_is_chosen_with_the_events_clustered_by_user(log, monkeypatch):
+    m = hrnn.HRNN(epochs=2, **FAST).fit(log, validation=True)
+    split = held_out_split(m)
+    seen = {}
+    real = hv._choose
+    monkeypatch.setattr(hv, "_choose", lambda *a: seen.setdefault("args", a) and real(*a))
+    chosen, scores = hv.choose_transition_weight(m._engine, split, "recall@20", 1, hv.AUTO_FALLBACK)
+    users = seen["args"][4]
+    lengths = np.diff(split[1][0])
+    assert len(users) == len(seen["args"][1][0]) == lengths.sum()
+    np.testing.assert_array_equal(users, np.repeat(np.arange(len(lengths)), lengths))
+    assert scores == pytest.approx(manual_scores(m, split, "recall@20"), abs=1e-12)
+
+
 @pytest.mark.parametrize("epochs", [2, 5])
 def test_auto_holds_the_last_sessions_out_of_the_first_half_of_the_epochs(log, epochs):
     auto = hrnn.HRNN(epochs=epochs, **FAST).fit(log)
@@ -145,6 +159,9 @@ def test_items_seen_only_in_held_out_sessions_train_like_the_others(log):
 
 
 def choose_weight(model, engine, split, metric, fallback):
+    """``split=None``: every ranked event is its own user's (independent units)."""
+    if split is None:
+        split = ((), (np.arange(engine.rows.shape[1] + 1),))
     weight, model.transition_weight_scores_ = hv.choose_transition_weight(engine, split, metric, 1, fallback)
     return weight
 
@@ -167,20 +184,24 @@ def test_a_weight_other_than_the_fallback_must_win_clearly(metric):
     base = np.where(np.arange(n) < 100, 1, 50)  # the fallback finds 10% of the events first
     clear = [base] * len(hv.AUTO_WEIGHTS)
     clear[5] = np.where(np.arange(n) < 300, 1, 50)  # weight 4 finds 30%
-    assert choose_weight(m, _Ranks(clear), ((), ()), metric, hv.AUTO_FALLBACK) == 4.0
+    assert choose_weight(m, _Ranks(clear), None, metric, hv.AUTO_FALLBACK) == 4.0
     assert m.transition_weight_scores_[4.0] == pytest.approx(0.3)
+    # The same 200 events more, all in two users' sessions (events 100-199 and 200-299): two users
+    # are too few to tell from noise.
+    lumped = ((), (np.r_[np.arange(101), 200, np.arange(300, n + 1)],))
+    assert choose_weight(m, _Ranks(clear), lumped, metric, hv.AUTO_FALLBACK) == hv.AUTO_FALLBACK
     noise = [base] * len(hv.AUTO_WEIGHTS)
     noise[3] = np.where(np.arange(n) < 101, 1, 50)  # weight 1 finds one event more
-    assert choose_weight(m, _Ranks(noise), ((), ()), metric, hv.AUTO_FALLBACK) == hv.AUTO_FALLBACK
+    assert choose_weight(m, _Ranks(noise), None, metric, hv.AUTO_FALLBACK) == hv.AUTO_FALLBACK
     assert max(m.transition_weight_scores_, key=m.transition_weight_scores_.get) == 1.0
     worse = [base] * len(hv.AUTO_WEIGHTS)
     worse[fallback] = np.where(np.arange(n) < 50, 1, 50)  # every other weight is clearly better
-    assert choose_weight(m, _Ranks(worse), ((), ()), metric, hv.AUTO_FALLBACK) != hv.AUTO_FALLBACK
+    assert choose_weight(m, _Ranks(worse), None, metric, hv.AUTO_FALLBACK) != hv.AUTO_FALLBACK
     # The same noise around the other fallback: weight 1 is kept, not 0.5.
-    assert choose_weight(m, _Ranks(noise), ((), ()), metric, 1.0) == 1.0
+    assert choose_weight(m, _Ranks(noise), None, metric, 1.0) == 1.0
     noise[2] = np.where(np.arange(n) < 101, 1, 50)
     noise[3] = base
-    assert choose_weight(m, _Ranks(noise), ((), ()), metric, 1.0) == 1.0
+    assert choose_weight(m, _Ranks(noise), None, metric, 1.0) == 1.0
 
 
 def test_weights_within_the_noise_of_the_best_are_told_apart_by_the_other_metric():
@@ -190,13 +211,13 @@ def test_weights_within_the_noise_of_the_best_are_told_apart_by_the_other_metric
     ranks = [base] * len(hv.AUTO_WEIGHTS)
     ranks[i4] = np.where(np.arange(n) < 301, 10, 50)  # weight 4: one hit more than 8 ...
     ranks[i8] = np.where(np.arange(n) < 300, 2, 50)   # ... but weight 8 ranks its hits higher
-    assert choose_weight(m, _Ranks(ranks), ((), ()), "recall@20", hv.AUTO_FALLBACK) == 8.0
+    assert choose_weight(m, _Ranks(ranks), None, "recall@20", hv.AUTO_FALLBACK) == 8.0
     assert max(m.transition_weight_scores_, key=m.transition_weight_scores_.get) == 4.0
     # Chosen by MRR@20, recall breaks the tie the other way round.
     ranks[i4] = np.where(np.arange(n) < 400, 3, 50)  # MRR 0.133, Recall 0.4
     ranks[i8] = np.where(np.arange(n) < 280, 2, 50)  # MRR 0.140 (within the noise), Recall 0.28
-    assert choose_weight(m, _Ranks(ranks), ((), ()), "mrr@20", hv.AUTO_FALLBACK) == 4.0
+    assert choose_weight(m, _Ranks(ranks), None, "mrr@20", hv.AUTO_FALLBACK) == 4.0
     # A weight clearly behind the best on the metric is not a candidate, whatever its MRR.
     ranks[i4] = np.where(np.arange(n) < 400, 10, 50)
     ranks[i8] = np.where(np.arange(n) < 200, 1, 50)
-    assert choose_weight(m, _Ranks(ranks), ((), ()), "recall@20", hv.AUTO_FALLBACK) == 4.0
+    assert choose_weight(m, _Ranks(ranks), None, "recall@20", hv.AUTO_FALLBACK) == 4.0

@@ -119,6 +119,22 @@ def test_choice_needs_a_mean_above_the_standard_errors():
     assert not clearly_better(np.zeros(0)) and not clearly_better(np.ones(1))  # one event tells nothing
 
 
+def test_choice_clusters_the_events_by_user():
+    """One user's 50 events all better, two users' 50 each level: 50 paired events apart, but three
+    users - the cluster-robust standard error (hrnn.paired_difference's) tells that from noise."""
+    from hrnn._validation import _choose, clearly_better
+    diff = np.r_[np.ones(50), np.zeros(100)]
+    users = np.repeat(["a", "b", "c"], 50)
+    assert clearly_better(diff) and not clearly_better(diff, groups=users)
+    assert clearly_better(diff, groups=np.arange(150))  # one event per user: the plain rule
+    second = [np.zeros(150), np.zeros(150)]
+    assert _choose(("fallback", "other"), [np.zeros(150), diff], second, "fallback")[0] == "other"
+    assert _choose(("fallback", "other"), [np.zeros(150), diff], second, "fallback", users)[0] == "fallback"
+    # Many users each a little better: clearly better either way.
+    many = np.tile([1.0, 0.0, 0.0], 50)
+    assert clearly_better(many, groups=np.repeat(np.arange(50), 3))
+
+
 def test_tune_rejects_bad_arguments(log_csv):
     with pytest.raises(TypeError, match="show_progress"):
         hrnn.tune(str(log_csv), n_trials=1, show_progress="yes")

@@ -98,8 +98,10 @@ def choose_transition_weight(engine, split: tuple, metric: str, num_threads: int
     ranks = engine.next_item_ranks(*split[0], *split[1], num_threads=num_threads,
                                    weights=list(AUTO_WEIGHTS))
     other = "mrr@20" if metric == "recall@20" else "recall@20"
+    offsets = split[1][0]
+    users = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))  # each test event's
     return _choose(AUTO_WEIGHTS, [_per_event(r, metric) for r in ranks],
-                   [_per_event(r, other) for r in ranks], fallback)
+                   [_per_event(r, other) for r in ranks], fallback, users)
 
 
 def resumes_visits(arrays: tuple) -> bool:
@@ -133,19 +135,20 @@ def choose_session_start(engine, split: tuple, num_threads: int, mix="auto", sou
                    [_per_event(r, "mrr@20") for r in ranks], start_fallback(mix, sources, resumed))
 
 
-def _choose(options: tuple, first: list, second: list, fallback) -> tuple:
+def _choose(options: tuple, first: list, second: list, fallback, users=None) -> tuple:
     """(the chosen option, {option: mean of its ``first`` scores}). ``first`` and ``second``: per
-    option, the paired per-event scores of two metrics. The fallback stays unless some option beats
-    it on the first metric by two standard errors of the paired per-event difference (a choice
-    among near-equal options would only follow the noise of the held-out events); among the
-    options that do, those within two standard errors of the best are told apart by the second."""
+    option, the paired per-event scores of two metrics; ``users``: each event's user (None: one
+    event per user). The fallback stays unless some option beats it on the first metric by two
+    standard errors of the paired difference, clustered by user (a choice among near-equal options
+    would only follow the noise of the held-out events); among the options that do, those within
+    two standard errors of the best are told apart by the second."""
     first, second = dict(zip(options, first)), dict(zip(options, second))
     scores = {o: float(v.mean()) for o, v in first.items()}
-    beat = [o for o in options if clearly_better(first[o] - first[fallback])]
+    beat = [o for o in options if clearly_better(first[o] - first[fallback], groups=users)]
     if not beat:
         return fallback, scores
     best = max(beat, key=lambda x: scores[x])
-    near = [o for o in beat if not clearly_better(first[best] - first[o])]
+    near = [o for o in beat if not clearly_better(first[best] - first[o], groups=users)]
     return max(near, key=lambda x: (second[x].mean(), scores[x])), scores
 
 
@@ -164,11 +167,12 @@ def standard_error(diff: np.ndarray, groups=None) -> float:
     return float(np.sqrt(len(uniques) / (len(uniques) - 1) * (sums ** 2).sum()) / len(diff))
 
 
-def clearly_better(diff: np.ndarray, n_se: float = 2.0) -> bool:
+def clearly_better(diff: np.ndarray, n_se: float = 2.0, groups=None) -> bool:
     """Whether the paired per-event (or per-user) differences ``diff`` have a mean above ``n_se``
-    standard errors: a choice of ``auto`` or ``hrnn.tune`` that must not follow the noise of a
-    small validation split."""
-    return bool(diff.mean() > n_se * standard_error(diff)) if len(diff) > 1 else False
+    standard errors (clustered by ``groups``, each event's user, as in ``standard_error``: the
+    events of one session are not independent draws): a choice of ``auto`` or ``hrnn.tune`` that
+    must not follow the noise of a small validation split."""
+    return bool(diff.mean() > n_se * standard_error(diff, groups)) if len(diff) > 1 else False
 
 
 def _per_event(ranks: np.ndarray, metric: str, k: int = 20) -> np.ndarray:

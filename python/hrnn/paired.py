@@ -55,6 +55,12 @@ def _ranked(details: pd.DataFrame, metric: str) -> np.ndarray:
     return first if metric == "first_recall@20" else ~first
 
 
+def unit_users(details: pd.DataFrame, metric: str) -> np.ndarray:
+    """The user of each unit of ``metric`` in ``details`` (as ``per_unit_scores`` orders them)."""
+    users = details[USER_ID].to_numpy()
+    return users[_ranked(details, metric)] if "position" in details else users
+
+
 def _units(details, metric: str) -> tuple:
     """(per-unit scores averaged over the runs, the details' unit keys) of one model's details:
     one DataFrame, or several (e.g. fits with different seeds) of the same split."""
@@ -130,9 +136,7 @@ def paired_difference(details_a, details_b, metric: str) -> dict:
         raise ValueError("details_a and details_b come from different splits: their units do not pair up "
                          "(the same users / events in the same order, as evaluate returns them)")
     diff = a - b
-    users = keys_a[USER_ID].to_numpy()
-    if "position" in keys_a:
-        users = users[_ranked(keys_a, metric)]
+    users = unit_users(keys_a, metric)
     se = standard_error(diff, users)
     mean = float(diff.mean()) if len(diff) else np.nan  # (no units: nothing measured, as evaluate's NaN)
     if np.isnan(se) or se > 0:

@@ -17,7 +17,7 @@ from ._validation import clearly_better
 from .data import read_interactions
 from .evaluate import NEXT_ITEM_METRICS, PERSONALIZE_METRICS, evaluate
 from .model import HRNN
-from .paired import per_unit_scores
+from .paired import per_unit_scores, unit_users
 
 
 # name: (kind, choices or bounds); the tunable hyperparameters of the recipe plus the training knobs
@@ -186,8 +186,8 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         Fit the best parameters on all of ``data`` (``result.model``).
     min_standard_errors : float
         The best trial replaces the first one (the defaults) only if it beats it by this many
-        standard errors of the paired per-event (next-item) or per-user (personalize) difference
-        on the validation part: a small validation split makes the plain best follow noise, and
+        standard errors of the paired per-event (next-item, clustered by user) or per-user
+        (personalize) difference on the validation part: a small validation split makes the plain best follow noise, and
         tuning should not leave a model worse than the defaults. 0 takes the plain best; so
         does ``metric="coverage"``, which has no per-user share.
     fit_params : dict, optional
@@ -236,7 +236,7 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     _check_space_values(space, base)
     optuna = _optuna()
     table = read_interactions(data, columns)
-    rows, shares = [], {}
+    rows, shares, unit_user = [], {}, {}
 
     def objective(trial):
         params = _suggest(trial, space)
@@ -245,6 +245,7 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
                                    random_state=random_state, return_details=True, fit_params=fit_params)
         if metric != "coverage":
             shares[trial.number] = per_unit_scores(details, metric)
+            unit_user[trial.number] = unit_users(details, metric)  # (the same split every trial)
         rows.append({"trial": trial.number, **params,
                      **{k: v for k, v in scores.items() if isinstance(v, float)},
                      "seconds": time.perf_counter() - t0})
@@ -272,7 +273,7 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         optuna.logging.set_verbosity(verbosity)
     chosen = study.best_trial
     if from_start and chosen.number != 0 and metric != "coverage" and min_standard_errors > 0:
-        if not clearly_better(shares[chosen.number] - shares[0], min_standard_errors):
+        if not clearly_better(shares[chosen.number] - shares[0], min_standard_errors, groups=unit_user[0]):
             chosen = study.trials[0]
     best = dict(chosen.params)
     model = HRNN(**{**base, **best})
