@@ -1,16 +1,23 @@
-"""What a long ``put_events`` call (a backfill) costs the other callers of the same model: the
-latency of ``recommend`` for a user that shares the backfilled user's lock stripe (every 64th user)
-and for one that does not, and of creating users (their first ``put_events``), while another
-thread sends the backfilled user 20,000 events per call back to back; beside the same calls with
-nothing else running.
+"""What long calls on one model cost the other threads that query it: the latency of ``recommend``
+and of creating users (their first ``put_events``) while another thread
 
-    python benchmarks/put_while_query.py [--events 20000] [--calls 3000]
+- backfills one user, 20,000 events per call back to back: for a user that shares the backfilled
+  user's lock stripe (every 64th user) and for one that does not;
+- loads a model file of 250,000 users and drops the model it loaded before (a service swapping
+  models), during which pure-Python work holds the GIL;
+
+beside the same calls with nothing else running.
+
+    python benchmarks/concurrent_latency.py [--events 20000] [--calls 3000] [--users 250000]
 
 Run it with two builds one after the other (``PYTHONPATH=...``) to compare them.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
+import tempfile
 import threading
 import time
 
@@ -35,6 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=20_000, help="events per backfill call")
     ap.add_argument("--calls", type=int, default=3000, help="timed calls per row")
+    ap.add_argument("--users", type=int, default=250_000, help="users of the model file loaded")
     args = ap.parse_args()
     table = make_log(n_events=200_000, n_users=2000, n_items=5000, seed=0).drop_duplicates()
     model = hrnn.HRNN(epochs=1, num_threads=1, show_progress=False, random_state=0).fit(table)
@@ -75,10 +83,47 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     stop.set()
     thread.join()
+    rows.update(while_swapping_models(model, same, args))
     print(f"backfill: {args.events:,} events per call, {sent[0] / seconds:,.0f} events/s meanwhile")
-    print(f"{'':42s} {'p50 us':>8s} {'p99 us':>8s} {'max us':>9s}")
+    print(f"{'':46s} {'p50 us':>8s} {'p99 us':>8s} {'max us':>9s}")
     for name, x in rows.items():
-        print(f"{name:42s} {np.percentile(x, 50):8.0f} {np.percentile(x, 99):8.0f} {x.max():9.0f}")
+        print(f"{name:46s} {np.percentile(x, 50):8.0f} {np.percentile(x, 99):8.0f} {x.max():9.0f}")
+
+
+def while_swapping_models(model, user, args) -> dict:
+    """recommend and user creation while another thread loads a model file and drops the last one."""
+    table = make_log(n_events=4 * args.users, n_users=args.users, n_items=20_000, seed=1).drop_duplicates()
+    big = hrnn.HRNN(epochs=1, num_threads=0, show_progress=False, random_state=0,
+                    max_user_history_length_percentile=1.0).fit(table, check_minimums=False)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "big.hrnn")
+        big.save(path)
+        del big
+        stop, loads = threading.Event(), [0]
+
+        def swap():
+            held = [hrnn.load(path)]
+            while not stop.is_set():
+                held[0] = hrnn.load(path)  # the one loaded before is dropped here
+                loads[0] += 1
+
+        thread = threading.Thread(target=swap)
+        thread.start()
+        time.sleep(0.5)
+        def during_three_loads(call) -> np.ndarray:
+            out, first = [], loads[0]
+            while loads[0] < first + 3:
+                out.append(latencies_us(call, 100))
+            return np.concatenate(out)
+
+        item, names = model.item_ids_[0], itertools.count()
+        rows = {"recommend, while models load and drop": during_three_loads(lambda i: model.recommend(user, 10)),
+                "new user, while models load and drop": during_three_loads(
+                    lambda i: model.put_events(f"swap-{next(names)}", [item], [4e9]))}
+        stop.set()
+        thread.join()
+    print(f"model swaps: {loads[0]} loads of {args.users:,} users meanwhile")
+    return rows
 
 
 if __name__ == "__main__":

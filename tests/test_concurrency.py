@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -153,6 +154,51 @@ def test_a_forked_child_can_still_train_and_query():
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     pytest.fail("the forked child hung")
+
+
+def test_models_dropped_while_other_threads_query_free_their_users_cleanly():
+    """A dropped model frees its users without the GIL (other threads run meanwhile); models
+    created, filled and dropped while another thread queries leave it answering the same."""
+    users, items, ts = planted_log(n_users=60)
+    kept = hrnn.HRNN(random_state=0, num_threads=1, **FAST).fit((users, items, ts))
+    expected = kept.recommend_batch(users[:20], 5)[0]
+    stop, errors, answers = threading.Event(), [], [0]
+
+    def query():
+        try:
+            while not stop.is_set():
+                assert np.array_equal(kept.recommend_batch(users[:20], 5)[0], expected)
+                answers[0] += 1
+        except Exception as e:  # reported to the main thread
+            errors.append(e)
+
+    thread = threading.Thread(target=query)
+    thread.start()
+    try:
+        for k in range(4):
+            m = hrnn.HRNN(random_state=k, num_threads=1, **FAST).fit((users, items, ts))
+            for u in range(2000):
+                m.put_events(f"new-{u}", [int(items[u % len(items)])], [float(ts.max()) + u])
+            del m
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors and answers[0] > 0
+
+
+def test_a_model_alive_at_interpreter_exit_is_freed_cleanly(tmp_path):
+    """At exit, models still referenced are freed while the interpreter finalizes (the GIL is not
+    released then)."""
+    code = ("import hrnn\n"
+            "from hrnn.synthetic import make_log\n"
+            "df = make_log(n_events=3000, n_users=60, n_items=50, seed=1).drop_duplicates()\n"
+            "m = hrnn.HRNN(epochs=1, hidden_dimension=32, n_sample=16, show_progress=False).fit(df)\n"
+            "m.put_events('someone', [df['ITEM_ID'].iloc[0]], [4e9])\n"
+            "print('ok', len(m.known_user_ids))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok 61")
 
 
 class _CountingEngine:

@@ -61,6 +61,14 @@ void UserStore::load(UserArrays a) {
   ++generation_;
 }
 
+void UserStore::clear() {
+  std::deque<Record> gone;
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  gone.swap(users_);
+  ++generation_;
+  lock.unlock();
+}
+
 UserArrays UserStore::dump() const {
   std::unique_lock<std::shared_mutex> lock(mu_);  // exclusive: a consistent snapshot of everyone
   UserArrays a;

@@ -69,13 +69,22 @@ def warn_caller(message: str, category=UserWarning) -> None:
     warnings.warn(message, category, stacklevel=level)
 
 
+_INDEX_CHUNK = 1 << 13
+
+
 class IdIndex(dict):
     """id -> dense index, knowing whether it holds integer ids and text ids: a lookup tries the
     other type (``_lookup``) only where the model has ids of that type."""
 
     def __init__(self, ids):
-        values = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
-        super().__init__(zip(values, range(len(values))))
+        super().__init__()
+        # In chunks: one dict() of a million ids is one call that holds the GIL for its whole
+        # 200 ms, stalling every other thread (a service's queries while a new model loads);
+        # between chunks they run.
+        for a in range(0, len(ids), _INDEX_CHUNK):
+            part = ids[a:a + _INDEX_CHUNK]
+            values = part.tolist() if isinstance(part, np.ndarray) else list(part)
+            self.update(zip(values, range(a, a + len(values))))
         # An array of integer ids (a catalogue's) also answers arrays of integers at once.
         self.int_ids = ids if isinstance(ids, np.ndarray) and ids.dtype.kind in "iu" else None
         self._vector = None

@@ -38,6 +38,8 @@ class UserStore {
   UserArrays dump() const;
 
   int64_t size() const;
+  // Removes every user, freeing their records outside the lock.
+  void clear();
   // Grows the store to n users; new users have no events (u = u0, h = 0).
   void ensure(const Params& P, int64_t n);
   // Applies a user's new events atomically. A session starts after a gap beyond session_gap and,
