@@ -51,10 +51,10 @@ def main() -> None:
     busy = users[0]
     same = next(u for u in users[1:] if index[u] % STRIPES == index[busy] % STRIPES)
     other = next(u for u in users[1:] if index[u] % STRIPES != index[busy] % STRIPES)
-    t_new = 3e9
+    item = model.item_ids_[0]
 
     def create(tag):
-        return lambda i: model.put_events(f"{tag}-{i}", [1], [t_new])
+        return lambda i: model.put_events(f"{tag}-{i}", [item], [3e9])
 
     for _ in range(200):
         model.recommend(same, 10)
@@ -83,14 +83,14 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     stop.set()
     thread.join()
-    rows.update(while_swapping_models(model, same, args))
+    rows.update(while_swapping_models(model, same, item, args))
     print(f"backfill: {args.events:,} events per call, {sent[0] / seconds:,.0f} events/s meanwhile")
     print(f"{'':46s} {'p50 us':>8s} {'p99 us':>8s} {'max us':>9s}")
     for name, x in rows.items():
         print(f"{name:46s} {np.percentile(x, 50):8.0f} {np.percentile(x, 99):8.0f} {x.max():9.0f}")
 
 
-def while_swapping_models(model, user, args) -> dict:
+def while_swapping_models(model, user, item, args) -> dict:
     """recommend and user creation while another thread loads a model file and drops the last one."""
     table = make_log(n_events=4 * args.users, n_users=args.users, n_items=20_000, seed=1).drop_duplicates()
     big = hrnn.HRNN(epochs=1, num_threads=0, show_progress=False, random_state=0,
@@ -110,13 +110,14 @@ def while_swapping_models(model, user, args) -> dict:
         thread = threading.Thread(target=swap)
         thread.start()
         time.sleep(0.5)
+
         def during_three_loads(call) -> np.ndarray:
             out, first = [], loads[0]
             while loads[0] < first + 3:
                 out.append(latencies_us(call, 100))
             return np.concatenate(out)
 
-        item, names = model.item_ids_[0], itertools.count()
+        names = itertools.count()
         rows = {"recommend, while models load and drop": during_three_loads(lambda i: model.recommend(user, 10)),
                 "new user, while models load and drop": during_three_loads(
                     lambda i: model.put_events(f"swap-{next(names)}", [item], [4e9]))}
