@@ -187,9 +187,9 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     min_standard_errors : float
         The best trial replaces the first one (the defaults) only if it beats it by this many
         standard errors of the paired per-event (next-item, clustered by user) or per-user
-        (personalize) difference on the validation part: a small validation split makes the plain best follow noise, and
-        tuning should not leave a model worse than the defaults. 0 takes the plain best; so
-        does ``metric="coverage"``, which has no per-user share.
+        (personalize) difference on the validation part: a small validation split makes the plain
+        best follow noise, and tuning should not leave a model worse than the defaults. 0 takes
+        the plain best; so does ``metric="coverage"``, which has no per-user share.
     fit_params : dict, optional
         Keyword arguments for every ``fit`` (as :func:`hrnn.evaluate`'s), e.g.
         ``{"check_minimums": False}``.
