@@ -186,7 +186,7 @@ def test_models_dropped_while_other_threads_query_free_their_users_cleanly():
     assert not errors and answers[0] > 0
 
 
-def test_a_model_alive_at_interpreter_exit_is_freed_cleanly(tmp_path):
+def test_a_model_alive_at_interpreter_exit_is_freed_cleanly():
     """At exit, models still referenced are freed while the interpreter finalizes (the GIL is not
     released then)."""
     code = ("import hrnn\n"
