@@ -346,11 +346,12 @@ def numeric(s: pd.Series, label: str, what: str, hint: str = "") -> np.ndarray:
 
 # A date and a time of day, with optional seconds, fraction and UTC offset: text that names one
 # instant (a date alone is a whole day, refused as the date columns are).
+_UTC_OFFSET = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 _ISO_DATE_TIME = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?"
 
 
 def _iso_date_times(s: pd.Series, label: str) -> Optional[pd.Series]:
-    """UTC datetimes from a text column of ISO 8601 date-times (a CSV's "2014-04-07T10:51:09.277Z"),
+    """Unix seconds from a text column of ISO 8601 date-times (a CSV's "2014-04-07T10:51:09.277Z"),
     with a UserWarning saying so; None when no value is such text."""
     if not len(s) or pd.api.types.infer_dtype(s, skipna=True) != "string":
         return None
@@ -361,14 +362,23 @@ def _iso_date_times(s: pd.Series, label: str) -> Optional[pd.Series]:
         first = int(np.flatnonzero(~ok)[0])
         raise TypeError(f"{label} holds ISO 8601 date-time text, but not only: {s.iloc[first]!r} at "
                         f"{row(first)} is not one")
+    text = s.str.replace(",", ".", regex=False)
+    # Those with an offset and those without are parsed apart: pandas 2.2 reads a column that mixes
+    # them with the last offset applied to the naive ones.
+    aware = text.str.contains(_UTC_OFFSET, regex=True).fillna(False).to_numpy(dtype=bool)
+    seconds = np.empty(len(s))
     try:
-        out = pd.to_datetime(s.str.replace(",", ".", regex=False), format="ISO8601", utc=True)
+        for rows, utc in ((aware, True), (~aware, False)):
+            if rows.any():
+                when = pd.to_datetime(text[rows], format="ISO8601", utc=utc)
+                when = when.dt.tz_localize(None) if utc else when
+                seconds[rows] = (when.to_numpy() - np.datetime64(0, "s")) / np.timedelta64(1, "s")
     except (ValueError, OverflowError) as e:  # a month 13, a year beyond pandas' range
         reason = str(e).splitlines()[0].split(" You might")[0]  # (not pandas' advice on its arguments)
         raise ValueError(f"{label} holds ISO 8601 date-time text that names no instant: {reason}") from None
     warn_caller(f"{label} holds ISO 8601 date-time text: read as unix seconds (UTC where the text "
                 f"gives no offset)")
-    return out
+    return pd.Series(seconds, index=s.index)
 
 
 def timestamps(s: pd.Series, label: str) -> np.ndarray:
