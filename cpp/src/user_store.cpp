@@ -138,11 +138,6 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
     require(std::isfinite(ts[i]), "timestamps must be finite");
     require(i == 0 || ts[i] >= ts[i - 1], "timestamps must be in time order within one put_events call");
   }
-  if (n == 0) {
-    std::shared_lock<std::shared_mutex> structure(mu_);
-    check_user(user);
-    return;
-  }
   std::vector<float> state, gaps(n);
   std::vector<uint8_t> news(n);
   // The steps run outside every lock, so that a long call holds up neither the queries of the
@@ -164,6 +159,7 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
       prev_ts = r.last_ts;
       prev_session = r.last_session;
     }
+    if (n == 0) return;
     if (had > 0 && ts[0] < prev_ts)
       invalid("timestamp " + std::to_string(ts[0]) + " is older than this user's last event (" +
               std::to_string(prev_ts) + "); events must arrive in time order");

@@ -359,12 +359,17 @@ def check_float_width(values: np.ndarray, what: str) -> None:
                         f"(1700000070 becomes 1700000128); pass float64 or integers")
 
 
+def unix_seconds(values):
+    """float64 unix seconds of naive datetime64 values (taken as UTC; NaT gives NaN)."""
+    return (values - np.datetime64(0, "s")) / np.timedelta64(1, "s")
+
+
 def _timestamps(values, n: int) -> np.ndarray:
     """float64 unix seconds, one per event, finite and >= 0; datetimes as fit takes them (naive
     ones are UTC)."""
     ts = np.atleast_1d(np.asarray(list(values) if isinstance(values, Iterator) else values))
     if ts.dtype.kind == "M":
-        ts = (ts - np.datetime64(0, "s")) / np.timedelta64(1, "s")  # (NaT: NaN, refused below)
+        ts = unix_seconds(ts)  # (NaT: NaN, refused below)
     elif ts.dtype == object and ts.size and all(isinstance(v, (datetime.datetime, np.datetime64))
                                                 for v in ts.ravel()):
         ts = np.array([_seconds(v) for v in ts.ravel()], dtype=np.float64)
@@ -393,7 +398,7 @@ _EPOCH_UTC = _EPOCH.replace(tzinfo=datetime.timezone.utc)
 def _seconds(when) -> float:
     """Unix seconds of a datetime (naive: UTC, as in fit), in any year Python's datetime has."""
     if isinstance(when, np.datetime64):
-        return float((when - np.datetime64(0, "s")) / np.timedelta64(1, "s"))
+        return float(unix_seconds(when))
     return (when - (_EPOCH if when.tzinfo is None else _EPOCH_UTC)).total_seconds()
 
 

@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from ._ids import MAX_TIMESTAMP, _check_text_ids, check_float_width, warn_caller
+from ._ids import MAX_TIMESTAMP, _check_text_ids, check_float_width, unix_seconds, warn_caller
 
 USER_ID, ITEM_ID, TIMESTAMP = "USER_ID", "ITEM_ID", "TIMESTAMP"
 EVENT_TYPE, EVENT_VALUE, SESSION_ID = "EVENT_TYPE", "EVENT_VALUE", "SESSION_ID"
@@ -346,8 +346,8 @@ def numeric(s: pd.Series, label: str, what: str, hint: str = "") -> np.ndarray:
 
 # A date and a time of day, with optional seconds, fraction and UTC offset: text that names one
 # instant (a date alone is a whole day, refused as the date columns are).
-_UTC_OFFSET = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
-_ISO_DATE_TIME = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?"
+_UTC_OFFSET = r"(?:Z|[+-]\d{2}(?::?\d{2})?)"
+_ISO_DATE_TIME = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?" + _UTC_OFFSET + "?"
 
 
 def _iso_date_times(s: pd.Series, label: str) -> Optional[pd.Series]:
@@ -365,14 +365,14 @@ def _iso_date_times(s: pd.Series, label: str) -> Optional[pd.Series]:
     text = s.str.replace(",", ".", regex=False)
     # Those with an offset and those without are parsed apart: pandas 2.2 reads a column that mixes
     # them with the last offset applied to the naive ones.
-    aware = text.str.contains(_UTC_OFFSET, regex=True).fillna(False).to_numpy(dtype=bool)
+    aware = text.str.contains(_UTC_OFFSET + "$", regex=True).fillna(False).to_numpy(dtype=bool)
     seconds = np.empty(len(s))
     try:
         for rows, utc in ((aware, True), (~aware, False)):
             if rows.any():
                 when = pd.to_datetime(text[rows], format="ISO8601", utc=utc)
                 when = when.dt.tz_localize(None) if utc else when
-                seconds[rows] = (when.to_numpy() - np.datetime64(0, "s")) / np.timedelta64(1, "s")
+                seconds[rows] = unix_seconds(when.to_numpy())
     except (ValueError, OverflowError) as e:  # a month 13, a year beyond pandas' range
         reason = str(e).splitlines()[0].split(" You might")[0]  # (not pandas' advice on its arguments)
         raise ValueError(f"{label} holds ISO 8601 date-time text that names no instant: {reason}") from None
@@ -398,7 +398,7 @@ def timestamps(s: pd.Series, label: str) -> np.ndarray:
     is_date = pd.api.types.is_datetime64_dtype(s)
     if is_date:
         # Naive datetimes are taken as UTC; the unit (s/ms/us/ns) is whatever pandas stored.
-        ts = (s.to_numpy() - np.datetime64(0, "s")) / np.timedelta64(1, "s") + 0.0
+        ts = unix_seconds(s.to_numpy()) + 0.0
     else:
         hint = ("; text is read only as ISO 8601 date-times (2014-04-07T10:51:09Z, all of them); "
                 "convert other date strings with pandas.to_datetime") if s.dtype == object or \

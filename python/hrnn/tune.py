@@ -236,7 +236,7 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
     _check_space_values(space, base)
     optuna = _optuna()
     table = read_interactions(data, columns)
-    rows, shares, unit_user = [], {}, {}
+    rows, shares, first = [], {}, {}
 
     def objective(trial):
         params = _suggest(trial, space)
@@ -245,7 +245,8 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
                                    random_state=random_state, return_details=True, fit_params=fit_params)
         if metric != "coverage":
             shares[trial.number] = per_unit_scores(details, metric)
-            unit_user[trial.number] = unit_users(details, metric)  # (the same split every trial)
+            if trial.number == 0:  # (every trial's split is the same)
+                first["users"] = unit_users(details, metric)
         rows.append({"trial": trial.number, **params,
                      **{k: v for k, v in scores.items() if isinstance(v, float)},
                      "seconds": time.perf_counter() - t0})
@@ -273,7 +274,7 @@ def tune(data, n_trials: int = 20, metric: str = "ndcg@25", space: Optional[dict
         optuna.logging.set_verbosity(verbosity)
     chosen = study.best_trial
     if from_start and chosen.number != 0 and metric != "coverage" and min_standard_errors > 0:
-        if not clearly_better(shares[chosen.number] - shares[0], min_standard_errors, groups=unit_user[0]):
+        if not clearly_better(shares[chosen.number] - shares[0], min_standard_errors, groups=first["users"]):
             chosen = study.trials[0]
     best = dict(chosen.params)
     model = HRNN(**{**base, **best})
