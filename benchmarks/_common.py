@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 
 import hrnn
 from hrnn import datasets
+from hrnn.data import TIMESTAMP
 from hrnn.synthetic import make_log
 
 N_ITEMS = 100_000          # the catalogue the query benchmarks score
@@ -48,6 +50,21 @@ def read_dataset(name: str):
         path = datasets.movielens_small_path() / "interactions.csv.gz"
     columns = {"USER_ID": "session_id"} if name.startswith("yoochoose") else None
     return hrnn.read_interactions(path, columns=columns)
+
+
+_FITS: dict = {}  # (seed, training-set fingerprint) -> a saved fit that several evaluations share
+
+
+def shared_fit(df, seed: int):
+    """An HRNN with its defaults fitted on ``df`` with ``random_state=seed``: fitted once per seed
+    and training set (the experiments evaluate several variants of one fit), a loaded copy each call
+    (an evaluation puts its test events into the model it gets)."""
+    key = (seed, len(df), float(df[TIMESTAMP].sum()))
+    if key not in _FITS:
+        path = Path(tempfile.mkdtemp()) / "model.hrnn"
+        hrnn.HRNN(random_state=seed, show_progress=False).fit(df).save(path)
+        _FITS[key] = path
+    return hrnn.load(_FITS[key])
 
 
 def bench_model(hidden: int, cache_dir: str | None = None, verbose: bool = False,

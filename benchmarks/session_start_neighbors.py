@@ -17,8 +17,6 @@ Reads ../shared/datasets; takes minutes (every first event scores the whole cata
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,12 +24,11 @@ import pandas as pd
 import hrnn
 from hrnn.base import Recommender
 from hrnn.baselines import SessionKNN
-from hrnn.data import TIMESTAMP, read_interactions
+from hrnn.data import read_interactions
 from hrnn.evaluate import split_next_item
 
-from _common import read_dataset
+from _common import read_dataset, shared_fit
 
-_FITS: dict = {}  # (seed, training-set fingerprint) -> the saved hrnn fit the betas share
 
 
 class NeighborStart(Recommender):
@@ -42,12 +39,7 @@ class NeighborStart(Recommender):
 
     def fit(self, data, columns=None):
         df = read_interactions(data, columns)
-        key = (self.seed, len(df), float(df[TIMESTAMP].sum()))
-        if key not in _FITS:  # one fit per seed and split; each evaluation loads its own copy
-            path = Path(tempfile.mkdtemp()) / "model.hrnn"
-            hrnn.HRNN(random_state=self.seed, show_progress=False).fit(df).save(path)
-            _FITS[key] = path
-        self.model_ = hrnn.load(_FITS[key])
+        self.model_ = shared_fit(df, self.seed)
         self.knn_ = SessionKNN().fit(df)  # its own: the protocol puts the test events into it
         return self
 

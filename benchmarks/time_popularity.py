@@ -11,8 +11,6 @@ Reads ../shared/datasets; takes minutes (every query scores the whole catalogue 
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -20,10 +18,9 @@ import hrnn
 from hrnn.base import Recommender
 from hrnn.data import ITEM_ID, TIMESTAMP, USER_ID, read_interactions
 
-from _common import read_dataset
+from _common import read_dataset, shared_fit
 
 PSEUDO_COUNT = 0.5
-_FITS: dict = {}  # (seed, training-set fingerprint) -> the saved fit the weights share
 
 
 class TimePopularity(Recommender):
@@ -34,12 +31,7 @@ class TimePopularity(Recommender):
 
     def fit(self, data, columns=None):
         df = read_interactions(data, columns)
-        key = (self.seed, len(df), float(df[TIMESTAMP].sum()))
-        if key not in _FITS:  # one fit per seed and split; each evaluation loads its own copy
-            path = Path(tempfile.mkdtemp()) / "model.hrnn"
-            hrnn.HRNN(random_state=self.seed, show_progress=False).fit(df).save(path)
-            _FITS[key] = path
-        self.model_ = hrnn.load(_FITS[key])
+        self.model_ = shared_fit(df, self.seed)
         index = {v: i for i, v in enumerate(self.model_.item_ids_.tolist())}
         order = np.argsort(df[TIMESTAMP].to_numpy(np.float64), kind="stable")
         self.times_ = df[TIMESTAMP].to_numpy(np.float64)[order]
