@@ -6,9 +6,9 @@ for the first event of a session.
 A session-start query (``new_session=True``) is answered from the mixture
 ``(1 - beta) p + beta v``: p is hrnn's distribution (the softmax of its session-start scores over
 the whole catalogue, defaults otherwise; ``--temperature prior`` divides the scores by 1 + the
-fitted transition weight, which sharpens them that much), v session-kNN's votes (``baselines.SessionKNN``, its
-defaults, fitted on the same training part: the neighbours of the user's last session), normalised
-to sum to 1. Every later event is hrnn's own answer. Through the next-item protocol, one hrnn fit
+fitted transition weight, which sharpens them that much), v session-kNN's votes
+(``baselines.SessionKNN``, its defaults, fitted on the same training part: the neighbours of the
+user's last session), normalised to sum to 1. Every later event is hrnn's own answer. Through the next-item protocol, one hrnn fit
 per seed for every beta; prints first_recall@20 (mean over the seeds) and its paired difference
 from hrnn alone. ``--validation`` runs on the protocol's training part instead (its own split
 holds out each user's previous session): what a fit could choose beta on.
@@ -30,7 +30,6 @@ from hrnn.evaluate import split_next_item
 from _common import read_dataset, shared_fit
 
 
-
 class NeighborStart(Recommender):
     """hrnn, whose session-start answers mix in session-kNN's votes (``beta`` 0: hrnn itself)."""
 
@@ -47,10 +46,10 @@ class NeighborStart(Recommender):
         self.model_.put_events(user_id, item_ids, timestamps, session_id)
         self.knn_.put_events(user_id, item_ids, timestamps, session_id)
 
-    def recommend_batch(self, user_ids, num_results: int = 25, new_session: bool = False, **kw):
+    def recommend_batch(self, user_ids, num_results: int = 25, new_session: bool = False):
         model = self.model_
         if not new_session or self.beta == 0.0:
-            return model.recommend_batch(user_ids, num_results, new_session=new_session, **kw)
+            return model.recommend_batch(user_ids, num_results, new_session=new_session)
         n = len(model.item_ids_)
         index = pd.Index(model.item_ids_)
         v_items, v_scores = self.knn_.recommend_batch(user_ids, 500)
