@@ -97,8 +97,9 @@ class TestTrain:
             w = cli.build_parser().parse_args(["train", "d.csv", "-o", "m", "--transition-weight", text])
             assert cli_train._train_params(w) == {"transition_weight": value}
         start = cli.build_parser().parse_args(["train", "d.csv", "-o", "m", "--session-start-mix", "0.75",
-                                               "--session-start-sources", "off"])
-        assert cli_train._train_params(start) == {"session_start_mix": 0.75, "session_start_sources": False}
+                                               "--session-start-sources", "off", "--session-start-neighbors", "0.5"])
+        assert cli_train._train_params(start) == {"session_start_mix": 0.75, "session_start_sources": False,
+                                                  "session_start_neighbors": 0.5}
         for text, value in (("auto", "auto"), ("on", True)):
             s = cli.build_parser().parse_args(["train", "d.csv", "-o", "m", "--session-start-sources", text])
             assert cli_train._train_params(s) == {"session_start_sources": value}

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 import hrnn
 from hrnn.data import (EventLog, build_event_log, check_minimums, check_percentiles, featurize, filter_events,
-                       last_session_starts, popularity, read_interactions, recency_weights,
-                       session_offsets)
+                       last_session_starts, popularity, read_interactions, recency_weights)
 
 DATASETS = Path(__file__).parents[1].parent / "shared" / "datasets"
 T0 = 1_600_000_000
@@ -393,7 +392,6 @@ class TestEventLog:
                                 "session_id": ["s", "s", "t", "s", "s", "s"]})
         log = build_event_log(df)
         assert log.new_session.tolist() == [1, 0, 1, 1, 1, 1]
-        assert session_offsets(log).tolist() == [0, 2, 3, 4, 5, 6]
         assert last_session_starts(log).tolist() == [4, 5]
         assert build_event_log(df, session_gap=None).new_session.tolist() == [1, 0, 1, 1, 0, 1]
         # A frame with the canonical required columns but a raw optional one is read first.

@@ -205,7 +205,8 @@ def test_ctrl_c_in_the_first_half_skips_choosing_the_weight():
     m = hrnn.HRNN(epochs=10_000, random_state=0, num_threads=1, **FAST)
     with signal_after(2.0, signal.SIGINT, signal.default_int_handler):
         with pytest.warns(RuntimeWarning, match=r"interrupted.*transition weight 0\.5 and the session-start "
-                                                r"mix 0\.25 \(sources kept\) \(not chosen"):
+                                                r"mix 0\.25 \(sources kept\) and no neighbours' share in "
+                                                r"session starts \(not chosen"):
             m.fit(log)
     assert m.transition_weight_ == 0.5 and m.transition_weight_scores_ == {}
 

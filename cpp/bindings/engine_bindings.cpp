@@ -306,6 +306,43 @@ void bind_engine(py::module_& m) {
              d["repeat_curve"] = array(t.repeat_curve());
              return d;
            })
+      .def("set_neighbors",
+           [](Engine& e, const py::dict& d, int k, int sample_size, float beta) {
+             hrnn::NeighborIndex nb;
+             auto take = [&](const char* name, auto& dst) {
+               using T = typename std::decay_t<decltype(dst)>::value_type;
+               const auto a = d[name].cast<Arr<T>>();
+               const T* p = checked(a, {-1}, name);
+               dst.assign(p, p + a.size());
+             };
+             take("session_offsets", nb.session_offsets);
+             take("session_items", nb.session_items);
+             take("item_offsets", nb.item_offsets);
+             take("item_sessions", nb.item_sessions);
+             take("recency", nb.recency);
+             take("own_session", nb.own_session);
+             take("fit_events", nb.fit_events);
+             nb.k = k, nb.sample_size = sample_size, nb.beta = beta;
+             py::gil_scoped_release release;
+             nb.validate(e.params.n_items);
+             e.neighbors = std::move(nb);
+           },
+           py::arg("index"), py::arg("k"), py::arg("sample_size"), py::arg("beta"))
+      .def("clear_neighbors", [](Engine& e) { e.neighbors = hrnn::NeighborIndex{}; })
+      .def("get_neighbors",
+           [](const Engine& e) {
+             const auto& nb = e.neighbors;
+             auto array = [](const auto& v) { return copy_out(v.data(), {static_cast<py::ssize_t>(v.size())}); };
+             py::dict d;
+             d["session_offsets"] = array(nb.session_offsets);
+             d["session_items"] = array(nb.session_items);
+             d["item_offsets"] = array(nb.item_offsets);
+             d["item_sessions"] = array(nb.item_sessions);
+             d["recency"] = array(nb.recency);
+             d["own_session"] = array(nb.own_session);
+             d["fit_events"] = array(nb.fit_events);
+             return py::make_tuple(d, nb.k, nb.sample_size, nb.beta);
+           })
       .def("set_fallback_scores",
            [](Engine& e, const Arr<float>& s) {
              const float* p = checked(s, {e.params.n_items}, "fallback scores");
@@ -438,21 +475,25 @@ void bind_engine(py::module_& m) {
            [](const Engine& e, const Arr<int64_t>& p_off, const Arr<int32_t>& p_items, const Arr<double>& p_ts,
               const Arr<uint8_t>& p_new, const Arr<int64_t>& t_off, const Arr<int32_t>& t_items,
               const Arr<double>& t_ts, const Arr<uint8_t>& t_new, const std::vector<std::pair<float, bool>>& options,
-              int num_threads) {
+              int num_threads, std::optional<std::vector<float>> betas) -> py::array {
              auto prefix = events(p_off, p_items, p_ts, p_new);
              auto test = events(t_off, t_items, t_ts, t_new);
-             const py::ssize_t n_users = t_off.size() - 1;
-             py::array_t<int32_t> ranks(std::vector<py::ssize_t>{static_cast<py::ssize_t>(options.size()), n_users});
+             const py::ssize_t n_users = t_off.size() - 1, n_options = static_cast<py::ssize_t>(options.size());
+             const std::vector<float> b = betas ? *betas : std::vector<float>{0.f};
+             py::array_t<int32_t> ranks(
+                 std::vector<py::ssize_t>{n_options, static_cast<py::ssize_t>(b.size()), n_users});
              int32_t* out = ranks.mutable_data();
              {
                py::gil_scoped_release release;
-               hrnn::session_start_ranks(e.params, e.transitions, prefix.view(), test.view(), options, out, num_threads);
+               hrnn::session_start_ranks(e.params, e.transitions, prefix.view(), test.view(), options, out, num_threads,
+                                         betas ? &e.neighbors : nullptr, b);
              }
+             if (!betas) return ranks.reshape({n_options, n_users});
              return ranks;
            },
            py::arg("p_offsets"), py::arg("p_items"), py::arg("p_timestamps"), py::arg("p_new_session"),
            py::arg("t_offsets"), py::arg("t_items"), py::arg("t_timestamps"), py::arg("t_new_session"),
-           py::arg("options"), py::arg("num_threads") = 0)
+           py::arg("options"), py::arg("num_threads") = 0, py::arg("betas") = py::none())
       .def("advance",
            [](const Engine& e, const Arr<float>& u, const Arr<float>& h, bool fresh, const Arr<int32_t>& items,
               const Arr<float>& gaps, const Arr<uint8_t>& new_session) {

@@ -140,28 +140,49 @@ void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& 
 }
 
 void session_start_ranks(const Params& P, const Transitions& tr, const EventArrays& prefix, const EventArrays& test,
-                         const std::vector<std::pair<float, bool>>& options, int32_t* ranks, int num_threads) {
+                         const std::vector<std::pair<float, bool>>& options, int32_t* ranks, int num_threads,
+                         const NeighborIndex* nb, const std::vector<float>& betas) {
   prefix.validate(P.n_items);
   test.validate(P.n_items);
   require(prefix.n_users == test.n_users, "prefix and test must have the same users");
   for (const auto& option : options) check_session_start_mix(option.first);
+  require(!betas.empty(), "session_start_ranks needs at least one neighbour share");
+  for (float beta : betas)
+    require(std::isfinite(beta) && beta >= 0.f && beta < 1.f, "neighbour shares must be in [0, 1)");
+  require(nb != nullptr || (betas.size() == 1 && betas[0] == 0.f), "neighbour shares above 0 need a neighbour index");
+  if (nb) {
+    nb->validate(P.n_items);
+    require(static_cast<int64_t>(nb->own_session.size()) == prefix.n_users,
+            "the neighbour index must have the prefix's users");
+  }
   const int H = P.H;
-  const int64_t n_users = test.n_users;
+  const int64_t n_users = test.n_users, n_betas = static_cast<int64_t>(betas.size());
   const float* O = P.out_rows();
   const std::vector<float> bias = tr.item_bias(P.bo);
   parallel_for(n_users, num_threads, [&](int64_t user) {
     const int64_t a = prefix.offsets[user], b = prefix.offsets[user + 1];
     const int64_t ta = test.offsets[user];
-    for (size_t k = 0; k < options.size(); ++k) ranks[k * n_users + user] = 0;
+    auto rank = [&](size_t option, int64_t beta) -> int32_t& {
+      return ranks[(option * n_betas + beta) * n_users + user];
+    };
+    for (size_t k = 0; k < options.size(); ++k)
+      for (int64_t m = 0; m < n_betas; ++m) rank(k, m) = 0;
     if (ta == test.offsets[user + 1] || test.items[ta] < 0) return;
     if (b == a) invalid("session_start_ranks: user " + std::to_string(user) + " has test events but no history");
-    std::vector<float> u, h, v(H), dense(P.n_items);
+    std::vector<float> u, h, v(H), dense(P.n_items), boosted;
     advance_prefix(P, prefix, a, b, u, h);
     const ItemSet seen = tr.rules_out_seen() ? known_items(prefix.items + a, b - a) : ItemSet();
     const int64_t n_recent = std::min<int64_t>(b - a, kRepeatWindow);
     const int32_t* recent_items = prefix.items + b - n_recent;
     const double* recent_ts = prefix.timestamps + b - n_recent;
     const int32_t y = test.items[ta];
+    SparseItems votes;  // as a query's (Engine::recommend_batch): for the prefix's last session
+    if (nb) {
+      int64_t start = b - 1;
+      while (start > a && !prefix.new_session[start]) --start;
+      const int64_t from = std::max(start, b - kMaxNeighborSession);
+      votes = nb->votes(prefix.items + from, b - from, nb->own(user, start - a), &seen);
+    }
     std::vector<bool> done(options.size(), false);
     for (size_t first = 0; first < options.size(); ++first) {
       if (done[first]) continue;
@@ -175,13 +196,27 @@ void session_start_ranks(const Params& P, const Transitions& tr, const EventArra
         // The scores of a query flagged new_session (Engine::recommend_batch): the boosts from v.
         Boosts boosts = repeat_boosts(P, v.data(), recent_items, recent_ts, n_recent);
         tr.add_boosts(recent_items, n_recent, &seen, boosts, options[k].second);
-        const auto it = std::lower_bound(boosts.begin(), boosts.end(), std::make_pair(y, -HUGE_VALF));
-        const float sy = dense[y] + (it != boosts.end() && it->first == y ? it->second : 0.f);
-        int32_t higher = 0;
-        for (int32_t i = 0; i < P.n_items; ++i) higher += i != y && dense[i] > sy;
-        for (const auto& [i, bst] : boosts)
-          if (i != y) higher += (dense[i] + bst > sy) - (dense[i] > sy);
-        ranks[k * n_users + user] = higher + 1;
+        for (int64_t m = 0; m < n_betas; ++m) {
+          if (betas[m] > 0.f && !votes.empty()) {  // the query's mixture (Engine::mix_neighbors)
+            boosted.assign(dense.begin(), dense.end());
+            for (const auto& [i, bst] : boosts) boosted[i] += bst;
+            const double log_norm = top_log_sum_exp(boosted.data(), P.n_items);
+            std::vector<float> mixed(P.n_items);
+            for (int32_t i = 0; i < P.n_items; ++i) mixed[i] = mixed_score(boosted[i], log_norm, 0.f, betas[m]);
+            for (const auto& [i, share] : votes) mixed[i] = mixed_score(boosted[i], log_norm, share, betas[m]);
+            int32_t higher = 0;
+            for (int32_t i = 0; i < P.n_items; ++i) higher += i != y && mixed[i] > mixed[y];
+            rank(k, m) = higher + 1;
+            continue;
+          }
+          const auto it = std::lower_bound(boosts.begin(), boosts.end(), std::make_pair(y, -HUGE_VALF));
+          const float sy = dense[y] + (it != boosts.end() && it->first == y ? it->second : 0.f);
+          int32_t higher = 0;
+          for (int32_t i = 0; i < P.n_items; ++i) higher += i != y && dense[i] > sy;
+          for (const auto& [i, bst] : boosts)
+            if (i != y) higher += (dense[i] + bst > sy) - (dense[i] > sy);
+          rank(k, m) = higher + 1;
+        }
       }
     }
   }, 4);

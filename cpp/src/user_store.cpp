@@ -192,7 +192,8 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
 }
 
 bool UserStore::read(int64_t user, float* u, float* h, ItemSet* seen, int64_t recent,
-                     std::vector<int32_t>* recent_items, std::vector<double>* recent_ts) const {
+                     std::vector<int32_t>* recent_items, std::vector<double>* recent_ts,
+                     int64_t* history_length) const {
   std::shared_lock<std::shared_mutex> structure(mu_);
   check_user(user);
   std::lock_guard<std::mutex> lock(stripe(user));
@@ -205,6 +206,7 @@ bool UserStore::read(int64_t user, float* u, float* h, ItemSet* seen, int64_t re
     recent_items->assign(r.items.begin() + first, r.items.end());
     recent_ts->assign(r.ts.begin() + first, r.ts.end());
   }
+  if (history_length) *history_length = static_cast<int64_t>(r.items.size());
   return r.n_events > 0;
 }
 

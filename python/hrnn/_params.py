@@ -31,6 +31,7 @@ SPECS = {
     "transition_weight": ("float|auto", 0.0, 10.0),
     "session_start_mix": ("float|auto", 0.0, 1.0),
     "session_start_sources": ("bool|auto", None, None),
+    "session_start_neighbors": ("float|auto", 0.0, 0.99),
     "session_gap": ("float", 1.0, 1e9),
     "recency_half_life": ("float?", 1.0, 1e12),
     "num_threads": ("int", 0, 4096),

@@ -13,10 +13,12 @@ import numpy as np
 from . import _core, _device
 from . import data as _data
 from ._ids import warn_caller
+from ._neighbors import NEIGHBORS_K, NEIGHBORS_SAMPLE, neighbor_index
 from ._progress import Progress, stops
 from ._transitions import apply_table, transition_table
-from ._validation import (auto_fallback, choose_session_start, choose_transition_weight, n_targets,
-                          resumes_visits, start_fallback, validation_scores)
+from ._validation import (auto_fallback, auto_holdout_users, choose_neighbors, choose_session_start, choose_transition_weight,
+                          first_event_split, first_event_weights, n_targets, resumes_visits, start_fallback,
+                          validation_scores, validation_split)
 
 
 def weights_and_popularity(model, arrays: tuple, n_items: int, train_users: np.ndarray) -> tuple:
@@ -50,11 +52,26 @@ def training_log(model, data, columns: Optional[dict] = None, check_minimums: bo
     return log, train_users
 
 
-def choose_on_split(model, engine, split: tuple, metric: str, fallback: float, resumed: bool, table) -> tuple:
-    """(transition weight, (session-start mix, sources)): those of ``model`` that are "auto" as
-    ``split``'s held-out sessions rank best (scores kept on ``model``), the others as given.
-    ``fallback``: the weight's; ``resumed``: whether the log's sessions resume visits
-    (``start_fallback``)."""
+def held_out_split(model, log: "_data.EventLog", train_users: np.ndarray, validation: bool) -> Optional[tuple]:
+    """The sessions fit holds out (``validation_split``'s arrays): with ``validation`` every
+    training user's last one; else, for the settings that are "auto", those of random users
+    (``auto_holdout_users``); None when nobody is held out (the fallbacks are kept then)."""
+    if validation:
+        return validation_split(log, train_users)
+    if "auto" in (model.transition_weight, model.session_start_mix, model.session_start_sources,
+                  model.session_start_neighbors) and model.epochs >= 2:
+        held = auto_holdout_users(log, train_users, np.random.default_rng(model.random_state))
+        if held.any():
+            return validation_split(log, held)
+    return None
+
+
+def choose_on_split(model, engine, split: tuple, metric: str, fallback: float, resumed: bool, table,
+                    first: Optional[tuple]) -> tuple:
+    """(transition weight, (session-start mix, sources), neighbours' share): those of ``model``
+    that are "auto" as ``split``'s held-out sessions rank best (the share: ``first``'s first
+    events; scores kept on ``model``), the others as given. ``fallback``: the weight's;
+    ``resumed``: whether the log's sessions resume visits (``start_fallback``)."""
     weight = model.transition_weight
     if weight == "auto":
         weight, model.transition_weight_scores_ = choose_transition_weight(engine, split, metric,
@@ -64,7 +81,12 @@ def choose_on_split(model, engine, split: tuple, metric: str, fallback: float, r
         apply_table(engine, table, weight)  # the first events are ranked as queries at that weight
         start, model.session_start_scores_ = choose_session_start(
             engine, split, model.num_threads, model.session_start_mix, model.session_start_sources, resumed)
-    return weight, start
+    beta = model.session_start_neighbors
+    if first is not None:
+        apply_table(engine, table, weight)
+        engine.set_neighbors(neighbor_index(first[0], engine.n_items), NEIGHBORS_K, NEIGHBORS_SAMPLE, 0.0)
+        beta, model.session_start_neighbors_scores_ = choose_neighbors(engine, first, start, model.num_threads)
+    return weight, start, (0.0 if beta == "auto" else beta)
 
 
 def raise_if_interrupted(model) -> None:
@@ -82,6 +104,7 @@ class _Run:
         self.best, self.best_epoch, self.best_weights = -1.0, -1, None
         self.weight: Optional[float] = None
         self.start: Optional[tuple] = None
+        self.beta: Optional[float] = None
 
 
 _warned_single_threaded = False
@@ -116,8 +139,13 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     # half of the epochs once the weight has been chosen on them. Negatives are drawn by the
     # popularity of every event from the start: an item seen only in a held-out session must
     # not have a zero sampling probability (its logQ correction) when it becomes a target.
-    choosing = auto or _auto_start(model)
+    choosing = auto or _auto_start(model) or model.session_start_neighbors == "auto"
     rejoin = choosing and split is not None and not validation
+    first = None  # the sessions the neighbours' share is chosen on
+    if model.session_start_neighbors == "auto" and split is not None:
+        first = split if validation else first_event_split(log, np.isin(np.arange(log.n_users), train_users))
+        if rejoin and first is not None:
+            w = first_event_weights(first, arrays, w)
     full_w, full_pop = (weights_and_popularity(model, full, log.n_items, train_users)
                         if rejoin else (w, pop))
     engine.start_training(full_pop, batch_size=model.batch_size, bptt=model.bptt,
@@ -132,11 +160,13 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     model.history_ = []
     model.transition_weight_scores_ = {}
     model.session_start_scores_ = {}
+    model.session_start_neighbors_scores_ = {}
     model.__dict__.pop("best_epoch_", None)  # (a previous fit's)
     run = _Run()
 
     def rejoin_epoch() -> tuple:
-        run.weight, run.start = choose_on_split(model, engine, split, metric, fallback, resumed, table)
+        run.weight, run.start, run.beta = choose_on_split(model, engine, split, metric, fallback, resumed, table,
+                                                          first)
         progress.total = max(n_targets(full, train_users), 1)
         return full, full_w
 
@@ -155,7 +185,8 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     # Not trained on the held-out sessions: choose on them now, unless the user is waiting for
     # an interrupted fit (the pass takes seconds on large logs).
     if choosing and split is not None and run.weight is None and not run.interrupted:
-        run.weight, run.start = choose_on_split(model, engine, split, metric, fallback, resumed, table)
+        run.weight, run.start, run.beta = choose_on_split(model, engine, split, metric, fallback, resumed, table,
+                                                          first)
     if rejoin:  # the prior and the cold users' popularity count every event
         pop = full_pop
         table = transition_table(full, train_users, pop) if table is not None else None
@@ -163,10 +194,16 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     if not chosen:
         run.weight = fallback if auto else model.transition_weight
         run.start = start_fallback(model.session_start_mix, model.session_start_sources, resumed)
+        run.beta = 0.0 if model.session_start_neighbors == "auto" else model.session_start_neighbors
     model.transition_weight_ = float(run.weight)
     model.session_start_mix_ = engine.session_start_mix = float(run.start[0])
     model.session_start_sources_ = engine.session_start_sources = bool(run.start[1])
     apply_table(engine, table, model.transition_weight_)
+    model.session_start_neighbors_ = float(run.beta)
+    if run.beta > 0:
+        engine.set_neighbors(neighbor_index(full, log.n_items), NEIGHBORS_K, NEIGHBORS_SAMPLE, run.beta)
+    else:
+        engine.clear_neighbors()
     engine.compute_states(*full, num_threads=model.num_threads)
     if log.last_sessions is not None:
         engine.set_last_sessions(log.last_sessions)
@@ -175,7 +212,8 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     if run.interrupted:
         kept = ([f"the transition weight {run.weight:g}"] if auto else []) + (
             [f"the session-start mix {run.start[0]:g} (sources {'kept' if run.start[1] else 'dropped'})"]
-            if _auto_start(model) else [])
+            if _auto_start(model) else []) + (
+            ["no neighbours' share in session starts"] if model.session_start_neighbors == "auto" else [])
         unchosen = (f" and {' and '.join(kept)} (not chosen on held-out sessions)"
                     if kept and split is not None and not chosen else "")
         warn_caller(f"training interrupted by the user during epoch {len(model.history_)}; "

@@ -29,6 +29,11 @@ AUTO_HOLDOUT_SHARE, AUTO_HOLDOUT_MIN, AUTO_HOLDOUT_MAX = 0.02, 2000, 20_000
 # transitions mislead. The held-out first events are often too few to tell (yoochoose: 25 session
 # starts in the whole training log).
 START_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)
+# "auto"'s shares of the neighbours' votes in session-start answers (docs/engine.md, "Session-start
+# neighbours"), chosen on the first events of every multi-session user's last session; without
+# clear evidence none (on taobao any share loses: the network's answers are sharper than the votes).
+NEIGHBOR_BETAS = (0.0, 0.25, 0.5, 0.75, 0.9)
+
 START_FALLBACK_RESUMED, START_FALLBACK_NEW_VISIT = (0.25, True), (0.5, False)
 RESUMED_GAP = 86_400.0
 
@@ -133,6 +138,39 @@ def choose_session_start(engine, split: tuple, num_threads: int, mix="auto", sou
     ranks = ranks[:, np.diff(split[1][0]) > 0]  # the users with a test session
     return _choose(options, [_per_event(r, "recall@20") for r in ranks],
                    [_per_event(r, "mrr@20") for r in ranks], start_fallback(mix, sources, resumed))
+
+
+def first_event_split(log: "_data.EventLog", train_users: np.ndarray):
+    """``validation_split`` over every training user with 2+ sessions (whose last sessions'
+    first events choose ``session_start_neighbors="auto"``), or None without such users."""
+    held = _multi_session(log, train_users)[1]
+    return validation_split(log, held) if held.any() else None
+
+
+def first_event_weights(split: tuple, arrays: tuple, w) -> np.ndarray:
+    """``w`` (None: all 1) with a zero for the first event of each test session of ``split``
+    within ``arrays`` (the same log, or its prefix when other users' last sessions are held out):
+    the network must not learn the answers the neighbours' share is chosen on."""
+    offsets, test_offsets = arrays[0], split[1][0]
+    out = np.ones(len(arrays[1]), dtype=np.float32) if w is None else np.array(w, dtype=np.float32)
+    held = np.flatnonzero(np.diff(test_offsets) > 0)
+    n_test = test_offsets[held + 1] - test_offsets[held]
+    at = offsets[held + 1] - n_test  # where each test session starts in ``arrays``, if it is there
+    there = (at >= offsets[held]) & (split[0][0][held + 1] - split[0][0][held] == at - offsets[held])
+    out[at[there]] = 0.0
+    return out
+
+
+def choose_neighbors(engine, split: tuple, start: tuple, num_threads: int) -> tuple:
+    """(beta, {beta: first-event Recall@20}): the neighbours' share of NEIGHBOR_BETAS in the
+    session-start answers (the engine's neighbour index built from ``split``'s prefix), chosen on
+    the first events of ``split``'s test sessions as ``choose_session_start`` chooses, at the
+    session-start setting ``start`` (mix, sources); 0 without clear evidence."""
+    ranks = engine.session_start_ranks(*split[0], *split[1], options=[start], num_threads=num_threads,
+                                       betas=list(NEIGHBOR_BETAS))[0]
+    ranks = ranks[:, np.diff(split[1][0]) > 0]
+    return _choose(NEIGHBOR_BETAS, [_per_event(r, "recall@20") for r in ranks],
+                   [_per_event(r, "mrr@20") for r in ranks], 0.0)
 
 
 def _choose(options: tuple, first: list, second: list, fallback, users=None) -> tuple:

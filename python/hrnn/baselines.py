@@ -21,8 +21,9 @@ import numpy as np
 from ._baseline_base import Baseline, check_exclude_seen, check_range, lift
 from ._params import check_gap
 from ._baseline_history import coalesce, csr_gather
+from ._neighbors import neighbor_index
 from ._transitions import repeat_curve, top_successors, transition_counts
-from .data import popularity, recency_weights, session_offsets
+from .data import popularity, recency_weights
 
 __all__ = ["Popularity", "Markov", "RepeatRule", "SessionKNN"]
 
@@ -246,26 +247,13 @@ class SessionKNN(Baseline):
         check_exclude_seen(self.exclude_seen)
 
     def _fit_model(self, log, df):
-        so = session_offsets(log)
-        n_sess = len(so) - 1
-        sess_of_event = np.repeat(np.arange(n_sess, dtype=np.int64), np.diff(so))
-        ps, pi, _ = coalesce(sess_of_event, log.items.astype(np.int64), np.zeros(log.n_events),
-                             log.n_items)
-        self._sess_len = np.bincount(ps, minlength=n_sess).astype(np.float64)
-        self._sess_ptr = np.concatenate([[0], np.cumsum(self._sess_len).astype(np.int64)])
-        self._sess_items = pi
-        # Inverted index item -> sessions, most recent session first.
-        end_time = log.timestamps[so[1:] - 1]
-        recency = np.empty(n_sess, dtype=np.int64)
-        recency[np.argsort(end_time, kind="stable")] = np.arange(n_sess)
-        order = np.lexsort((-recency[ps], pi))
-        self._item_ptr = np.concatenate([[0], np.cumsum(np.bincount(pi, minlength=log.n_items))])
-        self._item_sess = ps[order]
-        self._recency = recency
+        ix = neighbor_index((log.offsets, log.items, log.timestamps, log.new_session), log.n_items)
+        self._sess_ptr, self._sess_items = ix["session_offsets"], ix["session_items"]
+        self._sess_len = np.diff(self._sess_ptr).astype(np.float64)
+        self._item_ptr, self._item_sess, self._recency = ix["item_offsets"], ix["item_sessions"], ix["recency"]
         # A fitted user's current session is its last training session until a new one starts:
         # it must not be its own neighbour.
-        self._own_session = sess_of_event[log.offsets[1:] - 1]
-        self._n_fit_events = log.lengths()
+        self._own_session, self._n_fit_events = ix["own_session"], ix["fit_events"]
 
     def _evidence(self, users):
         b, n = len(users), self.n_items

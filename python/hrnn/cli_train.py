@@ -19,7 +19,7 @@ def _hrnn_defaults() -> dict:
 
 
 def _weight(text: str):
-    """A number, or "auto" (HRNN's transition_weight and session_start_mix)."""
+    """A number, or "auto" (HRNN's transition_weight, session_start_mix and session_start_neighbors)."""
     if text == "auto":
         return text
     try:
@@ -112,6 +112,10 @@ _TRAIN_FLAGS = [
     (("--session-start-sources",), "session_start_sources", dict(type=_switch, metavar="on|off|auto"),
      "whether `hrnn recommend --new-session` keeps the user's last items as the transition "
      "prior's sources; auto = chosen with --session-start-mix (default: {default})"),
+    (("--session-start-neighbors",), "session_start_neighbors", dict(type=_weight, metavar="BETA"),
+     "share in [0, 0.99] of session-kNN votes (for the neighbours of the user's last session) in "
+     "`hrnn recommend --new-session`'s answers; auto = chosen on the first events of every "
+     "multi-session user's last session (default: {default})"),
     (("--session-gap",), "session_gap", dict(type=float, metavar="SECONDS"),
      "inactivity that starts a new session (as does a change of SESSION_ID) "
      "(default: {default})"),

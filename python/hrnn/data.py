@@ -244,11 +244,6 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
                     new_session=new.view(np.uint8), event_types=etypes, last_sessions=last_sessions)
 
 
-def session_offsets(log: EventLog) -> np.ndarray:
-    """int64 [n_sessions + 1]: session s holds events ``[out[s], out[s+1])`` of ``log``."""
-    return np.append(np.flatnonzero(log.new_session), log.n_events).astype(np.int64)
-
-
 def last_session_starts(log: EventLog) -> np.ndarray:
     """int64 [n_users]: index of the first event of each user's last session."""
     starts = np.flatnonzero(log.new_session)

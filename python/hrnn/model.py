@@ -9,11 +9,9 @@ import numpy as np
 
 from . import _device, _params, _training
 from . import data as _data
-from ._validation import auto_holdout_users, validation_split
 from ._ids import (_ONE_ID, _ONE_TIMESTAMP, MAX_TIMESTAMP, IdIndex, _as_list, _check_flag, _check_id, _check_lookup,
                    _events, _ids_of, _lookup, _lookup_all, _query, _session_flags)
 from .base import Recommender
-
 
 BATCH_CHUNK = 8192  # users per native call of recommend_batch
 
@@ -110,6 +108,11 @@ class HRNN(Recommender):
         sessions ``transition_weight`` is chosen on, as the weight is, keeping without clear
         evidence mix 0.25 with sources where the median gap between a user's sessions is under a
         day (a resumed visit), else 0.5 without (docs/engine.md, "Session-start queries").
+    session_start_neighbors : float or "auto", default "auto"
+        Share beta in [0, 0.99] of ``baselines.SessionKNN``'s votes (for the user's last session)
+        in the answers to ``new_session=True``: ``(1 - beta) softmax(scores) + beta votes``.
+        "auto": 0, 0.25, 0.5, 0.75 or 0.9, chosen like the mix, on the first events of every
+        multi-session user's last session (0 without clear evidence; docs/engine.md).
     session_gap : float
         1..1e9 seconds of inactivity that end a session (a change of SESSION_ID ends one too).
     recency_half_life : float, optional
@@ -136,6 +139,8 @@ class HRNN(Recommender):
     session_start_scores_ : dict
         With "auto": each (mix, sources) tried -> its validation first-event Recall@20 (empty when
         none was tried).
+    session_start_neighbors_, session_start_neighbors_scores_ : float, dict
+        The votes' share in use; with "auto", each share tried -> its first-event Recall@20.
     history_ : list of dict
         One entry per epoch: loss, events, seconds, and the validation scores with
         ``fit(validation=True)`` (with ``transition_weight="auto"`` scored at the fallback
@@ -153,7 +158,8 @@ class HRNN(Recommender):
                  sample_alpha: float = 0.5, loss: str = "softmax", bpreg: float = 1.0,
                  logq: bool = True, dropout: float = 0.2, tie_embeddings: bool = True,
                  repeat: bool = True, repeat_negatives: bool = True, transition_weight="auto",
-                 session_start_mix="auto", session_start_sources="auto", session_gap: float = 1800.0, recency_half_life: Optional[float] = None,
+                 session_start_mix="auto", session_start_sources="auto", session_start_neighbors="auto",
+                 session_gap: float = 1800.0, recency_half_life: Optional[float] = None,
                  num_threads: int = 0, random_state: Optional[int] = None, device: str = "cpu",
                  show_progress: bool = True):
         self.hidden_dimension = hidden_dimension
@@ -180,6 +186,7 @@ class HRNN(Recommender):
         self.transition_weight = transition_weight
         self.session_start_mix = session_start_mix
         self.session_start_sources = session_start_sources
+        self.session_start_neighbors = session_start_neighbors
         self.session_gap = session_gap
         self.recency_half_life = recency_half_life
         self.num_threads = num_threads
@@ -264,14 +271,7 @@ class HRNN(Recommender):
             if not validation:
                 raise ValueError("early_stopping_rounds needs validation=True")
             _params.check_positive_int("early_stopping_rounds", early_stopping_rounds)
-        split = None
-        if validation:
-            split = validation_split(log, train_users)
-        elif "auto" in (self.transition_weight, self.session_start_mix, self.session_start_sources) \
-                and self.epochs >= 2:
-            held = auto_holdout_users(log, train_users, np.random.default_rng(self.random_state))
-            if held.any():  # otherwise nobody to choose on: the fallback weight
-                split = validation_split(log, held)
+        split = _training.held_out_split(self, log, train_users, validation)
         before = dict(self.__dict__)  # a failed refit leaves the fitted model and its records in use
         self._fitting = True
         try:

@@ -84,7 +84,12 @@ def save(model, path) -> None:
             "n_items": engine.n_items, "hrnn_version": _version(), "unknown_item_events": unknown,
             "training": _training_record(model), "session_digits_as_int": model._session_digits,
             "session_start": [engine.session_start_mix, engine.session_start_sources]}
+    index, k, sample_size, beta = engine.get_neighbors()
+    if beta > 0:
+        meta["session_start_neighbors"] = [beta, k, sample_size]
     sections = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
+    if beta > 0:
+        sections.update({f"neighbors.{key}": value for key, value in index.items()})
     for name in engine.param_names():
         sections[f"param.{name}"] = engine.get_param(name)
     for key, value in users.items():
@@ -110,6 +115,9 @@ def _training_record(model) -> dict:
     if hasattr(model, "session_start_scores_"):
         record["session_start_scores"] = [[float(m), bool(s), float(v)]
                                           for (m, s), v in model.session_start_scores_.items()]
+    if hasattr(model, "session_start_neighbors_scores_"):
+        record["session_start_neighbors_scores"] = [[float(b), float(v)]
+                                                    for b, v in model.session_start_neighbors_scores_.items()]
     if hasattr(model, "best_epoch_"):
         record["best_epoch"] = int(model.best_epoch_)
     return record
@@ -120,9 +128,11 @@ def _restore_training(model, record, name: str) -> None:
     def number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
+    def pairs(s):
+        return isinstance(s, list) and all(isinstance(p, list) and len(p) == 2 and all(map(number, p)) for p in s)
+
     checks = {"history": lambda h: isinstance(h, list) and all(isinstance(e, dict) for e in h),
-              "transition_weight_scores": lambda s: isinstance(s, list) and all(
-                  isinstance(p, list) and len(p) == 2 and all(map(number, p)) for p in s),
+              "transition_weight_scores": pairs, "session_start_neighbors_scores": pairs,
               "session_start_scores": lambda s: isinstance(s, list) and all(
                   isinstance(p, list) and len(p) == 3 and number(p[0]) and isinstance(p[1], bool) and number(p[2])
                   for p in s),
@@ -135,6 +145,8 @@ def _restore_training(model, record, name: str) -> None:
         model.transition_weight_scores_ = {w: v for w, v in record["transition_weight_scores"]}
     if record.get("session_start_scores") is not None:
         model.session_start_scores_ = {(m, s): v for m, s, v in record["session_start_scores"]}
+    if record.get("session_start_neighbors_scores") is not None:
+        model.session_start_neighbors_scores_ = {b: v for b, v in record["session_start_neighbors_scores"]}
     if record.get("best_epoch") is not None:
         model.best_epoch_ = record["best_epoch"]
 
@@ -219,6 +231,8 @@ def _expected_dtype(key: str):
         return np.float32
     if key.startswith("users."):
         return _USER_DTYPES.get(key[len("users."):], np.int64)
+    if key == "neighbors.session_items":
+        return np.int32
     if key.startswith("transitions."):
         return _TRANSITION_DTYPES.get(key[len("transitions."):], np.int64)
     if key == "popularity":
@@ -226,6 +240,27 @@ def _expected_dtype(key: str):
     if key == "meta" or key.endswith(".utf8"):
         return np.uint8
     return np.int64  # ids as int64, and offsets
+
+
+_NEIGHBOR_SECTIONS = ("session_offsets", "session_items", "item_offsets", "item_sessions", "recency", "own_session",
+                      "fit_events")
+
+
+def _load_neighbors(engine, s: dict, setting, name: str) -> float:
+    """The neighbours' share a file's session-start answers use (files without: 0), its index
+    given to ``engine``."""
+    if setting is None:
+        return 0.0
+    if not (isinstance(setting, list) and len(setting) == 3 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in setting)
+            and 0.0 < setting[0] < 1.0 and all(isinstance(x, int) for x in setting[1:])):
+        raise ValueError(f"{name} is corrupted: bad session-start neighbours setting {setting!r}")
+    index = {key: s[f"neighbors.{key}"].copy() for key in _NEIGHBOR_SECTIONS}
+    try:
+        engine.set_neighbors(index, setting[1], setting[2], float(setting[0]))
+    except ValueError as e:
+        raise ValueError(f"{name} is corrupted: {e}") from None
+    return float(setting[0])
 
 
 def load(path, device=None):
@@ -308,6 +343,7 @@ def load(path, device=None):
             raise ValueError(f"{name} is corrupted: bad session-start setting {start!r}")
         model.session_start_mix_ = engine.session_start_mix = float(start[0])
         model.session_start_sources_ = engine.session_start_sources = start[1]
+        model.session_start_neighbors_ = _load_neighbors(engine, s, meta.get("session_start_neighbors"), name)
         _restore_training(model, meta.get("training", {}), name)
     except KeyError as e:
         raise ValueError(f"{name} is missing section {e}") from None

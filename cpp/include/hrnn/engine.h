@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hrnn/accelerator.h"
+#include "hrnn/neighbors.h"
 #include "hrnn/params.h"
 #include "hrnn/scoring.h"
 #include "hrnn/trainer.h"
@@ -37,6 +38,8 @@ class Engine {
   // and a transition prior with the user's last items as sources (true) or without (false).
   float session_start_mix = 0.f;
   bool session_start_sources = false;
+  // The second expert of the queries flagged new_session (off until its beta is set above 0).
+  NeighborIndex neighbors;
 
   // Training. start_training builds the sampler and the optimizer state (discarding any earlier).
   void start_training(const TrainConfig& cfg, const double* popularity);
@@ -77,6 +80,10 @@ class Engine {
 
  private:
   std::shared_ptr<const ScoringTable> scoring_table(int num_threads) const;  // built on num_threads
+  // The answers of the given rows (session starts with votes) from the mixture with the votes.
+  void mix_neighbors(const std::vector<int64_t>& rows, const float* hs, const std::vector<ItemSet>& excl,
+                     const std::vector<Boosts>& boosts, const std::vector<SparseItems>& votes, const Query& q,
+                     int32_t* items, float* scores, int num_threads) const;
   // Every item's bias in the query scores (Transitions::item_bias), built once per parameters.
   std::shared_ptr<const std::vector<float>> item_bias() const;
   std::shared_ptr<const std::vector<float>> bias_locked() const;  // with table_mu_ held

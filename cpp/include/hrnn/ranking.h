@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "hrnn/events.h"
+#include "hrnn/neighbors.h"
 #include "hrnn/params.h"
 #include "hrnn/transitions.h"
 
@@ -23,8 +24,12 @@ void next_item_ranks(const Params& P, const Transitions& tr, const EventArrays& 
 // The rank, as in next_item_ranks, of each user's first test event (a session's first) when a query
 // flagged new_session asks for it after the prefix, under each of `options` (the session-start mix,
 // and whether the prior keeps its sources: Engine::session_start_*; tr's own weight): ranks is
-// [options.size()][test.n_users], 0 for a user without test events or an unknown first item.
+// [options.size()][test.n_users], 0 for a user without test events or an unknown first item. With
+// `nb` (whose own sessions are the prefix's), each option is ranked under each of `betas` (in
+// [0, 1)) as the neighbours' share of the mixture, the votes for the neighbours of the prefix's last
+// session: ranks is then [options.size()][betas.size()][test.n_users].
 void session_start_ranks(const Params& P, const Transitions& tr, const EventArrays& prefix, const EventArrays& test,
-                         const std::vector<std::pair<float, bool>>& options, int32_t* ranks, int num_threads);
+                         const std::vector<std::pair<float, bool>>& options, int32_t* ranks, int num_threads,
+                         const NeighborIndex* nb = nullptr, const std::vector<float>& betas = {0.f});
 
 }  // namespace hrnn

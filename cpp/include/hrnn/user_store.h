@@ -50,9 +50,10 @@ class UserStore {
                   int64_t n, double session_gap);
   // Copies h (and u unless nullptr) and returns true when the user has at least one event; copies
   // the items of its history (sorted, each once, unknown items left out) and its last `recent` events
-  // (items, timestamps) when asked.
+  // (items, timestamps) and the length of its whole history when asked.
   bool read(int64_t user, float* u, float* h, ItemSet* seen, int64_t recent = 0,
-            std::vector<int32_t>* recent_items = nullptr, std::vector<double>* recent_ts = nullptr) const;
+            std::vector<int32_t>* recent_items = nullptr, std::vector<double>* recent_ts = nullptr,
+            int64_t* history_length = nullptr) const;
   void state(int64_t user, float* u, float* h, double* last_ts, int64_t* n_events) const;
   // Every user's last session id (n == size(), kNoSession = none known), as the training table
   // had them: a real-time event with another id starts a new session.

@@ -1,0 +1,314 @@
+"""Session-start neighbours (docs/engine.md, "Session-start neighbours"): a query flagged
+``new_session=True`` is answered from ``(1 - beta) softmax(scores) + beta v``, v the session-kNN
+votes for the neighbours of the user's last session; ``session_start_neighbors="auto"`` chooses
+beta on the first events of every multi-session user's last session."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import hrnn
+from hrnn import _validation as hv, model_file
+from hrnn._neighbors import NEIGHBORS_K, NEIGHBORS_SAMPLE, neighbor_index
+import reference_query as ref
+from hrnn.synthetic import make_log
+from query_cases import FIT, all_scores, fitted, histories, make_query_log, params64, prior_of
+
+BETA = 0.6
+
+
+def split_sessions(items, ts, new=None, gap=1800.0):
+    """A user's sessions as lists of items: cut where ``new`` flags (else where the gap exceeds ``gap``)."""
+    new = np.r_[True, np.diff(ts) > gap] if new is None else np.asarray(new, bool)
+    cuts = np.flatnonzero(new[1:]) + 1
+    return [list(s) for s in np.split(np.asarray(items), cuts)], [t[-1] for t in np.split(np.asarray(ts), cuts)]
+
+
+def reference_votes(sessions, ends, current, own=None, drop=(), k=NEIGHBORS_K, sample=NEIGHBORS_SAMPLE):
+    """V-SKNN as its definition reads (baselines.SessionKNN's docstring), one session at a time:
+    {item: vote}, normalised to sum 1. ``sessions`` in the index's order, ``ends`` their end times."""
+    n = len(current)
+    weight = {}
+    for i, item in enumerate(current):
+        if item >= 0:
+            weight[item] = (i + 1) / n
+    if not weight:
+        return {}
+    # Each session's recency: its rank by end time, ties by its place in the log.
+    recency = {s: r for r, s in enumerate(sorted(range(len(sessions)), key=lambda s: (ends[s], s)))}
+    cap = max(1, sample // len(weight))
+    candidates = set()
+    for item in weight:
+        holding = sorted((s for s, items in enumerate(sessions) if item in items), key=lambda s: -recency[s])
+        candidates |= {s for s in holding[:cap] if s != own}
+    sims = []
+    for s in candidates:
+        distinct = set(sessions[s])
+        sim = sum(weight.get(i, 0.0) for i in sorted(distinct)) / np.sqrt(len(weight) * len(distinct))
+        sims.append((-sim, -recency[s], s))
+    votes = {}
+    for neg_sim, _, s in sorted(sims)[:k]:
+        for item in set(sessions[s]) - set(drop):
+            votes[item] = votes.get(item, 0.0) - neg_sim
+    total = sum(votes.values())
+    return {i: v / total for i, v in votes.items() if v > 0}
+
+
+def mixture(net, votes, beta, n_norm=200):
+    """log((1 - beta) p + beta v), p the softmax of the network's scores over its n_norm best."""
+    top = np.sort(net)[::-1][:n_norm]
+    log_norm = top[0] + np.log(np.exp(top - top[0]).sum())
+    v = np.zeros_like(net)
+    for i, x in votes.items():
+        v[i] = x
+    return np.log((1 - beta) * np.exp(net - log_norm) + beta * v)
+
+
+def log_arrays(model):
+    log = model._log
+    return (log.offsets, log.items, log.timestamps, log.new_session)
+
+
+@pytest.fixture(scope="module")
+def log():
+    return make_query_log()
+
+
+@pytest.fixture(scope="module")
+def model(log):
+    m = fitted(log)
+    assert m.session_start_neighbors_ in hv.NEIGHBOR_BETAS
+    m._engine.clear_neighbors()
+    return m
+
+
+def training_sessions(model, log):
+    """Every user's sessions and their end times, in the log's order, and each user's last one."""
+    sessions, ends, last = [], [], {}
+    for uid, (items, ts) in histories(model, log).items():
+        s, e = split_sessions(items, ts)
+        sessions += s
+        ends += e
+        last[uid] = len(sessions) - 1
+    return sessions, ends, last
+
+
+def test_answers_mix_the_network_with_the_votes_of_the_last_sessions_neighbours(model, log, tmp_path):
+    users = sorted(histories(model, log))[:12]
+    net = all_scores(model, users, new_session=True)
+    continuing = all_scores(model, users)
+    model._engine.set_neighbors(neighbor_index(log_arrays(model), len(model.item_ids_)), NEIGHBORS_K,
+                                NEIGHBORS_SAMPLE, BETA)
+    try:
+        got = all_scores(model, users, new_session=True)
+        np.testing.assert_array_equal(all_scores(model, users), continuing)  # only session starts change
+        model.save(tmp_path / "m.hrnn")
+    finally:
+        model._engine.clear_neighbors()
+    sessions, ends, last = training_sessions(model, log)
+    hist = histories(model, log)
+    for r, uid in enumerate(users):
+        items, ts = hist[uid]
+        current = split_sessions(items, ts)[0][-1]
+        # The user's current session is its last training session: never its own neighbour.
+        votes = reference_votes(sessions, ends, current, own=last[uid])
+        assert votes
+        np.testing.assert_allclose(got[r], mixture(net[r], votes, BETA), rtol=1e-4, atol=1e-4)
+    back = hrnn.load(tmp_path / "m.hrnn")
+    assert back.session_start_neighbors_ == pytest.approx(BETA)
+    np.testing.assert_allclose(all_scores(back, users, new_session=True), got, rtol=1e-6)
+
+    # A new session put in real time is no training session: every session may be its neighbour.
+    uid = users[0]
+    t0 = hist[uid][1][-1] + 7200.0
+    new_items = [model.item_ids_[i] for i in (3, 5, 3, 8)]
+    back.put_events(uid, new_items, [t0, t0 + 60, t0 + 120, t0 + 180])
+    back._engine.clear_neighbors()
+    net = all_scores(back, [uid], new_session=True)[0]
+    back._engine.set_neighbors(*back_index(model))
+    votes = reference_votes(sessions, ends, [3, 5, 3, 8])
+    np.testing.assert_allclose(all_scores(back, [uid], new_session=True)[0], mixture(net, votes, BETA),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_the_network_is_normalised_over_its_best_200_items():
+    df = make_log(n_events=8000, n_users=60, n_items=500, repeat=0.3, cover_items=True, seed=4).drop_duplicates()
+    # Barely trained: a flat softmax, whose best 200 items hold far from all of its mass.
+    m = hrnn.HRNN(session_start_neighbors=0.0, **{**FIT, "learning_rate": 1e-4}).fit(df)
+    n = len(m.item_ids_)
+    assert n > 400
+    users = sorted(histories(m, df))[:10]
+    net = all_scores(m, users, new_session=True)
+    m._engine.set_neighbors(neighbor_index(log_arrays(m), n), NEIGHBORS_K, NEIGHBORS_SAMPLE, BETA)
+    ids, scores = m.recommend_batch(users, 30, new_session=True)
+    sessions, ends, last = training_sessions(m, df)
+    hist = histories(m, df)
+    index = m._item_index()
+    for r, uid in enumerate(users):
+        votes = reference_votes(sessions, ends, split_sessions(*hist[uid])[0][-1], own=last[uid])
+        want = mixture(net[r], votes, BETA)
+        got = [index[i] for i in ids[r]]
+        np.testing.assert_allclose(scores[r], want[got], rtol=1e-4, atol=1e-4)
+        assert want[got].min() >= np.sort(want)[::-1][29] - 1e-4  # the best 30 of every item's
+        full = mixture(net[r], votes, BETA, n_norm=n)
+        assert np.abs(full - want).max() > 0.05  # the whole catalogue's softmax would differ
+
+
+def back_index(model):
+    return neighbor_index(log_arrays(model), len(model.item_ids_)), NEIGHBORS_K, NEIGHBORS_SAMPLE, BETA
+
+
+def test_a_log_without_repeats_gets_no_votes_for_the_users_own_items():
+    df = make_query_log().drop_duplicates(["USER_ID", "ITEM_ID"])
+    m = hrnn.HRNN(session_start_neighbors=0.99, **FIT).fit(df)
+    assert m._engine.get_transitions()["repeat_curve"].max() == 0  # the prior rules out seen items
+    for uid, group in df.groupby("USER_ID"):
+        ids, _ = m.recommend(uid, 20, new_session=True)
+        assert not set(ids) & set(group["ITEM_ID"]), uid
+
+
+def test_validation_ranks_use_the_mixture(model, log):
+    """session_start_ranks under each beta: the rank of each user's first held-out event among the
+    mixture's scores (the network's from the prefix, the votes from the prefix's sessions)."""
+    hist = histories(model, log)
+    users = sorted(hist)[:15]
+    parts = []
+    for uid in users:
+        items, ts = hist[uid]
+        new = np.r_[1, np.diff(ts) > 1800].astype(np.uint8)
+        cut = len(items) - 3
+        new[cut] = 1
+        parts.append((np.asarray(items, np.int32), np.asarray(ts), new, cut))
+
+    def arrays(take):
+        chosen = [(i[take(c)], t[take(c)], n[take(c)]) for i, t, n, c in parts]
+        offsets = np.r_[0, np.cumsum([len(c[0]) for c in chosen])].astype(np.int64)
+        return (offsets, *(np.concatenate([c[k] for c in chosen]) for k in range(3)))
+
+    prefix, test = arrays(lambda c: slice(0, c)), arrays(lambda c: slice(c, c + 3))
+    e = model._engine
+    option = (0.5, False)
+    plain = e.session_start_ranks(*prefix, *test, options=[option])
+    with pytest.raises(ValueError, match="neighbo"):  # no index to vote with
+        e.session_start_ranks(*prefix, *test, options=[option], betas=[0.0, BETA])
+    e.set_neighbors(neighbor_index(prefix, len(model.item_ids_)), NEIGHBORS_K, NEIGHBORS_SAMPLE, 0.0)
+    try:
+        ranks = e.session_start_ranks(*prefix, *test, options=[option], betas=[0.0, BETA])
+        for bad in (-0.1, 1.0, float("nan")):
+            with pytest.raises(ValueError, match="neighbour shares"):
+                e.session_start_ranks(*prefix, *test, options=[option], betas=[bad])
+    finally:
+        e.clear_neighbors()
+    assert ranks.shape == (1, 2, len(users))
+    np.testing.assert_array_equal(ranks[0, 0], plain[0])
+    sessions, ends, last = [], [], []
+    for items, ts, new, cut in parts:
+        s, t = split_sessions(items[:cut], ts[:cut], new[:cut])
+        sessions += s
+        ends += t
+        last.append(len(sessions) - 1)
+    p, prior = params64(model), prior_of(model, hist)
+    checked = 0
+    for k, (items, ts, new, cut) in enumerate(parts):
+        gaps = np.r_[0.0, np.diff(ts)].astype(np.float32)
+        u, h = e.advance(p["u0"].astype(np.float32), np.zeros(len(p["u0"]), np.float32), True, items[:cut],
+                         gaps[:cut], new[:cut])
+        net = ref.query_scores(p, ref.session_start_state(p, u, h, option[0]), items[:cut].tolist(), ts[:cut],
+                               prior, sources=option[1])
+        votes = reference_votes(sessions, ends, sessions[last[k]], own=last[k])
+        mixed = mixture(net, votes, BETA)
+        y = items[cut]
+        if np.min(np.abs(np.delete(mixed, y) - mixed[y])) > 1e-4:  # no near-tie to round either way
+            assert ranks[0, 1, k] == 1 + np.sum(mixed > mixed[y])
+            checked += 1
+    assert checked >= 10
+
+
+def test_fit_builds_the_index_of_its_log_and_the_file_keeps_it(log, tmp_path):
+    m = hrnn.HRNN(session_start_neighbors=0.5, transition_weight=0.7, **FIT).fit(log)
+    assert m.session_start_neighbors_ == 0.5 and m.session_start_neighbors_scores_ == {}
+    index, k, sample, beta = m._engine.get_neighbors()
+    assert (k, sample, beta) == (NEIGHBORS_K, NEIGHBORS_SAMPLE, 0.5)
+    want = neighbor_index(log_arrays(m), len(m.item_ids_))
+    assert set(index) == set(want)
+    for key in want:
+        np.testing.assert_array_equal(index[key], want[key])
+    path = tmp_path / "m.hrnn"
+    m.save(path)
+    sections = {k: np.array(v) for k, v in model_file.read_sections(path).items()}
+    users = list(m.user_ids_[:8])
+    np.testing.assert_array_equal(hrnn.load(path).recommend_batch(users, 10, new_session=True)[0],
+                                  m.recommend_batch(users, 10, new_session=True)[0])
+    meta = json.loads(sections["meta"].tobytes().decode("utf-8"))
+    assert meta["session_start_neighbors"] == [0.5, NEIGHBORS_K, NEIGHBORS_SAMPLE]
+
+    def with_meta(**changes):
+        return {**sections, "meta": np.frombuffer(json.dumps({**meta, **changes}).encode(), np.uint8)}
+
+    out_of_range = dict(sections)
+    out_of_range["neighbors.item_sessions"] = sections["neighbors.item_sessions"] + 10**6
+    short = dict(sections)
+    short["neighbors.recency"] = sections["neighbors.recency"][:-1]
+    cases = {
+        "missing section 'neighbors.own_session'": {k: v for k, v in sections.items() if k != "neighbors.own_session"},
+        "corrupted: neighbors: item session out of range": out_of_range,
+        "corrupted: neighbors: one recency per session": short,
+        "bad session-start neighbours setting \\[1.0, 100, 500\\]": with_meta(session_start_neighbors=[1.0, 100, 500]),
+        "bad session-start neighbours setting \\[0.5, 100\\]": with_meta(session_start_neighbors=[0.5, 100]),
+        "corrupted: neighbour k and sample_size": with_meta(session_start_neighbors=[0.5, 0, 500]),
+    }
+    for i, (message, content) in enumerate(cases.items()):
+        bad = tmp_path / f"bad{i}.hrnn"
+        model_file._write_atomic(bad, content)
+        with pytest.raises(ValueError, match=f"^{str(bad)}.*{message}"):
+            hrnn.load(bad)
+    # A file without the setting (or from before it) answers from the network alone.
+    plain = tmp_path / "plain.hrnn"
+    meta.pop("session_start_neighbors")
+    model_file._write_atomic(plain, {**{k: v for k, v in sections.items() if not k.startswith("neighbors.")},
+                                     "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)})
+    old = hrnn.load(plain)
+    assert old.session_start_neighbors_ == 0.0 and old._engine.get_neighbors()[3] == 0.0
+    m._engine.clear_neighbors()
+    np.testing.assert_array_equal(old.recommend_batch(users, 10, new_session=True)[0],
+                                  m.recommend_batch(users, 10, new_session=True)[0])
+
+
+def test_auto_chooses_the_share_on_the_first_events_of_last_sessions(log):
+    m = hrnn.HRNN(transition_weight=0.7, session_start_mix=0.5, session_start_sources=False, **FIT).fit(log)
+    scores = m.session_start_neighbors_scores_
+    assert list(scores) == list(hv.NEIGHBOR_BETAS) and all(0 <= s <= 1 for s in scores.values())
+    assert m.session_start_neighbors_ in hv.NEIGHBOR_BETAS
+    assert m._engine.get_neighbors()[3] == pytest.approx(m.session_start_neighbors_)
+    if m.session_start_neighbors_ == 0.0:  # no index held for nothing
+        assert len(m._engine.get_neighbors()[0]["session_items"]) == 0
+    # validation=True chooses on its held-out sessions after the last epoch.
+    v = hrnn.HRNN(transition_weight=0.7, **FIT).fit(log, validation=True)
+    assert list(v.session_start_neighbors_scores_) == list(hv.NEIGHBOR_BETAS)
+    # One epoch: nothing held out to choose on, no share.
+    one = hrnn.HRNN(transition_weight=0.7, **{**FIT, "epochs": 1}).fit(log)
+    assert (one.session_start_neighbors_, one.session_start_neighbors_scores_) == (0.0, {})
+
+
+def test_the_first_events_chosen_on_are_not_trained_on_before_the_choice():
+    # Two users: 0 with sessions [0, 2) and [2, 5), 1 with one session; the second user's events
+    # as the prefix keeps them (a prefix without a user's last session keeps no zero for it).
+    new = np.array([1, 0, 1, 0, 0, 1, 0], np.uint8)
+    full = (np.array([0, 5, 7]), np.arange(7, dtype=np.int32), np.arange(7.0), new)
+    split = ((np.array([0, 2, 4]),), (np.array([0, 3, 3]),))  # (offsets of the prefix, of the test)
+    np.testing.assert_array_equal(hv.first_event_weights(split, full, None), [1, 1, 0, 1, 1, 1, 1])
+    w = np.full(7, 2.0, np.float32)
+    np.testing.assert_array_equal(hv.first_event_weights(split, full, w), [2, 2, 0, 2, 2, 2, 2])
+    assert w[2] == 2.0  # a copy
+    held_out = (np.array([0, 2, 4]), np.arange(4, dtype=np.int32), np.arange(4.0), new[[0, 1, 5, 6]])
+    np.testing.assert_array_equal(hv.first_event_weights(split, held_out, None), [1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("bad, error", [(1.0, ValueError), (-0.1, ValueError), ("x", ValueError),
+                                        (True, TypeError), (float("nan"), ValueError)])
+def test_bad_shares_are_refused(bad, error):
+    with pytest.raises(error, match="session_start_neighbors"):
+        hrnn.HRNN(session_start_neighbors=bad)
+    assert hrnn.HRNN().get_params()["session_start_neighbors"] == "auto"
