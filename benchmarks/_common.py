@@ -55,14 +55,14 @@ def read_dataset(name: str):
 _FITS: dict = {}  # (seed, training-set fingerprint) -> a saved fit that several evaluations share
 
 
-def shared_fit(df, seed: int):
-    """An HRNN with its defaults fitted on ``df`` with ``random_state=seed``: fitted once per seed
-    and training set (the experiments evaluate several variants of one fit), a loaded copy each call
-    (an evaluation puts its test events into the model it gets)."""
-    key = (seed, len(df), float(df[TIMESTAMP].sum()))
+def shared_fit(df, seed: int, **params):
+    """An HRNN with its defaults (but ``params``) fitted on ``df`` with ``random_state=seed``:
+    fitted once per seed, parameters and training set (the experiments evaluate several variants
+    of one fit), a loaded copy each call (an evaluation puts its test events into the model it gets)."""
+    key = (seed, len(df), float(df[TIMESTAMP].sum()), tuple(sorted(params.items())))
     if key not in _FITS:
         path = Path(tempfile.mkdtemp()) / "model.hrnn"
-        hrnn.HRNN(random_state=seed, show_progress=False).fit(df).save(path)
+        hrnn.HRNN(random_state=seed, show_progress=False, **params).fit(df).save(path)
         _FITS[key] = path
     return hrnn.load(_FITS[key])
 
