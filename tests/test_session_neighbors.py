@@ -63,7 +63,8 @@ def mixture(net, votes, beta, n_norm=200):
     v = np.zeros_like(net)
     for i, x in votes.items():
         v[i] = x
-    return np.log((1 - beta) * np.exp(net - log_norm) + beta * v)
+    with np.errstate(divide="ignore"):  # an item that is no candidate: -inf
+        return np.log((1 - beta) * np.exp(net - log_norm) + beta * v)
 
 
 def log_arrays(model):
@@ -120,15 +121,37 @@ def test_answers_mix_the_network_with_the_votes_of_the_last_sessions_neighbours(
     assert back.session_start_neighbors_ == pytest.approx(BETA)
     np.testing.assert_allclose(all_scores(back, users, new_session=True), got, rtol=1e-6)
 
+    # Excluded items are no candidates (nor normalised over, nor voted for); with include_items
+    # only those are.
+    uid, r = users[1], 1
+    current = split_sessions(*hist[uid])[0][-1]
+    votes = reference_votes(sessions, ends, current, own=last[uid])
+    best = np.argsort(-got[r])[:4]
+    for kind, chosen in (("exclude_items", best), ("include_items", np.r_[best, np.argsort(got[r])[:30]])):
+        ids, scores = back.recommend(uid, 20, new_session=True, **{kind: back.item_ids_[chosen]})
+        keep = np.zeros(len(net[r]), bool)
+        keep[chosen] = True
+        if kind == "exclude_items":
+            keep = ~keep
+        # Votes for excluded items are dropped before normalising; include_items only filters.
+        shares = (reference_votes(sessions, ends, current, own=last[uid], drop=chosen) if kind == "exclude_items"
+                  else {i: v for i, v in votes.items() if keep[i]})
+        want = mixture(np.where(keep, net[r], -np.inf), shares, BETA)
+        got_idx = [back._item_index()[i] for i in ids]
+        assert keep[got_idx].all()
+        np.testing.assert_allclose(scores, want[got_idx], rtol=1e-4, atol=1e-4)
+        assert scores[-1] >= np.sort(want[keep])[::-1][len(ids) - 1] - 1e-4
+
     # A new session put in real time is no training session: every session may be its neighbour.
     uid = users[0]
     t0 = hist[uid][1][-1] + 7200.0
-    new_items = [model.item_ids_[i] for i in (3, 5, 3, 8)]
-    back.put_events(uid, new_items, [t0, t0 + 60, t0 + 120, t0 + 180])
+    new_items = [model.item_ids_[i] for i in (3, 5, 3)] + ["an unknown item", model.item_ids_[8]]
+    back.put_events(uid, new_items, [t0, t0 + 60, t0 + 120, t0 + 150, t0 + 180])
+    assert back.unknown_item_events_["an unknown item"] == 1
     back._engine.clear_neighbors()
     net = all_scores(back, [uid], new_session=True)[0]
     back._engine.set_neighbors(*back_index(model))
-    votes = reference_votes(sessions, ends, [3, 5, 3, 8])
+    votes = reference_votes(sessions, ends, [3, 5, 3, -1, 8])  # the unknown item keeps its place
     np.testing.assert_allclose(all_scores(back, [uid], new_session=True)[0], mixture(net, votes, BETA),
                                rtol=1e-4, atol=1e-4)
 

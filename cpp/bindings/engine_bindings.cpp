@@ -119,6 +119,18 @@ struct EngineDeleter {
   }
 };
 
+// f(name, array) for each array of a neighbour index (const or not), named as model files name them.
+template <class Index, class F>
+void neighbor_arrays(Index& nb, F&& f) {
+  f("session_offsets", nb.session_offsets);
+  f("session_items", nb.session_items);
+  f("item_offsets", nb.item_offsets);
+  f("item_sessions", nb.item_sessions);
+  f("recency", nb.recency);
+  f("own_session", nb.own_session);
+  f("fit_events", nb.fit_events);
+}
+
 }  // namespace
 
 void bind_engine(py::module_& m) {
@@ -309,19 +321,12 @@ void bind_engine(py::module_& m) {
       .def("set_neighbors",
            [](Engine& e, const py::dict& d, int k, int sample_size, float beta) {
              hrnn::NeighborIndex nb;
-             auto take = [&](const char* name, auto& dst) {
+             neighbor_arrays(nb, [&](const char* name, auto& dst) {
                using T = typename std::decay_t<decltype(dst)>::value_type;
                const auto a = d[name].cast<Arr<T>>();
                const T* p = checked(a, {-1}, name);
                dst.assign(p, p + a.size());
-             };
-             take("session_offsets", nb.session_offsets);
-             take("session_items", nb.session_items);
-             take("item_offsets", nb.item_offsets);
-             take("item_sessions", nb.item_sessions);
-             take("recency", nb.recency);
-             take("own_session", nb.own_session);
-             take("fit_events", nb.fit_events);
+             });
              nb.k = k, nb.sample_size = sample_size, nb.beta = beta;
              py::gil_scoped_release release;
              nb.validate(e.params.n_items);
@@ -332,15 +337,10 @@ void bind_engine(py::module_& m) {
       .def("get_neighbors",
            [](const Engine& e) {
              const auto& nb = e.neighbors;
-             auto array = [](const auto& v) { return copy_out(v.data(), {static_cast<py::ssize_t>(v.size())}); };
              py::dict d;
-             d["session_offsets"] = array(nb.session_offsets);
-             d["session_items"] = array(nb.session_items);
-             d["item_offsets"] = array(nb.item_offsets);
-             d["item_sessions"] = array(nb.item_sessions);
-             d["recency"] = array(nb.recency);
-             d["own_session"] = array(nb.own_session);
-             d["fit_events"] = array(nb.fit_events);
+             neighbor_arrays(nb, [&](const char* name, const auto& v) {
+               d[name] = copy_out(v.data(), {static_cast<py::ssize_t>(v.size())});
+             });
              return py::make_tuple(d, nb.k, nb.sample_size, nb.beta);
            })
       .def("set_fallback_scores",

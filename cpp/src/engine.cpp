@@ -147,7 +147,8 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
           std::set_union(ex.begin(), ex.end(), seen.begin(), seen.end(), std::back_inserter(drop));
           never = &drop;
         }
-        votes_all[r] = neighbors.votes(recent_items.data() + (n_read - len), len, neighbors.own(u, length - len), never);
+        votes_all[r] =
+            neighbors.votes(recent_items.data() + (n_read - len), len, neighbors.own(u, length - len), never);
       }
       // An excluded item is never returned: scoring need not look its boost up (with
       // exclude_interacted on a log without repeats, that is every item of the history).
@@ -165,7 +166,8 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   std::vector<int64_t> mixed;
   for (int64_t r = 0; r < static_cast<int64_t>(votes_all.size()); ++r)
     if (!votes_all[r].empty()) mixed.push_back(r);
-  if (!mixed.empty()) mix_neighbors(mixed, hs_all.data(), excl_all, boosts_all, votes_all, q, items, scores, num_threads);
+  if (!mixed.empty())
+    mix_neighbors(mixed, hs_all.data(), excl_all, boosts_all, votes_all, q, items, scores, num_threads);
   // The other users with a state, compacted to the front in place (warm[j] >= j).
   std::vector<int64_t> warm;
   for (int64_t r = 0; r < n; ++r) {
@@ -243,7 +245,8 @@ void Engine::mix_neighbors(const std::vector<int64_t>& rows, const float* hs, co
     TopK best(q.k);
     std::vector<int32_t> in_top(top_i, top_i + n_top);
     std::sort(in_top.begin(), in_top.end());
-    for (int64_t c = 0; c < n_top; ++c) best.push(mixed_score(top_s[c], log_norm, vote_of(top_i[c]), neighbors.beta), top_i[c]);
+    for (int64_t c = 0; c < n_top; ++c)
+      best.push(mixed_score(top_s[c], log_norm, vote_of(top_i[c]), neighbors.beta), top_i[c]);
     for (size_t c = 0; c < voted.size(); ++c) {
       if (std::binary_search(in_top.begin(), in_top.end(), voted[c])) continue;
       const auto b = std::lower_bound(bm[j].begin(), bm[j].end(), std::make_pair(voted[c], -HUGE_VALF));

@@ -16,9 +16,9 @@ from ._ids import warn_caller
 from ._neighbors import NEIGHBORS_K, NEIGHBORS_SAMPLE, neighbor_index
 from ._progress import Progress, stops
 from ._transitions import apply_table, transition_table
-from ._validation import (auto_fallback, auto_holdout_users, choose_neighbors, choose_session_start, choose_transition_weight,
-                          first_event_split, first_event_weights, n_targets, resumes_visits, start_fallback,
-                          validation_scores, validation_split)
+from ._validation import (auto_fallback, auto_holdout_users, choose_neighbors, choose_session_start,
+                          choose_transition_weight, first_event_split, first_event_weights, n_targets,
+                          resumes_visits, start_fallback, validation_scores, validation_split)
 
 
 def weights_and_popularity(model, arrays: tuple, n_items: int, train_users: np.ndarray) -> tuple:
@@ -77,13 +77,13 @@ def choose_on_split(model, engine, split: tuple, metric: str, fallback: float, r
         weight, model.transition_weight_scores_ = choose_transition_weight(engine, split, metric,
                                                                            model.num_threads, fallback)
     start = start_fallback(model.session_start_mix, model.session_start_sources, resumed)
-    if _auto_start(model):
+    if _auto_start(model) or first is not None:
         apply_table(engine, table, weight)  # the first events are ranked as queries at that weight
+    if _auto_start(model):
         start, model.session_start_scores_ = choose_session_start(
             engine, split, model.num_threads, model.session_start_mix, model.session_start_sources, resumed)
     beta = model.session_start_neighbors
     if first is not None:
-        apply_table(engine, table, weight)
         engine.set_neighbors(neighbor_index(first[0], engine.n_items), NEIGHBORS_K, NEIGHBORS_SAMPLE, 0.0)
         beta, model.session_start_neighbors_scores_ = choose_neighbors(engine, first, start, model.num_threads)
     return weight, start, (0.0 if beta == "auto" else beta)

@@ -186,7 +186,8 @@ output with --format personalize (Personalize's batch-inference lines: the input
                    help="leave out items the user has already interacted with")
     p.add_argument("--new-session", action="store_true",
                    help="the users' sessions have ended: recommend for the first event of a new "
-                        "session (the model's session_start_mix) rather than the next one of the "
+                        "session (the model's session_start_mix and session_start_neighbors) rather "
+                        "than the next one of the "
                         "session in progress")
     p.add_argument("--json", action="store_true",
                    help="with --user: print one JSON line instead of 'item<TAB>score' lines (in "

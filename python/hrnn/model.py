@@ -416,8 +416,8 @@ class HRNN(Recommender):
         new_session : bool
             The user's session has ended (e.g. more than ``session_gap`` seconds have passed
             since its last event): answer for the first event of a new session, as
-            ``session_start_mix`` says; False answers for the next event of the session in
-            progress. Either way the user's state does not change.
+            ``session_start_mix`` and ``session_start_neighbors`` say; False answers for the next
+            event of the session in progress. Either way the user's state does not change.
 
         Returns
         -------
