@@ -74,7 +74,8 @@ if [ "$WHAT" = all ] || [ "$WHAT" = asan ]; then
   python -m pytest -q -p no:cacheprovider tests/test_engine_reference.py
   python -m pytest -q -p no:cacheprovider \
     tests/test_queries.py tests/test_scoring.py tests/test_query_scores.py tests/test_model_file.py \
-    tests/test_concurrency.py tests/test_recent_lists.py tests/test_optimizer.py
+    tests/test_concurrency.py tests/test_recent_lists.py tests/test_optimizer.py tests/test_session_start.py \
+    tests/test_session_neighbors.py
   python -m pytest -q -p no:cacheprovider tests/test_fuzz_model_file.py tests/test_stress.py \
     "tests/test_fuzz_api.py::test_recommend_with_random_arguments" \
     "tests/test_fuzz_api.py::test_recommend_batch_with_random_arguments" \

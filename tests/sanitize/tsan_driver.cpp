@@ -73,8 +73,34 @@ Log make_log() {
   return log;
 }
 
+// Session-start neighbours over the log's sessions (one per user, all ending in user order).
+hrnn::NeighborIndex neighbor_index(const Log& log) {
+  hrnn::NeighborIndex nb;
+  const int64_t n = static_cast<int64_t>(log.offsets.size()) - 1;
+  nb.session_offsets = {0};
+  std::vector<std::vector<int64_t>> holding(kItems);
+  for (int64_t u = 0; u < n; ++u) {
+    hrnn::ItemSet s = hrnn::known_items(log.items.data() + log.offsets[u], log.offsets[u + 1] - log.offsets[u]);
+    for (int32_t i : s) holding[i].insert(holding[i].begin(), u);  // the most recent session first
+    nb.session_items.insert(nb.session_items.end(), s.begin(), s.end());
+    nb.session_offsets.push_back(static_cast<int64_t>(nb.session_items.size()));
+    nb.recency.push_back(u);
+    nb.own_session.push_back(u);
+    nb.fit_events.push_back(log.offsets[u + 1] - log.offsets[u]);
+  }
+  nb.item_offsets = {0};
+  for (const auto& h : holding) {
+    nb.item_sessions.insert(nb.item_sessions.end(), h.begin(), h.end());
+    nb.item_offsets.push_back(static_cast<int64_t>(nb.item_sessions.size()));
+  }
+  nb.beta = 0.5f;
+  nb.validate(kItems);
+  return nb;
+}
+
 void prepare(hrnn::Engine& e, const Log& log) {
   e.users.build(e.params, log.view(), 1);
+  e.neighbors = neighbor_index(log);
   std::vector<float> fallback(kItems);
   for (int64_t i = 0; i < kItems; ++i) fallback[i] = 1.0f / static_cast<float>(i + 1);
   e.set_fallback_scores(fallback);
@@ -164,6 +190,7 @@ int main(int argc, char** argv) {
     hrnn::ItemSet exclude{1, 2, 3}, include;
     for (int32_t i = 0; i < kItems; i += 3) include.push_back(i);
     std::vector<int64_t> users(16);
+    std::vector<uint8_t> starts(users.size());
     std::vector<int32_t> items;
     std::vector<float> scores;
     while (!stop.load()) {
@@ -174,6 +201,8 @@ int main(int argc, char** argv) {
       q.exclude_interacted = rng() % 2 == 0;
       if (rng() % 3 == 0) q.exclude = &exclude;
       if (rng() % 4 == 0) q.include = &include;
+      for (auto& f : starts) f = rng() % 2;  // session starts: the neighbours' votes, from the history
+      if (rng() % 2 == 0) q.new_session = starts.data();
       items.assign(users.size() * q.k, 0);
       scores.assign(items.size(), 0.f);
       engine.recommend_batch(users.data(), static_cast<int64_t>(users.size()), q, items.data(), scores.data(), 1);
