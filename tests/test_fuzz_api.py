@@ -422,7 +422,9 @@ def test_any_valid_hyperparameters_fit_and_answer(fit_log, params):
 @pytest.fixture(scope="module")
 def model():
     users, items, ts = planted_log(n_users=40, n_items=30, length=30)
-    m = hrnn.HRNN(**FAST).fit(([f"u{u}" for u in users], items, ts))
+    # With the neighbours' votes in its session-start answers (asked for below at random).
+    m = hrnn.HRNN(session_start_neighbors=0.5, **FAST).fit(([f"u{u}" for u in users], items, ts))
+    assert m._engine.get_neighbors()[3] == 0.5
     return m, float(ts.max())
 
 
@@ -467,11 +469,11 @@ def as_list(v):
 
 
 @settings(max_examples=examples(300), **SETTINGS)
-@given(USER, NUM_RESULTS, FLAG, ITEMS, ITEMS)
-def test_recommend_with_random_arguments(model, user, k, flag, exclude, include):
+@given(USER, NUM_RESULTS, FLAG, ITEMS, ITEMS, st.booleans())
+def test_recommend_with_random_arguments(model, user, k, flag, exclude, include, start):
     m, _ = model
     exclude_list, include_list = as_list(exclude), as_list(include)
-    got, err = attempt(m.recommend, user, k, flag, exclude, include)
+    got, err = attempt(m.recommend, user, k, flag, exclude, include, start)
     if err is not None:
         assert not isinstance(err, KeyError), err
         return
@@ -479,7 +481,7 @@ def test_recommend_with_random_arguments(model, user, k, flag, exclude, include)
     check_answer(m, ids, scores, k, include_list, exclude_list)
     # The same query in a batch gives the same ranking.
     if not isinstance(exclude, type(iter([]))) and not isinstance(include, type(iter([]))):
-        (b_ids, b_scores), err = attempt(m.recommend_batch, [user], k, flag, exclude, include)
+        (b_ids, b_scores), err = attempt(m.recommend_batch, [user], k, flag, exclude, include, start)
         assert err is None
         keep = np.isfinite(b_scores[0])
         assert list(b_ids[0][keep]) == list(ids)
@@ -487,10 +489,10 @@ def test_recommend_with_random_arguments(model, user, k, flag, exclude, include)
 
 @settings(max_examples=examples(150), **SETTINGS)
 @given(st.one_of(st.none(), USER, st.lists(USER, max_size=8), st.builds(np.array, st.lists(
-    st.integers(0, 50), max_size=8))), NUM_RESULTS, FLAG, ITEMS, ITEMS)
-def test_recommend_batch_with_random_arguments(model, users, k, flag, exclude, include):
+    st.integers(0, 50), max_size=8))), NUM_RESULTS, FLAG, ITEMS, ITEMS, st.booleans())
+def test_recommend_batch_with_random_arguments(model, users, k, flag, exclude, include, start):
     m, _ = model
-    got, err = attempt(m.recommend_batch, users, k, flag, exclude, include)
+    got, err = attempt(m.recommend_batch, users, k, flag, exclude, include, start)
     if err is not None:
         assert not isinstance(err, KeyError), err
         return
