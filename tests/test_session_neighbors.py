@@ -335,3 +335,21 @@ def test_bad_shares_are_refused(bad, error):
     with pytest.raises(error, match="session_start_neighbors"):
         hrnn.HRNN(session_start_neighbors=bad)
     assert hrnn.HRNN().get_params()["session_start_neighbors"] == "auto"
+
+
+def test_at_most_first_events_max_users_choose(model, monkeypatch):
+    log = model._log
+    everyone = np.ones(log.n_users, bool)
+    rng = np.random.default_rng(0)
+    full = hv.first_event_split(log, everyone, rng)
+    n_multi = int((np.diff(full[1][0]) > 0).sum())
+    assert n_multi > 5
+    monkeypatch.setattr(hv, "FIRST_EVENTS_MAX", 5)
+    few = hv.first_event_split(log, everyone, rng)
+    held = np.diff(few[1][0]) > 0
+    assert held.sum() == 5
+    # Those five users' last sessions are held out whole; everyone else keeps every event.
+    np.testing.assert_array_equal(np.diff(few[1][0])[held], np.diff(full[1][0])[held])
+    assert len(few[0][1]) + len(few[1][1]) == log.n_events
+    arrays = (log.offsets, log.items, log.timestamps, log.new_session)
+    assert (hv.first_event_weights(few, arrays, None) == 0).sum() == 5

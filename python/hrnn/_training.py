@@ -143,7 +143,8 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     rejoin = choosing and split is not None and not validation
     first = None  # the sessions the neighbours' share is chosen on
     if model.session_start_neighbors == "auto" and split is not None:
-        first = split if validation else first_event_split(log, np.isin(np.arange(log.n_users), train_users))
+        first = split if validation else first_event_split(log, np.isin(np.arange(log.n_users), train_users),
+                                                           np.random.default_rng(model.random_state))
         if rejoin and first is not None:
             w = first_event_weights(first, arrays, w)
     full_w, full_pop = (weights_and_popularity(model, full, log.n_items, train_users)
