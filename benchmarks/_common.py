@@ -16,7 +16,8 @@ import numpy as np
 
 import hrnn
 from hrnn import datasets
-from hrnn.data import TIMESTAMP
+from hrnn._neighbors import neighbor_index
+from hrnn.data import TIMESTAMP, build_event_log
 from hrnn.synthetic import make_log
 
 N_ITEMS = 100_000          # the catalogue the query benchmarks score
@@ -113,6 +114,15 @@ def bench_model(hidden: int, cache_dir: str | None = None, verbose: bool = False
         model.save(path)
     model.set_params(num_threads=0)  # queries: all cores, like numpy's BLAS
     return model
+
+
+def session_index(model, n_events: int = 300_000, seed: int = 1) -> dict:
+    """A neighbour index (``session_start_neighbors``) of the sessions of a ``make_log`` log over
+    the model's catalogue: what a session-start query with votes reads, for timing it."""
+    df = make_log(n_events=n_events, n_items=len(model.item_ids_), seed=seed)
+    df = df[df["ITEM_ID"].isin(model.item_ids_)]
+    log = build_event_log(df, model.session_gap, item_ids=model.item_ids_)
+    return neighbor_index((log.offsets, log.items, log.timestamps, log.new_session), log.n_items)
 
 
 def output_layer(model):

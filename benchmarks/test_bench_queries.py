@@ -39,6 +39,23 @@ def test_recommend_new_session_hrnn(benchmark, bench_setup, hidden):
 
 
 @HIDDEN
+def test_recommend_new_session_neighbors_hrnn(benchmark, bench_setup, hidden):
+    """A session-start query that mixes in the neighbours' votes (``session_start_neighbors``):
+    the int8 pass keeps the best 200 items instead of 25, and 100 of about 500 candidate
+    sessions vote (an index of 300,000 synthetic events over the catalogue)."""
+    model, _, _, users, _ = bench_setup(hidden)
+    benchmark.group = f"recommend 1 user, hidden {hidden}, {_common.N_ITEMS:,} items"
+    engine = model._engine  # noqa: SLF001 - the bench model's own log has no shared items
+    alone = model.recommend(users[1], K, new_session=True)[0]
+    engine.set_neighbors(_common.session_index(model), 100, 500, 0.5)
+    try:
+        items, _ = benchmark(model.recommend, users[1], K, new_session=True)
+    finally:
+        engine.clear_neighbors()
+    assert len(items) == K and list(items) != list(alone)  # the votes were mixed in
+
+
+@HIDDEN
 @NUMPY_THREADS
 def test_recommend_numpy(benchmark, bench_setup, blas, hidden, threads):
     model, O, bo, users, states = bench_setup(hidden)
