@@ -25,6 +25,9 @@ from hrnn.evaluate import split_next_item
 from _common import read_dataset, shared_fit
 
 
+CHOSEN = []  # the share of each "auto" fit (evaluate fits a clone of the estimator it is given)
+
+
 class Share(Recommender):
     """hrnn with the votes' share ``beta`` in its session-start answers ("auto": its own choice)."""
 
@@ -35,6 +38,7 @@ class Share(Recommender):
         df = read_interactions(data, columns)
         if self.beta == "auto":
             self.model_ = shared_fit(df, self.seed)
+            CHOSEN.append(self.model_.session_start_neighbors_)
             return self
         self.model_ = shared_fit(df, self.seed, session_start_neighbors=0.5)
         engine = self.model_._engine  # noqa: SLF001 - the same fit at another share
@@ -66,19 +70,17 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")]
 
     def run(beta, seed):
-        estimator = Share(beta, seed)
-        out, details = hrnn.evaluate(estimator, data, protocol="next-item", return_details=True)
-        return out, details, estimator
+        return hrnn.evaluate(Share(beta, seed), data, protocol="next-item", return_details=True)
 
     base = {s: run(0.0, s) for s in seeds}
     print(a.dataset, "validation" if a.validation else "test", f"beta 0 {key}",
           round(float(np.mean([base[s][0][key] for s in seeds])), 4), flush=True)
     for beta in [float(x) for x in a.betas.split(",")] + ["auto"]:
+        CHOSEN.clear()
         runs = [run(beta, s) for s in seeds]
-        paired = hrnn.paired_difference([d for _, d, _ in runs], [base[s][1] for s in seeds], key)
-        chosen = f" (chosen: {', '.join(f'{e.model_.session_start_neighbors_:g}' for _, _, e in runs)})" \
-            if beta == "auto" else ""
-        print(f"  beta {beta}: {key} {np.mean([out[key] for out, _, _ in runs]):.4f}, "
+        paired = hrnn.paired_difference([d for _, d in runs], [base[s][1] for s in seeds], key)
+        chosen = f" (chosen: {', '.join(f'{b:g}' for b in CHOSEN)})" if beta == "auto" else ""
+        print(f"  beta {beta}: {key} {np.mean([out[key] for out, _ in runs]):.4f}, "
               f"paired with beta 0 {paired['difference']:+.4f} (z {paired['z']:+.1f}){chosen}", flush=True)
 
 

@@ -315,18 +315,17 @@ def test_auto_chooses_the_share_on_the_first_events_of_last_sessions(log):
     assert (one.session_start_neighbors_, one.session_start_neighbors_scores_) == (0.0, {})
 
 
-def test_the_first_events_chosen_on_are_not_trained_on_before_the_choice():
-    # Two users: 0 with sessions [0, 2) and [2, 5), 1 with one session; the second user's events
-    # as the prefix keeps them (a prefix without a user's last session keeps no zero for it).
-    new = np.array([1, 0, 1, 0, 0, 1, 0], np.uint8)
-    full = (np.array([0, 5, 7]), np.arange(7, dtype=np.int32), np.arange(7.0), new)
-    split = ((np.array([0, 2, 4]),), (np.array([0, 3, 3]),))  # (offsets of the prefix, of the test)
-    np.testing.assert_array_equal(hv.first_event_weights(split, full, None), [1, 1, 0, 1, 1, 1, 1])
-    w = np.full(7, 2.0, np.float32)
-    np.testing.assert_array_equal(hv.first_event_weights(split, full, w), [2, 2, 0, 2, 2, 2, 2])
-    assert w[2] == 2.0  # a copy
-    held_out = (np.array([0, 2, 4]), np.arange(4, dtype=np.int32), np.arange(4.0), new[[0, 1, 5, 6]])
-    np.testing.assert_array_equal(hv.first_event_weights(split, held_out, None), [1, 1, 1, 1])
+def test_choosing_the_share_leaves_training_as_it_was(log):
+    """The share only changes session-start answers: "auto" trains the same model, to the bit,
+    as a fixed share, and chooses the transition weight and the session-start mix the same."""
+    auto = hrnn.HRNN(**FIT).fit(log)
+    fixed = hrnn.HRNN(session_start_neighbors=0.25, **FIT).fit(log)
+    assert auto.session_start_neighbors_scores_ and not fixed.session_start_neighbors_scores_
+    for name, value in auto.get_weights().items():
+        np.testing.assert_array_equal(value, fixed.get_weights()[name], err_msg=name)
+    assert auto.transition_weight_scores_ == fixed.transition_weight_scores_
+    assert (auto.session_start_mix_, auto.session_start_sources_) == (fixed.session_start_mix_,
+                                                                    fixed.session_start_sources_)
 
 
 @pytest.mark.parametrize("bad, error", [(1.0, ValueError), (-0.1, ValueError), ("x", ValueError),
@@ -351,5 +350,3 @@ def test_at_most_first_events_max_users_choose(model, monkeypatch):
     # Those five users' last sessions are held out whole; everyone else keeps every event.
     np.testing.assert_array_equal(np.diff(few[1][0])[held], np.diff(full[1][0])[held])
     assert len(few[0][1]) + len(few[1][1]) == log.n_events
-    arrays = (log.offsets, log.items, log.timestamps, log.new_session)
-    assert (hv.first_event_weights(few, arrays, None) == 0).sum() == 5

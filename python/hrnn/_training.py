@@ -17,8 +17,8 @@ from ._neighbors import NEIGHBORS_K, NEIGHBORS_SAMPLE, neighbor_index
 from ._progress import Progress, stops
 from ._transitions import apply_table, transition_table
 from ._validation import (auto_fallback, auto_holdout_users, choose_neighbors, choose_session_start,
-                          choose_transition_weight, first_event_split, first_event_weights, n_targets,
-                          resumes_visits, start_fallback, validation_scores, validation_split)
+                          choose_transition_weight, first_event_split, n_targets, resumes_visits,
+                          start_fallback, validation_scores, validation_split)
 
 
 def weights_and_popularity(model, arrays: tuple, n_items: int, train_users: np.ndarray) -> tuple:
@@ -145,8 +145,6 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     if model.session_start_neighbors == "auto" and split is not None:
         first = split if validation else first_event_split(log, np.isin(np.arange(log.n_users), train_users),
                                                            np.random.default_rng(model.random_state))
-        if rejoin and first is not None:
-            w = first_event_weights(first, arrays, w)
     full_w, full_pop = (weights_and_popularity(model, full, log.n_items, train_users)
                         if rejoin else (w, pop))
     engine.start_training(full_pop, batch_size=model.batch_size, bptt=model.bptt,

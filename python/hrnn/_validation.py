@@ -155,20 +155,6 @@ def first_event_split(log: "_data.EventLog", train_users: np.ndarray, rng):
     return validation_split(log, held) if held.any() else None
 
 
-def first_event_weights(split: tuple, arrays: tuple, w) -> np.ndarray:
-    """``w`` (None: all 1) with a zero for the first event of each test session of ``split``
-    within ``arrays`` (the same log, or its prefix when other users' last sessions are held out):
-    the network must not learn the answers the neighbours' share is chosen on."""
-    offsets, test_offsets = arrays[0], split[1][0]
-    out = np.ones(len(arrays[1]), dtype=np.float32) if w is None else np.array(w, dtype=np.float32)
-    held = np.flatnonzero(np.diff(test_offsets) > 0)
-    n_test = test_offsets[held + 1] - test_offsets[held]
-    at = offsets[held + 1] - n_test  # where each test session starts in ``arrays``, if it is there
-    there = (at >= offsets[held]) & (split[0][0][held + 1] - split[0][0][held] == at - offsets[held])
-    out[at[there]] = 0.0
-    return out
-
-
 def choose_neighbors(engine, split: tuple, start: tuple, num_threads: int) -> tuple:
     """(beta, {beta: first-event Recall@20}): the neighbours' share of NEIGHBOR_BETAS in the
     session-start answers (the engine's neighbour index built from ``split``'s prefix), chosen on
