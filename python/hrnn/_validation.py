@@ -29,6 +29,8 @@ AUTO_HOLDOUT_SHARE, AUTO_HOLDOUT_MIN, AUTO_HOLDOUT_MAX = 0.02, 2000, 20_000
 # transitions mislead. The held-out first events are often too few to tell (yoochoose: 25 session
 # starts in the whole training log).
 START_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)
+START_FALLBACK_RESUMED, START_FALLBACK_NEW_VISIT = (0.25, True), (0.5, False)
+RESUMED_GAP = 86_400.0
 # "auto"'s shares of the neighbours' votes in session-start answers (docs/engine.md, "Session-start
 # neighbours"), chosen on the first events of every multi-session user's last session; without
 # clear evidence none (on taobao any share loses: the network's answers are sharper than the votes).
@@ -36,9 +38,6 @@ NEIGHBOR_BETAS = (0.0, 0.25, 0.5, 0.75, 0.9)
 # At most this many first events choose it (random users beyond): each is ranked against the
 # whole catalogue under every share (about 30 ms at a million items).
 FIRST_EVENTS_MAX = 10_000
-
-START_FALLBACK_RESUMED, START_FALLBACK_NEW_VISIT = (0.25, True), (0.5, False)
-RESUMED_GAP = 86_400.0
 
 
 def n_targets(arrays: tuple, train_users: np.ndarray) -> int:
