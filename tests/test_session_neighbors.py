@@ -340,13 +340,11 @@ def test_at_most_first_events_max_users_choose(model, monkeypatch):
     log = model._log
     everyone = np.ones(log.n_users, bool)
     rng = np.random.default_rng(0)
-    full = hv.first_event_split(log, everyone, rng)
-    n_multi = int((np.diff(full[1][0]) > 0).sum())
-    assert n_multi > 5
+    full = hv.first_event_users(log, everyone, rng)
+    n_sessions = np.add.reduceat(log.new_session.astype(np.int64), log.offsets[:-1])
+    np.testing.assert_array_equal(full, n_sessions >= 2)
+    assert full.sum() > 5
     monkeypatch.setattr(hv, "FIRST_EVENTS_MAX", 5)
-    few = hv.first_event_split(log, everyone, rng)
-    held = np.diff(few[1][0]) > 0
-    assert held.sum() == 5
-    # Those five users' last sessions are held out whole; everyone else keeps every event.
-    np.testing.assert_array_equal(np.diff(few[1][0])[held], np.diff(full[1][0])[held])
-    assert len(few[0][1]) + len(few[1][1]) == log.n_events
+    few = hv.first_event_users(log, everyone, rng)
+    assert few.sum() == 5 and not np.any(few & ~full)
+    assert hv.first_event_users(log, n_sessions < 2, rng) is None

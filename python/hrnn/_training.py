@@ -17,7 +17,7 @@ from ._neighbors import NEIGHBORS_K, NEIGHBORS_SAMPLE, neighbor_index
 from ._progress import Progress, stops
 from ._transitions import apply_table, transition_table
 from ._validation import (auto_fallback, auto_holdout_users, choose_neighbors, choose_session_start,
-                          choose_transition_weight, first_event_split, n_targets, resumes_visits,
+                          choose_transition_weight, first_event_users, n_targets, resumes_visits,
                           start_fallback, validation_scores, validation_split)
 
 
@@ -67,11 +67,12 @@ def held_out_split(model, log: "_data.EventLog", train_users: np.ndarray, valida
 
 
 def choose_on_split(model, engine, split: tuple, metric: str, fallback: float, resumed: bool, table,
-                    first: Optional[tuple]) -> tuple:
+                    log: "_data.EventLog", first: Optional[np.ndarray]) -> tuple:
     """(transition weight, (session-start mix, sources), neighbours' share): those of ``model``
-    that are "auto" as ``split``'s held-out sessions rank best (the share: ``first``'s first
-    events; scores kept on ``model``), the others as given. ``fallback``: the weight's;
-    ``resumed``: whether the log's sessions resume visits (``start_fallback``)."""
+    that are "auto" as ``split``'s held-out sessions rank best (the share: the first events of the
+    last sessions of ``log``'s users ``first``; scores kept on ``model``), the others as given.
+    ``fallback``: the weight's; ``resumed``: whether the log's sessions resume visits
+    (``start_fallback``)."""
     weight = model.transition_weight
     if weight == "auto":
         weight, model.transition_weight_scores_ = choose_transition_weight(engine, split, metric,
@@ -83,9 +84,11 @@ def choose_on_split(model, engine, split: tuple, metric: str, fallback: float, r
         start, model.session_start_scores_ = choose_session_start(
             engine, split, model.num_threads, model.session_start_mix, model.session_start_sources, resumed)
     beta = model.session_start_neighbors
-    if first is not None:
-        engine.set_neighbors(neighbor_index(first[0], engine.n_items), NEIGHBORS_K, NEIGHBORS_SAMPLE, 0.0)
-        beta, model.session_start_neighbors_scores_ = choose_neighbors(engine, first, start, model.num_threads)
+    if first is not None:  # (split here, not before training: a copy of the log)
+        first_split = validation_split(log, first)
+        engine.set_neighbors(neighbor_index(first_split[0], engine.n_items), NEIGHBORS_K, NEIGHBORS_SAMPLE, 0.0)
+        beta, model.session_start_neighbors_scores_ = choose_neighbors(engine, first_split, start,
+                                                                       model.num_threads)
     return weight, start, (0.0 if beta == "auto" else beta)
 
 
@@ -141,10 +144,10 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     # not have a zero sampling probability (its logQ correction) when it becomes a target.
     choosing = auto or _auto_start(model) or model.session_start_neighbors == "auto"
     rejoin = choosing and split is not None and not validation
-    first = None  # the sessions the neighbours' share is chosen on
+    first = None  # the users whose last sessions the neighbours' share is chosen on
     if model.session_start_neighbors == "auto" and split is not None:
-        first = split if validation else first_event_split(log, np.isin(np.arange(log.n_users), train_users),
-                                                           np.random.default_rng(model.random_state))
+        users = np.isin(np.arange(log.n_users), train_users)
+        first = users if validation else first_event_users(log, users, np.random.default_rng(model.random_state))
     full_w, full_pop = (weights_and_popularity(model, full, log.n_items, train_users)
                         if rejoin else (w, pop))
     engine.start_training(full_pop, batch_size=model.batch_size, bptt=model.bptt,
@@ -165,7 +168,7 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
 
     def rejoin_epoch() -> tuple:
         run.weight, run.start, run.beta = choose_on_split(model, engine, split, metric, fallback, resumed, table,
-                                                          first)
+                                                          log, first)
         progress.total = max(n_targets(full, train_users), 1)
         return full, full_w
 
@@ -185,7 +188,7 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     # an interrupted fit (the pass takes seconds on large logs).
     if choosing and split is not None and run.weight is None and not run.interrupted:
         run.weight, run.start, run.beta = choose_on_split(model, engine, split, metric, fallback, resumed, table,
-                                                          first)
+                                                          log, first)
     if rejoin:  # the prior and the cold users' popularity count every event
         pop = full_pop
         table = transition_table(full, train_users, pop) if table is not None else None

@@ -5,6 +5,8 @@ Private; what HRNN.fit uses between its epochs.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import pandas as pd
 
@@ -142,16 +144,16 @@ def choose_session_start(engine, split: tuple, num_threads: int, mix="auto", sou
                    [_per_event(r, "mrr@20") for r in ranks], start_fallback(mix, sources, resumed))
 
 
-def first_event_split(log: "_data.EventLog", train_users: np.ndarray, rng):
-    """``validation_split`` over the training users with 2+ sessions (whose last sessions' first
-    events choose ``session_start_neighbors="auto"``; FIRST_EVENTS_MAX of them at random when there
-    are more), or None without such users."""
+def first_event_users(log: "_data.EventLog", train_users: np.ndarray, rng) -> Optional[np.ndarray]:
+    """Boolean [n_users]: the training users with 2+ sessions (whose last sessions' first events
+    choose ``session_start_neighbors="auto"``; FIRST_EVENTS_MAX of them at random when there are
+    more), or None without such users."""
     held = _multi_session(log, train_users)[1]
     if held.sum() > FIRST_EVENTS_MAX:
         keep = rng.choice(np.flatnonzero(held), FIRST_EVENTS_MAX, replace=False)
         held = np.zeros_like(held)
         held[keep] = True
-    return validation_split(log, held) if held.any() else None
+    return held if held.any() else None
 
 
 def choose_neighbors(engine, split: tuple, start: tuple, num_threads: int) -> tuple:
