@@ -186,10 +186,29 @@ def back_index(model):
 def test_a_log_without_repeats_gets_no_votes_for_the_users_own_items():
     df = make_query_log().drop_duplicates(["USER_ID", "ITEM_ID"])
     m = hrnn.HRNN(session_start_neighbors=0.99, **FIT).fit(df)
-    assert m._engine.get_transitions()["repeat_curve"].max() == 0  # the prior rules out seen items
+    t = m._engine.get_transitions()
+    assert t["repeat_curve"].max() == 0  # the prior rules out seen items
     for uid, group in df.groupby("USER_ID"):
         ids, _ = m.recommend(uid, 20, new_session=True)
         assert not set(ids) & set(group["ITEM_ID"]), uid
+    # At weight 0 (an "auto" choice) the network may rank them, but the votes still leave them
+    # out, as in the ranks the share was chosen on.
+    m._engine.set_transitions(0.0, t["offsets"], t["successors"], t["counts"], t["out"],
+                              m.popularity_.astype(np.float64), t["repeat_curve"])
+    index = m._engine.get_neighbors()
+    m._engine.clear_neighbors()
+    hist = histories(m, df)
+    users = sorted(hist)[:10]
+    net = all_scores(m, users, new_session=True)
+    m._engine.set_neighbors(*index)
+    ids, scores = m.recommend_batch(users, 30, new_session=True)
+    sessions, ends, last = training_sessions(m, df)
+    item_index = m._item_index()
+    for r, uid in enumerate(users):
+        votes = reference_votes(sessions, ends, split_sessions(*hist[uid])[0][-1], own=last[uid],
+                                drop=hist[uid][0])
+        want = mixture(net[r], votes, 0.99)
+        np.testing.assert_allclose(scores[r], want[[item_index[i] for i in ids[r]]], rtol=1e-4, atol=1e-4)
 
 
 def test_validation_ranks_use_the_mixture(model, log):
@@ -254,6 +273,10 @@ def test_fit_builds_the_index_of_its_log_and_the_file_keeps_it(log, tmp_path):
     assert m.session_start_neighbors_ == 0.5 and m.session_start_neighbors_scores_ == {}
     index, k, sample, beta = m._engine.get_neighbors()
     assert (k, sample, beta) == (NEIGHBORS_K, NEIGHBORS_SAMPLE, 0.5)
+    for bad_k, bad_sample in ((0, 500), (100, -1)):
+        with pytest.raises(ValueError, match="neighbour k and sample_size must be >= 1"):
+            m._engine.set_neighbors(index, bad_k, bad_sample, 0.5)
+    assert m._engine.get_neighbors()[1:] == (NEIGHBORS_K, NEIGHBORS_SAMPLE, 0.5)  # the index kept
     want = neighbor_index(log_arrays(m), len(m.item_ids_))
     assert set(index) == set(want)
     for key in want:
@@ -280,7 +303,9 @@ def test_fit_builds_the_index_of_its_log_and_the_file_keeps_it(log, tmp_path):
         "corrupted: neighbors: one recency per session": short,
         "bad session-start neighbours setting \\[1.0, 100, 500\\]": with_meta(session_start_neighbors=[1.0, 100, 500]),
         "bad session-start neighbours setting \\[0.5, 100\\]": with_meta(session_start_neighbors=[0.5, 100]),
-        "corrupted: neighbour k and sample_size": with_meta(session_start_neighbors=[0.5, 0, 500]),
+        "bad session-start neighbours setting \\[0.5, 0, 500\\]": with_meta(session_start_neighbors=[0.5, 0, 500]),
+        "bad session-start neighbours setting \\[0.5, 100, 1099511627776\\]": with_meta(
+            session_start_neighbors=[0.5, 100, 2**40]),
     }
     for i, (message, content) in enumerate(cases.items()):
         bad = tmp_path / f"bad{i}.hrnn"
@@ -300,19 +325,32 @@ def test_fit_builds_the_index_of_its_log_and_the_file_keeps_it(log, tmp_path):
 
 
 def test_auto_chooses_the_share_on_the_first_events_of_last_sessions(log):
-    m = hrnn.HRNN(transition_weight=0.7, session_start_mix=0.5, session_start_sources=False, **FIT).fit(log)
+    """With every other setting given, nothing is held out of training (no epoch has fewer
+    events) and the share is chosen after the last epoch, on the first events of the
+    multi-session users' last sessions, as ``choose_neighbors`` ranks them."""
+    settings = dict(transition_weight=0.7, session_start_mix=0.5, session_start_sources=False, **FIT)
+    m = hrnn.HRNN(**settings).fit(log)
+    fixed = hrnn.HRNN(session_start_neighbors=0.25, **settings).fit(log)
+    assert [h["events"] for h in m.history_] == [h["events"] for h in fixed.history_]
+    for name, value in m.get_weights().items():
+        np.testing.assert_array_equal(value, fixed.get_weights()[name], err_msg=name)
     scores = m.session_start_neighbors_scores_
     assert list(scores) == list(hv.NEIGHBOR_BETAS) and all(0 <= s <= 1 for s in scores.values())
     assert m.session_start_neighbors_ in hv.NEIGHBOR_BETAS
     assert m._engine.get_neighbors()[3] == pytest.approx(m.session_start_neighbors_)
     if m.session_start_neighbors_ == 0.0:  # no index held for nothing
         assert len(m._engine.get_neighbors()[0]["session_items"]) == 0
+    users = hv.first_event_users(m._log, np.ones(m._log.n_users, bool), np.random.default_rng(FIT["random_state"]))
+    split = hv.validation_split(m._log, users)
+    m._engine.set_neighbors(neighbor_index(split[0], len(m.item_ids_)), NEIGHBORS_K, NEIGHBORS_SAMPLE, 0.0)
+    again = hv.choose_neighbors(m._engine, split, (0.5, False), 1)
+    assert again == (m.session_start_neighbors_, pytest.approx(scores, abs=1e-12))
     # validation=True chooses on its held-out sessions after the last epoch.
     v = hrnn.HRNN(transition_weight=0.7, **FIT).fit(log, validation=True)
     assert list(v.session_start_neighbors_scores_) == list(hv.NEIGHBOR_BETAS)
-    # One epoch: nothing held out to choose on, no share.
-    one = hrnn.HRNN(transition_weight=0.7, **{**FIT, "epochs": 1}).fit(log)
-    assert (one.session_start_neighbors_, one.session_start_neighbors_scores_) == (0.0, {})
+    # One epoch: the weight and the mix have nothing held out to be chosen on; the share is chosen.
+    one = hrnn.HRNN(**{**FIT, "epochs": 1}).fit(log)
+    assert one.transition_weight_scores_ == {} and list(one.session_start_neighbors_scores_) == list(hv.NEIGHBOR_BETAS)
 
 
 def test_choosing_the_share_leaves_training_as_it_was(log):

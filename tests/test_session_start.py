@@ -147,8 +147,7 @@ def test_auto_chooses_the_mix_on_the_held_out_first_events(log):
 
 def test_auto_holds_out_sessions_even_with_a_fixed_weight(log):
     auto = hrnn.HRNN(transition_weight=0.5, **FIT).fit(log)
-    fixed = hrnn.HRNN(transition_weight=0.5, session_start_mix=0.5, session_start_sources=True,
-                      session_start_neighbors=0.0, **FIT).fit(log)
+    fixed = hrnn.HRNN(transition_weight=0.5, session_start_mix=0.5, session_start_sources=True, **FIT).fit(log)
     assert auto.history_[0]["events"] < auto.history_[1]["events"] == fixed.history_[0]["events"]
     assert len(auto.session_start_scores_) == 2 * len(hv.START_MIXES) and auto.transition_weight_scores_ == {}
     assert (fixed.session_start_mix_, fixed.session_start_sources_) == (0.5, True)

@@ -65,8 +65,7 @@ def test_the_weight_is_chosen_with_the_events_clustered_by_user(log, monkeypatch
 @pytest.mark.parametrize("epochs", [2, 5])
 def test_auto_holds_the_last_sessions_out_of_the_first_half_of_the_epochs(log, epochs):
     auto = hrnn.HRNN(epochs=epochs, **FAST).fit(log)
-    fixed = hrnn.HRNN(epochs=epochs, transition_weight=0.5, session_start_mix=0.25, session_start_sources=False,
-                      session_start_neighbors=0.0, **FAST).fit(log)
+    fixed = hrnn.HRNN(epochs=epochs, transition_weight=0.5, session_start_mix=0.25, session_start_sources=False, **FAST).fit(log)
     e_auto = [h["events"] for h in auto.history_]
     e_fixed = [h["events"] for h in fixed.history_]
     assert e_fixed == [e_fixed[0]] * epochs

@@ -98,13 +98,16 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   std::vector<ItemSet> excl_all(n);
   std::vector<Boosts> boosts_all(n);
   std::vector<uint8_t> has_state(n, 0);
-  const bool need_seen = q.exclude_interacted || (transitions.active() && transitions.rules_out_seen());
+  // Session starts answered by the mixture with the neighbours' votes (empty: by the network alone).
+  const bool mixing = q.new_session && neighbors.active();
+  // On a log without repeats the votes leave out the user's items whatever the prior's weight (as
+  // session_start_ranks, which chose the share, does).
+  const bool need_seen =
+      q.exclude_interacted || ((transitions.active() || mixing) && transitions.rules_out_seen());
   const int64_t recent = std::max<int64_t>(repeat ? kRepeatWindow : 0, transitions.history());
   constexpr int64_t kBlock = 256;
   const float start_mix = session_start_mix;
   const bool start_sources = session_start_sources;
-  // Session starts answered by the mixture with the neighbours' votes (empty: by the network alone).
-  const bool mixing = q.new_session && neighbors.active();
   std::vector<SparseItems> votes_all(mixing ? n : 0);
   parallel_for((n + kBlock - 1) / kBlock, num_threads, [&](int64_t blk) {
     std::vector<int32_t> seen, recent_items;

@@ -79,6 +79,7 @@ SparseItems NeighborIndex::votes(const int32_t* items, int64_t n, int64_t own_s,
       if (it != cur.end() && it->first == session_items[j]) overlap += it->second;
     }
     const double len = static_cast<double>(session_offsets[s + 1] - session_offsets[s]);
+    if (len == 0.0) continue;  // (only in a corrupted index: every indexed session holds its items)
     near.push_back({overlap / std::sqrt(static_cast<double>(n_cur) * len), s});
   }
   // The k most similar (ties: the more recent session).

@@ -169,7 +169,7 @@ void session_start_ranks(const Params& P, const Transitions& tr, const EventArra
       for (int64_t m = 0; m < n_betas; ++m) rank(k, m) = 0;
     if (ta == test.offsets[user + 1] || test.items[ta] < 0) return;
     if (b == a) invalid("session_start_ranks: user " + std::to_string(user) + " has test events but no history");
-    std::vector<float> u, h, v(H), dense(P.n_items), boosted;
+    std::vector<float> u, h, v(H), dense(P.n_items), boosted, mixed(nb ? P.n_items : 0);
     advance_prefix(P, prefix, a, b, u, h);
     const ItemSet seen = tr.rules_out_seen() ? known_items(prefix.items + a, b - a) : ItemSet();
     const int64_t n_recent = std::min<int64_t>(b - a, kRepeatWindow);
@@ -196,12 +196,17 @@ void session_start_ranks(const Params& P, const Transitions& tr, const EventArra
         // The scores of a query flagged new_session (Engine::recommend_batch): the boosts from v.
         Boosts boosts = repeat_boosts(P, v.data(), recent_items, recent_ts, n_recent);
         tr.add_boosts(recent_items, n_recent, &seen, boosts, options[k].second);
+        // The mixture's normaliser and the network's own rank do not depend on the share.
+        const bool mixes = !votes.empty() && std::any_of(betas.begin(), betas.end(), [](float b) { return b > 0.f; });
+        double log_norm = 0.0;
+        if (mixes) {
+          boosted.assign(dense.begin(), dense.end());
+          for (const auto& [i, bst] : boosts) boosted[i] += bst;
+          log_norm = top_log_sum_exp(boosted.data(), P.n_items);
+        }
+        int32_t alone = 0;
         for (int64_t m = 0; m < n_betas; ++m) {
-          if (betas[m] > 0.f && !votes.empty()) {  // the query's mixture (Engine::mix_neighbors)
-            boosted.assign(dense.begin(), dense.end());
-            for (const auto& [i, bst] : boosts) boosted[i] += bst;
-            const double log_norm = top_log_sum_exp(boosted.data(), P.n_items);
-            std::vector<float> mixed(P.n_items);
+          if (betas[m] > 0.f && mixes) {  // the query's mixture (Engine::mix_neighbors)
             for (int32_t i = 0; i < P.n_items; ++i) mixed[i] = mixed_score(boosted[i], log_norm, 0.f, betas[m]);
             for (const auto& [i, share] : votes) mixed[i] = mixed_score(boosted[i], log_norm, share, betas[m]);
             int32_t higher = 0;
@@ -209,13 +214,16 @@ void session_start_ranks(const Params& P, const Transitions& tr, const EventArra
             rank(k, m) = higher + 1;
             continue;
           }
-          const auto it = std::lower_bound(boosts.begin(), boosts.end(), std::make_pair(y, -HUGE_VALF));
-          const float sy = dense[y] + (it != boosts.end() && it->first == y ? it->second : 0.f);
-          int32_t higher = 0;
-          for (int32_t i = 0; i < P.n_items; ++i) higher += i != y && dense[i] > sy;
-          for (const auto& [i, bst] : boosts)
-            if (i != y) higher += (dense[i] + bst > sy) - (dense[i] > sy);
-          rank(k, m) = higher + 1;
+          if (alone == 0) {
+            const auto it = std::lower_bound(boosts.begin(), boosts.end(), std::make_pair(y, -HUGE_VALF));
+            const float sy = dense[y] + (it != boosts.end() && it->first == y ? it->second : 0.f);
+            int32_t higher = 0;
+            for (int32_t i = 0; i < P.n_items; ++i) higher += i != y && dense[i] > sy;
+            for (const auto& [i, bst] : boosts)
+              if (i != y) higher += (dense[i] + bst > sy) - (dense[i] > sy);
+            alone = higher + 1;
+          }
+          rank(k, m) = alone;
         }
       }
     }

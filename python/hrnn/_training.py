@@ -58,21 +58,30 @@ def held_out_split(model, log: "_data.EventLog", train_users: np.ndarray, valida
     (``auto_holdout_users``); None when nobody is held out (the fallbacks are kept then)."""
     if validation:
         return validation_split(log, train_users)
-    if "auto" in (model.transition_weight, model.session_start_mix, model.session_start_sources,
-                  model.session_start_neighbors) and model.epochs >= 2:
+    if "auto" in (model.transition_weight, model.session_start_mix, model.session_start_sources) \
+            and model.epochs >= 2:
         held = auto_holdout_users(log, train_users, np.random.default_rng(model.random_state))
         if held.any():
             return validation_split(log, held)
     return None
 
 
+def choose_share(model, engine, first: Callable[[], tuple], start: tuple) -> float:
+    """The neighbours' share "auto" chooses (``choose_neighbors``; scores kept on ``model``) on
+    the first events of the test sessions of the split ``first`` builds (when asked: it copies the
+    log), at the engine's prior and the session-start setting ``start``."""
+    split = first()
+    engine.set_neighbors(neighbor_index(split[0], engine.n_items), NEIGHBORS_K, NEIGHBORS_SAMPLE, 0.0)
+    beta, model.session_start_neighbors_scores_ = choose_neighbors(engine, split, start, model.num_threads)
+    return beta
+
+
 def choose_on_split(model, engine, split: tuple, metric: str, fallback: float, resumed: bool, table,
-                    log: "_data.EventLog", first: Optional[np.ndarray]) -> tuple:
+                    first: Optional[Callable[[], tuple]]) -> tuple:
     """(transition weight, (session-start mix, sources), neighbours' share): those of ``model``
-    that are "auto" as ``split``'s held-out sessions rank best (the share: the first events of the
-    last sessions of ``log``'s users ``first``; scores kept on ``model``), the others as given.
-    ``fallback``: the weight's; ``resumed``: whether the log's sessions resume visits
-    (``start_fallback``)."""
+    that are "auto" as ``split``'s held-out sessions rank best (the share: ``choose_share`` on
+    ``first``, if any), the others as given. ``fallback``: the weight's; ``resumed``: whether the
+    log's sessions resume visits (``start_fallback``)."""
     weight = model.transition_weight
     if weight == "auto":
         weight, model.transition_weight_scores_ = choose_transition_weight(engine, split, metric,
@@ -83,13 +92,8 @@ def choose_on_split(model, engine, split: tuple, metric: str, fallback: float, r
     if _auto_start(model):
         start, model.session_start_scores_ = choose_session_start(
             engine, split, model.num_threads, model.session_start_mix, model.session_start_sources, resumed)
-    beta = model.session_start_neighbors
-    if first is not None:  # (split here, not before training: a copy of the log)
-        first_split = validation_split(log, first)
-        engine.set_neighbors(neighbor_index(first_split[0], engine.n_items), NEIGHBORS_K, NEIGHBORS_SAMPLE, 0.0)
-        beta, model.session_start_neighbors_scores_ = choose_neighbors(engine, first_split, start,
-                                                                       model.num_threads)
-    return weight, start, (0.0 if beta == "auto" else beta)
+    beta = choose_share(model, engine, first, start) if first is not None else None
+    return weight, start, beta
 
 
 def raise_if_interrupted(model) -> None:
@@ -142,12 +146,18 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     # half of the epochs once the weight has been chosen on them. Negatives are drawn by the
     # popularity of every event from the start: an item seen only in a held-out session must
     # not have a zero sampling probability (its logQ correction) when it becomes a target.
-    choosing = auto or _auto_start(model) or model.session_start_neighbors == "auto"
+    choosing = auto or _auto_start(model)
     rejoin = choosing and split is not None and not validation
-    first = None  # the users whose last sessions the neighbours' share is chosen on
-    if model.session_start_neighbors == "auto" and split is not None:
-        users = np.isin(np.arange(log.n_users), train_users)
-        first = users if validation else first_event_users(log, users, np.random.default_rng(model.random_state))
+    # The share is chosen with the others where they are chosen, else after training; it holds
+    # nothing out of training (its first events are trained on: docs/engine.md).
+    first = None
+    if model.session_start_neighbors == "auto" and validation:
+        first = lambda: split  # noqa: E731 - its held-out sessions, which training never saw
+    elif model.session_start_neighbors == "auto":
+        users = first_event_users(log, np.isin(np.arange(log.n_users), train_users),
+                                  np.random.default_rng(model.random_state))
+        if users is not None:
+            first = lambda: validation_split(log, users)  # noqa: E731
     full_w, full_pop = (weights_and_popularity(model, full, log.n_items, train_users)
                         if rejoin else (w, pop))
     engine.start_training(full_pop, batch_size=model.batch_size, bptt=model.bptt,
@@ -168,7 +178,7 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
 
     def rejoin_epoch() -> tuple:
         run.weight, run.start, run.beta = choose_on_split(model, engine, split, metric, fallback, resumed, table,
-                                                          log, first)
+                                                          first)
         progress.total = max(n_targets(full, train_users), 1)
         return full, full_w
 
@@ -188,7 +198,7 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     # an interrupted fit (the pass takes seconds on large logs).
     if choosing and split is not None and run.weight is None and not run.interrupted:
         run.weight, run.start, run.beta = choose_on_split(model, engine, split, metric, fallback, resumed, table,
-                                                          log, first)
+                                                          first)
     if rejoin:  # the prior and the cold users' popularity count every event
         pop = full_pop
         table = transition_table(full, train_users, pop) if table is not None else None
@@ -196,11 +206,14 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     if not chosen:
         run.weight = fallback if auto else model.transition_weight
         run.start = start_fallback(model.session_start_mix, model.session_start_sources, resumed)
-        run.beta = 0.0 if model.session_start_neighbors == "auto" else model.session_start_neighbors
     model.transition_weight_ = float(run.weight)
     model.session_start_mix_ = engine.session_start_mix = float(run.start[0])
     model.session_start_sources_ = engine.session_start_sources = bool(run.start[1])
     apply_table(engine, table, model.transition_weight_)
+    if run.beta is None:  # not chosen with the others
+        run.beta = model.session_start_neighbors
+        if run.beta == "auto":
+            run.beta = choose_share(model, engine, first, run.start) if first is not None and not run.interrupted else 0.0
     model.session_start_neighbors_ = float(run.beta)
     if run.beta > 0:
         engine.set_neighbors(neighbor_index(full, log.n_items), NEIGHBORS_K, NEIGHBORS_SAMPLE, run.beta)
@@ -212,12 +225,14 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     model._set_catalogue(engine, log, pop)
     model._fit_interrupted = run.interrupted  # (see raise_if_interrupted; hrnn train exits 130)
     if run.interrupted:
-        kept = ([f"the transition weight {run.weight:g}"] if auto else []) + (
-            [f"the session-start mix {run.start[0]:g} (sources {'kept' if run.start[1] else 'dropped'})"]
-            if _auto_start(model) else []) + (
-            ["no neighbours' share in session starts"] if model.session_start_neighbors == "auto" else [])
-        unchosen = (f" and {' and '.join(kept)} (not chosen on held-out sessions)"
-                    if kept and split is not None and not chosen else "")
+        kept = []
+        if split is not None and not chosen:
+            kept += [f"the transition weight {run.weight:g}"] if auto else []
+            kept += ([f"the session-start mix {run.start[0]:g} (sources {'kept' if run.start[1] else 'dropped'})"]
+                     if _auto_start(model) else [])
+        if model.session_start_neighbors == "auto" and not model.session_start_neighbors_scores_:
+            kept.append("no neighbours' share in session starts")
+        unchosen = f" and {' and '.join(kept)} (not chosen on held-out sessions)" if kept else ""
         warn_caller(f"training interrupted by the user during epoch {len(model.history_)}; "
                     f"the model holds the parameters of the last completed mini-batch{unchosen}", RuntimeWarning)
 

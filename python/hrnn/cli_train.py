@@ -114,8 +114,8 @@ _TRAIN_FLAGS = [
      "prior's sources; auto = chosen with --session-start-mix (default: {default})"),
     (("--session-start-neighbors",), "session_start_neighbors", dict(type=_weight, metavar="BETA"),
      "share in [0, 0.99] of session-kNN votes (for the neighbours of the user's last session) in "
-     "`hrnn recommend --new-session`'s answers; auto = chosen on the first events of every "
-     "multi-session user's last session (default: {default})"),
+     "`hrnn recommend --new-session`'s answers; auto = chosen on the first events of up to 10,000 "
+     "multi-session users' last sessions (default: {default})"),
     (("--session-gap",), "session_gap", dict(type=float, metavar="SECONDS"),
      "inactivity that starts a new session (as does a change of SESSION_ID) "
      "(default: {default})"),

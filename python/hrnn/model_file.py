@@ -253,7 +253,7 @@ def _load_neighbors(engine, s: dict, setting, name: str) -> float:
         return 0.0
     if not (isinstance(setting, list) and len(setting) == 3 and all(
             isinstance(x, (int, float)) and not isinstance(x, bool) for x in setting)
-            and 0.0 < setting[0] < 1.0 and all(isinstance(x, int) for x in setting[1:])):
+            and 0.0 < setting[0] < 1.0 and all(isinstance(x, int) and 0 < x < 2**31 for x in setting[1:])):
         raise ValueError(f"{name} is corrupted: bad session-start neighbours setting {setting!r}")
     index = {key: s[f"neighbors.{key}"].copy() for key in _NEIGHBOR_SECTIONS}
     try:

@@ -39,6 +39,8 @@ class Engine {
   float session_start_mix = 0.f;
   bool session_start_sources = false;
   // The second expert of the queries flagged new_session (off until its beta is set above 0).
+  // Set while no query runs (fit and load set it on an engine nobody queries yet), as the
+  // transition prior and the session-start setting above are: queries read it without a lock.
   NeighborIndex neighbors;
 
   // Training. start_training builds the sampler and the optimizer state (discarding any earlier).
