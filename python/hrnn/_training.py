@@ -213,7 +213,8 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     if run.beta is None:  # not chosen with the others
         run.beta = model.session_start_neighbors
         if run.beta == "auto":
-            run.beta = choose_share(model, engine, first, run.start) if first is not None and not run.interrupted else 0.0
+            ready = first is not None and not run.interrupted
+            run.beta = choose_share(model, engine, first, run.start) if ready else 0.0
     model.session_start_neighbors_ = float(run.beta)
     if run.beta > 0:
         engine.set_neighbors(neighbor_index(full, log.n_items), NEIGHBORS_K, NEIGHBORS_SAMPLE, run.beta)

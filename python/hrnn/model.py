@@ -111,8 +111,8 @@ class HRNN(Recommender):
     session_start_neighbors : float or "auto", default "auto"
         Share beta in [0, 0.99] of ``baselines.SessionKNN``'s votes (for the user's last session)
         in ``new_session=True`` answers: ``(1 - beta) p + beta votes``, p the softmax over the
-        network's best 200. "auto": 0, 0.25, 0.5, 0.75 or 0.9, chosen on the first events of up to
-        10,000 multi-session users' last sessions (held-out ones with validation); else 0.
+        network's best 200. "auto": 0, 0.25, 0.5, 0.75 or 0.9 by the first events of up to 10,000
+        multi-session users' last sessions (held out with validation); 0 without clear evidence.
     session_gap : float
         1..1e9 seconds of inactivity that end a session (a change of SESSION_ID ends one too).
     recency_half_life : float, optional
