@@ -208,8 +208,8 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
   }
 }
 
-void Engine::mix_neighbors(const std::vector<int64_t>& rows, const float* hs, const std::vector<ItemSet>& excl,
-                           const std::vector<Boosts>& boosts, const std::vector<SparseItems>& votes, const Query& q,
+void Engine::mix_neighbors(const std::vector<int64_t>& rows, const float* hs, std::vector<ItemSet>& excl,
+                           std::vector<Boosts>& boosts, const std::vector<SparseItems>& votes, const Query& q,
                            int32_t* items, float* scores, int num_threads) const {
   const int H = params.H, kn = std::max(q.k, kNormItems);
   const int64_t M = static_cast<int64_t>(rows.size());
@@ -218,8 +218,8 @@ void Engine::mix_neighbors(const std::vector<int64_t>& rows, const float* hs, co
   std::vector<Boosts> bm(M);
   for (int64_t j = 0; j < M; ++j) {
     std::copy_n(hs + rows[j] * H, H, hm.data() + j * H);
-    em[j] = excl[rows[j]];
-    bm[j] = boosts[rows[j]];
+    em[j] = std::move(excl[rows[j]]);  // (the caller is done with the mixed rows' sets)
+    bm[j] = std::move(boosts[rows[j]]);
   }
   // The network's best kn candidates of each row (exact scores, boosts included), then the voted
   // items among the candidates, scored the same way.

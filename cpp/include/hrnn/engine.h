@@ -82,9 +82,10 @@ class Engine {
 
  private:
   std::shared_ptr<const ScoringTable> scoring_table(int num_threads) const;  // built on num_threads
-  // The answers of the given rows (session starts with votes) from the mixture with the votes.
-  void mix_neighbors(const std::vector<int64_t>& rows, const float* hs, const std::vector<ItemSet>& excl,
-                     const std::vector<Boosts>& boosts, const std::vector<SparseItems>& votes, const Query& q,
+  // The answers of the given rows (session starts with votes) from the mixture with the votes;
+  // takes those rows' exclusions and boosts (moved out).
+  void mix_neighbors(const std::vector<int64_t>& rows, const float* hs, std::vector<ItemSet>& excl,
+                     std::vector<Boosts>& boosts, const std::vector<SparseItems>& votes, const Query& q,
                      int32_t* items, float* scores, int num_threads) const;
   // Every item's bias in the query scores (Transitions::item_bias), built once per parameters.
   std::shared_ptr<const std::vector<float>> item_bias() const;
