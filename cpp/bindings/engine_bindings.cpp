@@ -321,11 +321,10 @@ void bind_engine(py::module_& m) {
       .def("set_neighbors",
            [](Engine& e, const py::dict& d, int k, int sample_size, float beta) {
              hrnn::NeighborIndex nb;
+             // One copy, whatever the alignment (a model file's sections are views at any offset).
              neighbor_arrays(nb, [&](const char* name, auto& dst) {
                using T = typename std::decay_t<decltype(dst)>::value_type;
-               const auto a = d[name].cast<Arr<T>>();
-               const T* p = checked(a, {-1}, name);
-               dst.assign(p, p + a.size());
+               copy_bytes(dst, raw_array<T>(d[name], {-1}, name));
              });
              nb.k = k, nb.sample_size = sample_size, nb.beta = beta;
              py::gil_scoped_release release;

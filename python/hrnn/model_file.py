@@ -255,7 +255,7 @@ def _load_neighbors(engine, s: dict, setting, name: str) -> float:
             isinstance(x, (int, float)) and not isinstance(x, bool) for x in setting)
             and 0.0 < setting[0] < 1.0 and all(isinstance(x, int) and 0 < x < 2**31 for x in setting[1:])):
         raise ValueError(f"{name} is corrupted: bad session-start neighbours setting {setting!r}")
-    index = {key: s[f"neighbors.{key}"].copy() for key in _NEIGHBOR_SECTIONS}
+    index = {key: s[f"neighbors.{key}"] for key in _NEIGHBOR_SECTIONS}
     try:
         engine.set_neighbors(index, setting[1], setting[2], float(setting[0]))
     except ValueError as e:
