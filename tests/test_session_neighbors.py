@@ -386,3 +386,63 @@ def test_at_most_first_events_max_users_choose(model, monkeypatch):
     few = hv.first_event_users(log, everyone, rng)
     assert few.sum() == 5 and not np.any(few & ~full)
     assert hv.first_event_users(log, n_sessions < 2, rng) is None
+
+
+def test_the_last_session_follows_session_ids_in_fit_real_time_and_files(tmp_path):
+    """Votes are for the user's last session as fit's sessions end, at a SESSION_ID change too:
+    each gap-session of this log holds two ids, so the gaps alone would take both halves."""
+    df = make_query_log().sort_values(["USER_ID", "TIMESTAMP"], kind="stable")
+    gap_session = df.groupby("USER_ID")["TIMESTAMP"].transform(lambda t: (t.diff() > 1800).cumsum())
+    half = df.groupby(["USER_ID", gap_session]).cumcount() >= 2
+    df = df.assign(SESSION_ID=gap_session.astype(str) + "-" + half.astype(int).astype(str))
+    m = hrnn.HRNN(session_start_neighbors=BETA, transition_weight=0.7, **FIT).fit(df)
+    log = m._log
+    assert log.new_session.sum() > np.r_[True, np.diff(log.timestamps) > 1800].sum()  # the ids cut more
+    index, k, sample, beta = m._engine.get_neighbors()
+    starts = np.flatnonzero(log.new_session)
+    sessions = [list(log.items[a:b]) for a, b in zip(starts, np.r_[starts[1:], len(log.items)])]
+    ends = [log.timestamps[b - 1] for b in np.r_[starts[1:], len(log.items)]]
+    users = list(log.user_ids[:12])
+
+    def check(model, current, own):
+        model._engine.clear_neighbors()
+        net = all_scores(model, users, new_session=True)
+        model._engine.set_neighbors(index, k, sample, beta)
+        _, scores = model.recommend_batch(users, len(model.item_ids_), new_session=True)
+        for r, uid in enumerate(users):
+            want = np.sort(mixture(net[r], reference_votes(sessions, ends, current[uid], own=own[uid]), BETA))[::-1]
+            np.testing.assert_allclose(scores[r], want, rtol=1e-4, atol=1e-4, err_msg=str(uid))
+
+    last = {uid: int(index["own_session"][u]) for u, uid in enumerate(log.user_ids)}
+    check(m, {uid: sessions[last[uid]] for uid in users}, last)
+    path = tmp_path / "m.hrnn"
+    m.save(path)
+    check(hrnn.load(path), {uid: sessions[last[uid]] for uid in users}, last)
+    # A file from before the store kept session starts: the gaps alone cut the last session.
+    sections = {key: np.array(v) for key, v in model_file.read_sections(path).items()}
+    meta = json.loads(sections["meta"].tobytes().decode("utf-8"))
+    old = tmp_path / "old.hrnn"
+    model_file._write_atomic(old, {key: v for key, v in sections.items() if key != "users.session_start"})
+    with pytest.raises(ValueError, match="missing section 'users.session_start'"):
+        hrnn.load(old)
+    meta.pop("user_session_starts")
+    sections["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    model_file._write_atomic(old, {key: v for key, v in sections.items() if key != "users.session_start"})
+    hist = histories(m, df)
+    check(hrnn.load(old), {uid: split_sessions(*hist[uid])[0][-1] for uid in users}, last)
+    lengths = np.diff(sections["users.history_offsets"])
+    marked = np.frombuffer(json.dumps({**meta, "user_session_starts": True}).encode(), np.uint8)
+    for bad in (lengths, np.full_like(lengths, -2), lengths[:-1] * 0):
+        model_file._write_atomic(old, {**sections, "meta": marked, "users.session_start": bad.astype(np.int64)})
+        with pytest.raises(ValueError, match="session.start"):
+            hrnn.load(old)
+    model_file._write_atomic(old, {**sections, "meta": np.frombuffer(
+        json.dumps({**meta, "user_session_starts": 1}).encode(), np.uint8)})
+    with pytest.raises(ValueError, match="corrupted: bad user_session_starts 1"):
+        hrnn.load(old)
+    # In real time: a new id within the gap starts a session of its own (the old one a neighbour now).
+    item = m.item_ids_[0]
+    for uid in users:
+        t = float(hist[uid][1][-1]) + 10.0
+        m.put_events(uid, [item, item], [t, t + 1], session_id=["new", "new"])
+    check(m, {uid: [m._item_index()[item]] * 2 for uid in users}, {uid: None for uid in users})

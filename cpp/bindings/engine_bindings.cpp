@@ -417,6 +417,7 @@ void bind_engine(py::module_& m) {
              d["last_ts"] = move_out(std::move(a.last_ts), {n});
              d["n_events"] = move_out(std::move(a.n_events), {n});
              d["last_session"] = move_out(std::move(a.last_session), {n});
+             d["session_start"] = move_out(std::move(a.session_start), {n});
              d["history_offsets"] = move_out(std::move(a.history_offsets), {n + 1});
              d["history_items"] = move_out(std::move(a.history_items), {m});
              d["history_ts"] = move_out(std::move(a.history_ts), {m});
@@ -437,6 +438,10 @@ void bind_engine(py::module_& m) {
              auto offsets = raw_array<int64_t>(d["history_offsets"], {n + 1}, "history_offsets");
              auto items = raw_array<int32_t>(d["history_items"], {-1}, "history_items");
              auto history_ts = raw_array<double>(d["history_ts"], {items.size()}, "history_ts");
+             // (not in files from before it was kept: every user's last session then follows the gaps)
+             const py::array session_start = d.contains("session_start")
+                                                 ? raw_array<int64_t>(d["session_start"], {n}, "session_start")
+                                                 : py::array_t<int64_t>(0);
              py::gil_scoped_release release;
              copy_bytes(a.U, U);
              copy_bytes(a.Hs, Hs);
@@ -446,6 +451,7 @@ void bind_engine(py::module_& m) {
              copy_bytes(a.history_items, items);
              copy_bytes(a.history_ts, history_ts);
              copy_bytes(a.n_events, n_events);
+             copy_bytes(a.session_start, session_start);
              for (int32_t i : a.history_items)
                hrnn::require(i >= -1 && i < e.params.n_items, "history item index out of range");
              e.users.load(std::move(a));

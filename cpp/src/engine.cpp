@@ -119,10 +119,10 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
       float* h = hs_all.data() + r * H;
       const bool starts = q.new_session && q.new_session[r];
       const bool votes = starts && mixing;
-      int64_t length = 0;
+      int64_t length = 0, session_start = -1;
       has_state[r] = u >= 0 && users.read(u, starts ? user_state.data() : nullptr, h, need_seen ? &seen : nullptr,
                                           votes ? std::max(recent, kMaxNeighborSession) : recent, &recent_items,
-                                          &recent_ts, &length);
+                                          &recent_ts, &length, &session_start);
       // The boosts read the last `recent` events; the votes the whole last session, up to its last
       // kMaxNeighborSession events.
       const int64_t n_read = static_cast<int64_t>(recent_items.size()), n_recent = std::min(n_read, recent);
@@ -143,7 +143,10 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
       if (repeat) boosts_all[r] = repeat_boosts(params, h, r_items, r_ts, n_recent);
       transitions.add_boosts(r_items, n_recent, &seen, boosts_all[r], !starts || start_sources);
       if (votes) {
-        const int64_t len = last_session_length(recent_ts.data(), n_read, session_gap);
+        // The last session as the store marked it (gaps and SESSION_ID changes); by its gaps alone
+        // where that is not known (a file from before the store kept it).
+        const int64_t len = session_start >= 0 ? std::min(n_read, length - session_start)
+                                               : last_session_length(recent_ts.data(), n_read, session_gap);
         const ItemSet* never = &ex;  // what the answer may not hold, and on a log without repeats the history
         if (transitions.rules_out_seen()) {
           drop.clear();

@@ -20,9 +20,12 @@ void UserStore::build(const Params& P, const EventArrays& ev, int num_threads) {
   a.last_ts.resize(ev.n_users);
   a.n_events.resize(ev.n_users);
   a.last_session.assign(ev.n_users, kNoSession);
+  a.session_start.assign(ev.n_users, -1);
   for (int64_t u = 0; u < ev.n_users; ++u) {
     a.n_events[u] = ev.offsets[u + 1] - ev.offsets[u];
     a.last_ts[u] = a.n_events[u] > 0 ? ev.timestamps[ev.offsets[u + 1] - 1] : 0.0;
+    for (int64_t e = ev.offsets[u + 1] - 1; e >= ev.offsets[u] && a.session_start[u] < 0; --e)
+      if (ev.new_session[e]) a.session_start[u] = e - ev.offsets[u];
   }
   a.history_offsets.assign(ev.offsets, ev.offsets + ev.n_users + 1);
   a.history_items.assign(ev.items, ev.items + ev.n_events);
@@ -41,6 +44,11 @@ void UserStore::load(UserArrays a) {
           "user store: history offsets do not match the history");
   for (size_t u = 0; u < n; ++u)  // all offsets checked before any is used
     require(a.history_offsets[u] <= a.history_offsets[u + 1], "user store: history offsets must be non-decreasing");
+  require(a.session_start.empty() || a.session_start.size() == n,
+          "user store: one session start per user is needed");
+  for (size_t u = 0; u < a.session_start.size(); ++u)
+    require(a.session_start[u] >= -1 && a.session_start[u] < a.history_offsets[u + 1] - a.history_offsets[u],
+            "user store: a session start must lie in its user's history (-1: not known)");
   std::deque<Record> users(n);
   for (size_t u = 0; u < n; ++u) {
     Record& r = users[u];
@@ -50,6 +58,7 @@ void UserStore::load(UserArrays a) {
     r.last_ts = a.last_ts[u];
     r.n_events = a.n_events[u];
     r.last_session = a.last_session[u];
+    r.session_start = a.session_start.empty() ? -1 : a.session_start[u];
     const int64_t b = a.history_offsets[u], e = a.history_offsets[u + 1];
     r.items.assign(a.history_items.begin() + b, a.history_items.begin() + e);
     r.ts.assign(a.history_ts.begin() + b, a.history_ts.begin() + e);
@@ -80,6 +89,7 @@ UserArrays UserStore::dump() const {
   a.last_ts.resize(n);
   a.n_events.resize(n);
   a.last_session.resize(n);
+  a.session_start.resize(n);
   a.history_offsets.assign(1, 0);
   for (size_t u = 0; u < n; ++u) {
     const Record& r = users_[u];
@@ -88,6 +98,7 @@ UserArrays UserStore::dump() const {
     a.last_ts[u] = r.last_ts;
     a.n_events[u] = r.n_events;
     a.last_session[u] = r.last_session;
+    a.session_start[u] = r.session_start;
     a.history_items.insert(a.history_items.end(), r.items.begin(), r.items.end());
     a.history_ts.insert(a.history_ts.end(), r.ts.begin(), r.ts.end());
     a.history_offsets.push_back(static_cast<int64_t>(a.history_items.size()));
@@ -145,7 +156,7 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
   // committed only if no other call for this user landed meanwhile and the store was not rebuilt
   // or reloaded (else redone from what is there then).
   for (;;) {
-    int64_t had, prev_session;
+    int64_t had, prev_session, start = -1;  // start: this call's last session start
     double prev_ts;
     uint64_t generation;
     {
@@ -170,6 +181,7 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
       const bool by_session = session != nullptr && prev_session != kNoSession;
       // In double, as fit's session boundaries: a gap a hair above session_gap must not round to it.
       news[i] = first || gap > session_gap || (by_session && session[i] != prev_session);
+      if (news[i]) start = i;
       prev_ts = ts[i];
       prev_session = session ? session[i] : kNoSession;
     }
@@ -184,6 +196,7 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
     r.last_ts = ts[n - 1];
     r.last_session = prev_session;
     r.n_events = had + n;
+    if (start >= 0) r.session_start = static_cast<int64_t>(r.items.size()) + start;
     r.items.insert(r.items.end(), items, items + n);
     r.ts.insert(r.ts.end(), ts, ts + n);
     insert_items(r.seen, items, n);
@@ -193,7 +206,7 @@ void UserStore::put_events(const Params& P, int64_t user, const int32_t* items, 
 
 bool UserStore::read(int64_t user, float* u, float* h, ItemSet* seen, int64_t recent,
                      std::vector<int32_t>* recent_items, std::vector<double>* recent_ts,
-                     int64_t* history_length) const {
+                     int64_t* history_length, int64_t* session_start) const {
   std::shared_lock<std::shared_mutex> structure(mu_);
   check_user(user);
   std::lock_guard<std::mutex> lock(stripe(user));
@@ -207,6 +220,7 @@ bool UserStore::read(int64_t user, float* u, float* h, ItemSet* seen, int64_t re
     recent_ts->assign(r.ts.begin() + first, r.ts.end());
   }
   if (history_length) *history_length = static_cast<int64_t>(r.items.size());
+  if (session_start) *session_start = r.session_start;
   return r.n_events > 0;
 }
 

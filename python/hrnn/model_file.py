@@ -83,7 +83,8 @@ def save(model, path) -> None:
     meta = {"params": model.get_params(), "hidden": engine.hidden, "tied": engine.tied,
             "n_items": engine.n_items, "hrnn_version": _version(), "unknown_item_events": unknown,
             "training": _training_record(model), "session_digits_as_int": model._session_digits,
-            "session_start": [engine.session_start_mix, engine.session_start_sources]}
+            "session_start": [engine.session_start_mix, engine.session_start_sources],
+            "user_session_starts": True}  # users.session_start is there (files from before: not)
     index, k, sample_size, beta = engine.get_neighbors()
     if beta > 0:
         meta["session_start_neighbors"] = [beta, k, sample_size]
@@ -311,7 +312,15 @@ def load(path, device=None):
         engine = _core.Engine(n_items, hidden, tied, 0)
         for param in engine.param_names():
             engine.set_param(param, s[f"param.{param}"])
-        engine.load_users({k[len("users."):]: v for k, v in s.items() if k.startswith("users.")})
+        users = {k[len("users."):]: v for k, v in s.items() if k.startswith("users.")}
+        marked = meta.get("user_session_starts", False)
+        if not isinstance(marked, bool):
+            raise ValueError(f"{name} is corrupted: bad user_session_starts {marked!r}")
+        if marked:
+            users["session_start"] = s["users.session_start"]
+        else:  # a file from before the users' session starts were kept: their gaps cut the last session
+            users.pop("session_start", None)
+        engine.load_users(users)
         # Copies: the sections are views at any byte offset of the file, the core reads aligned arrays.
         table = {key: s[f"transitions.{key}"].copy() for key in _TRANSITION_DTYPES}
         popularity = s["popularity"].astype(np.float64)

@@ -224,7 +224,9 @@ int main(int argc, char** argv) {
           a.history_offsets.back() != static_cast<int64_t>(a.history_items.size()))
         fail("a torn snapshot");
       for (int64_t u = 0; u < a.n_users; ++u)
-        if (a.history_offsets[u + 1] - a.history_offsets[u] != a.n_events[u]) fail("a torn snapshot");
+        if (a.history_offsets[u + 1] - a.history_offsets[u] != a.n_events[u] ||
+            a.session_start[u] >= a.n_events[u])
+          fail("a torn snapshot");
       dumps.fetch_add(1);
     }
   };
