@@ -446,3 +446,12 @@ def test_the_last_session_follows_session_ids_in_fit_real_time_and_files(tmp_pat
         t = float(hist[uid][1][-1]) + 10.0
         m.put_events(uid, [item, item], [t, t + 1], session_id=["new", "new"])
     check(m, {uid: [m._item_index()[item]] * 2 for uid in users}, {uid: None for uid in users})
+
+
+def test_an_old_files_session_starts_follow_the_gaps():
+    offsets = np.array([0, 0, 3, 5])
+    ts = np.array([0.0, 10.0, 5000.0, 6000.0, 6001.0])
+    assert model_file._gap_session_starts(offsets, ts, 1800.0).tolist() == [-1, 2, 0]
+    assert model_file._gap_session_starts(offsets, ts, 1e9).tolist() == [-1, 0, 0]
+    # Offsets that are no CSR of the history: the user store reports them, not this.
+    assert model_file._gap_session_starts(np.array([0, 4, 3]), ts, 1800.0).tolist() == [-1, -1]

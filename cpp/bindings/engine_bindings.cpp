@@ -438,10 +438,7 @@ void bind_engine(py::module_& m) {
              auto offsets = raw_array<int64_t>(d["history_offsets"], {n + 1}, "history_offsets");
              auto items = raw_array<int32_t>(d["history_items"], {-1}, "history_items");
              auto history_ts = raw_array<double>(d["history_ts"], {items.size()}, "history_ts");
-             // (not in files from before it was kept: every user's last session then follows the gaps)
-             const py::array session_start = d.contains("session_start")
-                                                 ? raw_array<int64_t>(d["session_start"], {n}, "session_start")
-                                                 : py::array_t<int64_t>(0);
+             auto session_start = raw_array<int64_t>(d["session_start"], {n}, "session_start");
              py::gil_scoped_release release;
              copy_bytes(a.U, U);
              copy_bytes(a.Hs, Hs);

@@ -143,10 +143,7 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
       if (repeat) boosts_all[r] = repeat_boosts(params, h, r_items, r_ts, n_recent);
       transitions.add_boosts(r_items, n_recent, &seen, boosts_all[r], !starts || start_sources);
       if (votes) {
-        // The last session as the store marked it (gaps and SESSION_ID changes); by its gaps alone
-        // where that is not known (a file from before the store kept it).
-        const int64_t len = session_start >= 0 ? std::min(n_read, length - session_start)
-                                               : last_session_length(recent_ts.data(), n_read, session_gap);
+        const int64_t len = std::min(n_read, length - session_start);  // as the store marked it
         const ItemSet* never = &ex;  // what the answer may not hold, and on a log without repeats the history
         if (transitions.rules_out_seen()) {
           drop.clear();

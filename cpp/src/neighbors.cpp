@@ -28,7 +28,9 @@ void NeighborIndex::validate(int64_t n_items) const {
   require(static_cast<int64_t>(recency.size()) == n_sessions, "neighbors: one recency per session is needed");
   require(own_session.size() == fit_events.size(), "neighbors: own_session and fit_events differ in size");
   for (int32_t i : session_items) require(i >= 0 && i < n_items, "neighbors: session item out of range");
-  for (int64_t s : item_sessions) require(s >= 0 && s < n_sessions, "neighbors: item session out of range");
+  for (int64_t s : item_sessions)  // (an empty one would make a 0 / 0 similarity)
+    require(s >= 0 && s < n_sessions && session_offsets[s + 1] > session_offsets[s],
+            "neighbors: item session out of range or empty");
   for (int64_t s : own_session) require(s >= -1 && s < n_sessions, "neighbors: own session out of range");
   for (int64_t n : fit_events) require(n >= 0, "neighbors: negative event count");
 }
@@ -79,7 +81,6 @@ SparseItems NeighborIndex::votes(const int32_t* items, int64_t n, int64_t own_s,
       if (it != cur.end() && it->first == session_items[j]) overlap += it->second;
     }
     const double len = static_cast<double>(session_offsets[s + 1] - session_offsets[s]);
-    if (len == 0.0) continue;  // (only in a corrupted index: every indexed session holds its items)
     near.push_back({overlap / std::sqrt(static_cast<double>(n_cur) * len), s});
   }
   // The k most similar (ties: the more recent session).
@@ -108,12 +109,6 @@ SparseItems NeighborIndex::votes(const int32_t* items, int64_t n, int64_t own_s,
   }
   for (auto& e : out) e.second = static_cast<float>(e.second / total);
   return out;
-}
-
-int64_t last_session_length(const double* ts, int64_t n, double session_gap) {
-  int64_t len = n > 0 ? 1 : 0;
-  while (len < n && !(ts[n - len] - ts[n - len - 1] > session_gap)) ++len;
-  return len;
 }
 
 double top_log_sum_exp(const float* scores, int64_t n) {

@@ -44,11 +44,12 @@ void UserStore::load(UserArrays a) {
           "user store: history offsets do not match the history");
   for (size_t u = 0; u < n; ++u)  // all offsets checked before any is used
     require(a.history_offsets[u] <= a.history_offsets[u + 1], "user store: history offsets must be non-decreasing");
-  require(a.session_start.empty() || a.session_start.size() == n,
-          "user store: one session start per user is needed");
-  for (size_t u = 0; u < a.session_start.size(); ++u)
-    require(a.session_start[u] >= -1 && a.session_start[u] < a.history_offsets[u + 1] - a.history_offsets[u],
-            "user store: a session start must lie in its user's history (-1: not known)");
+  require(a.session_start.size() == n, "user store: one session start per user is needed");
+  for (size_t u = 0; u < n; ++u) {
+    const int64_t length = a.history_offsets[u + 1] - a.history_offsets[u], s = a.session_start[u];
+    require(length == 0 ? s == -1 : (s >= 0 && s < length),
+            "user store: a session start must lie in its user's history (-1 without one)");
+  }
   std::deque<Record> users(n);
   for (size_t u = 0; u < n; ++u) {
     Record& r = users[u];
@@ -58,7 +59,7 @@ void UserStore::load(UserArrays a) {
     r.last_ts = a.last_ts[u];
     r.n_events = a.n_events[u];
     r.last_session = a.last_session[u];
-    r.session_start = a.session_start.empty() ? -1 : a.session_start[u];
+    r.session_start = a.session_start[u];
     const int64_t b = a.history_offsets[u], e = a.history_offsets[u + 1];
     r.items.assign(a.history_items.begin() + b, a.history_items.begin() + e);
     r.ts.assign(a.history_ts.begin() + b, a.history_ts.begin() + e);

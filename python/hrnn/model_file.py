@@ -247,6 +247,24 @@ _NEIGHBOR_SECTIONS = ("session_offsets", "session_items", "item_offsets", "item_
                       "fit_events")
 
 
+def _gap_session_starts(offsets: np.ndarray, ts: np.ndarray, session_gap: float) -> np.ndarray:
+    """int64 [n_users]: where each user's last session starts in its history (``offsets`` /
+    ``ts``), sessions cut by gaps beyond ``session_gap`` alone; -1 for a user without events (and
+    for every user of offsets that are no CSR of ``ts``: the user store names that fault)."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.diff(offsets)
+    if not len(offsets) or offsets[0] != 0 or offsets[-1] != len(ts) or np.any(lengths < 0):
+        return np.full(max(len(offsets) - 1, 0), -1, dtype=np.int64)
+    new = np.ones(len(ts), dtype=bool)
+    new[1:] = np.diff(ts) > session_gap
+    new[offsets[:-1][lengths > 0]] = True
+    starts = np.flatnonzero(new)
+    if not len(starts):
+        return np.full(len(lengths), -1, dtype=np.int64)
+    last = starts[np.maximum(np.searchsorted(starts, offsets[1:], side="left") - 1, 0)]
+    return np.where(lengths > 0, last - offsets[:-1], -1).astype(np.int64)
+
+
 def _load_neighbors(engine, s: dict, setting, name: str) -> float:
     """The neighbours' share a file's session-start answers use (files without: 0), its index
     given to ``engine``."""
@@ -319,7 +337,8 @@ def load(path, device=None):
         if marked:
             users["session_start"] = s["users.session_start"]
         else:  # a file from before the users' session starts were kept: their gaps cut the last session
-            users.pop("session_start", None)
+            users["session_start"] = _gap_session_starts(s["users.history_offsets"], s["users.history_ts"],
+                                                         model.session_gap)
         engine.load_users(users)
         # Copies: the sections are views at any byte offset of the file, the core reads aligned arrays.
         table = {key: s[f"transitions.{key}"].copy() for key in _TRANSITION_DTYPES}

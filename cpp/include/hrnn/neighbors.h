@@ -35,10 +35,6 @@ struct NeighborIndex {
   SparseItems votes(const int32_t* items, int64_t n, int64_t own, const ItemSet* drop) const;
 };
 
-// How many of the last n events (timestamps ts, time order) form the last session under the gap rule
-// (for a user store loaded from a file without its session starts).
-int64_t last_session_length(const double* ts, int64_t n, double session_gap);
-
 // The network's distribution p in the mixture is its softmax over its kNormItems best candidates:
 // normalising over the whole catalogue would read every item's exact score (a session-start query
 // of a 37,000-item model took 0.7 ms instead of 0.08; the top 200 take 0.17).

@@ -25,8 +25,8 @@ struct UserArrays {  // the store's content, for model files and bulk loads
   std::vector<float> U, Hs;
   std::vector<double> last_ts;
   std::vector<int64_t> n_events, last_session;
-  // Where each user's last session starts in its history (-1: not known, as in files from before
-  // it was kept; empty: none known). Sessions end at a gap or a SESSION_ID change.
+  // Where each user's last session starts in its history (-1: a user without events). Sessions end
+  // at a gap or a SESSION_ID change.
   std::vector<int64_t> session_start;
   std::vector<int64_t> history_offsets;  // CSR of every user's item history, in time order
   std::vector<int32_t> history_items;
@@ -54,7 +54,7 @@ class UserStore {
   // Copies h (and u unless nullptr) and returns true when the user has at least one event; copies
   // the items of its history (sorted, each once, unknown items left out) and its last `recent` events
   // (items, timestamps), the length of its whole history and where its last session starts in it
-  // (-1: not known) when asked.
+  // when asked.
   bool read(int64_t user, float* u, float* h, ItemSet* seen, int64_t recent = 0,
             std::vector<int32_t>* recent_items = nullptr, std::vector<double>* recent_ts = nullptr,
             int64_t* history_length = nullptr, int64_t* session_start = nullptr) const;
@@ -70,7 +70,7 @@ class UserStore {
     std::vector<float> state;  // u (H floats), then h (H floats)
     double last_ts = 0.0;
     int64_t n_events = 0, last_session = kNoSession;
-    int64_t session_start = -1;  // the last session's first event in `items` (-1: not known)
+    int64_t session_start = -1;  // the last session's first event in `items` (-1: no events)
     std::vector<int32_t> items;  // the history, in time order
     std::vector<double> ts;
     // The known items, sorted, each once: kept up to date so that a query that rules out or
