@@ -448,6 +448,25 @@ def test_the_last_session_follows_session_ids_in_fit_real_time_and_files(tmp_pat
     check(m, {uid: [m._item_index()[item]] * 2 for uid in users}, {uid: None for uid in users})
 
 
+def test_a_fitted_session_continued_past_the_vote_window_is_not_its_own_neighbour(model, log, tmp_path):
+    """Votes match a session's last 1,000 events; a session that began in fit and went on in real
+    time for more than that is still the user's last training session, never its own neighbour."""
+    sessions, ends, last = training_sessions(model, log)
+    uid = sorted(histories(model, log))[2]
+    items, ts = histories(model, log)[uid]
+    fitted_part = split_sessions(items, ts)[0][-1]
+    more = [fitted_part[i % len(fitted_part)] for i in range(1005)]  # its items again, within the gap
+    model.save(tmp_path / "m.hrnn")
+    m = hrnn.load(tmp_path / "m.hrnn")  # (the module's model stays as it was)
+    m.put_events(uid, [m.item_ids_[i] for i in more], ts[-1] + 1.0 + np.arange(len(more)))
+    net = all_scores(m, [uid], new_session=True)[0]
+    m._engine.set_neighbors(*back_index(model))
+    votes = reference_votes(sessions, ends, more[-1000:], own=last[uid])
+    assert votes != reference_votes(sessions, ends, more[-1000:])  # it would vote otherwise
+    np.testing.assert_allclose(all_scores(m, [uid], new_session=True)[0], mixture(net, votes, BETA),
+                               rtol=1e-4, atol=1e-4)
+
+
 def test_an_old_files_session_starts_follow_the_gaps():
     offsets = np.array([0, 0, 3, 5])
     ts = np.array([0.0, 10.0, 5000.0, 6000.0, 6001.0])

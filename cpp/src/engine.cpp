@@ -151,7 +151,7 @@ void Engine::recommend_batch(const int64_t* user_idx, int64_t n, const Query& q,
           never = &drop;
         }
         votes_all[r] =
-            neighbors.votes(recent_items.data() + (n_read - len), len, neighbors.own(u, length - len), never);
+            neighbors.votes(recent_items.data() + (n_read - len), len, neighbors.own(u, session_start), never);
       }
       // An excluded item is never returned: scoring need not look its boost up (with
       // exclude_interacted on a log without repeats, that is every item of the history).
