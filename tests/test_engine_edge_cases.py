@@ -342,3 +342,15 @@ def test_a_user_count_whose_state_size_would_wrap_is_refused():
         engine.ensure_users(2**58 + 1)  # 2**58 * 64 floats wraps to 64 in size_t
     engine.ensure_users(3)
     assert engine.n_users() == 3
+
+
+def test_a_users_unflagged_first_event_still_starts_its_last_session():
+    """compute_states starts every user's history with a session, flagged or not: the store's
+    session start (what the votes cut the last session at) says so too, not -1."""
+    e = hrnn._core.Engine(5, 8, True, 0)
+    offsets = np.array([0, 3, 5], np.int64)
+    items = np.array([1, 2, 3, 0, 4], np.int32)
+    ts = np.array([0.0, 10.0, 20.0, 0.0, 5000.0])
+    for flags in ([1, 0, 0, 1, 1], [0, 0, 0, 0, 1]):
+        e.compute_states(offsets, items, ts, np.array(flags, np.uint8), num_threads=1)
+        np.testing.assert_array_equal(e.dump_users()["session_start"], [0, 1])

@@ -389,6 +389,16 @@ def set_section(name, value):
     return change
 
 
+def shift_section(name, delta):
+    """Section ``name`` with ``delta`` added to its first value (an off-by-one a writer could make)."""
+    def change(sections, meta):
+        value = np.array(sections[name])
+        value[0] += delta
+        sections[name] = value
+        return meta
+    return change
+
+
 def duplicate_id(name):
     """The second id of ``name`` ("user_ids" / "item_ids") made equal to the first, in its encoding."""
     def change(sections, meta):
@@ -433,6 +443,7 @@ CRAFTED = [
     pytest.param(set_meta(training={"transition_weight_scores": [["a", 1]]}), id="weight a string"),
     pytest.param(set_meta(training={"best_epoch": True}), id="best epoch a bool"),
     pytest.param(set_section("users.n_events", None), id="no n_events"),
+    pytest.param(shift_section("users.n_events", 1), id="n_events not the history's length"),
     pytest.param(set_section("users.history_offsets", np.array([0, 5, 3], dtype=np.int64)),
                  id="history offsets decreasing"),
     pytest.param(set_section("users.history_items", None), id="no history items"),

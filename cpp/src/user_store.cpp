@@ -24,8 +24,9 @@ void UserStore::build(const Params& P, const EventArrays& ev, int num_threads) {
   for (int64_t u = 0; u < ev.n_users; ++u) {
     a.n_events[u] = ev.offsets[u + 1] - ev.offsets[u];
     a.last_ts[u] = a.n_events[u] > 0 ? ev.timestamps[ev.offsets[u + 1] - 1] : 0.0;
+    // A user's first event starts a session whether flagged or not, as compute_states has it.
     for (int64_t e = ev.offsets[u + 1] - 1; e >= ev.offsets[u] && a.session_start[u] < 0; --e)
-      if (ev.new_session[e]) a.session_start[u] = e - ev.offsets[u];
+      if (ev.new_session[e] || e == ev.offsets[u]) a.session_start[u] = e - ev.offsets[u];
   }
   a.history_offsets.assign(ev.offsets, ev.offsets + ev.n_users + 1);
   a.history_items.assign(ev.items, ev.items + ev.n_events);
@@ -47,6 +48,8 @@ void UserStore::load(UserArrays a) {
   require(a.session_start.size() == n, "user store: one session start per user is needed");
   for (size_t u = 0; u < n; ++u) {
     const int64_t length = a.history_offsets[u + 1] - a.history_offsets[u], s = a.session_start[u];
+    // put_events tells a user's first event by its count: it must be the history's.
+    require(a.n_events[u] == length, "user store: a user's event count must be its history's length");
     require(length == 0 ? s == -1 : (s >= 0 && s < length),
             "user store: a session start must lie in its user's history (-1 without one)");
   }

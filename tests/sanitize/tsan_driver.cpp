@@ -225,7 +225,7 @@ int main(int argc, char** argv) {
         fail("a torn snapshot");
       for (int64_t u = 0; u < a.n_users; ++u)
         if (a.history_offsets[u + 1] - a.history_offsets[u] != a.n_events[u] ||
-            a.session_start[u] >= a.n_events[u])
+            (a.n_events[u] == 0) != (a.session_start[u] == -1) || a.session_start[u] >= a.n_events[u])
           fail("a torn snapshot");
       dumps.fetch_add(1);
     }
@@ -268,6 +268,8 @@ int main(int argc, char** argv) {
         std::memcmp(h1.data(), h2.data(), sizeof(float) * kHidden) != 0)
       fail("user " + std::to_string(u) + " differs from the sequential replay");
   }
+  if (engine.users.dump().session_start != twin.users.dump().session_start)
+    fail("session starts differ from the sequential replay");
   std::printf("tsan driver: ok: %lld puts (%lld stale ones rejected, %lld racing ones refused), %lld users, "
               "%lld batches, %lld states, %lld dumps\n",
               static_cast<long long>(n_puts), static_cast<long long>(rejected.load()),
