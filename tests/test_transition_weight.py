@@ -53,7 +53,7 @@ def test_the_weight_is_chosen_with_the_events_clustered_by_user(log, monkeypatch
     split = held_out_split(m)
     seen = {}
     real = hv._choose
-    monkeypatch.setattr(hv, "_choose", lambda *a: seen.setdefault("args", a) and real(*a))
+    monkeypatch.setattr(hv, "_choose", lambda *a, **kw: seen.setdefault("args", a) and real(*a, **kw))
     chosen, scores = hv.choose_transition_weight(m._engine, split, "recall@20", 1, hv.AUTO_FALLBACK)
     users = seen["args"][4]
     lengths = np.diff(split[1][0])
@@ -221,3 +221,21 @@ def test_weights_within_the_noise_of_the_best_are_told_apart_by_the_other_metric
     ranks[i4] = np.where(np.arange(n) < 400, 10, 50)
     ranks[i8] = np.where(np.arange(n) < 200, 1, 50)
     assert choose_weight(m, _Ranks(ranks), None, "recall@20", hv.AUTO_FALLBACK) == 4.0
+
+
+def test_clear_evidence_on_the_other_metric_alone_replaces_the_fallback():
+    """A weight that only ranks the same hits higher (taobao's 8 against 0.5) wins by MRR@20 alone,
+    unless it is clearly worse on the fit's metric; the mix and the share do not take that path."""
+    m, n = hrnn.HRNN(), 1000
+    i8 = hv.AUTO_WEIGHTS.index(8.0)
+    base = np.where(np.arange(n) < 100, 10, 50)  # the fallback finds 10% of the events, at rank 10
+    ranks = [base] * len(hv.AUTO_WEIGHTS)
+    ranks[i8] = np.where(np.arange(n) < 100, 1, 50)  # the same hits, first
+    assert choose_weight(m, _Ranks(ranks), None, "recall@20", hv.AUTO_FALLBACK) == 8.0
+    assert m.transition_weight_scores_[8.0] == m.transition_weight_scores_[hv.AUTO_FALLBACK] == 0.1
+    ranks[i8] = np.where(np.arange(n) < 60, 1, 50)  # higher, but 40 hits fewer: clearly worse on recall
+    assert choose_weight(m, _Ranks(ranks), None, "recall@20", hv.AUTO_FALLBACK) == hv.AUTO_FALLBACK
+    hits = [(base <= 20).astype(float), (np.where(np.arange(n) < 100, 1, 50) <= 20).astype(float)]
+    mrr = [np.where(base <= 20, 1 / base, 0.0), np.where(np.arange(n) < 100, 1.0, 0.0)]
+    assert hv._choose(("fallback", "higher"), hits, mrr, "fallback")[0] == "fallback"
+    assert hv._choose(("fallback", "higher"), hits, mrr, "fallback", either=True)[0] == "higher"

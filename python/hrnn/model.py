@@ -92,8 +92,9 @@ class HRNN(Recommender):
         depend on it. "auto" chooses it among 0, 0.25, 0.5, 1, 2, 4 and 8 by the validation
         ``metric`` of ``fit`` on users' last sessions (users with 2+ sessions), scored before the
         model has trained on them, keeping 0.5 (1 on a log without repeats) unless another weight
-        is better by two standard errors (among such weights, those within two standard errors of
-        the best go by the other next-item metric, MRR@20 or Recall@20): with
+        is better by two standard errors on it or on the other next-item metric, MRR@20 or
+        Recall@20, without being clearly worse on it (among such weights, those within two
+        standard errors of the best go by the other metric): with
         ``fit(validation=True)`` on the held-out sessions
         after the last epoch; otherwise the last sessions of random users (2% of the events, at
         least 2,000 and at most 20,000) are held out of the first half of the epochs and the
