@@ -108,7 +108,9 @@ _TRAIN_FLAGS = [
     (("--session-start-mix",), "session_start_mix", dict(type=_weight, metavar="MIX"),
      "how `hrnn recommend --new-session` answers, in [0, 1]: from the state after the user's last "
      "event (0), the session state its user state proposes (1), or a mix; auto = chosen on the "
-     "first events of the sessions --transition-weight auto holds out (default: {default})"),
+     "first events of the last sessions of random users held out of the first half of the epochs "
+     "(as --transition-weight auto does; any of the weight, the mix or the sources at auto holds "
+     "them out) (default: {default})"),
     (("--session-start-sources",), "session_start_sources", dict(type=_switch, metavar="on|off|auto"),
      "whether `hrnn recommend --new-session` keeps the user's last items as the transition "
      "prior's sources; auto = chosen with --session-start-mix (default: {default})"),
