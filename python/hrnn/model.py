@@ -108,8 +108,9 @@ class HRNN(Recommender):
         mixes 0, 0.25, ..., 1 and both source settings by the first events of the held-out
         sessions ``transition_weight`` is chosen on (held out when the weight, the mix or the
         sources is "auto"), by their Recall@20 as the weight is by its metric (MRR@20 only
-        telling near-best settings apart), keeping without clear evidence mix 0.25 with sources where the median gap between a user's sessions is under a
-        day (a resumed visit), else 0.5 without (docs/engine.md, "Session-start queries").
+        telling near-best settings apart), keeping without clear evidence mix 0.25 with sources
+        where the median gap between a user's sessions is under a day (a resumed visit), else 0.5
+        without (docs/engine.md, "Session-start queries").
     session_start_neighbors : float or "auto", default "auto"
         Share beta in [0, 0.99] of ``baselines.SessionKNN``'s votes (for the user's last session)
         in ``new_session=True`` answers: ``(1 - beta) p + beta votes``, p the softmax over the
