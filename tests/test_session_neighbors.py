@@ -386,23 +386,19 @@ def test_at_most_first_events_max_users_choose(model, monkeypatch):
     few = hv.first_event_users(log, everyone, rng)
     assert few.sum() == 5 and not np.any(few & ~full)
     assert hv.first_event_users(log, n_sessions < 2, rng) is None
-    # With validation: FIRST_EVENTS_MAX of its held-out sessions, whole, the prefix as it was.
-    split = hv.validation_split(log, everyone)
-    prefix, test = hv.at_most_first_events_max(split, rng)
-    assert prefix is split[0]
-    lengths, full_lengths = np.diff(test[0]), np.diff(split[1][0])
-    assert (lengths > 0).sum() == 5 and np.all((lengths == 0) | (lengths == full_lengths))
-    starts = split[1][0][:-1][lengths > 0]
-    np.testing.assert_array_equal(test[1][test[0][:-1][lengths > 0]], split[1][1][starts])
-    assert len(test[1]) == lengths.sum() == len(test[2]) == len(test[3])
+    # With validation too: FIRST_EVENTS_MAX of its held-out sessions, whole, choose.
     v = hrnn.HRNN(transition_weight=0.7, **FIT)
     seen = []
     monkeypatch.setattr(hv, "choose_neighbors", lambda e, sp, *a: seen.append(sp) or (0.0, {}))
     monkeypatch.setattr("hrnn._training.choose_neighbors", hv.choose_neighbors)
     v.fit(make_query_log(), validation=True)
-    assert (np.diff(seen[0][1][0]) > 0).sum() == 5
-    monkeypatch.setattr(hv, "FIRST_EVENTS_MAX", 10**9)
-    assert hv.at_most_first_events_max(split, rng) is split
+    held = hv.validation_split(v._log, np.ones(v._log.n_users, bool))[1]
+    test = seen[0][1]
+    lengths, full_lengths = np.diff(test[0]), np.diff(held[0])
+    assert (lengths > 0).sum() == 5 and np.all((lengths == 0) | (lengths == full_lengths))
+    starts = held[0][:-1][lengths > 0]
+    np.testing.assert_array_equal(test[1][test[0][:-1][lengths > 0]], held[1][starts])
+    assert len(test[1]) == lengths.sum() == len(test[2]) == len(test[3])
 
 
 def test_the_last_session_follows_session_ids_in_fit_real_time_and_files(tmp_path):

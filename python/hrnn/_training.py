@@ -16,9 +16,9 @@ from ._ids import warn_caller
 from ._neighbors import NEIGHBORS_K, NEIGHBORS_SAMPLE, neighbor_index
 from ._progress import Progress, stops
 from ._transitions import apply_table, transition_table
-from ._validation import (at_most_first_events_max, auto_fallback, auto_holdout_users, choose_neighbors,
-                          choose_session_start, choose_transition_weight, first_event_users, n_targets,
-                          resumes_visits, start_fallback, validation_scores, validation_split)
+from ._validation import (auto_fallback, auto_holdout_users, choose_neighbors, choose_session_start,
+                          choose_transition_weight, first_event_users, n_targets, resumes_visits,
+                          start_fallback, validation_scores, validation_split)
 
 
 def weights_and_popularity(model, arrays: tuple, n_items: int, train_users: np.ndarray) -> tuple:
@@ -149,11 +149,10 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     choosing = auto or _auto_start(model)
     rejoin = choosing and split is not None and not validation
     # The share is chosen with the others where they are chosen, else after training; it holds
-    # nothing out of training (its first events are trained on: docs/engine.md).
+    # nothing out of training (its first events are trained on: docs/engine.md; with validation
+    # they are the held-out sessions, never trained on).
     first = None
-    if model.session_start_neighbors == "auto" and validation:  # its held-out sessions, never trained on
-        first = lambda: at_most_first_events_max(split, np.random.default_rng(model.random_state))  # noqa: E731
-    elif model.session_start_neighbors == "auto":
+    if model.session_start_neighbors == "auto":
         users = first_event_users(log, np.isin(np.arange(log.n_users), train_users),
                                   np.random.default_rng(model.random_state))
         if users is not None:

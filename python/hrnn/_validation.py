@@ -159,23 +159,6 @@ def first_event_users(log: "_data.EventLog", train_users: np.ndarray, rng) -> Op
     return held if held.any() else None
 
 
-def at_most_first_events_max(split: tuple, rng) -> tuple:
-    """``split`` with the test sessions of FIRST_EVENTS_MAX of its users at most (random ones; the
-    others' emptied): the first events ``fit(validation=True)`` chooses the share on."""
-    prefix, (offsets, items, timestamps, new_session) = split
-    lengths = np.diff(offsets)
-    held = np.flatnonzero(lengths > 0)
-    if len(held) <= FIRST_EVENTS_MAX:
-        return split
-    keep = np.zeros(len(lengths), dtype=bool)
-    keep[rng.choice(held, FIRST_EVENTS_MAX, replace=False)] = True
-    kept = np.where(keep, lengths, 0)
-    cut = np.zeros_like(offsets)
-    np.cumsum(kept, out=cut[1:])
-    events = np.repeat(keep, lengths)
-    return prefix, (cut, items[events], timestamps[events], new_session[events])
-
-
 def choose_neighbors(engine, split: tuple, start: tuple, num_threads: int) -> tuple:
     """(beta, {beta: first-event Recall@20}): the neighbours' share of NEIGHBOR_BETAS in the
     session-start answers (the engine's neighbour index built from ``split``'s prefix), chosen on

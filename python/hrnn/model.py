@@ -92,25 +92,22 @@ class HRNN(Recommender):
         depend on it. "auto" chooses it among 0, 0.25, 0.5, 1, 2, 4 and 8 by the validation
         ``metric`` of ``fit`` on users' last sessions (users with 2+ sessions), scored before the
         model has trained on them, keeping 0.5 (1 on a log without repeats) unless another weight
-        is better by two standard errors on it or on the other next-item metric, MRR@20 or
-        Recall@20, without being clearly worse on it (among such weights, those within two
-        standard errors of the best go by the other metric): with
-        ``fit(validation=True)`` on the held-out sessions
-        after the last epoch; otherwise the last sessions of random users (2% of the events, at
-        least 2,000 and at most 20,000) are held out of the first half of the epochs and the
-        choice is made there (``epochs=1`` and logs without such users get the fallback). The choice is
-        ``transition_weight_`` (docs/engine.md).
+        is better by two standard errors on it, or on the other next-item metric without being
+        clearly worse on it (near-best weights go by the other metric): with
+        ``fit(validation=True)`` on the held-out sessions after the last epoch; otherwise the last
+        sessions of random users (2% of the events, at least 2,000 and at most 20,000) are held
+        out of the first half of the epochs and the choice is made there (``epochs=1`` and logs
+        without such users get the fallback). The choice is ``transition_weight_`` (docs/engine.md).
     session_start_mix, session_start_sources : float / bool or "auto", default "auto"
         How a query flagged ``new_session=True`` (the next event starts a new session) is scored:
         from ``(1 - mix) h + mix s'`` (mix in [0, 1]; s' the session state the user-level GRU
         proposes once it has absorbed the session h ends), with a transition prior that keeps the
         user's last items as sources or has none (popularity alone). "auto" chooses among the
         mixes 0, 0.25, ..., 1 and both source settings by the first events of the held-out
-        sessions ``transition_weight`` is chosen on (held out when the weight, the mix or the
-        sources is "auto"), by their Recall@20 as the weight is by its metric (MRR@20 only
-        telling near-best settings apart), keeping without clear evidence mix 0.25 with sources
-        where the median gap between a user's sessions is under a day (a resumed visit), else 0.5
-        without (docs/engine.md, "Session-start queries").
+        sessions ``transition_weight`` is chosen on (held out if any of the three is "auto") by
+        Recall@20 (MRR@20 only among near-best ones), keeping without clear evidence mix 0.25 with
+        sources where the median gap between a user's sessions is under a day (a resumed visit),
+        else 0.5 without (docs/engine.md, "Session-start queries").
     session_start_neighbors : float or "auto", default "auto"
         Share beta in [0, 0.99] of ``baselines.SessionKNN``'s votes (for the user's last session)
         in ``new_session=True`` answers: ``(1 - beta) p + beta votes``, p the softmax over the
