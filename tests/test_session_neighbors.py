@@ -353,9 +353,11 @@ def test_auto_chooses_the_share_on_the_first_events_of_last_sessions(log):
     assert one.transition_weight_scores_ == {} and list(one.session_start_neighbors_scores_) == list(hv.NEIGHBOR_BETAS)
 
 
-def test_choosing_the_share_leaves_training_as_it_was(log):
-    """The share only changes session-start answers: "auto" trains the same model, to the bit,
-    as a fixed share, and chooses the transition weight and the session-start mix the same."""
+def test_choosing_the_share_changes_training_by_its_first_events_only(log, monkeypatch):
+    """Apart from its first events, which are no training targets until it is chosen (the next
+    test), "auto" trains the same model, to the bit, as a fixed share, and chooses the transition
+    weight and the session-start mix the same."""
+    monkeypatch.setattr("hrnn._training.without_first_events", lambda arrays, w, *rest: w)
     auto = hrnn.HRNN(**FIT).fit(log)
     fixed = hrnn.HRNN(session_start_neighbors=0.25, **FIT).fit(log)
     assert auto.session_start_neighbors_scores_ and not fixed.session_start_neighbors_scores_
@@ -487,3 +489,55 @@ def test_an_old_files_session_starts_follow_the_gaps():
     assert model_file._gap_session_starts(offsets, ts, 1e9).tolist() == [-1, 0, 0]
     # Offsets that are no CSR of the history: the user store reports them, not this.
     assert model_file._gap_session_starts(np.array([0, 4, 3]), ts, 1800.0).tolist() == [-1, -1]
+
+
+def test_the_shares_first_events_are_no_targets_until_it_is_chosen():
+    """Chosen with the weight after half the epochs, the share's first events (the first of each
+    multi-session user's last session) weigh 0 until then; a user whose last session the weight
+    holds out keeps its weights (that session is not in the first half's events)."""
+    offsets = np.array([0, 5, 9, 12], np.int64)
+    new = np.array([1, 0, 1, 0, 0, 1, 0, 0, 1, 1, 0, 0], np.uint8)  # last sessions at 2, 8 and 9
+    arrays = (offsets, np.zeros(12, np.int32), np.arange(12.0), new)
+    everyone = np.ones(3, bool)
+    np.testing.assert_array_equal(hv.without_first_events(arrays, None, everyone, offsets),
+                                  np.r_[1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1])  # user 2 has one session
+    w = np.full(12, 0.5, np.float32)
+    got = hv.without_first_events(arrays, w, np.array([False, True, True]), offsets)
+    np.testing.assert_array_equal(got, np.r_[np.full(8, 0.5), 0.0, np.full(3, 0.5)])
+    assert w.min() == 0.5  # the caller's weights stay as they were
+    longer = offsets + np.r_[0, 2, 2, 2]  # user 0's last session is held out of these events
+    np.testing.assert_array_equal(hv.without_first_events(arrays, None, everyone, longer), np.r_[np.ones(8), 0, 1, 1, 1])
+
+
+def test_the_shares_first_events_are_held_until_the_rejoin(monkeypatch):
+    """With the weight chosen at the rejoin, the first half trains on every event but the first
+    events of the share's users' last sessions that the weight does not hold out; the second half
+    trains on all of them. A fixed weight and mix (the share chosen after training) hold nothing."""
+    from hrnn import _training
+
+    monkeypatch.setattr(hv, "AUTO_HOLDOUT_MIN", 200)  # the weight holds out a few users, not all
+    real, seen = _training._epochs, []
+
+    def spy(model, engine, arrays, w, *rest):
+        rejoin = rest[-1]
+        halves = lambda: seen.append(rejoin()) or seen[-1][:2]  # noqa: E731
+        seen.append((arrays, w, rest[0]))
+        return real(model, engine, arrays, w, *rest[:-1], halves if rejoin else None)
+
+    monkeypatch.setattr(_training, "_epochs", spy)
+    log = make_query_log()
+    m = hrnn.HRNN(**FIT).fit(log)
+    full = log_arrays(m)
+    (first, w, train_users), (second, w2) = seen
+    offsets, full_offsets = first[0], full[0]
+    trained = np.isin(np.arange(m._log.n_users), train_users)
+    users = hv.first_event_users(m._log, trained, np.random.default_rng(FIT["random_state"]))
+    kept = np.diff(offsets) == np.diff(full_offsets)
+    starts = hrnn.data.last_session_starts(m._log)
+    expect = (starts - full_offsets[:-1] + offsets[:-1])[users & kept & (starts > full_offsets[:-1])]
+    assert 0 < len(expect) < users.sum()  # some users held by the weight, others by the share
+    np.testing.assert_array_equal(np.flatnonzero(w == 0), np.sort(expect))
+    assert second[0] is full[0] and (w2 is None or w2.min() > 0)
+    seen.clear()
+    hrnn.HRNN(**{**FIT, "transition_weight": 0.5, "session_start_mix": 0.5, "session_start_sources": True}).fit(log)
+    assert len(seen) == 1 and (seen[0][1] is None or seen[0][1].min() > 0)

@@ -18,7 +18,7 @@ from ._progress import Progress, stops
 from ._transitions import apply_table, transition_table
 from ._validation import (auto_fallback, auto_holdout_users, choose_neighbors, choose_session_start,
                           choose_transition_weight, first_event_users, n_targets, resumes_visits,
-                          start_fallback, validation_scores, validation_split)
+                          start_fallback, validation_scores, validation_split, without_first_events)
 
 
 def weights_and_popularity(model, arrays: tuple, n_items: int, train_users: np.ndarray) -> tuple:
@@ -148,15 +148,17 @@ def train(model, log: "_data.EventLog", train_users: np.ndarray, callbacks: list
     # not have a zero sampling probability (its logQ correction) when it becomes a target.
     choosing = auto or _auto_start(model)
     rejoin = choosing and split is not None and not validation
-    # The share is chosen with the others where they are chosen, else after training; it holds
-    # nothing out of training (its first events are trained on: docs/engine.md; with validation
-    # they are the held-out sessions, never trained on).
+    # The share is chosen with the others where they are chosen, its first events no training
+    # targets until then; else after training, holding nothing out (docs/engine.md; with
+    # validation they are the held-out sessions, never trained on).
     first = None
     if model.session_start_neighbors == "auto":
         users = first_event_users(log, np.isin(np.arange(log.n_users), train_users),
                                   np.random.default_rng(model.random_state))
         if users is not None:
             first = lambda: validation_split(log, users)  # noqa: E731
+            if rejoin:
+                w = without_first_events(arrays, w, users, log.offsets)
     full_w, full_pop = (weights_and_popularity(model, full, log.n_items, train_users)
                         if rejoin else (w, pop))
     engine.start_training(full_pop, batch_size=model.batch_size, bptt=model.bptt,

@@ -159,6 +159,23 @@ def first_event_users(log: "_data.EventLog", train_users: np.ndarray, rng) -> Op
     return held if held.any() else None
 
 
+def without_first_events(arrays: tuple, w: Optional[np.ndarray], users: np.ndarray,
+                         full_offsets: np.ndarray) -> np.ndarray:
+    """Loss weights for ``arrays`` (w, or ones) with 0 at the first event of the last session of
+    each of ``users`` (boolean [n_users]) whose last session is there (its events in ``arrays``
+    are all of them, ``full_offsets``', and it has 2+ sessions): the first events the share is
+    chosen on, kept from being training targets until it is chosen."""
+    offsets, items, _, new_session = arrays
+    lengths = np.diff(offsets)
+    starts = np.flatnonzero(new_session)
+    last = starts[np.maximum(np.searchsorted(starts, offsets[1:], side="left") - 1, 0)] if len(starts) \
+        else np.zeros(len(lengths), dtype=np.int64)
+    held = users & (lengths > 0) & (lengths == np.diff(full_offsets)) & (last > offsets[:-1])
+    out = np.ones(len(items), dtype=np.float32) if w is None else np.array(w, dtype=np.float32)
+    out[last[held]] = 0.0
+    return out
+
+
 def choose_neighbors(engine, split: tuple, start: tuple, num_threads: int) -> tuple:
     """(beta, {beta: first-event Recall@20}): the neighbours' share of NEIGHBOR_BETAS in the
     session-start answers (the engine's neighbour index built from ``split``'s prefix), chosen on
