@@ -3,9 +3,10 @@ and "auto": the first_recall@20 table of README "Where hrnn loses".
 
     python benchmarks/session_start_neighbors.py movielens-latest-small [--betas 0.25,0.5,0.75,0.9] [--seeds 0,1,2] [--validation]
 
-A share only changes answers, not training: one fit per seed with a fixed share (its neighbour
-index kept) answers for every fixed share, beta 0 being that fit without the votes. "auto" is its
-own fit per seed: the same network (training does not depend on the share) at the share it chose.
+A fixed share only changes answers, not training: one fit per seed with a fixed share (its
+neighbour index kept) answers for every fixed share, beta 0 being that fit without the votes.
+"auto" is its own fit per seed, at the share it chose: its network differs by the first events it
+chooses on, which the first half of its epochs does not train on.
 Through the next-item protocol; prints first_recall@20 (mean over the seeds) and its paired
 difference from beta 0, and the shares "auto" chose. ``--validation`` runs on the protocol's
 training part instead (its own split holds out each user's previous session). Reads
