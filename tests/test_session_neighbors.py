@@ -520,7 +520,7 @@ def test_the_shares_first_events_are_held_until_the_rejoin(monkeypatch):
 
     def spy(model, engine, arrays, w, *rest):
         rejoin = rest[-1]
-        halves = lambda: seen.append(rejoin()) or seen[-1][:2]  # noqa: E731
+        halves = lambda: seen.append(rejoin()) or seen[-1]  # noqa: E731
         seen.append((arrays, w, rest[0]))
         return real(model, engine, arrays, w, *rest[:-1], halves if rejoin else None)
 
