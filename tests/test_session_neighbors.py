@@ -507,6 +507,8 @@ def test_the_shares_first_events_are_no_targets_until_it_is_chosen():
     assert w.min() == 0.5  # the caller's weights stay as they were
     longer = offsets + np.r_[0, 2, 2, 2]  # user 0's last session is held out of these events
     np.testing.assert_array_equal(hv.without_first_events(arrays, None, everyone, longer), np.r_[np.ones(8), 0, 1, 1, 1])
+    assert hrnn.data.last_flags(new, offsets).tolist() == [2, 8, 9]
+    assert hrnn.data.last_flags(np.zeros(3, np.uint8), np.array([0, 3, 3])).tolist() == [0, 0]  # none flagged
 
 
 def test_the_shares_first_events_are_held_until_the_rejoin(monkeypatch):

@@ -167,9 +167,7 @@ def without_first_events(arrays: tuple, w: Optional[np.ndarray], users: np.ndarr
     chosen on, kept from being training targets until it is chosen."""
     offsets, items, _, new_session = arrays
     lengths = np.diff(offsets)
-    starts = np.flatnonzero(new_session)
-    last = starts[np.maximum(np.searchsorted(starts, offsets[1:], side="left") - 1, 0)] if len(starts) \
-        else np.zeros(len(lengths), dtype=np.int64)
+    last = _data.last_flags(new_session, offsets)
     held = users & (lengths > 0) & (lengths == np.diff(full_offsets)) & (last > offsets[:-1])
     out = np.ones(len(items), dtype=np.float32) if w is None else np.array(w, dtype=np.float32)
     out[last[held]] = 0.0

@@ -246,8 +246,16 @@ def build_event_log(df, session_gap: Optional[float] = 1800.0, item_ids=None) ->
 
 def last_session_starts(log: EventLog) -> np.ndarray:
     """int64 [n_users]: index of the first event of each user's last session."""
-    starts = np.flatnonzero(log.new_session)
-    return starts[np.searchsorted(starts, log.offsets[1:], side="left") - 1].astype(np.int64)
+    return last_flags(log.new_session, log.offsets)
+
+
+def last_flags(new_session: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """int64 [n_users]: index of the last flagged event before each user's end (``offsets[1:]``),
+    0 where there is none: a user's last session start when its first event is flagged."""
+    starts = np.flatnonzero(new_session)
+    if not len(starts):
+        return np.zeros(len(offsets) - 1, dtype=np.int64)
+    return starts[np.maximum(np.searchsorted(starts, offsets[1:], side="left") - 1, 0)].astype(np.int64)
 
 
 # ------------------------------------------------------------------------------- featurization

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import _core, _device
 from ._files import atomic_file
+from .data import last_flags
 
 MAGIC = b"HRNNMODL"
 END = b"HRNNEND\0"
@@ -258,11 +259,7 @@ def _gap_session_starts(offsets: np.ndarray, ts: np.ndarray, session_gap: float)
     new = np.ones(len(ts), dtype=bool)
     new[1:] = np.diff(ts) > session_gap
     new[offsets[:-1][lengths > 0]] = True
-    starts = np.flatnonzero(new)
-    if not len(starts):
-        return np.full(len(lengths), -1, dtype=np.int64)
-    last = starts[np.maximum(np.searchsorted(starts, offsets[1:], side="left") - 1, 0)]
-    return np.where(lengths > 0, last - offsets[:-1], -1).astype(np.int64)
+    return np.where(lengths > 0, last_flags(new, offsets) - offsets[:-1], -1).astype(np.int64)
 
 
 def _load_neighbors(engine, s: dict, setting, name: str) -> float:
