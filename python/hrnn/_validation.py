@@ -166,9 +166,8 @@ def without_first_events(arrays: tuple, w: Optional[np.ndarray], users: np.ndarr
     are all of them, ``full_offsets``', and it has 2+ sessions): the first events the share is
     chosen on, kept from being training targets until it is chosen."""
     offsets, items, _, new_session = arrays
-    lengths = np.diff(offsets)
-    last = _data.last_flags(new_session, offsets)
-    held = users & (lengths > 0) & (lengths == np.diff(full_offsets)) & (last > offsets[:-1])
+    last = _data.last_flags(new_session, offsets)  # > the user's first event: 2+ sessions there
+    held = users & (np.diff(offsets) == np.diff(full_offsets)) & (last > offsets[:-1])
     out = np.ones(len(items), dtype=np.float32) if w is None else np.array(w, dtype=np.float32)
     out[last[held]] = 0.0
     return out
